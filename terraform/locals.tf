@@ -1,0 +1,84 @@
+locals {
+  # All names come from modules/naming (prefix + environment + a stable hash).
+  names = module.naming.names
+
+  tags = merge(var.tags, {
+    project     = "sommelier"
+    environment = var.environment
+    managed-by  = "terraform"
+  })
+
+  # Blob containers shared with the application.
+  training_data_container = "training-data"
+  models_container        = "models"
+  package_container       = "app-package"
+
+  blob_endpoint         = azurerm_storage_account.main.primary_blob_endpoint # ends with "/"
+  models_container_url  = "${local.blob_endpoint}${local.models_container}"
+  training_data_url     = "${local.blob_endpoint}${local.training_data_container}"
+  package_container_url = "${local.blob_endpoint}${local.package_container}"
+
+  monitoring_fqdn = azurerm_public_ip.monitoring.fqdn
+  pushgateway_url = "http://${local.monitoring_fqdn}:9091"
+  grafana_url     = "http://${local.monitoring_fqdn}:3000"
+
+  monitoring_subnet_prefix = cidrsubnet(var.vnet_address_space, 3, 0)
+
+  # Sources allowed to push metrics: the function app's possible outbound addresses plus any
+  # extra ones from the variable. Flex Consumption without VNet integration has no guaranteed
+  # fixed outbound address, hence the variable (see README.md).
+  pushgateway_sources = distinct(concat(
+    [for ip in azurerm_function_app_flex_consumption.main.possible_outbound_ip_address_list : trimspace(ip) if trimspace(ip) != ""],
+    var.pushgateway_extra_source_cidrs,
+  ))
+
+  # Key Vault references resolve with the app's system-assigned identity (the Flex resource has
+  # no key_vault_reference_identity_id argument).
+  # Whether the optional MLflow secrets were given (only the emptiness is revealed, not the value).
+  mlflow_password_set = nonsensitive(var.mlflow_tracking_password != "")
+  mlflow_token_set    = nonsensitive(var.mlflow_tracking_token != "")
+
+  pushgateway_password_reference = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.pushgateway_password.versionless_id})"
+  mlflow_password_reference      = !local.mlflow_password_set ? "" : "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.mlflow_password[0].versionless_id})"
+  mlflow_token_reference         = !local.mlflow_token_set ? "" : "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.mlflow_token[0].versionless_id})"
+
+  # Every setting the handler reads (local.settings.json.example), plus the identity-based host
+  # storage connection. FUNCTIONS_WORKER_RUNTIME and AzureWebJobsStorage are not set on Flex
+  # Consumption: the runtime comes from functionAppConfig and host storage uses the identity.
+  app_settings = {
+    # Host storage through the user-assigned identity.
+    "AzureWebJobsStorage__accountName" = azurerm_storage_account.main.name
+    "AzureWebJobsStorage__credential"  = "managedidentity"
+    "AzureWebJobsStorage__clientId"    = azurerm_user_assigned_identity.app.client_id
+
+    # Application Insights with Entra ID authentication (local auth is disabled).
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" = "ClientId=${azurerm_user_assigned_identity.app.client_id};Authorization=AAD"
+
+    # Model registry and training data: container URLs, token credential of the identity.
+    "SOMMELIER_STORE"                     = local.models_container_url
+    "SOMMELIER_TRAINING_DATA"             = local.training_data_url
+    "SOMMELIER_STORAGE_CONNECTION_STRING" = ""
+    "SOMMELIER_IDENTITY_CLIENT_ID"        = azurerm_user_assigned_identity.app.client_id
+
+    "SOMMELIER_RETRAIN_SCHEDULE"      = var.retrain_schedule
+    "SOMMELIER_MODEL_REFRESH_SECONDS" = tostring(var.model_refresh_seconds)
+    "SOMMELIER_PROMOTION_TOLERANCE"   = tostring(var.promotion_tolerance)
+    "SOMMELIER_KEEP_VERSIONS"         = tostring(var.keep_versions)
+    "SOMMELIER_MAX_BATCH_ROWS"        = tostring(var.max_batch_rows)
+
+    "SOMMELIER_PUSHGATEWAY_URL"       = local.pushgateway_url
+    "SOMMELIER_PUSHGATEWAY_USERNAME"  = var.pushgateway_username
+    "SOMMELIER_PUSHGATEWAY_PASSWORD"  = local.pushgateway_password_reference
+    "SOMMELIER_PUSH_INTERVAL_SECONDS" = tostring(var.push_interval_seconds)
+
+    "SOMMELIER_LOG_FORMAT" = var.log_format
+    "RUST_LOG"             = var.rust_log
+
+    "MLFLOW_TRACKING_URI"         = var.mlflow_tracking_uri
+    "MLFLOW_TRACKING_USERNAME"    = var.mlflow_tracking_username
+    "MLFLOW_TRACKING_PASSWORD"    = local.mlflow_password_reference
+    "MLFLOW_TRACKING_TOKEN"       = local.mlflow_token_reference
+    "MLFLOW_EXPERIMENT_NAME"      = var.mlflow_experiment_name
+    "SOMMELIER_MLFLOW_MODEL_NAME" = var.mlflow_model_name
+  }
+}

@@ -1,0 +1,68 @@
+# One StorageV2 account for the application (models, training data), the Functions host
+# (timer state, blob receipts) and the Flex Consumption deployment package. Every client uses
+# Entra ID: the app and the host through the user-assigned identity, the deployment container
+# through the same identity, Terraform through storage_use_azuread. Shared keys are disabled.
+resource "azurerm_storage_account" "main" {
+  #checkov:skip=CKV_AZURE_59:Public endpoint stays reachable: Flex Consumption without VNet integration and the hosted deploy runner reach storage over the internet; access still needs an Entra ID token (shared keys are disabled).
+  #checkov:skip=CKV_AZURE_35:Default network action stays Allow for the same reason; authorization is identity-only and anonymous access is off.
+  #checkov:skip=CKV2_AZURE_33:No private endpoint: the Flex Consumption app has no virtual network integration in this design.
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys with infrastructure (double) encryption are enough for wine-quality models and public training data; a customer-managed key adds a key lifecycle to operate.
+  #checkov:skip=CKV_AZURE_33:Queue service logging is classic Storage Analytics (shared-key era); the queues here are the Functions host's internal ones, and the host logs to Application Insights.
+  name                     = local.names.storage_account
+  resource_group_name      = azurerm_resource_group.main.name
+  location                 = azurerm_resource_group.main.location
+  account_kind             = "StorageV2"
+  account_tier             = "Standard"
+  account_replication_type = var.storage_replication_type
+  access_tier              = "Hot"
+
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
+  shared_access_key_enabled         = false
+  default_to_oauth_authentication   = true
+  public_network_access_enabled     = true
+  cross_tenant_replication_enabled  = false
+  local_user_enabled                = false
+  infrastructure_encryption_enabled = true
+
+  blob_properties {
+    versioning_enabled = true
+
+    delete_retention_policy {
+      days = var.blob_soft_delete_days
+    }
+
+    container_delete_retention_policy {
+      days = var.blob_soft_delete_days
+    }
+  }
+
+  sas_policy {
+    expiration_period = "01.00:00:00"
+    expiration_action = "Log"
+  }
+
+  tags = local.tags
+}
+
+resource "azurerm_storage_container" "training_data" {
+  #checkov:skip=CKV2_AZURE_21:Blob read logging would need a diagnostic setting per blob service; uploads are already visible as Event Grid deliveries and function invocations in Application Insights.
+  name                  = local.training_data_container
+  storage_account_id    = azurerm_storage_account.main.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_container" "models" {
+  #checkov:skip=CKV2_AZURE_21:Model writes and reads are logged by the application (registry events in Application Insights); no separate blob logging.
+  name                  = local.models_container
+  storage_account_id    = azurerm_storage_account.main.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_container" "app_package" {
+  #checkov:skip=CKV2_AZURE_21:Holds only the deployment zip written by the platform during deployment; deployments are logged by the deploy workflow and the app's activity log.
+  name                  = local.package_container
+  storage_account_id    = azurerm_storage_account.main.id
+  container_access_type = "private"
+}

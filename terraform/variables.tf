@@ -1,0 +1,372 @@
+# ---------------------------------------------------------------------------------------------
+# Naming and placement
+# ---------------------------------------------------------------------------------------------
+
+variable "prefix" {
+  type        = string
+  description = "Project prefix used in every resource name: 2-8 lowercase letters and digits, starting with a letter (validated by modules/naming)."
+  default     = "somm"
+}
+
+variable "environment" {
+  type        = string
+  description = "Environment name, for example dev or prod: 2-6 lowercase letters and digits (validated by modules/naming)."
+  default     = "dev"
+}
+
+variable "location" {
+  type        = string
+  description = "Azure region for every resource. It must offer the Flex Consumption plan with the chosen runtime (az functionapp list-flexconsumption-runtimes --location <region> --runtime custom)."
+  default     = "swedencentral"
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Extra tags merged into the tags every resource gets (project, environment, managed-by)."
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------------------------
+# Function app (Flex Consumption)
+# ---------------------------------------------------------------------------------------------
+
+variable "function_runtime_name" {
+  type        = string
+  description = "Flex Consumption runtime stack. `custom` runs the Rust custom handler directly; `python` or `node` also work with the same package (the host only spawns the executable) if `custom` is not offered in the region."
+  default     = "custom"
+
+  validation {
+    condition     = contains(["custom", "python", "node"], var.function_runtime_name)
+    error_message = "function_runtime_name must be custom, python or node."
+  }
+}
+
+variable "function_runtime_version" {
+  type        = string
+  description = "Runtime version for function_runtime_name (`1.0` for custom; check with az functionapp list-flexconsumption-runtimes)."
+  default     = "1.0"
+}
+
+variable "function_instance_memory_mb" {
+  type        = number
+  description = "Memory of each Flex Consumption instance in MB."
+  default     = 2048
+
+  validation {
+    condition     = contains([512, 2048, 4096], var.function_instance_memory_mb)
+    error_message = "function_instance_memory_mb must be 512, 2048 or 4096."
+  }
+}
+
+variable "function_maximum_instance_count" {
+  type        = number
+  description = "Maximum number of instances the function app scales out to."
+  default     = 40
+
+  validation {
+    condition     = var.function_maximum_instance_count >= 1 && var.function_maximum_instance_count <= 1000
+    error_message = "function_maximum_instance_count must be between 1 and 1000."
+  }
+}
+
+variable "predict_always_ready_instances" {
+  type        = number
+  description = "Always-ready instances kept warm for the `predict` function (0 = none, scale from zero; 1 or more removes cold starts at a cost)."
+  default     = 0
+
+  validation {
+    condition     = var.predict_always_ready_instances >= 0 && var.predict_always_ready_instances <= 10
+    error_message = "predict_always_ready_instances must be between 0 and 10."
+  }
+}
+
+variable "function_http_concurrency" {
+  type        = number
+  description = "HTTP requests one instance handles at once before the platform scales out; null keeps the platform default."
+  default     = null
+
+  validation {
+    condition     = var.function_http_concurrency == null ? true : (var.function_http_concurrency >= 1 && var.function_http_concurrency <= 1000)
+    error_message = "function_http_concurrency must be null or between 1 and 1000."
+  }
+}
+
+variable "enable_blob_trigger_subscription" {
+  type        = bool
+  description = "Phase 2 of the deployment: create the Event Grid subscription that calls the blob trigger's webhook. Needs the deployed code (the blobs_extension system key exists only once the host has started with retrain-on-upload). Apply with false first, deploy the package, then apply with true."
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------------
+# Application settings (see local.settings.json.example)
+# ---------------------------------------------------------------------------------------------
+
+variable "retrain_schedule" {
+  type        = string
+  description = "NCRONTAB schedule (six fields, UTC) of the retrain-on-schedule function (SOMMELIER_RETRAIN_SCHEDULE)."
+  default     = "0 0 3 * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.retrain_schedule))) == 6
+    error_message = "retrain_schedule must be an NCRONTAB expression with six fields (second minute hour day month weekday)."
+  }
+}
+
+variable "model_refresh_seconds" {
+  type        = number
+  description = "How often an instance checks the champion pointer for a new model (SOMMELIER_MODEL_REFRESH_SECONDS)."
+  default     = 30
+
+  validation {
+    condition     = var.model_refresh_seconds >= 1
+    error_message = "model_refresh_seconds must be at least 1."
+  }
+}
+
+variable "promotion_tolerance" {
+  type        = number
+  description = "Relative RMSE slack for promoting a challenger (SOMMELIER_PROMOTION_TOLERANCE)."
+  default     = 0.01
+
+  validation {
+    condition     = var.promotion_tolerance >= 0 && var.promotion_tolerance < 1
+    error_message = "promotion_tolerance must be in [0, 1)."
+  }
+}
+
+variable "keep_versions" {
+  type        = number
+  description = "Model versions kept in the registry (SOMMELIER_KEEP_VERSIONS)."
+  default     = 20
+
+  validation {
+    condition     = var.keep_versions >= 2
+    error_message = "keep_versions must be at least 2 (champion and previous champion)."
+  }
+}
+
+variable "max_batch_rows" {
+  type        = number
+  description = "Largest batch accepted by /api/predict and /api/invocations (SOMMELIER_MAX_BATCH_ROWS)."
+  default     = 10000
+
+  validation {
+    condition     = var.max_batch_rows >= 1
+    error_message = "max_batch_rows must be at least 1."
+  }
+}
+
+variable "push_interval_seconds" {
+  type        = number
+  description = "Seconds between metric pushes to the Pushgateway (SOMMELIER_PUSH_INTERVAL_SECONDS)."
+  default     = 15
+
+  validation {
+    condition     = var.push_interval_seconds >= 1
+    error_message = "push_interval_seconds must be at least 1."
+  }
+}
+
+variable "log_format" {
+  type        = string
+  description = "Log format of the handler: text or json (SOMMELIER_LOG_FORMAT)."
+  default     = "json"
+
+  validation {
+    condition     = contains(["text", "json"], var.log_format)
+    error_message = "log_format must be text or json."
+  }
+}
+
+variable "rust_log" {
+  type        = string
+  description = "Log filter of the handler, for example info or sommelier=debug (RUST_LOG)."
+  default     = "info"
+}
+
+variable "mlflow_tracking_uri" {
+  type        = string
+  description = "MLflow tracking server URL (MLFLOW_TRACKING_URI). Empty: tracking off."
+  default     = ""
+
+  validation {
+    condition     = var.mlflow_tracking_uri == "" || can(regex("^https?://", var.mlflow_tracking_uri))
+    error_message = "mlflow_tracking_uri must be empty or an http(s) URL."
+  }
+}
+
+variable "mlflow_experiment_name" {
+  type        = string
+  description = "MLflow experiment that receives the training runs (MLFLOW_EXPERIMENT_NAME)."
+  default     = "sommelier"
+}
+
+variable "mlflow_model_name" {
+  type        = string
+  description = "Registered model name in the MLflow model registry (SOMMELIER_MLFLOW_MODEL_NAME)."
+  default     = "sommelier-wine-quality"
+}
+
+variable "mlflow_tracking_username" {
+  type        = string
+  description = "Basic-auth user for MLflow (MLFLOW_TRACKING_USERNAME). Empty: none."
+  default     = ""
+}
+
+variable "mlflow_tracking_password" {
+  type        = string
+  description = "Basic-auth password for MLflow. Stored in Key Vault and handed to the app as a Key Vault reference (MLFLOW_TRACKING_PASSWORD). Empty: none. Pass it through TF_VAR_mlflow_tracking_password, never in a file."
+  default     = ""
+  sensitive   = true
+}
+
+variable "mlflow_tracking_token" {
+  type        = string
+  description = "Bearer token for MLflow. Stored in Key Vault and handed to the app as a Key Vault reference (MLFLOW_TRACKING_TOKEN). Empty: none. Pass it through TF_VAR_mlflow_tracking_token, never in a file."
+  default     = ""
+  sensitive   = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Monitoring VM (Prometheus, Pushgateway, Grafana; configured by Ansible)
+# ---------------------------------------------------------------------------------------------
+
+variable "admin_cidrs" {
+  type        = list(string)
+  description = "IPv4 CIDR ranges allowed to reach SSH (22) and Grafana (3000) on the monitoring VM, for example [\"203.0.113.10/32\"]. Required; the internet as a whole (0.0.0.0/0 or any /0-/7) is rejected."
+
+  validation {
+    condition     = length(var.admin_cidrs) > 0
+    error_message = "admin_cidrs must list at least one CIDR range."
+  }
+
+  validation {
+    condition = alltrue([
+      for c in var.admin_cidrs :
+      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c)) && can(cidrhost(c, 0)) && tonumber(split("/", c)[1]) >= 8
+    ])
+    error_message = "admin_cidrs must be IPv4 CIDR ranges with a prefix length of at least /8; 0.0.0.0/0 (the whole internet) is not allowed."
+  }
+}
+
+variable "pushgateway_extra_source_cidrs" {
+  type        = list(string)
+  description = "Extra IPv4 addresses or CIDR ranges allowed to reach the Pushgateway (9091), added to the function app's possible outbound addresses. Needed because Flex Consumption apps without virtual network integration do not guarantee fixed outbound addresses: if pushes are refused, add the observed addresses here (or integrate the app with a VNet and a NAT gateway)."
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for c in var.pushgateway_extra_source_cidrs :
+      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$", c)) && !startswith(c, "0.0.0.0") && (length(split("/", c)) == 1 ? true : tonumber(split("/", c)[1]) >= 16)
+    ])
+    error_message = "pushgateway_extra_source_cidrs must be IPv4 addresses or CIDR ranges of /16 or narrower; the internet as a whole is not allowed."
+  }
+}
+
+variable "vm_size" {
+  type        = string
+  description = "Size of the monitoring VM (Prometheus, Pushgateway and Grafana fit in 2 vCPUs / 4 GiB)."
+  default     = "Standard_B2s"
+}
+
+variable "vm_admin_username" {
+  type        = string
+  description = "Admin user of the monitoring VM (used by Ansible)."
+  default     = "azureadmin"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.vm_admin_username)) && !contains(["root", "admin", "administrator"], var.vm_admin_username)
+    error_message = "vm_admin_username must be a valid Linux user name and not root, admin or administrator."
+  }
+}
+
+variable "vm_admin_ssh_public_key" {
+  type        = string
+  description = "OpenSSH public key (the .pub file content) for the monitoring VM's admin user. Password login is disabled."
+
+  validation {
+    condition     = can(regex("^(ssh-rsa|ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+", var.vm_admin_ssh_public_key))
+    error_message = "vm_admin_ssh_public_key must be an OpenSSH public key (ssh-rsa, ssh-ed25519 or ecdsa-sha2-*)."
+  }
+}
+
+variable "vm_os_disk_size_gb" {
+  type        = number
+  description = "OS disk size of the monitoring VM in GiB (Prometheus keeps its TSDB there)."
+  default     = 32
+
+  validation {
+    condition     = var.vm_os_disk_size_gb >= 30
+    error_message = "vm_os_disk_size_gb must be at least 30 (the Ubuntu image size)."
+  }
+}
+
+variable "vnet_address_space" {
+  type        = string
+  description = "Address space of the monitoring virtual network."
+  default     = "10.42.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.vnet_address_space, 0))
+    error_message = "vnet_address_space must be a CIDR range."
+  }
+}
+
+variable "pushgateway_username" {
+  type        = string
+  description = "Basic-auth user of the Pushgateway (SOMMELIER_PUSHGATEWAY_USERNAME); the password is generated."
+  default     = "sommelier"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]{3,32}$", var.pushgateway_username))
+    error_message = "pushgateway_username must be 3-32 characters of letters, digits, dot, underscore or hyphen."
+  }
+}
+
+variable "prometheus_retention_time" {
+  type        = string
+  description = "How long Prometheus keeps samples (handed to Ansible as prometheus_retention_time), for example 15d."
+  default     = "15d"
+
+  validation {
+    condition     = can(regex("^[0-9]+(h|d|w|y)$", var.prometheus_retention_time))
+    error_message = "prometheus_retention_time must be a Prometheus duration such as 15d."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Observability and storage
+# ---------------------------------------------------------------------------------------------
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of the Log Analytics workspace behind Application Insights, in days."
+  default     = 30
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be between 30 and 730."
+  }
+}
+
+variable "storage_replication_type" {
+  type        = string
+  description = "Replication of the storage account (models and training data)."
+  default     = "GRS"
+
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "RAGRS", "GZRS", "RAGZRS"], var.storage_replication_type)
+    error_message = "storage_replication_type must be one of LRS, ZRS, GRS, RAGRS, GZRS, RAGZRS."
+  }
+}
+
+variable "blob_soft_delete_days" {
+  type        = number
+  description = "Days deleted blobs and containers are kept (soft delete)."
+  default     = 14
+
+  validation {
+    condition     = var.blob_soft_delete_days >= 1 && var.blob_soft_delete_days <= 365
+    error_message = "blob_soft_delete_days must be between 1 and 365."
+  }
+}
