@@ -1,0 +1,676 @@
+"""Checks of monitoring/ (Prometheus configuration, alert rules, Grafana dashboards), and the
+end-to-end test: a real sommelier pushing to a real Pushgateway scraped by a real Prometheus
+with the project's own configuration, every alert rule loaded and every dashboard query run.
+
+Static checks need promtool (Debian package `prometheus`). The end-to-end tests need
+`target/debug/sommelier` (`cargo build`), `prometheus` and `prometheus-pushgateway`; they fail,
+never skip, when one is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MONITORING = REPO / "monitoring"
+PROMETHEUS_DIR = MONITORING / "prometheus"
+RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
+DATASOURCES = MONITORING / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+SOMMELIER = REPO / "target" / "debug" / "sommelier"
+
+FEATURES = [
+    "fixed_acidity", "volatile_acidity", "citric_acid", "residual_sugar", "chlorides",
+    "free_sulfur_dioxide", "total_sulfur_dioxide", "density", "pH", "sulphates", "alcohol",
+]
+
+# The metrics the application exports (see the monitoring issue), by type.
+COUNTERS = {
+    "sommelier_http_requests_total", "sommelier_predictions_total",
+    "sommelier_feature_out_of_range_total", "sommelier_feature_values_observed_total",
+    "sommelier_cold_starts_total", "sommelier_training_runs_total",
+    "sommelier_pushgateway_push_failures_total", "sommelier_mlflow_failures_total",
+    "sommelier_store_errors_total",
+}
+GAUGES = {
+    "sommelier_http_requests_in_flight", "sommelier_feature_drift_psi", "sommelier_model_info",
+    "sommelier_model_load_duration_seconds", "sommelier_model_created_timestamp_seconds",
+    "sommelier_process_start_time_seconds", "sommelier_training_rows", "sommelier_model_rmse",
+    "sommelier_model_mae", "sommelier_model_r2",
+    "sommelier_last_successful_training_timestamp_seconds",
+}
+HISTOGRAMS = {
+    "sommelier_http_request_duration_seconds", "sommelier_prediction_batch_size",
+    "sommelier_predicted_quality", "sommelier_training_duration_seconds",
+}
+# Added by the Pushgateway to every group.
+GATEWAY = {"push_time_seconds", "push_failure_time_seconds"}
+KNOWN_METRICS = (
+    COUNTERS | GAUGES | GATEWAY
+    | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+)
+
+# What Grafana substitutes in a query before sending it, and what the tests use instead.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "10m"}
+
+PROMQL_KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
+    "bool", "offset", "inf", "nan", "atan2",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+def load_yaml(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def alerts() -> list[dict]:
+    return [
+        rule
+        for path in RULES
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def panels(dashboard: dict) -> list[dict]:
+    """Every panel, including the ones nested in collapsed rows."""
+    out = []
+    for panel in dashboard.get("panels", []):
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard file, panel title + refId, PromQL with Grafana's variables substituted)."""
+    out = []
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for variable, value in GRAFANA_VARIABLES.items():
+                    expr = expr.replace(variable, value)
+                out.append((path.name, f'{panel["title"]} [{target["refId"]}]', expr))
+    return out
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (a small parser: enough for our queries)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][\w:]*)(\s*\()?", text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body=None, timeout: float = 30, auth: tuple[str, str] | None = None):
+    """Returns (status, text). Never raises for HTTP error statuses."""
+    data = None
+    headers = {}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    if auth is not None:
+        import base64
+
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+# ---------------------------------------------------------------- Prometheus configuration and rules
+
+@pytest.fixture(scope="module")
+def promtool(tool):
+    return tool("promtool")
+
+
+def test_prometheus_config_is_valid(promtool, tmp_path):
+    """The configuration as deployed: rule files beside it, the gateway's password in a file."""
+    shutil.copytree(PROMETHEUS_DIR, tmp_path / "prometheus")
+    (tmp_path / "prometheus" / "pushgateway_password").write_text("not-the-real-one\n")
+    result = run([promtool, "check", "config", str(tmp_path / "prometheus" / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_gateway_with_honor_labels_and_itself():
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    gateway = jobs["pushgateway"]
+    assert gateway["honor_labels"] is True, "the instances' job/instance labels must be kept"
+    assert "password_file" in gateway["basic_auth"], "the password lives in a file, not in the config"
+    assert "password" not in gateway["basic_auth"]
+    assert "prometheus" in jobs
+    assert config["rule_files"] == ["rules/*.yml"]
+
+
+def test_alert_rules_are_valid(promtool):
+    assert RULES, "no rule files"
+    result = run([promtool, "check", "rules", *map(str, RULES)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_unit_tests_pass(promtool):
+    assert RULE_TESTS, "no rule unit tests"
+    result = run([promtool, "test", "rules", *map(str, RULE_TESTS)], cwd=PROMETHEUS_DIR)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_documented():
+    names = [rule["alert"] for rule in alerts()]
+    assert len(names) == len(set(names)), f"duplicate alert names: {names}"
+    for rule in alerts():
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description"):
+            assert annotations.get(key, "").strip(), f"{rule['alert']}: no {key}"
+        assert annotations.get("runbook") or annotations.get("runbook_url"), f"{rule['alert']}: no runbook"
+        assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, rule["alert"]
+
+
+def test_the_issue_alerts_exist():
+    expressions = " ".join(rule["expr"] for rule in alerts())
+    for metric in (
+        "sommelier_last_successful_training_timestamp_seconds",  # no successful training for too long
+        'status=~"5.."',  # serving error rate
+        "sommelier_http_request_duration_seconds_bucket",  # p99 latency
+        "sommelier_feature_drift_psi",  # drift
+        "sommelier_feature_out_of_range_total",  # out-of-range rate
+        "push_time_seconds",  # instances that stopped pushing
+        'outcome="failed"',  # training failures
+    ):
+        assert metric in expressions, f"no alert uses {metric}"
+
+
+def test_every_alert_has_firing_and_quiet_unit_tests():
+    firing, quiet = set(), set()
+    for path in RULE_TESTS:
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    for rule in alerts():
+        assert rule["alert"] in firing, f"{rule['alert']}: no unit test where it fires"
+        assert rule["alert"] in quiet, f"{rule['alert']}: no unit test where it stays quiet"
+
+
+def test_alert_rules_use_only_exported_metrics():
+    for rule in alerts():
+        unknown = metric_names(rule["expr"]) - KNOWN_METRICS
+        assert not unknown, f"{rule['alert']} uses metrics nobody exports: {unknown}"
+
+
+# ---------------------------------------------------------------- Grafana
+
+def test_metric_name_parser():
+    expr = ('sum by (le) (rate(a_bucket{function=~"predict|x"}[5m])) / ignoring (f) group_left '
+            'sum(b_total offset 5m) or on () vector(0) and c > 0.2 * 1e3')
+    assert metric_names(expr) == {"a_bucket", "b_total", "c"}
+
+
+def test_dashboards_parse_and_have_unique_panel_ids():
+    assert {p.name for p in DASHBOARDS} >= {"serving.json", "model.json"}
+    uids = set()
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        assert dashboard["uid"] not in uids
+        uids.add(dashboard["uid"])
+        assert dashboard["title"]
+        ids = [panel["id"] for panel in panels(dashboard)]
+        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
+        for panel in panels(dashboard):
+            if panel["type"] == "row":
+                continue
+            assert panel.get("targets"), f"{path.name}: panel {panel['title']!r} has no query"
+            ref_ids = [t["refId"] for t in panel["targets"]]
+            assert len(ref_ids) == len(set(ref_ids)), f"{path.name}: {panel['title']!r}"
+            assert {"x", "y", "w", "h"} <= panel["gridPos"].keys()
+
+
+def test_dashboard_queries_pass_promtool(promtool, tmp_path):
+    rules = [
+        {"record": f"dashboard:query_{i}:check", "expr": expr}
+        for i, (_, _, expr) in enumerate(panel_queries())
+    ]
+    assert rules
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, sort_keys=False))
+    result = run([promtool, "check", "rules", str(path)])
+    if result.returncode != 0:
+        listing = "\n".join(f"{i}: {d} / {p}: {e}" for i, (d, p, e) in enumerate(panel_queries()))
+        pytest.fail(f"{result.stdout}{result.stderr}\nqueries:\n{listing}")
+
+
+def test_dashboards_use_only_exported_metrics():
+    for dashboard, panel, expr in panel_queries():
+        names = metric_names(expr)
+        assert names, f"{dashboard} / {panel}: no metric in {expr!r}"
+        unknown = names - KNOWN_METRICS
+        assert not unknown, f"{dashboard} / {panel} uses metrics nobody exports: {unknown}"
+
+
+def test_dashboards_sum_across_instances():
+    """Each instance pushes its own group: a raw selector of a counter would show one line per instance."""
+    for dashboard, panel, expr in panel_queries():
+        for name in metric_names(expr) & (COUNTERS | {f"{h}_bucket" for h in HISTOGRAMS}):
+            assert re.search(r"\b(sum|count|max|min|avg)\b", expr), f"{dashboard} / {panel}: {name} not aggregated"
+
+
+def test_panels_use_the_provisioned_datasource():
+    provisioned = load_yaml(DATASOURCES)["datasources"]
+    uids = {ds["uid"]: ds for ds in provisioned}
+    for path in DASHBOARDS:
+        for panel in panels(json.loads(path.read_text(encoding="utf-8"))):
+            if panel["type"] == "row":
+                continue
+            sources = [panel["datasource"]] + [t["datasource"] for t in panel["targets"] if "datasource" in t]
+            for source in sources:
+                assert source["uid"] in uids, f"{path.name} / {panel['title']}: unknown datasource {source}"
+                assert source["type"] == uids[source["uid"]]["type"] == "prometheus"
+
+
+def test_dashboard_provider_is_file_based():
+    provider = load_yaml(MONITORING / "grafana" / "provisioning" / "dashboards" / "sommelier.yml")["providers"][0]
+    assert provider["type"] == "file"
+    assert provider["allowUiUpdates"] is False
+    assert provider["options"]["path"].startswith("/")
+
+
+# ---------------------------------------------------------------- end to end
+
+PUSH_USER = "sommelier"
+PUSH_PASSWORD = "e2e-push-secret"
+# bcrypt of PUSH_PASSWORD, as Ansible writes it into the Pushgateway's web config.
+PUSH_PASSWORD_BCRYPT = "$2b$06$r.yeL0rbY0/mPI/g3tVfDu52tQBFL4M116cpaLH6h9O7B0i2swZGy"
+
+BASE_ROW = {
+    "fixed_acidity": 7.4, "volatile_acidity": 0.7, "citric_acid": 0, "residual_sugar": 1.9,
+    "chlorides": 0.076, "free_sulfur_dioxide": 11, "total_sulfur_dioxide": 34, "density": 0.9978,
+    "pH": 3.51, "sulphates": 0.56, "alcohol": 9.4,
+}
+NORMAL_ROWS = 120
+OUT_OF_RANGE_ROWS = 5
+SHIFTED_ROWS = 200
+
+
+def wine_rows(count: int, seed: int) -> list[dict]:
+    """Rows drawn from the bundled data set, so that unshifted features look like the training data."""
+    path = REPO / "data" / "winequality-red.csv"
+    if not path.exists():
+        return [dict(BASE_ROW) for _ in range(count)]
+    with open(path, newline="", encoding="utf-8") as f:
+        sample = f.read(4096)
+        f.seek(0)
+        reader = csv.reader(f, dialect=csv.Sniffer().sniff(sample, delimiters=",;"))
+        header = [re.sub(r"[\s_]+", "", h).lower() for h in next(reader)]
+        index = {name: header.index(name.replace("_", "").lower()) for name in FEATURES}
+        data = [row for row in reader if row]
+    rng = random.Random(seed)
+    return [{name: float(row[index[name]]) for name in FEATURES} for row in rng.sample(data, count)]
+
+
+class Service:
+    """A child process with its output in a log file, stopped gracefully at the end."""
+
+    def __init__(self, name: str, cmd: list[str], log_dir: Path, env: dict | None = None):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self._log_file = open(self.log, "wb")
+        self.process = subprocess.Popen(
+            cmd, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return f"--- last lines of {self.name} ({self.log}) ---\n" + "\n".join(text[-lines:])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log_file.close()
+
+
+def wait_until(what: str, check, timeout: float, services: list[Service], interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for service in services:
+            if not service.alive():
+                pytest.fail(f"{service.name} exited ({service.process.returncode}) while waiting for {what}\n{service.tail()}")
+        try:
+            last = check()
+            if last is True:
+                return
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as error:
+            last = repr(error)
+        time.sleep(interval)
+    logs = "\n".join(service.tail() for service in services)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last}\n{logs}")
+
+
+def require_binaries(tool) -> dict:
+    if not SOMMELIER.exists():
+        pytest.fail(
+            f"{SOMMELIER.relative_to(REPO)} does not exist: build it with `cargo build` "
+            "before running the monitoring end-to-end tests"
+        )
+    return {"prometheus": tool("prometheus"), "pushgateway": tool("prometheus-pushgateway")}
+
+
+def start_sommelier(name: str, store: Path, gateway_url: str, log_dir: Path, auth: bool = True) -> tuple[Service, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOMMELIER_", "MLFLOW_", "IDENTITY_"))}
+    env.update({
+        "FUNCTIONS_CUSTOMHANDLER_PORT": str(port),
+        "SOMMELIER_STORE": str(store),
+        "SOMMELIER_PUSHGATEWAY_URL": gateway_url,
+        "SOMMELIER_PUSH_INTERVAL_SECONDS": "1",
+        "WEBSITE_INSTANCE_ID": f"e2e-{name}",
+        "RUST_LOG": env.get("RUST_LOG", "info"),
+    })
+    if auth:
+        env["SOMMELIER_PUSHGATEWAY_USERNAME"] = PUSH_USER
+        env["SOMMELIER_PUSHGATEWAY_PASSWORD"] = PUSH_PASSWORD
+    service = Service(name, [str(SOMMELIER), "serve"], log_dir, env=env)
+    base = f"http://127.0.0.1:{port}"
+    # At its first start sommelier trains a champion on the bundled data.
+    wait_until(f"{name}: GET /api/health = 200", lambda: http("GET", f"{base}/api/health", timeout=5)[0] == 200,
+               timeout=120, services=[service])
+    return service, base
+
+
+class Stack:
+    def __init__(self, tmp: Path, binaries: dict):
+        self.tmp = tmp
+        self.services: list[Service] = []
+        self.rows_sent = 0
+        self.predict_statuses: list[int] = []
+        self.train_status = None
+
+        # Pushgateway with basic auth, as on the VM.
+        self.gateway_port = free_port()
+        web_config = tmp / "web-config.yml"
+        web_config.write_text(yaml.safe_dump({"basic_auth_users": {PUSH_USER: PUSH_PASSWORD_BCRYPT}}))
+        self.gateway = f"http://127.0.0.1:{self.gateway_port}"
+        self.services.append(Service("pushgateway", [
+            binaries["pushgateway"], f"--web.listen-address=127.0.0.1:{self.gateway_port}",
+            f"--web.config.file={web_config}",
+        ], tmp))
+        wait_until("pushgateway ready", lambda: http("GET", f"{self.gateway}/-/ready", timeout=2, auth=(PUSH_USER, PUSH_PASSWORD))[0] == 200,
+                   timeout=30, services=self.services)
+
+        # Prometheus with the project's configuration, targets rewritten to this test's ports.
+        self.prometheus_port = free_port()
+        self.prometheus = f"http://127.0.0.1:{self.prometheus_port}"
+        config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+        config["global"]["scrape_interval"] = "1s"
+        config["global"]["evaluation_interval"] = "1s"
+        config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+        (tmp / "pushgateway_password").write_text(PUSH_PASSWORD)
+        for job in config["scrape_configs"]:
+            if job["job_name"] == "pushgateway":
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.gateway_port}"]}]
+                job["basic_auth"]["username"] = PUSH_USER
+                job["basic_auth"]["password_file"] = str(tmp / "pushgateway_password")
+            elif job["job_name"] == "prometheus":
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.prometheus_port}"]}]
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.services.append(Service("prometheus", [
+            binaries["prometheus"], f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+        ], tmp))
+        wait_until("prometheus ready", lambda: http("GET", f"{self.prometheus}/-/ready", timeout=2)[0] == 200,
+                   timeout=60, services=self.services)
+
+        self.store = tmp / "store"
+        self.store.mkdir()
+        self.sommelier, self.base = start_sommelier("sommelier", self.store, self.gateway, tmp)
+        self.services.append(self.sommelier)
+
+    def query(self, expr: str) -> list[dict]:
+        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        status, text = http("GET", url, timeout=10)
+        body = json.loads(text)
+        if status != 200 or body.get("status") != "success":
+            raise ValueError(f"query {expr!r} failed: {status} {text[:300]}")
+        return body["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def predict(self, row: dict) -> int:
+        status, text = http("POST", f"{self.base}/api/predict", body=row, timeout=30)
+        self.predict_statuses.append(status)
+        if status == 200:
+            self.rows_sent += 1
+        return status
+
+    def drive_traffic(self) -> None:
+        for row in wine_rows(NORMAL_ROWS, seed=1):
+            self.predict(row)
+        for _ in range(OUT_OF_RANGE_ROWS):
+            self.predict({**BASE_ROW, "alcohol": 30.0})
+        for row in wine_rows(SHIFTED_ROWS, seed=2):
+            self.predict({**row, "alcohol": row["alcohol"] + 4.0})
+        self.train_status, self.train_body = http("POST", f"{self.base}/api/train", body={}, timeout=300)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tool, tmp_path_factory):
+    binaries = require_binaries(tool)
+    stack = None
+    try:
+        stack = Stack(tmp_path_factory.mktemp("e2e"), binaries)
+        stack.drive_traffic()
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop()
+
+
+def test_e2e_requests_were_served(stack):
+    assert set(stack.predict_statuses) == {200}, (
+        f"predict answered {sorted(set(stack.predict_statuses))}; out-of-range inputs must still be predicted\n"
+        + stack.sommelier.tail()
+    )
+    assert 200 <= stack.train_status < 300, f"POST /api/train: {stack.train_status} {stack.train_body[:500]}"
+
+
+def test_e2e_metrics_arrive_in_prometheus(stack):
+    expected_rows = NORMAL_ROWS + OUT_OF_RANGE_ROWS + SHIFTED_ROWS
+    assert stack.rows_sent == expected_rows
+    seen = {}
+
+    def check():
+        seen["rows"] = stack.value("sum(sommelier_predictions_total)")
+        seen["alcohol out of range"] = stack.value('sum(sommelier_feature_out_of_range_total{feature="alcohol"})')
+        seen["psi alcohol"] = stack.value('max(sommelier_feature_drift_psi{feature="alcohol"})')
+        seen["psi per feature"] = {
+            r["metric"].get("feature"): float(r["value"][1])
+            for r in stack.query("max by (feature) (sommelier_feature_drift_psi)")
+        }
+        seen["training runs"] = stack.value("sum(sommelier_training_runs_total)")
+        return (
+            seen["rows"] == expected_rows
+            and (seen["alcohol out of range"] or 0) > 0
+            and (seen["psi alcohol"] or 0) > 0.2
+            and len(seen["psi per feature"]) == len(FEATURES)
+            and (seen["training runs"] or 0) >= 1
+        ) or seen
+
+    wait_until("the pushed metrics in Prometheus", check, timeout=90, services=stack.services, interval=1)
+    print(f"\nmetrics seen in Prometheus: {json.dumps(seen, indent=1)}")
+    psi = seen["psi per feature"]
+    assert set(psi) == set(FEATURES)
+    for feature in ("pH", "fixed_acidity", "density"):
+        assert psi["alcohol"] > psi[feature], f"alcohol was shifted, {feature} was not: {psi}"
+    # The gateway keeps one group per instance, with the instance's own labels.
+    groups = stack.query('push_time_seconds{job="sommelier"}')
+    assert [g["metric"]["instance"] for g in groups] == ["e2e-sommelier"], groups
+
+
+def test_e2e_alert_rules_are_loaded(stack):
+    status, text = http("GET", f"{stack.prometheus}/api/v1/rules", timeout=10)
+    assert status == 200
+    loaded = {rule["name"] for group in json.loads(text)["data"]["groups"] for rule in group["rules"]}
+    assert {rule["alert"] for rule in alerts()} <= loaded
+    health = {rule["name"]: rule.get("health") for group in json.loads(text)["data"]["groups"] for rule in group["rules"]}
+    assert all(h in ("ok", "unknown") for h in health.values()), health
+
+
+def test_e2e_every_dashboard_query_returns_data(stack):
+    # The pushed metrics must be there first (same condition as above, shorter).
+    wait_until("predictions in Prometheus",
+               lambda: (stack.value("sum(sommelier_predictions_total)") or 0) > 0,
+               timeout=90, services=stack.services, interval=1)
+    empty: dict[str, str] = {}
+    results = {}
+    deadline = time.monotonic() + 60
+    pending = panel_queries()
+    while pending and time.monotonic() < deadline:
+        still = []
+        for dashboard, panel, expr in pending:
+            result = stack.query(expr)
+            if result:
+                results[f"{dashboard} / {panel}"] = [r["value"][1] for r in result][:6]
+            else:
+                still.append((dashboard, panel, expr))
+        pending = still
+        if pending:
+            time.sleep(2)
+    for dashboard, panel, expr in pending:
+        empty[f"{dashboard} / {panel}"] = expr
+    print("\npanel query results:\n" + "\n".join(f"  {k}: {v}" for k, v in results.items()))
+    assert not empty, "panel queries without data:\n" + "\n".join(f"  {k}: {v}" for k, v in empty.items())
+
+
+class HangingServer:
+    """Accepts connections and never answers: a Pushgateway that hangs."""
+
+    def __init__(self):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+        self.port = self.socket.getsockname()[1]
+        self.connections = []
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.socket.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.socket.accept()
+                self.connections.append(connection)
+            except OSError:
+                continue
+
+    def close(self):
+        self.stopped.set()
+        for connection in self.connections:
+            connection.close()
+        self.socket.close()
+
+
+@pytest.mark.parametrize("gateway", ["dead", "hanging"])
+def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path, request):
+    require_binaries(tool)
+    hanging = HangingServer() if gateway == "hanging" else None
+    port = hanging.port if hanging else free_port()  # nothing listens on a fresh free port
+    store = tmp_path / "store"
+    store.mkdir()
+    service = None
+    try:
+        service, base = start_sommelier(f"sommelier-{gateway}", store, f"http://127.0.0.1:{port}", tmp_path)
+        rows = wine_rows(40, seed=3)
+        latencies = []
+        for i, row in enumerate(rows):
+            started = time.perf_counter()
+            status, text = http("POST", f"{base}/api/predict", body=row, timeout=60)
+            latencies.append(time.perf_counter() - started)
+            assert status == 200, f"predict #{i} with a {gateway} gateway: {status} {text[:300]}\n{service.tail()}"
+            numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)]
+            assert any(0 <= n <= 10 for n in numbers), f"no quality in {text[:300]}"
+            if i % 10 == 9:
+                time.sleep(1)  # let push attempts (every second) overlap the requests
+        started = time.perf_counter()
+        status, text = http("POST", f"{base}/api/train", body={}, timeout=300)
+        train_seconds = time.perf_counter() - started
+        assert 200 <= status < 300, f"train with a {gateway} gateway: {status} {text[:300]}"
+        # The failed pushes are counted (and visible on the instance's own metrics endpoint).
+        failures = {}
+
+        def counted():
+            status, text = http("GET", f"{base}/api/metrics", timeout=10)
+            match = re.search(r"^sommelier_pushgateway_push_failures_total(?:\{[^}]*\})? (\S+)$", text, re.M)
+            failures["value"] = float(match.group(1)) if match else None
+            return status == 200 and (failures["value"] or 0) > 0 or failures
+
+        wait_until("push failures counted in /api/metrics", counted, timeout=30, services=[service])
+        print(
+            f"\n{gateway} gateway: {len(latencies)} predictions, latency median "
+            f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
+            f"training {train_seconds:.1f} s; push failures counted: {failures['value']:.0f}"
+        )
+    finally:
+        if service is not None:
+            service.stop()
+        if hanging is not None:
+            hanging.close()
