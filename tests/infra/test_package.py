@@ -1,0 +1,185 @@
+"""The deployable package built by scripts/package.sh.
+
+Builds the package once for the module (a release build for the musl target:
+several minutes of cargo on two cores), unpacks it, and checks what the
+Functions host needs: host.json at the root, one folder per function, the
+executable `sommelier` stored with mode 0755, nothing else; that the
+executable is statically linked and runs; that packing twice gives the same
+bytes; and that the packed executable passes the host-playing harness
+(`cargo test --test host_harness` with SOMMELIER_BIN pointing at it).
+
+Set SOMMELIER_PACKAGE_BINARY to pack an already built executable instead of
+building one (scripts/package.sh --binary).
+"""
+
+import json
+import os
+import stat
+import struct
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+EXECUTABLE = "sommelier"
+BUILD_TIMEOUT = 45 * 60
+
+# ELF constants (System V ABI, x86-64 supplement).
+PT_DYNAMIC, PT_INTERP = 2, 3
+DT_NULL, DT_NEEDED = 0, 1
+EM_X86_64 = 62
+ET_EXEC, ET_DYN = 2, 3
+
+
+def run_package(repo: Path, out: Path, binary: str | None = None) -> None:
+    command = ["bash", "scripts/package.sh", "--out", str(out)]
+    if binary:
+        command += ["--binary", binary]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-4000:]}{result.stderr[-8000:]}"
+
+
+@pytest.fixture(scope="module")
+def package(repo: Path, tmp_path_factory) -> Path:
+    """The package, built once for this module."""
+    out = tmp_path_factory.mktemp("package") / "sommelier-functions.zip"
+    run_package(repo, out, os.environ.get("SOMMELIER_PACKAGE_BINARY") or None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def unpacked(package: Path, tmp_path_factory) -> Path:
+    """The package unpacked, with the modes stored in the zip applied (zipfile does not)."""
+    root = tmp_path_factory.mktemp("unpacked")
+    with zipfile.ZipFile(package) as archive:
+        for info in archive.infolist():
+            target = archive.extract(info, root)
+            mode = (info.external_attr >> 16) & 0o7777
+            if mode:
+                os.chmod(target, mode)
+    return root
+
+
+def expected_entries(repo: Path) -> set:
+    functions = {f"{path.parent.name}/function.json" for path in (repo / "functions").glob("*/function.json")}
+    return {"host.json", EXECUTABLE} | functions
+
+
+# ---------------------------------------------------------------------------------------------
+# A small ELF reader: enough to tell a static executable from a dynamic one.
+# ---------------------------------------------------------------------------------------------
+
+
+def elf_facts(data: bytes) -> dict:
+    """Type, machine, program header types and DT_NEEDED count of a 64-bit little-endian ELF file."""
+    assert data[:4] == b"\x7fELF", "not an ELF file"
+    assert data[4] == 2, "not a 64-bit ELF file"
+    assert data[5] == 1, "not a little-endian ELF file"
+    e_type, e_machine = struct.unpack_from("<HH", data, 16)
+    e_phoff = struct.unpack_from("<Q", data, 32)[0]
+    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 54)
+    segments = []
+    for index in range(e_phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, e_phoff + index * e_phentsize
+        )
+        segments.append((p_type, p_offset, p_filesz))
+    needed = 0
+    for p_type, p_offset, p_filesz in segments:
+        if p_type != PT_DYNAMIC:
+            continue
+        for entry in range(p_offset, p_offset + p_filesz - 15, 16):  # Elf64_Dyn: d_tag, d_val
+            d_tag, _d_val = struct.unpack_from("<qQ", data, entry)
+            if d_tag == DT_NULL:
+                break
+            needed += d_tag == DT_NEEDED
+    return {
+        "type": e_type,
+        "machine": e_machine,
+        "segment_types": [segment[0] for segment in segments],
+        "needed": needed,
+    }
+
+
+def test_elf_reader_tells_static_from_dynamic():
+    """The reader itself, on executables whose linkage is known: python3 (dynamic)."""
+    python = Path(os.path.realpath("/proc/self/exe")).read_bytes()
+    facts = elf_facts(python)
+    assert PT_INTERP in facts["segment_types"] and facts["needed"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The package
+# ---------------------------------------------------------------------------------------------
+
+
+def test_layout_is_exactly_host_json_functions_and_executable(package: Path, repo: Path):
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+    assert len(names) == len(set(names)), f"duplicate entries: {names}"
+    assert set(names) == expected_entries(repo), (
+        f"unexpected: {sorted(set(names) - expected_entries(repo))}, "
+        f"missing: {sorted(expected_entries(repo) - set(names))}"
+    )
+    assert "local.settings.json" not in names
+    assert not any(name.endswith("/") for name in names), "directory entries in the zip"
+    assert names == sorted(names), "entries are not sorted"
+
+
+def test_every_function_json_is_packed_under_its_folder_name(unpacked: Path, repo: Path):
+    sources = sorted((repo / "functions").glob("*/function.json"))
+    assert sources, "no functions/*/function.json in the repository"
+    for source in sources:
+        packed = unpacked / source.parent.name / "function.json"
+        assert packed.is_file(), f"{source.parent.name}/function.json missing"
+        assert packed.read_bytes() == source.read_bytes()
+        json.loads(packed.read_text())
+
+
+def test_host_json_is_at_the_root_and_names_the_executable(unpacked: Path, repo: Path):
+    host = unpacked / "host.json"
+    assert host.read_bytes() == (repo / "host.json").read_bytes()
+    description = json.loads(host.read_text())["customHandler"]["description"]
+    assert description["defaultExecutablePath"] == EXECUTABLE
+    assert (unpacked / description["defaultExecutablePath"]).is_file()
+
+
+def test_executable_mode_0755_is_stored_in_the_zip(package: Path):
+    with zipfile.ZipFile(package) as archive:
+        for info in archive.infolist():
+            mode = info.external_attr >> 16
+            assert info.create_system == 3, f"{info.filename}: not stored with Unix attributes"
+            assert stat.S_ISREG(mode), f"{info.filename}: not a regular file"
+            expected = 0o755 if info.filename == EXECUTABLE else 0o644
+            assert stat.S_IMODE(mode) == expected, f"{info.filename}: mode {oct(stat.S_IMODE(mode))}"
+
+
+def test_executable_is_static_x86_64(unpacked: Path):
+    facts = elf_facts((unpacked / EXECUTABLE).read_bytes())
+    assert facts["machine"] == EM_X86_64, f"machine {facts['machine']}, expected x86-64"
+    assert facts["type"] in (ET_EXEC, ET_DYN)
+    assert PT_INTERP not in facts["segment_types"], "has a program interpreter: dynamically linked"
+    assert facts["needed"] == 0, f"needs {facts['needed']} shared libraries"
+
+
+def test_executable_runs(unpacked: Path):
+    binary = unpacked / EXECUTABLE
+    assert os.access(binary, os.X_OK)
+    result = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_packing_twice_gives_identical_bytes(package: Path, unpacked: Path, repo: Path, tmp_path: Path):
+    again = tmp_path / "again.zip"
+    run_package(repo, again, str(unpacked / EXECUTABLE))
+    assert again.read_bytes() == package.read_bytes()
+
+
+def test_packed_executable_passes_the_host_harness(unpacked: Path, repo: Path):
+    env = dict(os.environ, SOMMELIER_BIN=str(unpacked / EXECUTABLE))
+    result = subprocess.run(
+        ["cargo", "test", "--test", "host_harness"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+    )
+    assert result.returncode == 0, f"host harness failed:\n{result.stdout[-8000:]}{result.stderr[-8000:]}"
