@@ -243,7 +243,7 @@ variable "admin_cidrs" {
   validation {
     condition = alltrue([
       for c in var.admin_cidrs :
-      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c)) && can(cidrhost(c, 0)) && tonumber(split("/", c)[1]) >= 8
+      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c)) && can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= 8, false)
     ])
     error_message = "admin_cidrs must be IPv4 CIDR ranges with a prefix length of at least /8; 0.0.0.0/0 (the whole internet) is not allowed."
   }
@@ -257,7 +257,7 @@ variable "pushgateway_extra_source_cidrs" {
   validation {
     condition = alltrue([
       for c in var.pushgateway_extra_source_cidrs :
-      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$", c)) && !startswith(c, "0.0.0.0") && (length(split("/", c)) == 1 ? true : tonumber(split("/", c)[1]) >= 16)
+      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$", c)) && !startswith(c, "0.0.0.0") && try(length(split("/", c)) == 1 || tonumber(split("/", c)[1]) >= 16, false)
     ])
     error_message = "pushgateway_extra_source_cidrs must be IPv4 addresses or CIDR ranges of /16 or narrower; the internet as a whole is not allowed."
   }
