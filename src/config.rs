@@ -1,0 +1,189 @@
+//! Every setting sommelier reads, read once from the environment into a typed struct.
+//! The names and defaults are documented in local.settings.json.example and the README.
+
+use std::env;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Where models live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    Directory(PathBuf),
+    /// A blob container URL (`https://acct.blob.core.windows.net/models` or an Azurite URL).
+    BlobContainer(String),
+}
+
+impl StoreLocation {
+    pub fn parse(text: &str) -> StoreLocation {
+        let trimmed = text.trim();
+        if trimmed.starts_with("https://") || trimmed.starts_with("http://") {
+            StoreLocation::BlobContainer(trimmed.trim_end_matches('/').to_string())
+        } else {
+            StoreLocation::Directory(PathBuf::from(trimmed))
+        }
+    }
+}
+
+/// Metric push target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushSettings {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub interval: Duration,
+}
+
+/// MLflow tracking target, from MLflow's own variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlflowSettings {
+    pub tracking_uri: String,
+    pub token: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub experiment_name: String,
+    pub model_name: String,
+}
+
+/// The settings, typed and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub store: StoreLocation,
+    pub storage_connection_string: Option<String>,
+    pub identity_client_id: Option<String>,
+    /// `None`: the bundled data (or, with a blob store, the newest upload).
+    pub training_data: Option<String>,
+    pub model_refresh: Duration,
+    pub promotion_tolerance: f64,
+    pub keep_versions: usize,
+    pub max_batch_rows: usize,
+    pub push: Option<PushSettings>,
+    pub mlflow: Option<MlflowSettings>,
+    pub json_logs: bool,
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`, set by the Functions host.
+    pub handler_port: Option<u16>,
+    /// `WEBSITE_INSTANCE_ID` or the host name: this instance's metrics grouping key.
+    pub instance_id: String,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("setting {name}: `{value}` is not valid ({expected})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Reads a variable; empty counts as unset (Functions app settings are often blank).
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|v| valid(v))
+            .ok_or(ConfigError::Invalid {
+                name,
+                value: text,
+                expected,
+            }),
+    }
+}
+
+impl Settings {
+    /// Reads the environment. `store_override` is the `--store` flag.
+    pub fn from_env(store_override: Option<&str>) -> Result<Settings, ConfigError> {
+        let store = store_override
+            .map(str::to_string)
+            .or_else(|| var("SOMMELIER_STORE"))
+            .map_or(StoreLocation::Directory(PathBuf::from(".sommelier")), |s| {
+                StoreLocation::parse(&s)
+            });
+        let refresh = parsed("SOMMELIER_MODEL_REFRESH_SECONDS", 30u64, "whole seconds, at least 1", |v| *v >= 1)?;
+        let push = match var("SOMMELIER_PUSHGATEWAY_URL") {
+            None => None,
+            Some(url) => Some(PushSettings {
+                url: url.trim_end_matches('/').to_string(),
+                username: var("SOMMELIER_PUSHGATEWAY_USERNAME"),
+                password: var("SOMMELIER_PUSHGATEWAY_PASSWORD"),
+                interval: Duration::from_secs(parsed(
+                    "SOMMELIER_PUSH_INTERVAL_SECONDS",
+                    15u64,
+                    "whole seconds, at least 1",
+                    |v| *v >= 1,
+                )?),
+            }),
+        };
+        let mlflow = var("MLFLOW_TRACKING_URI").map(|uri| MlflowSettings {
+            tracking_uri: uri.trim_end_matches('/').to_string(),
+            token: var("MLFLOW_TRACKING_TOKEN"),
+            username: var("MLFLOW_TRACKING_USERNAME"),
+            password: var("MLFLOW_TRACKING_PASSWORD"),
+            experiment_name: var("MLFLOW_EXPERIMENT_NAME").unwrap_or_else(|| "sommelier".into()),
+            model_name: var("SOMMELIER_MLFLOW_MODEL_NAME")
+                .unwrap_or_else(|| "sommelier-wine-quality".into()),
+        });
+        let log_format = var("SOMMELIER_LOG_FORMAT").unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            return Err(ConfigError::Invalid {
+                name: "SOMMELIER_LOG_FORMAT",
+                value: log_format,
+                expected: "text or json",
+            });
+        }
+        Ok(Settings {
+            store,
+            storage_connection_string: var("SOMMELIER_STORAGE_CONNECTION_STRING"),
+            identity_client_id: var("SOMMELIER_IDENTITY_CLIENT_ID"),
+            training_data: var("SOMMELIER_TRAINING_DATA"),
+            model_refresh: Duration::from_secs(refresh),
+            promotion_tolerance: parsed(
+                "SOMMELIER_PROMOTION_TOLERANCE",
+                0.01f64,
+                "a number from 0 to 1",
+                |v| (0.0..=1.0).contains(v),
+            )?,
+            keep_versions: parsed("SOMMELIER_KEEP_VERSIONS", 20usize, "a whole number, at least 2", |v| *v >= 2)?,
+            max_batch_rows: parsed("SOMMELIER_MAX_BATCH_ROWS", 10_000usize, "a whole number, at least 1", |v| *v >= 1)?,
+            push,
+            mlflow,
+            json_logs: log_format == "json",
+            handler_port: parsed("FUNCTIONS_CUSTOMHANDLER_PORT", 0u16, "a TCP port", |_| true)
+                .map(|p| (p != 0).then_some(p))?,
+            instance_id: var("WEBSITE_INSTANCE_ID")
+                .or_else(|| var("HOSTNAME"))
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+                .unwrap_or_else(|| "local".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_location_is_a_url_or_a_directory() {
+        assert_eq!(
+            StoreLocation::parse("https://acct.blob.core.windows.net/models/"),
+            StoreLocation::BlobContainer("https://acct.blob.core.windows.net/models".into())
+        );
+        assert_eq!(
+            StoreLocation::parse("models-dir"),
+            StoreLocation::Directory(PathBuf::from("models-dir"))
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! The model artifact: a fitted regressor plus the card that describes it, in a compact,
+//! versioned binary encoding that refuses to load what it cannot read correctly.
+//!
+//! Layout: the 8-byte magic `SOMMLIER`, a little-endian `u16` format version, then postcard
+//! of [`EncodedArtifact`]. The card travels inside the artifact and also, as readable JSON,
+//! beside it in the registry.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::algorithm::{FitError, ModelSpec, Regressor};
+use super::dataset::{sha256_hex, Dataset};
+use super::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
+use super::metrics::Metrics;
+
+const MAGIC: &[u8; 8] = b"SOMMLIER";
+/// Bumped whenever the encoded layout changes.
+pub const FORMAT_VERSION: u16 = 1;
+/// The smartcore release whose serialized models this build reads.
+pub const SMARTCORE_VERSION: &str = "0.7.0";
+/// This build's version.
+pub const SOMMELIER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Bins of the per-feature reference histograms (the drift baseline).
+pub const HISTOGRAM_BINS: usize = 10;
+
+/// Summary of one feature in the training data: the basis for out-of-range and drift checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FeatureStats {
+    pub name: String,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub std: f64,
+    /// `HISTOGRAM_BINS + 1` equal-width bin edges from min to max.
+    pub bin_edges: Vec<f64>,
+    /// Training rows per bin.
+    pub bin_counts: Vec<u64>,
+}
+
+impl FeatureStats {
+    /// The histogram bin a value falls in; values outside the range go to the end bins.
+    pub fn bin_of(&self, value: f64) -> usize {
+        let width = self.max - self.min;
+        if width <= 0.0 {
+            return 0;
+        }
+        let position = ((value - self.min) / width * HISTOGRAM_BINS as f64).floor();
+        position.clamp(0.0, (HISTOGRAM_BINS - 1) as f64) as usize
+    }
+
+    pub fn contains(&self, value: f64) -> bool {
+        value >= self.min && value <= self.max
+    }
+}
+
+/// Where the training data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DataSource {
+    /// A file path, `bundled`, or a blob name.
+    pub name: String,
+    /// The blob's ETag, when the data came from Blob Storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// Everything known about a model, readable as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelCard {
+    /// Sortable id: UTC timestamp plus a short hash, e.g. `20261126T041953Z-3f2a9c1`.
+    pub version: String,
+    pub format_version: u16,
+    pub sommelier_version: String,
+    pub smartcore_version: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    pub created_unix_seconds: u64,
+    #[schema(value_type = Object)]
+    pub spec: ModelSpec,
+    pub feature_names: Vec<String>,
+    pub feature_stats: Vec<FeatureStats>,
+    /// Holdout metrics; absent when trained on every row.
+    pub metrics: Option<Metrics>,
+    /// Share of rows held out for evaluation.
+    pub holdout: f64,
+    pub training_rows: usize,
+    pub data_sha256: String,
+    pub source: DataSource,
+    /// What started the training: cli, http, schedule or upload.
+    pub trigger: String,
+    /// Seconds spent fitting.
+    pub fit_seconds: f64,
+}
+
+/// A fitted model and its card.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub card: ModelCard,
+    pub regressor: Regressor,
+}
+
+#[derive(Serialize)]
+struct EncodedArtifactRef<'a> {
+    sommelier_version: &'a str,
+    smartcore_version: &'a str,
+    artifact: &'a ModelArtifact,
+}
+
+#[derive(Deserialize)]
+struct EncodedHeader {
+    sommelier_version: String,
+    smartcore_version: String,
+}
+
+#[derive(Deserialize)]
+struct EncodedArtifact {
+    #[allow(dead_code)]
+    sommelier_version: String,
+    #[allow(dead_code)]
+    smartcore_version: String,
+    artifact: ModelArtifact,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ArtifactError {
+    #[error("not a sommelier model (unrecognised file header)")]
+    NotAModel,
+    #[error("model format version {found} is not supported by this build (which reads version {supported}); retrain the model")]
+    UnsupportedFormat { found: u16, supported: u16 },
+    #[error("model was written with smartcore {found} by sommelier {written_by}; this build uses smartcore {supported}: retrain the model")]
+    IncompatibleSmartcore {
+        found: String,
+        written_by: String,
+        supported: String,
+    },
+    #[error("model file is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot encode the model: {0}")]
+    Encode(String),
+}
+
+impl ModelArtifact {
+    /// Encodes the artifact in the versioned binary layout.
+    pub fn encode(&self) -> Result<Vec<u8>, ArtifactError> {
+        let mut out = Vec::with_capacity(1 << 20);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let body = EncodedArtifactRef {
+            sommelier_version: SOMMELIER_VERSION,
+            smartcore_version: SMARTCORE_VERSION,
+            artifact: self,
+        };
+        postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Decodes an artifact, refusing other formats and other smartcore versions by name.
+    pub fn decode(bytes: &[u8]) -> Result<ModelArtifact, ArtifactError> {
+        if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(ArtifactError::NotAModel);
+        }
+        let found = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if found != FORMAT_VERSION {
+            return Err(ArtifactError::UnsupportedFormat {
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let body = &bytes[10..];
+        let (header, _): (EncodedHeader, _) =
+            postcard::take_from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        if header.smartcore_version != SMARTCORE_VERSION {
+            return Err(ArtifactError::IncompatibleSmartcore {
+                found: header.smartcore_version,
+                written_by: header.sommelier_version,
+                supported: SMARTCORE_VERSION.to_string(),
+            });
+        }
+        let decoded: EncodedArtifact =
+            postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        let artifact = decoded.artifact;
+        if artifact.card.feature_names.len() != FEATURE_COUNT
+            || artifact.card.feature_stats.len() != FEATURE_COUNT
+        {
+            return Err(ArtifactError::Corrupt(
+                "the card does not describe the 11 features".to_string(),
+            ));
+        }
+        Ok(artifact)
+    }
+
+    pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {
+        self.regressor.predict(rows)
+    }
+
+    /// The features of `row` outside the range seen in training.
+    pub fn out_of_range(&self, row: &FeatureRow) -> Vec<&'static str> {
+        self.card
+            .feature_stats
+            .iter()
+            .zip(row)
+            .zip(FEATURE_NAMES)
+            .filter(|((stats, value), _)| !stats.contains(**value))
+            .map(|(_, name)| name)
+            .collect()
+    }
+}
+
+/// Per-feature statistics of the rows a model was trained on.
+pub fn feature_stats(rows: &[FeatureRow]) -> Vec<FeatureStats> {
+    (0..FEATURE_COUNT)
+        .map(|i| {
+            let values: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+            let n = values.len().max(1) as f64;
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mean = values.iter().sum::<f64>() / n;
+            let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let bin_edges = (0..=HISTOGRAM_BINS)
+                .map(|b| min + (max - min) * b as f64 / HISTOGRAM_BINS as f64)
+                .collect();
+            let mut stats = FeatureStats {
+                name: FEATURE_NAMES[i].to_string(),
+                min,
+                max,
+                mean,
+                std,
+                bin_edges,
+                bin_counts: vec![0; HISTOGRAM_BINS],
+            };
+            for v in &values {
+                let bin = stats.bin_of(*v);
+                stats.bin_counts[bin] += 1;
+            }
+            stats
+        })
+        .collect()
+}
+
+/// A new sortable version id: `YYYYMMDDTHHMMSSZ-` plus 7 hex digits of a hash of the data,
+/// the recipe and the exact time, so two trainings in the same second still differ.
+pub fn new_version_id(dataset: &Dataset, spec: &ModelSpec, now: SystemTime) -> String {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seed_text = format!("{}|{:?}|{}", dataset.sha256, spec, since_epoch.as_nanos());
+    let hash = sha256_hex(seed_text.as_bytes());
+    format!("{}-{}", compact_utc(since_epoch.as_secs()), &hash[..7])
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a Unix time.
+pub fn compact_utc(unix_seconds: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(unix_seconds);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// RFC 3339 (`YYYY-MM-DDTHH:MM:SSZ`) for a Unix time.
+pub fn rfc3339_utc(unix_seconds: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil_from_unix(unix_seconds);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Gregorian date and time of a Unix time (days-from-civil inverse, H. Hinnant's method).
+fn civil_from_unix(unix_seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (unix_seconds / 86_400) as i64;
+    let rem = unix_seconds % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_dates() {
+        assert_eq!(compact_utc(0), "19700101T000000Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_667_993), "2026-11-26T04:39:53Z");
+    }
+
+    #[test]
+    fn histogram_bins_cover_the_range() {
+        let rows: Vec<FeatureRow> = (0..100).map(|i| [i as f64; FEATURE_COUNT]).collect();
+        let stats = feature_stats(&rows);
+        assert_eq!(stats[0].min, 0.0);
+        assert_eq!(stats[0].max, 99.0);
+        assert_eq!(stats[0].bin_counts.iter().sum::<u64>(), 100);
+        assert_eq!(stats[0].bin_edges.len(), HISTOGRAM_BINS + 1);
+        assert_eq!(stats[0].bin_of(-5.0), 0);
+        assert_eq!(stats[0].bin_of(500.0), HISTOGRAM_BINS - 1);
+        assert!(stats[0].contains(99.0) && !stats[0].contains(99.5));
+    }
+
+    #[test]
+    fn foreign_bytes_are_refused_clearly() {
+        assert_eq!(ModelArtifact::decode(b"hello").unwrap_err(), ArtifactError::NotAModel);
+        let mut future = MAGIC.to_vec();
+        future.extend_from_slice(&7u16.to_le_bytes());
+        assert_eq!(
+            ModelArtifact::decode(&future).unwrap_err(),
+            ArtifactError::UnsupportedFormat { found: 7, supported: FORMAT_VERSION }
+        );
+    }
+}

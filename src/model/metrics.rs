@@ -1,0 +1,114 @@
+//! Regression metrics used to judge and compare models.
+
+use serde::{Deserialize, Serialize};
+
+/// How well predictions match true quality scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Metrics {
+    /// Root mean squared error.
+    pub rmse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Coefficient of determination.
+    pub r2: f64,
+    /// Share of predictions within 0.5 of the true quality.
+    pub within_0_5: f64,
+    /// Share of predictions within 1.0 of the true quality.
+    pub within_1_0: f64,
+    /// Rows scored.
+    pub rows: usize,
+}
+
+impl Metrics {
+    /// Scores `predicted` against `actual`; both must have the same, non-zero length.
+    pub fn compute(predicted: &[f64], actual: &[f64]) -> Metrics {
+        debug_assert_eq!(predicted.len(), actual.len());
+        let n = predicted.len().min(actual.len());
+        if n == 0 {
+            return Metrics {
+                rmse: f64::NAN,
+                mae: f64::NAN,
+                r2: f64::NAN,
+                within_0_5: f64::NAN,
+                within_1_0: f64::NAN,
+                rows: 0,
+            };
+        }
+        let count = n as f64;
+        let mean = actual[..n].iter().sum::<f64>() / count;
+        let (mut squared, mut absolute, mut total, mut half, mut one) = (0.0, 0.0, 0.0, 0, 0);
+        for (p, a) in predicted[..n].iter().zip(&actual[..n]) {
+            let error = p - a;
+            squared += error * error;
+            absolute += error.abs();
+            total += (a - mean) * (a - mean);
+            half += usize::from(error.abs() <= 0.5);
+            one += usize::from(error.abs() <= 1.0);
+        }
+        Metrics {
+            rmse: (squared / count).sqrt(),
+            mae: absolute / count,
+            r2: if total > 0.0 { 1.0 - squared / total } else { 0.0 },
+            within_0_5: half as f64 / count,
+            within_1_0: one as f64 / count,
+            rows: n,
+        }
+    }
+}
+
+/// Mean and sample standard deviation of one metric over cross-validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Spread {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Spread { mean, sd }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        // errors: +0.5, -1.0, 0.0, +2.0 ; actual mean 5.5
+        let predicted = [5.5, 5.0, 7.0, 8.0];
+        let actual = [5.0, 6.0, 7.0, 6.0];
+        let m = Metrics::compute(&predicted, &actual);
+        assert!(close(m.rmse, (5.25f64 / 4.0).sqrt()), "{}", m.rmse); // (0.25+1+0+4)/4
+        assert!(close(m.mae, 3.5 / 4.0));
+        // total sum of squares: 0.25+0.25+2.25+0.25 = 3.0 ; r2 = 1 - 5.25/3
+        assert!(close(m.r2, 1.0 - 5.25 / 3.0));
+        assert!(close(m.within_0_5, 0.5));
+        assert!(close(m.within_1_0, 0.75));
+        assert_eq!(m.rows, 4);
+    }
+
+    #[test]
+    fn perfect_predictions_score_perfectly() {
+        let m = Metrics::compute(&[3.0, 4.0, 5.0], &[3.0, 4.0, 5.0]);
+        assert_eq!((m.rmse, m.mae, m.r2, m.within_0_5), (0.0, 0.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn spread_uses_the_sample_standard_deviation() {
+        let s = Spread::of(&[1.0, 2.0, 3.0, 4.0]);
+        assert!(close(s.mean, 2.5));
+        assert!(close(s.sd, (5.0f64 / 3.0).sqrt()));
+    }
+}

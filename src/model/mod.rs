@@ -1,0 +1,11 @@
+//! The model pipeline: CSV ingestion and validation, training, evaluation and the
+//! self-describing model artifact. Pure computation: no I/O beyond the readers it is given.
+
+pub mod algorithm;
+pub mod artifact;
+pub mod dataset;
+pub mod features;
+pub mod input;
+pub mod metrics;
+pub mod split;
+pub mod training;

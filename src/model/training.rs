@@ -1,0 +1,178 @@
+//! Fitting and scoring: holdout training, cross-validation and evaluation on labelled rows.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::algorithm::{FitError, ModelSpec, Regressor};
+use super::artifact::{
+    feature_stats, new_version_id, rfc3339_utc, DataSource, ModelArtifact, ModelCard,
+    FORMAT_VERSION, SMARTCORE_VERSION, SOMMELIER_VERSION,
+};
+use super::dataset::Dataset;
+use super::features::{FeatureRow, FEATURE_NAMES};
+use super::metrics::{Metrics, Spread};
+use super::split::{holdout, k_folds};
+
+/// What started a training; recorded on the card and in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Cli,
+    Http,
+    Schedule,
+    Upload,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Http => "http",
+            Trigger::Schedule => "schedule",
+            Trigger::Upload => "upload",
+        }
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub spec: ModelSpec,
+    /// Share of rows held out for evaluation, in [0, 0.9]. Zero trains on every row.
+    pub holdout: f64,
+    /// Seed of the holdout split.
+    pub split_seed: u64,
+    pub source: DataSource,
+    pub trigger: Trigger,
+}
+
+/// A fitted model and the rows it was not trained on (to compare it with the champion).
+#[derive(Debug)]
+pub struct TrainedModel {
+    pub artifact: ModelArtifact,
+    pub holdout_rows: Vec<FeatureRow>,
+    pub holdout_targets: Vec<f64>,
+}
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("holdout must be between 0 and 0.9; got {0}")]
+    BadHoldout(f64),
+    #[error("cross-validation needs from 2 to {max} folds for {rows} rows; got {folds}")]
+    BadFolds {
+        folds: usize,
+        rows: usize,
+        max: usize,
+    },
+    #[error(transparent)]
+    Fit(#[from] FitError),
+}
+
+/// Trains on the dataset minus a seeded holdout, and scores the holdout.
+pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, TrainError> {
+    if !(0.0..=0.9).contains(&options.holdout) || options.holdout.is_nan() {
+        return Err(TrainError::BadHoldout(options.holdout));
+    }
+    let split = holdout(dataset.rows.len(), options.holdout, options.split_seed);
+    let (train_rows, train_targets) = select(dataset, &split.train);
+    let (holdout_rows, holdout_targets) = select(dataset, &split.test);
+
+    let started = Instant::now();
+    let regressor = Regressor::fit(&options.spec, &train_rows, &train_targets)?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let metrics = if holdout_rows.is_empty() {
+        None
+    } else {
+        Some(Metrics::compute(
+            &regressor.predict(&holdout_rows)?,
+            &holdout_targets,
+        ))
+    };
+
+    let now = SystemTime::now();
+    let unix = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let card = ModelCard {
+        version: new_version_id(dataset, &options.spec, now),
+        format_version: FORMAT_VERSION,
+        sommelier_version: SOMMELIER_VERSION.to_string(),
+        smartcore_version: SMARTCORE_VERSION.to_string(),
+        created_at: rfc3339_utc(unix),
+        created_unix_seconds: unix,
+        spec: options.spec,
+        feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
+        feature_stats: feature_stats(&train_rows),
+        metrics,
+        holdout: options.holdout,
+        training_rows: train_rows.len(),
+        data_sha256: dataset.sha256.clone(),
+        source: options.source.clone(),
+        trigger: options.trigger.as_str().to_string(),
+        fit_seconds,
+    };
+    Ok(TrainedModel {
+        artifact: ModelArtifact { card, regressor },
+        holdout_rows,
+        holdout_targets,
+    })
+}
+
+/// Mean ± sd of each metric over k shuffled folds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrossValidation {
+    pub folds: usize,
+    pub rmse: Spread,
+    pub mae: Spread,
+    pub r2: Spread,
+    pub within_0_5: Spread,
+    pub within_1_0: Spread,
+}
+
+/// K-fold cross-validation; `on_fold` is called after each fold (for progress display).
+pub fn cross_validate(
+    dataset: &Dataset,
+    spec: &ModelSpec,
+    folds: usize,
+    seed: u64,
+    mut on_fold: impl FnMut(usize),
+) -> Result<CrossValidation, TrainError> {
+    let rows = dataset.rows.len();
+    let max = rows.min(100);
+    if !(2..=max).contains(&folds) {
+        return Err(TrainError::BadFolds { folds, rows, max });
+    }
+    let mut scores = Vec::with_capacity(folds);
+    for (i, fold) in k_folds(rows, folds, seed).iter().enumerate() {
+        let (train_rows, train_targets) = select(dataset, &fold.train);
+        let (test_rows, test_targets) = select(dataset, &fold.test);
+        let regressor = Regressor::fit(spec, &train_rows, &train_targets)?;
+        scores.push(Metrics::compute(
+            &regressor.predict(&test_rows)?,
+            &test_targets,
+        ));
+        on_fold(i + 1);
+    }
+    let spread = |f: fn(&Metrics) -> f64| Spread::of(&scores.iter().map(f).collect::<Vec<_>>());
+    Ok(CrossValidation {
+        folds,
+        rmse: spread(|m| m.rmse),
+        mae: spread(|m| m.mae),
+        r2: spread(|m| m.r2),
+        within_0_5: spread(|m| m.within_0_5),
+        within_1_0: spread(|m| m.within_1_0),
+    })
+}
+
+/// Scores a model on labelled rows.
+pub fn evaluate(artifact: &ModelArtifact, dataset: &Dataset) -> Result<Metrics, FitError> {
+    let predictions = artifact.predict(&dataset.rows)?;
+    Ok(Metrics::compute(&predictions, &dataset.targets))
+}
+
+fn select(dataset: &Dataset, indices: &[usize]) -> (Vec<FeatureRow>, Vec<f64>) {
+    indices
+        .iter()
+        .map(|&i| (dataset.rows[i], dataset.targets[i]))
+        .unzip()
+}

@@ -1,0 +1,3 @@
+//! Observability: logging, the Prometheus metrics registry, and the Pushgateway pusher.
+
+pub mod logging;
