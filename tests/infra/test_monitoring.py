@@ -409,7 +409,10 @@ def require_binaries(tool) -> dict:
     return {"prometheus": tool("prometheus"), "pushgateway": tool("prometheus-pushgateway")}
 
 
-def start_sommelier(name: str, store: Path, gateway_url: str, log_dir: Path, auth: bool = True) -> tuple[Service, str]:
+def start_sommelier(
+    name: str, store: Path, gateway_url: str, log_dir: Path, started: list[Service], auth: bool = True
+) -> tuple[Service, str]:
+    """Starts `sommelier serve` and waits until it is healthy; the service is appended to `started` at once."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOMMELIER_", "MLFLOW_", "IDENTITY_"))}
     env.update({
@@ -424,6 +427,7 @@ def start_sommelier(name: str, store: Path, gateway_url: str, log_dir: Path, aut
         env["SOMMELIER_PUSHGATEWAY_USERNAME"] = PUSH_USER
         env["SOMMELIER_PUSHGATEWAY_PASSWORD"] = PUSH_PASSWORD
     service = Service(name, [str(SOMMELIER), "serve"], log_dir, env=env)
+    started.append(service)
     base = f"http://127.0.0.1:{port}"
     # At its first start sommelier trains a champion on the bundled data.
     wait_until(f"{name}: GET /api/health = 200", lambda: http("GET", f"{base}/api/health", timeout=5)[0] == 200,
@@ -432,13 +436,15 @@ def start_sommelier(name: str, store: Path, gateway_url: str, log_dir: Path, aut
 
 
 class Stack:
-    def __init__(self, tmp: Path, binaries: dict):
+    def __init__(self, tmp: Path):
         self.tmp = tmp
         self.services: list[Service] = []
         self.rows_sent = 0
         self.predict_statuses: list[int] = []
         self.train_status = None
 
+    def start(self, binaries: dict) -> None:
+        tmp = self.tmp
         # Pushgateway with basic auth, as on the VM.
         self.gateway_port = free_port()
         web_config = tmp / "web-config.yml"
@@ -476,8 +482,7 @@ class Stack:
 
         self.store = tmp / "store"
         self.store.mkdir()
-        self.sommelier, self.base = start_sommelier("sommelier", self.store, self.gateway, tmp)
-        self.services.append(self.sommelier)
+        self.sommelier, self.base = start_sommelier("sommelier", self.store, self.gateway, tmp, self.services)
 
     def query(self, expr: str) -> list[dict]:
         url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -515,14 +520,13 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tool, tmp_path_factory):
     binaries = require_binaries(tool)
-    stack = None
+    stack = Stack(tmp_path_factory.mktemp("e2e"))
     try:
-        stack = Stack(tmp_path_factory.mktemp("e2e"), binaries)
+        stack.start(binaries)
         stack.drive_traffic()
         yield stack
     finally:
-        if stack is not None:
-            stack.stop()
+        stack.stop()
 
 
 def test_e2e_requests_were_served(stack):
@@ -630,15 +634,15 @@ class HangingServer:
 
 
 @pytest.mark.parametrize("gateway", ["dead", "hanging"])
-def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path, request):
+def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path):
     require_binaries(tool)
     hanging = HangingServer() if gateway == "hanging" else None
     port = hanging.port if hanging else free_port()  # nothing listens on a fresh free port
     store = tmp_path / "store"
     store.mkdir()
-    service = None
+    started: list[Service] = []
     try:
-        service, base = start_sommelier(f"sommelier-{gateway}", store, f"http://127.0.0.1:{port}", tmp_path)
+        service, base = start_sommelier(f"sommelier-{gateway}", store, f"http://127.0.0.1:{port}", tmp_path, started)
         rows = wine_rows(40, seed=3)
         latencies = []
         for i, row in enumerate(rows):
@@ -670,7 +674,7 @@ def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path, re
             f"training {train_seconds:.1f} s; push failures counted: {failures['value']:.0f}"
         )
     finally:
-        if service is not None:
+        for service in started:
             service.stop()
         if hanging is not None:
             hanging.close()
