@@ -504,13 +504,24 @@ class Stack:
         return status
 
     def drive_traffic(self) -> None:
+        # Train first: a promoted challenger restarts the drift window against its own training
+        # data, which would throw away the shifted rows sent before it.
+        self.train_status, self.train_body = http("POST", f"{self.base}/api/train", body={}, timeout=300)
+
+        def trained():
+            status, text = http("GET", f"{self.base}/api/metrics", timeout=10)
+            runs = re.findall(r'^sommelier_training_runs_total\{[^}]*trigger="http"[^}]*\} (\S+)$', text, re.M)
+            return status == 200 and sum(float(r) for r in runs) >= 1 or f"GET /api/metrics: {status}, http runs {runs}"
+
+        if 200 <= self.train_status < 300:
+            wait_until("the training to finish (sommelier_training_runs_total{trigger=\"http\"})", trained,
+                       timeout=300, services=self.services, interval=1)
         for row in wine_rows(NORMAL_ROWS, seed=1):
             self.predict(row)
         for _ in range(OUT_OF_RANGE_ROWS):
             self.predict({**BASE_ROW, "alcohol": 30.0})
         for row in wine_rows(SHIFTED_ROWS, seed=2):
             self.predict({**row, "alcohol": row["alcohol"] + 4.0})
-        self.train_status, self.train_body = http("POST", f"{self.base}/api/train", body={}, timeout=300)
 
     def stop(self) -> None:
         for service in reversed(self.services):
