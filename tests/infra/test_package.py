@@ -177,6 +177,8 @@ def test_packing_twice_gives_identical_bytes(package: Path, unpacked: Path, repo
 
 
 def test_packed_executable_passes_the_host_harness(unpacked: Path, repo: Path):
+    harness = repo / "tests" / "host_harness.rs"
+    assert harness.is_file(), "tests/host_harness.rs (the host-playing harness of the serving issue) is missing"
     env = dict(os.environ, SOMMELIER_BIN=str(unpacked / EXECUTABLE))
     result = subprocess.run(
         ["cargo", "test", "--test", "host_harness"],
