@@ -14,6 +14,7 @@ building one (scripts/package.sh --binary).
 
 import json
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -107,6 +108,30 @@ def test_elf_reader_tells_static_from_dynamic():
     python = Path(os.path.realpath("/proc/self/exe")).read_bytes()
     facts = elf_facts(python)
     assert PT_INTERP in facts["segment_types"] and facts["needed"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The command itself (no build needed)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_package_script_passes_shellcheck(repo: Path):
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is not installed (Debian package shellcheck)"
+    result = subprocess.run([shellcheck, "scripts/package.sh"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_package_script_refuses_bad_arguments(repo: Path, tmp_path: Path):
+    unknown = subprocess.run(["bash", "scripts/package.sh", "--frobnicate"], cwd=repo, capture_output=True, text=True)
+    assert unknown.returncode != 0 and "unknown argument: --frobnicate" in unknown.stderr
+    assert "Usage:" in unknown.stderr
+    missing = subprocess.run(
+        ["bash", "scripts/package.sh", "--binary", str(tmp_path / "absent"), "--out", str(tmp_path / "p.zip")],
+        cwd=repo, capture_output=True, text=True,
+    )
+    assert missing.returncode != 0 and "no executable at" in missing.stderr
+    assert not (tmp_path / "p.zip").exists()
 
 
 # ---------------------------------------------------------------------------------------------
