@@ -19,7 +19,9 @@ use crate::model::dataset::{read_features, read_labelled, read_training_data, Da
 use crate::model::features::FEATURE_NAMES;
 use crate::model::input::{row_from_json, InputError};
 use crate::model::metrics::Metrics;
-use crate::model::training::{cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger};
+use crate::model::training::{
+    cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger,
+};
 use crate::registry::{Registry, RegistryError};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError};
 use crate::stores::{open_registry, OpenStoreError};
@@ -154,9 +156,16 @@ pub enum CliError {
     #[error("{path}: {source}")]
     Data { path: String, source: DatasetError },
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}, line {line}: {source}")]
-    JsonLine { path: String, line: usize, source: InputErrorOrJson },
+    JsonLine {
+        path: String,
+        line: usize,
+        source: InputErrorOrJson,
+    },
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error(transparent)]
@@ -279,7 +288,10 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         spec,
         holdout: args.holdout,
         split_seed: args.seed,
-        source: DataSource { name: source, etag: None },
+        source: DataSource {
+            name: source,
+            etag: None,
+        },
         trigger: Trigger::Cli,
     };
     let policy = PromotionPolicy {
@@ -289,7 +301,11 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
     };
     let bar = spinner(
         output.progress(),
-        format!("training {} on {} rows", args.algorithm.name(), dataset.rows.len()),
+        format!(
+            "training {} on {} rows",
+            args.algorithm.name(),
+            dataset.rows.len()
+        ),
     );
     let retrained = train_and_publish(&registry, dataset, options, policy).await;
     bar.finish_and_clear();
@@ -316,11 +332,18 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             text.push_str(&format!("\n{}", cv_line(cv)));
         }
         if !report.ignored_columns.is_empty() {
-            text.push_str(&format!("\nIgnored columns: {}", report.ignored_columns.join(", ")));
+            text.push_str(&format!(
+                "\nIgnored columns: {}",
+                report.ignored_columns.join(", ")
+            ));
         }
         text.push_str(&format!(
             "\n{}: {}\nChampion: {}",
-            if report.promoted { "Promoted" } else { "Not promoted" },
+            if report.promoted {
+                "Promoted"
+            } else {
+                "Not promoted"
+            },
             report.reason,
             report.champion.as_deref().unwrap_or("none")
         ));
@@ -338,7 +361,9 @@ async fn run_cross_validation(
 ) -> Result<CrossValidation, CliError> {
     let bar = if output.progress() {
         let bar = ProgressBar::new(folds as u64).with_message("cross-validating");
-        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] fold {pos}/{len} {elapsed}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:30}] fold {pos}/{len} {elapsed}")
+        {
             bar.set_style(style);
         }
         bar
@@ -349,7 +374,9 @@ async fn run_cross_validation(
     let spec = *spec;
     let ticker = bar.clone();
     let cv = tokio::task::spawn_blocking(move || {
-        cross_validate(&dataset, &spec, folds, seed, |done| ticker.set_position(done as u64))
+        cross_validate(&dataset, &spec, folds, seed, |done| {
+            ticker.set_position(done as u64)
+        })
     })
     .await
     .map_err(|e| CliError::Predict(e.to_string()))?;
@@ -379,22 +406,28 @@ fn cv_line(cv: &CrossValidation) -> String {
 async fn load_model(registry: &Registry, version: Option<&str>) -> Result<ModelArtifact, CliError> {
     let version = match version {
         Some(v) => v.to_string(),
-        None => registry
-            .champion()
-            .await?
-            .ok_or(CliError::NoChampion)?
-            .champion
-            .version,
+        None => {
+            registry
+                .champion()
+                .await?
+                .ok_or(CliError::NoChampion)?
+                .champion
+                .version
+        }
     };
     Ok(registry.load(&version).await?)
 }
 
-async fn evaluate_command(settings: &Settings, args: EvaluateArgs, output: Output) -> Result<(), CliError> {
+async fn evaluate_command(
+    settings: &Settings,
+    args: EvaluateArgs,
+    output: Output,
+) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
     let model = load_model(&registry, args.version.as_deref()).await?;
     let path = args.data.display().to_string();
-    let dataset = read_labelled(open_input(&args.data)?)
-        .map_err(|source| CliError::Data { path, source })?;
+    let dataset =
+        read_labelled(open_input(&args.data)?).map_err(|source| CliError::Data { path, source })?;
     let metrics = evaluate(&model, &dataset).map_err(|e| CliError::Predict(e.to_string()))?;
     let value = json!({
         "rmse": metrics.rmse, "mae": metrics.mae, "r2": metrics.r2,
@@ -402,7 +435,12 @@ async fn evaluate_command(settings: &Settings, args: EvaluateArgs, output: Outpu
         "rows": metrics.rows, "version": model.card.version,
     });
     output.print(&value, || {
-        format!("Model {} on {} rows: {}", model.card.version, metrics.rows, metrics_line(&metrics))
+        format!(
+            "Model {} on {} rows: {}",
+            model.card.version,
+            metrics.rows,
+            metrics_line(&metrics)
+        )
     });
     Ok(())
 }
@@ -412,16 +450,27 @@ async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Resu
     let model = load_model(&registry, args.version.as_deref()).await?;
     let path = args.data.display().to_string();
     let mut input = BufReader::new(open_input(&args.data)?);
-    let rows = if starts_with_json_object(&mut input).map_err(|source| CliError::Read { path: path.clone(), source })? {
+    let rows = if starts_with_json_object(&mut input).map_err(|source| CliError::Read {
+        path: path.clone(),
+        source,
+    })? {
         read_json_lines(input, &path)?
     } else {
         read_features(input)
-            .map_err(|source| CliError::Data { path: path.clone(), source })?
+            .map_err(|source| CliError::Data {
+                path: path.clone(),
+                source,
+            })?
             .rows
     };
-    let predictions = model.predict(&rows).map_err(|e| CliError::Predict(e.to_string()))?;
+    let predictions = model
+        .predict(&rows)
+        .map_err(|e| CliError::Predict(e.to_string()))?;
     if output.json {
-        output.print(&json!({"predictions": predictions, "version": model.card.version}), String::new);
+        output.print(
+            &json!({"predictions": predictions, "version": model.card.version}),
+            String::new,
+        );
         return Ok(());
     }
     let mut stdout = std::io::stdout().lock();
@@ -439,7 +488,10 @@ fn starts_with_json_object(input: &mut impl std::io::BufRead) -> std::io::Result
         if buffer.is_empty() {
             return Ok(false);
         }
-        let blanks = buffer.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        let blanks = buffer
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
         if blanks < buffer.len() {
             return Ok(buffer[blanks] == b'{');
         }
@@ -447,14 +499,24 @@ fn starts_with_json_object(input: &mut impl std::io::BufRead) -> std::io::Result
     }
 }
 
-fn read_json_lines(input: impl std::io::BufRead, path: &str) -> Result<Vec<crate::model::features::FeatureRow>, CliError> {
+fn read_json_lines(
+    input: impl std::io::BufRead,
+    path: &str,
+) -> Result<Vec<crate::model::features::FeatureRow>, CliError> {
     let mut rows = Vec::new();
     for (index, line) in input.lines().enumerate() {
-        let line = line.map_err(|source| CliError::Read { path: path.to_string(), source })?;
+        let line = line.map_err(|source| CliError::Read {
+            path: path.to_string(),
+            source,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        let fail = |source| CliError::JsonLine { path: path.to_string(), line: index + 1, source };
+        let fail = |source| CliError::JsonLine {
+            path: path.to_string(),
+            line: index + 1,
+            source,
+        };
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| fail(InputErrorOrJson::Json(e.to_string())))?;
         rows.push(row_from_json(&value).map_err(|e| fail(e.into()))?.row);
@@ -466,7 +528,8 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     let registry = open_registry(settings).await?;
     if let Some(ModelsAction::Promote { version }) = args.action {
         let pointer = registry.promote(&version).await?;
-        let value = json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});
+        let value =
+            json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});
         output.print(&value, || {
             format!(
                 "Champion is now {} (was {})",
@@ -489,20 +552,38 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     });
     output.print(&value, || {
         if cards.is_empty() {
-            return format!("No models in {} yet: run `sommelier train`.", registry.store_location());
+            return format!(
+                "No models in {} yet: run `sommelier train`.",
+                registry.store_location()
+            );
         }
         let mut text = format!(
             "  {:<26} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  source",
             "version", "algorithm", "rmse", "mae", "r2", "rows", "created"
         );
         for c in &cards {
-            let mark = if Some(&c.version) == champion.as_ref() { "*" } else { " " };
+            let mark = if Some(&c.version) == champion.as_ref() {
+                "*"
+            } else {
+                " "
+            };
             let (rmse, mae, r2) = c.metrics.map_or(("-".into(), "-".into(), "-".into()), |m| {
-                (format!("{:.4}", m.rmse), format!("{:.4}", m.mae), format!("{:.4}", m.r2))
+                (
+                    format!("{:.4}", m.rmse),
+                    format!("{:.4}", m.mae),
+                    format!("{:.4}", m.r2),
+                )
             });
             text.push_str(&format!(
                 "\n{mark} {:<26} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  {}",
-                c.version, c.spec.algorithm().name(), rmse, mae, r2, c.training_rows, c.created_at, c.source.name
+                c.version,
+                c.spec.algorithm().name(),
+                rmse,
+                mae,
+                r2,
+                c.training_rows,
+                c.created_at,
+                c.source.name
             ));
         }
         text.push_str("\n(* champion)");

@@ -51,6 +51,10 @@ pub struct MlflowSettings {
 pub struct Settings {
     pub store: StoreLocation,
     pub storage_connection_string: Option<String>,
+    /// `SOMMELIER_STORAGE_CA_FILE`: extra trusted CA certificates (PEM) for the Blob Storage
+    /// endpoint, e.g. a local emulator over HTTPS with a private CA. The system roots stay
+    /// trusted. Unset in Azure.
+    pub storage_ca_file: Option<PathBuf>,
     pub identity_client_id: Option<String>,
     /// `None`: the bundled data (or, with a blob store, the newest upload).
     pub training_data: Option<String>,
@@ -90,16 +94,17 @@ fn parsed<T: std::str::FromStr>(
 ) -> Result<T, ConfigError> {
     match var(name) {
         None => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse::<T>()
-            .ok()
-            .filter(|v| valid(v))
-            .ok_or(ConfigError::Invalid {
-                name,
-                value: text,
-                expected,
-            }),
+        Some(text) => {
+            text.trim()
+                .parse::<T>()
+                .ok()
+                .filter(|v| valid(v))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: text,
+                    expected,
+                })
+        }
     }
 }
 
@@ -112,7 +117,12 @@ impl Settings {
             .map_or(StoreLocation::Directory(PathBuf::from(".sommelier")), |s| {
                 StoreLocation::parse(&s)
             });
-        let refresh = parsed("SOMMELIER_MODEL_REFRESH_SECONDS", 30u64, "whole seconds, at least 1", |v| *v >= 1)?;
+        let refresh = parsed(
+            "SOMMELIER_MODEL_REFRESH_SECONDS",
+            30u64,
+            "whole seconds, at least 1",
+            |v| *v >= 1,
+        )?;
         let push = match var("SOMMELIER_PUSHGATEWAY_URL") {
             None => None,
             Some(url) => Some(PushSettings {
@@ -147,6 +157,7 @@ impl Settings {
         Ok(Settings {
             store,
             storage_connection_string: var("SOMMELIER_STORAGE_CONNECTION_STRING"),
+            storage_ca_file: var("SOMMELIER_STORAGE_CA_FILE").map(PathBuf::from),
             identity_client_id: var("SOMMELIER_IDENTITY_CLIENT_ID"),
             training_data: var("SOMMELIER_TRAINING_DATA"),
             model_refresh: Duration::from_secs(refresh),
@@ -156,8 +167,18 @@ impl Settings {
                 "a number from 0 to 1",
                 |v| (0.0..=1.0).contains(v),
             )?,
-            keep_versions: parsed("SOMMELIER_KEEP_VERSIONS", 20usize, "a whole number, at least 2", |v| *v >= 2)?,
-            max_batch_rows: parsed("SOMMELIER_MAX_BATCH_ROWS", 10_000usize, "a whole number, at least 1", |v| *v >= 1)?,
+            keep_versions: parsed(
+                "SOMMELIER_KEEP_VERSIONS",
+                20usize,
+                "a whole number, at least 2",
+                |v| *v >= 2,
+            )?,
+            max_batch_rows: parsed(
+                "SOMMELIER_MAX_BATCH_ROWS",
+                10_000usize,
+                "a whole number, at least 1",
+                |v| *v >= 1,
+            )?,
             push,
             mlflow,
             json_logs: log_format == "json",
@@ -165,7 +186,11 @@ impl Settings {
                 .map(|p| (p != 0).then_some(p))?,
             instance_id: var("WEBSITE_INSTANCE_ID")
                 .or_else(|| var("HOSTNAME"))
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+                .or_else(|| {
+                    std::fs::read_to_string("/etc/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                })
                 .unwrap_or_else(|| "local".into()),
         })
     }

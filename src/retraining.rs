@@ -62,7 +62,12 @@ pub enum RetrainError {
 impl RetrainError {
     /// Whether the input was at fault (retrying the same input cannot help).
     pub fn is_input_error(&self) -> bool {
-        matches!(self, RetrainError::Data(_) | RetrainError::Train(TrainError::BadHoldout(_)) | RetrainError::Train(TrainError::BadFolds { .. }))
+        matches!(
+            self,
+            RetrainError::Data(_)
+                | RetrainError::Train(TrainError::BadHoldout(_))
+                | RetrainError::Train(TrainError::BadFolds { .. })
+        )
     }
 
     /// Whether the store was unreachable, so a retry later may succeed.
@@ -91,12 +96,16 @@ pub async fn train_and_publish(
     let data_sha256 = dataset.sha256.clone();
     let trained = tokio::task::spawn_blocking(move || train(&dataset, &options))
         .await
-        .map_err(|e| RegistryError::Store(StoreError::Other(format!("training task failed: {e}"))))??;
+        .map_err(|e| {
+            RegistryError::Store(StoreError::Other(format!("training task failed: {e}")))
+        })??;
     registry.save(&trained.artifact).await?;
     let (decision, champion) = promote_if_better(registry, &trained, policy).await?;
     if decision.promote {
         match registry.retain(policy.keep_versions).await {
-            Ok(deleted) if !deleted.is_empty() => tracing::info!(?deleted, "old model versions deleted"),
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!(?deleted, "old model versions deleted")
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),
         }

@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::bundled;
 use crate::config::{Settings, StoreLocation};
 use crate::model::artifact::DataSource;
+use crate::registry::blob::{BlobStore, BlobUrl, Container, WriteCondition};
 use crate::registry::{LocalStore, Registry, Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -19,11 +20,9 @@ pub enum OpenStoreError {
 pub async fn open_registry(settings: &Settings) -> Result<Registry, OpenStoreError> {
     let store = match &settings.store {
         StoreLocation::Directory(path) => Store::Local(LocalStore::new(path.clone())),
-        StoreLocation::BlobContainer(url) => {
-            return Err(OpenStoreError::Invalid(format!(
-                "blob container {url}: Blob Storage support is not built yet"
-            )))
-        }
+        StoreLocation::BlobContainer(url) => Store::Blob(
+            BlobStore::open(settings, url).map_err(|e| OpenStoreError::Invalid(e.to_string()))?,
+        ),
     };
     Ok(Registry::new(store))
 }
@@ -33,7 +32,8 @@ pub async fn open_registry(settings: &Settings) -> Result<Registry, OpenStoreErr
 pub enum TrainingSource {
     Bundled,
     File(PathBuf),
-    /// A blob container URL: the newest blob in it.
+    /// A blob container URL: the newest blob in it (rejection reports excepted); or a blob URL
+    /// (container URL plus blob name): that blob.
     BlobContainer(String),
 }
 
@@ -60,7 +60,6 @@ pub async fn load_training_data(
     settings: &Settings,
     source: &TrainingSource,
 ) -> Result<TrainingData, StoreError> {
-    let _ = settings;
     match source {
         TrainingSource::Bundled => Ok(TrainingData {
             bytes: bundled::WINE_QUALITY_RED_CSV.to_vec(),
@@ -81,19 +80,79 @@ pub async fn load_training_data(
                 },
             })
         }
-        TrainingSource::BlobContainer(url) => Err(StoreError::Other(format!(
-            "training data in blob container {url}: Blob Storage support is not built yet"
-        ))),
+        TrainingSource::BlobContainer(url) => load_blob_training_data(settings, url).await,
     }
 }
 
-/// Leaves a report next to a rejected upload so the uploader can see why; a no-op unless the
-/// upload came from Blob Storage.
+/// Suffix of the report left next to a rejected upload.
+pub const REJECTION_SUFFIX: &str = ".rejected.json";
+
+/// Whether a blob in the training-data container is a rejection report, not training data.
+/// The upload trigger fires for reports too: they must be ignored, never trained on or
+/// reported on again.
+pub fn is_rejection_report(blob_name: &str) -> bool {
+    blob_name.to_ascii_lowercase().ends_with(REJECTION_SUFFIX)
+}
+
+fn open_container(settings: &Settings, url: &BlobUrl) -> Result<Container, StoreError> {
+    Container::open(url, settings).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+async fn load_blob_training_data(settings: &Settings, url: &str) -> Result<TrainingData, StoreError> {
+    let url = BlobUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
+    let container = open_container(settings, &url)?;
+    let name = match &url.blob {
+        Some(name) => name.clone(),
+        None => container
+            .list()
+            .await?
+            .into_iter()
+            .filter(|entry| !is_rejection_report(&entry.name))
+            .max_by(|a, b| {
+                (a.last_modified, &a.name).cmp(&(b.last_modified, &b.name))
+            })
+            .map(|entry| entry.name)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("training data in {}", container.location()))
+            })?,
+    };
+    let blob = container.read(&name).await?;
+    Ok(TrainingData {
+        bytes: blob.bytes,
+        source: DataSource {
+            name,
+            etag: blob.etag,
+        },
+    })
+}
+
+/// Leaves a report next to a rejected upload (`<name>.rejected.json` in the container of
+/// `SOMMELIER_TRAINING_DATA`) so the uploader can see why. A no-op unless the training data is
+/// in Blob Storage, and for a name that is itself a report (which would loop: the report is an
+/// upload too).
 pub async fn report_rejected_upload(
     settings: &Settings,
     blob_name: &str,
     report: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let _ = (settings, blob_name, report);
+    let Some(TrainingSource::BlobContainer(url)) =
+        settings.training_data.as_ref().map(|_| TrainingSource::from_settings(settings))
+    else {
+        return Ok(());
+    };
+    if blob_name.trim().is_empty() || is_rejection_report(blob_name) {
+        return Ok(());
+    }
+    let url = BlobUrl::parse(&url).map_err(|e| StoreError::Other(e.to_string()))?;
+    let container = open_container(settings, &url)?;
+    let bytes = serde_json::to_vec_pretty(report).map_err(|e| StoreError::Other(e.to_string()))?;
+    container
+        .write(
+            &format!("{blob_name}{REJECTION_SUFFIX}"),
+            bytes,
+            WriteCondition::Overwrite,
+            "application/json",
+        )
+        .await?;
     Ok(())
 }

@@ -169,7 +169,11 @@ impl ModelSpec {
                     return invalid("n_trees", "from 1 to 10000", params.n_trees.to_string());
                 }
                 if !(1..=FEATURE_COUNT).contains(&params.max_features) {
-                    return invalid("max_features", "from 1 to 11", params.max_features.to_string());
+                    return invalid(
+                        "max_features",
+                        "from 1 to 11",
+                        params.max_features.to_string(),
+                    );
                 }
                 if params.max_depth == Some(0) {
                     return invalid("max_depth", "at least 1", "0".to_string());
@@ -319,7 +323,10 @@ mod tests {
             ..Default::default()
         };
         let error = ModelSpec::build(Algorithm::ExtraTrees, &overrides).unwrap_err();
-        assert_eq!(error.to_string(), "max_features must be from 1 to 11; got 12");
+        assert_eq!(
+            error.to_string(),
+            "max_features must be from 1 to 11; got 12"
+        );
         let overrides = SpecOverrides {
             l1_ratio: Some(1.5),
             ..Default::default()

@@ -94,17 +94,20 @@ pub struct ModelCard {
 }
 
 /// A fitted model and its card.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct ModelArtifact {
     pub card: ModelCard,
     pub regressor: Regressor,
 }
 
+/// The card travels as JSON text: it uses serde features (tagged enums, skipped fields)
+/// that a positional binary encoding cannot carry.
 #[derive(Serialize)]
 struct EncodedArtifactRef<'a> {
     sommelier_version: &'a str,
     smartcore_version: &'a str,
-    artifact: &'a ModelArtifact,
+    card_json: String,
+    regressor: &'a Regressor,
 }
 
 #[derive(Deserialize)]
@@ -119,7 +122,8 @@ struct EncodedArtifact {
     sommelier_version: String,
     #[allow(dead_code)]
     smartcore_version: String,
-    artifact: ModelArtifact,
+    card_json: String,
+    regressor: Regressor,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -149,7 +153,9 @@ impl ModelArtifact {
         let body = EncodedArtifactRef {
             sommelier_version: SOMMELIER_VERSION,
             smartcore_version: SMARTCORE_VERSION,
-            artifact: self,
+            card_json: serde_json::to_string(&self.card)
+                .map_err(|e| ArtifactError::Encode(e.to_string()))?,
+            regressor: &self.regressor,
         };
         postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
         Ok(out)
@@ -179,7 +185,12 @@ impl ModelArtifact {
         }
         let decoded: EncodedArtifact =
             postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
-        let artifact = decoded.artifact;
+        let card: ModelCard = serde_json::from_str(&decoded.card_json)
+            .map_err(|e| ArtifactError::Corrupt(format!("model card: {e}")))?;
+        let artifact = ModelArtifact {
+            card,
+            regressor: decoded.regressor,
+        };
         if artifact.card.feature_names.len() != FEATURE_COUNT
             || artifact.card.feature_stats.len() != FEATURE_COUNT
         {
@@ -308,12 +319,18 @@ mod tests {
 
     #[test]
     fn foreign_bytes_are_refused_clearly() {
-        assert_eq!(ModelArtifact::decode(b"hello").unwrap_err(), ArtifactError::NotAModel);
+        assert_eq!(
+            ModelArtifact::decode(b"hello").unwrap_err(),
+            ArtifactError::NotAModel
+        );
         let mut future = MAGIC.to_vec();
         future.extend_from_slice(&7u16.to_le_bytes());
         assert_eq!(
             ModelArtifact::decode(&future).unwrap_err(),
-            ArtifactError::UnsupportedFormat { found: 7, supported: FORMAT_VERSION }
+            ArtifactError::UnsupportedFormat {
+                found: 7,
+                supported: FORMAT_VERSION
+            }
         );
     }
 }

@@ -354,10 +354,12 @@ impl<R: Read> Read for HashingReader<R> {
 /// Lower-case hexadecimal of some bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// SHA-256 of some bytes, hex.
@@ -394,7 +396,10 @@ mod tests {
         assert_eq!(data.rows[0][10], 9.4);
         assert_eq!(data.targets, vec![5.0, 5.0]);
         assert!(data.ignored_columns.is_empty());
-        assert_eq!(data.sha256, sha256_hex(csv_of(HEADER, &[ROW, ROW], "\n").as_bytes()));
+        assert_eq!(
+            data.sha256,
+            sha256_hex(csv_of(HEADER, &[ROW, ROW], "\n").as_bytes())
+        );
     }
 
     #[test]
@@ -415,7 +420,11 @@ mod tests {
         let expected = labelled(&csv_of(HEADER, &[ROW], "\n")).unwrap();
         assert_eq!(data.rows, expected.rows);
         assert_eq!(data.targets, expected.targets);
-        assert_eq!(data.sha256, sha256_hex(text.as_bytes()), "the BOM is part of the data's hash");
+        assert_eq!(
+            data.sha256,
+            sha256_hex(text.as_bytes()),
+            "the BOM is part of the data's hash"
+        );
     }
 
     #[test]
@@ -435,7 +444,9 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("`alcohol`"), "{message}");
         assert!(message.contains("found: `fixed_acidity`"), "{message}");
-        assert!(matches!(error, DatasetError::MissingColumns { ref missing, .. } if missing == &vec!["alcohol".to_string()]));
+        assert!(
+            matches!(error, DatasetError::MissingColumns { ref missing, .. } if missing == &vec!["alcohol".to_string()])
+        );
     }
 
     #[test]
@@ -443,7 +454,10 @@ mod tests {
         let header = HEADER.replace(",quality", "");
         let row = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4";
         let text = csv_of(&header, &[row], "\n");
-        assert!(matches!(labelled(&text), Err(DatasetError::MissingColumns { .. })));
+        assert!(matches!(
+            labelled(&text),
+            Err(DatasetError::MissingColumns { .. })
+        ));
         let table = read_features(text.as_bytes()).unwrap();
         assert_eq!(table.rows.len(), 1);
         let with_quality = read_features(csv_of(HEADER, &[ROW], "\n").as_bytes()).unwrap();
@@ -453,10 +467,26 @@ mod tests {
     #[test]
     fn bad_cells_are_reported_with_line_and_column() {
         let cases = [
-            ("7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,,5", ValueProblem::Empty, "alcohol"),
-            ("7.4,abc,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5", ValueProblem::NotANumber, "volatile_acidity"),
-            ("7.4,0.7,0,1.9,NaN,11,34,0.9978,3.51,0.56,9.4,5", ValueProblem::NaN, "chlorides"),
-            ("7.4,0.7,0,1.9,0.076,11,34,0.9978,inf,0.56,9.4,5", ValueProblem::Infinite, "pH"),
+            (
+                "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,,5",
+                ValueProblem::Empty,
+                "alcohol",
+            ),
+            (
+                "7.4,abc,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5",
+                ValueProblem::NotANumber,
+                "volatile_acidity",
+            ),
+            (
+                "7.4,0.7,0,1.9,NaN,11,34,0.9978,3.51,0.56,9.4,5",
+                ValueProblem::NaN,
+                "chlorides",
+            ),
+            (
+                "7.4,0.7,0,1.9,0.076,11,34,0.9978,inf,0.56,9.4,5",
+                ValueProblem::Infinite,
+                "pH",
+            ),
         ];
         for (bad, problem, column) in cases {
             let error = labelled(&csv_of(HEADER, &[ROW, bad], "\n")).unwrap_err();
@@ -465,11 +495,20 @@ mod tests {
                 DatasetError::BadValue {
                     line: 3,
                     column: column.to_string(),
-                    value: bad.split(',').nth(FEATURE_NAMES.iter().position(|n| *n == column).unwrap()).unwrap().to_string(),
+                    value: bad
+                        .split(',')
+                        .nth(FEATURE_NAMES.iter().position(|n| *n == column).unwrap())
+                        .unwrap()
+                        .to_string(),
                     problem,
                 }
             );
-            assert!(error.to_string().starts_with(&format!("line 3, column `{column}`")), "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("line 3, column `{column}`")),
+                "{error}"
+            );
         }
     }
 
@@ -478,19 +517,37 @@ mod tests {
         for bad in ["5.5", "11", "-1", "good", ""] {
             let row = format!("7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,{bad}");
             let error = labelled(&csv_of(HEADER, &[&row], "\n")).unwrap_err();
-            assert_eq!(error, DatasetError::BadQuality { line: 2, value: bad.to_string() });
+            assert_eq!(
+                error,
+                DatasetError::BadQuality {
+                    line: 2,
+                    value: bad.to_string()
+                }
+            );
         }
         let row = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,6.0";
-        assert_eq!(labelled(&csv_of(HEADER, &[row], "\n")).unwrap().targets, vec![6.0]);
+        assert_eq!(
+            labelled(&csv_of(HEADER, &[row], "\n")).unwrap().targets,
+            vec![6.0]
+        );
     }
 
     #[test]
     fn empty_binary_and_header_only_files_get_clear_errors() {
         assert_eq!(labelled("").unwrap_err(), DatasetError::Empty);
         assert_eq!(labelled("\n\r\n  ").unwrap_err(), DatasetError::Empty);
-        assert_eq!(read_labelled(&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..]).unwrap_err(), DatasetError::Binary);
-        assert_eq!(read_labelled(&b"\xff\xfe\xfd garbage, more"[..]).unwrap_err(), DatasetError::Binary);
-        assert_eq!(labelled(&format!("{HEADER}\n")).unwrap_err(), DatasetError::HeaderOnly);
+        assert_eq!(
+            read_labelled(&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..]).unwrap_err(),
+            DatasetError::Binary
+        );
+        assert_eq!(
+            read_labelled(&b"\xff\xfe\xfd garbage, more"[..]).unwrap_err(),
+            DatasetError::Binary
+        );
+        assert_eq!(
+            labelled(&format!("{HEADER}\n")).unwrap_err(),
+            DatasetError::HeaderOnly
+        );
         assert_eq!(labelled(HEADER).unwrap_err(), DatasetError::HeaderOnly);
     }
 
@@ -499,13 +556,19 @@ mod tests {
         let short = "7.4,0.7,0";
         assert_eq!(
             labelled(&csv_of(HEADER, &[ROW, short], "\n")).unwrap_err(),
-            DatasetError::FieldCount { line: 3, expected: 12, found: 3 }
+            DatasetError::FieldCount {
+                line: 3,
+                expected: 12,
+                found: 3
+            }
         );
         let header = format!("{HEADER},Alcohol");
         let row = format!("{ROW},9.0");
         assert_eq!(
             labelled(&csv_of(&header, &[&row], "\n")).unwrap_err(),
-            DatasetError::DuplicateColumn { column: "Alcohol".to_string() }
+            DatasetError::DuplicateColumn {
+                column: "Alcohol".to_string()
+            }
         );
     }
 
@@ -519,7 +582,13 @@ mod tests {
     fn too_few_rows_to_train_is_an_error() {
         let rows = vec![ROW; 49];
         let error = read_training_data(csv_of(HEADER, &rows, "\n").as_bytes()).unwrap_err();
-        assert_eq!(error, DatasetError::TooFewRows { rows: 49, minimum: 50 });
+        assert_eq!(
+            error,
+            DatasetError::TooFewRows {
+                rows: 49,
+                minimum: 50
+            }
+        );
         let rows = vec![ROW; 50];
         assert!(read_training_data(csv_of(HEADER, &rows, "\n").as_bytes()).is_ok());
     }

@@ -174,7 +174,10 @@ mod tests {
     fn errors_name_the_field() {
         let mut v = sample();
         v.as_object_mut().unwrap().remove("alcohol");
-        assert_eq!(row_from_json(&v).unwrap_err(), InputError::Missing { field: "alcohol" });
+        assert_eq!(
+            row_from_json(&v).unwrap_err(),
+            InputError::Missing { field: "alcohol" }
+        );
         let mut v = sample();
         v["pH"] = json!("acid");
         assert_eq!(
@@ -185,9 +188,15 @@ mod tests {
         v["density"] = json!(null);
         assert_eq!(
             row_from_json(&v).unwrap_err(),
-            InputError::WrongType { field: "density".into(), found: "null" }
+            InputError::WrongType {
+                field: "density".into(),
+                found: "null"
+            }
         );
-        assert!(matches!(row_from_json(&json!([1, 2])), Err(InputError::NotAnObject { .. })));
+        assert!(matches!(
+            row_from_json(&json!([1, 2])),
+            Err(InputError::NotAnObject { .. })
+        ));
     }
 
     #[test]
@@ -200,13 +209,22 @@ mod tests {
 
     #[test]
     fn form_text_values_parse() {
-        let pairs = FEATURE_NAMES.iter().map(|n| (*n, "1.5")).collect::<Vec<_>>();
-        assert_eq!(row_from_text_pairs(pairs).unwrap().row, [1.5; FEATURE_COUNT]);
+        let pairs = FEATURE_NAMES
+            .iter()
+            .map(|n| (*n, "1.5"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            row_from_text_pairs(pairs).unwrap().row,
+            [1.5; FEATURE_COUNT]
+        );
         let mut pairs = FEATURE_NAMES.iter().map(|n| (*n, "1")).collect::<Vec<_>>();
         pairs[3].1 = "NaN";
         assert_eq!(
             row_from_text_pairs(pairs).unwrap_err(),
-            InputError::BadValue { field: "residual_sugar".into(), problem: ValueProblem::NaN }
+            InputError::BadValue {
+                field: "residual_sugar".into(),
+                problem: ValueProblem::NaN
+            }
         );
     }
 }

@@ -48,7 +48,11 @@ impl Metrics {
         Metrics {
             rmse: (squared / count).sqrt(),
             mae: absolute / count,
-            r2: if total > 0.0 { 1.0 - squared / total } else { 0.0 },
+            r2: if total > 0.0 {
+                1.0 - squared / total
+            } else {
+                0.0
+            },
             within_0_5: half as f64 / count,
             within_1_0: one as f64 / count,
             rows: n,

@@ -66,7 +66,11 @@ pub fn k_folds(n: usize, k: usize, seed: u64) -> Vec<Holdout> {
             let start = fold * n / k;
             let end = (fold + 1) * n / k;
             let test = order[start..end].to_vec();
-            let train = order[..start].iter().chain(&order[end..]).copied().collect();
+            let train = order[..start]
+                .iter()
+                .chain(&order[end..])
+                .copied()
+                .collect();
             Holdout { train, test }
         })
         .collect()

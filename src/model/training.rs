@@ -23,6 +23,8 @@ pub enum Trigger {
     Http,
     Schedule,
     Upload,
+    /// A server's first start with an empty store.
+    Startup,
 }
 
 impl Trigger {
@@ -32,6 +34,7 @@ impl Trigger {
             Trigger::Http => "http",
             Trigger::Schedule => "schedule",
             Trigger::Upload => "upload",
+            Trigger::Startup => "startup",
         }
     }
 }

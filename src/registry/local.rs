@@ -175,7 +175,8 @@ impl ModelStore for LocalStore {
         let card = self.version_dir(&champion.version)?.join(CARD_FILE);
         blocking(move || {
             fs::create_dir_all(&root).map_err(|e| io_error("store directory", e))?;
-            let lock = fs::File::create(root.join(LOCK_FILE)).map_err(|e| io_error(LOCK_FILE, e))?;
+            let lock =
+                fs::File::create(root.join(LOCK_FILE)).map_err(|e| io_error(LOCK_FILE, e))?;
             lock.lock().map_err(|e| io_error(LOCK_FILE, e))?;
             let current = read_pointer(&root)?.map(|p| p.etag);
             if current != expected {
@@ -212,8 +213,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
         assert!(store.list_versions().await.unwrap().is_empty());
-        store.put_version("v2", b"m".to_vec(), b"{}".to_vec()).await.unwrap();
-        store.put_version("v1", b"m".to_vec(), b"{}".to_vec()).await.unwrap();
+        store
+            .put_version("v2", b"m".to_vec(), b"{}".to_vec())
+            .await
+            .unwrap();
+        store
+            .put_version("v1", b"m".to_vec(), b"{}".to_vec())
+            .await
+            .unwrap();
         fs::create_dir_all(dir.path().join(".partial-v3-1")).unwrap();
         assert_eq!(store.list_versions().await.unwrap(), vec!["v1", "v2"]);
         assert!(matches!(
@@ -221,17 +228,32 @@ mod tests {
             Err(StoreError::AlreadyExists(_))
         ));
         assert_eq!(store.get_model("v1").await.unwrap(), b"m");
-        assert!(matches!(store.get_model("v9").await, Err(StoreError::NotFound(_))));
-        assert!(matches!(store.get_model("../etc").await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.get_model("v9").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.get_model("../etc").await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn champion_pointer_is_compare_and_swap() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path());
-        store.put_version("v1", vec![], b"{}".to_vec()).await.unwrap();
-        store.put_version("v2", vec![], b"{}".to_vec()).await.unwrap();
-        assert_eq!(store.read_champion(None).await.unwrap(), PointerRead::Absent);
+        store
+            .put_version("v1", vec![], b"{}".to_vec())
+            .await
+            .unwrap();
+        store
+            .put_version("v2", vec![], b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read_champion(None).await.unwrap(),
+            PointerRead::Absent
+        );
 
         let first = store.write_champion(&champion("v1"), None).await.unwrap();
         assert!(matches!(
@@ -242,7 +264,10 @@ mod tests {
             store.read_champion(Some(&first)).await.unwrap(),
             PointerRead::Unchanged
         );
-        let second = store.write_champion(&champion("v2"), Some(&first)).await.unwrap();
+        let second = store
+            .write_champion(&champion("v2"), Some(&first))
+            .await
+            .unwrap();
         assert!(matches!(
             store.write_champion(&champion("v1"), Some(&first)).await,
             Err(StoreError::Conflict)

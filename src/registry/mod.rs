@@ -5,6 +5,7 @@
 //! completely before the pointer may name it, and the pointer only moves by compare-and-swap
 //! on its ETag, so concurrent trainings can neither lose an update nor point at a missing model.
 
+pub mod blob;
 pub mod local;
 pub mod promotion;
 
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 use crate::model::artifact::{ArtifactError, ModelArtifact, ModelCard};
 
+pub use blob::BlobStore;
 pub use local::LocalStore;
 
 /// Opaque version tag of the champion pointer, compared for compare-and-swap.
@@ -105,12 +107,14 @@ pub trait ModelStore: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum Store {
     Local(LocalStore),
+    Blob(BlobStore),
 }
 
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Local($store) => $call,
+            Store::Blob($store) => $call,
         }
     };
 }
@@ -178,10 +182,12 @@ impl Registry {
     /// Stores an artifact and its readable card.
     pub async fn save(&self, artifact: &ModelArtifact) -> Result<(), RegistryError> {
         let version = artifact.card.version.clone();
-        let model = artifact.encode().map_err(|source| RegistryError::Artifact {
-            version: version.clone(),
-            source,
-        })?;
+        let model = artifact
+            .encode()
+            .map_err(|source| RegistryError::Artifact {
+                version: version.clone(),
+                source,
+            })?;
         let card = serde_json::to_vec_pretty(&artifact.card).map_err(|e| RegistryError::Card {
             version: version.clone(),
             message: e.to_string(),
@@ -201,6 +207,14 @@ impl Registry {
             version: version.to_string(),
             message: e.to_string(),
         })
+    }
+
+    /// A conditional pointer read (cheap when `known` still matches).
+    pub async fn store_read_champion(
+        &self,
+        known: Option<&ETag>,
+    ) -> Result<PointerRead, StoreError> {
+        self.store.read_champion(known).await
     }
 
     /// The current pointer, if any.
@@ -273,7 +287,10 @@ impl Registry {
 }
 
 /// Decodes off the async runtime: a forest is megabytes of postcard.
-pub async fn decode_blocking(version: &str, bytes: Vec<u8>) -> Result<ModelArtifact, RegistryError> {
+pub async fn decode_blocking(
+    version: &str,
+    bytes: Vec<u8>,
+) -> Result<ModelArtifact, RegistryError> {
     let decoded = tokio::task::spawn_blocking(move || ModelArtifact::decode(&bytes))
         .await
         .map_err(|e| StoreError::Other(format!("decoder task failed: {e}")))?;

@@ -85,7 +85,10 @@ mod tests {
         assert!(decide(Some(0.6059), &champion, 0.01, false).promote);
         assert!(!decide(Some(0.6061), &champion, 0.01, false).promote);
         assert!(decide(Some(0.55), &champion, 0.0, false).promote);
-        assert!(decide(Some(0.60), &champion, 0.0, false).promote, "a tie keeps the newer model");
+        assert!(
+            decide(Some(0.60), &champion, 0.0, false).promote,
+            "a tie keeps the newer model"
+        );
     }
 
     #[test]
@@ -105,7 +108,12 @@ mod tests {
 
     #[test]
     fn an_unusable_champion_is_replaced() {
-        let d = decide(Some(0.7), &ChampionScore::Unusable("corrupt".into()), 0.01, false);
+        let d = decide(
+            Some(0.7),
+            &ChampionScore::Unusable("corrupt".into()),
+            0.01,
+            false,
+        );
         assert!(d.promote && d.reason.contains("corrupt"));
     }
 }

@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `RUST_LOG` sets the level (default `info`); `json` selects
 /// one JSON object per line.
 pub fn init(json: bool, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let writer = std::io::stderr
         .with_max_level(Level::WARN)
         .or_else(std::io::stdout);

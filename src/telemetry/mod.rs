@@ -1,3 +1,6 @@
-//! Observability: logging, the Prometheus metrics registry, and the Pushgateway pusher.
+//! Observability: logging, the Prometheus metrics, input drift, and the Pushgateway pusher.
 
+pub mod drift;
 pub mod logging;
+pub mod metrics;
+pub mod push;

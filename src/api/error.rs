@@ -1,0 +1,172 @@
+//! The one place where errors become HTTP answers: a status and a JSON body
+//! `{"error": "...", "field": "..."}` naming what is wrong.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::model::dataset::DatasetError;
+use crate::model::input::InputError;
+use crate::registry::{RegistryError, StoreError};
+use crate::retraining::RetrainError;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("row {row}: {source}")]
+    RowInput { row: usize, source: InputError },
+    #[error(transparent)]
+    Data(#[from] DatasetError),
+    #[error("request body is empty")]
+    EmptyBody,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("unsupported content type `{found}`; send {expected}")]
+    UnsupportedMediaType {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("request body is larger than the {limit_bytes}-byte limit")]
+    BodyTooLarge { limit_bytes: usize },
+    #[error("batch of {rows} rows exceeds the limit of {limit} (SOMMELIER_MAX_BATCH_ROWS)")]
+    BatchTooLarge { rows: usize, limit: usize },
+    #[error("no model is loaded yet: {0}")]
+    NoModel(String),
+    #[error("a training is already running on this instance; try again when it finishes")]
+    TrainingInProgress,
+    #[error("model version `{0}` not found")]
+    VersionNotFound(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("the model store is unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, in words.
+    pub error: String,
+    /// The input field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_)
+            | ApiError::Input(_)
+            | ApiError::RowInput { .. }
+            | ApiError::Data(_)
+            | ApiError::EmptyBody
+            | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::NoModel(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TrainingInProgress => StatusCode::CONFLICT,
+            ApiError::VersionNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn field(&self) -> Option<String> {
+        match self {
+            ApiError::Input(e) | ApiError::RowInput { source: e, .. } => {
+                e.field().map(str::to_string)
+            }
+            ApiError::Data(DatasetError::BadValue { column, .. }) => Some(column.clone()),
+            ApiError::Data(DatasetError::BadQuality { .. }) => Some("quality".to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.to_string(),
+            field: self.field(),
+        }
+    }
+
+    /// Maps a body-read failure: too large → 413, anything else → 400.
+    pub fn from_body_rejection(rejection: BytesRejection, limit_bytes: usize) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit_bytes }
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {rejection}"))
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Store(StoreError::NotFound(what)) => {
+                ApiError::VersionNotFound(what.split('/').next().unwrap_or(&what).to_string())
+            }
+            RegistryError::Store(e) if e.is_transient() => {
+                ApiError::StoreUnavailable(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RetrainError> for ApiError {
+    fn from(error: RetrainError) -> Self {
+        match error {
+            RetrainError::Data(e) => ApiError::Data(e),
+            RetrainError::Train(e) => ApiError::BadRequest(e.to_string()),
+            RetrainError::Registry(e) => e.into(),
+            RetrainError::Contended => ApiError::StoreUnavailable(error.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// An [`ApiError`] answered in MLflow's scoring-server shape: `{"error_code", "message"}`,
+/// plus this API's `error` and `field`.
+#[derive(Debug)]
+pub struct MlflowError(pub ApiError);
+
+impl From<ApiError> for MlflowError {
+    fn from(error: ApiError) -> Self {
+        MlflowError(error)
+    }
+}
+
+impl IntoResponse for MlflowError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let code = match status {
+            StatusCode::BAD_REQUEST
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::PAYLOAD_TOO_LARGE => "BAD_REQUEST",
+            StatusCode::SERVICE_UNAVAILABLE => "TEMPORARILY_UNAVAILABLE",
+            _ => "INTERNAL_ERROR",
+        };
+        let body = self.0.body();
+        let json = serde_json::json!({
+            "error_code": code, "message": body.error, "error": body.error, "field": body.field,
+        });
+        (status, Json(json)).into_response()
+    }
+}

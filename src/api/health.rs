@@ -1,0 +1,42 @@
+//! `GET /api/health` and the host's readiness probe `GET /`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::schema::HealthResponse;
+use crate::server::state::SharedState;
+
+/// Healthy when a model is loaded; reports a degraded store without failing.
+#[utoipa::path(get, path = "/api/health", responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
+pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<HealthResponse>) {
+    match state.model() {
+        Some(model) => (
+            StatusCode::OK,
+            Json(HealthResponse {
+                status: "healthy",
+                model_version: Some(model.artifact.card.version.clone()),
+                reason: None,
+                degraded: state.store_problem(),
+            }),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse {
+                status: "unhealthy",
+                model_version: None,
+                reason: Some(
+                    state
+                        .startup_problem()
+                        .unwrap_or_else(|| "no model loaded".into()),
+                ),
+                degraded: state.store_problem(),
+            }),
+        ),
+    }
+}
+
+/// Readiness: answers at once, whatever the model's state.
+pub async fn ready() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ready"}))
+}

@@ -1,0 +1,147 @@
+//! The HTTP API under `/api` (what the Functions host proxies to), the readiness probe, and
+//! the envelope routes of the non-HTTP functions. Handlers are thin: parsing at the edge,
+//! work in `model`/`retraining`, errors answered in `error`.
+
+pub mod error;
+pub mod form;
+pub mod health;
+pub mod invocations;
+pub mod models;
+pub mod openapi;
+pub mod predict;
+pub mod schema;
+pub mod train;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tracing::Instrument;
+
+use crate::functions;
+use crate::server::state::SharedState;
+use crate::telemetry::metrics::METRICS;
+
+/// Body limit of prediction routes.
+pub const PREDICT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Body limit of the blob-trigger route: the blob arrives base64-inlined in JSON, so a
+/// 50 MB CSV is about 67 MB on the wire.
+pub const UPLOAD_BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// The whole router.
+pub fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .route("/api/predict", get(form::form_page).post(predict::predict))
+        .route("/api/invocations", post(invocations::invocations))
+        .route("/api/train", get(train::train).post(train::train))
+        .route("/api/models", get(models::list))
+        .route("/api/models/{version}/promote", post(models::promote))
+        .route("/api/health", get(health::health))
+        .route("/api/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/retrain-on-schedule", post(functions::retrain_on_schedule))
+        .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
+    let upload = Router::new()
+        .route("/retrain-on-upload", post(functions::retrain_on_upload))
+        .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
+    Router::new()
+        .route("/", get(health::ready))
+        .merge(api)
+        .merge(upload)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// The media type of a request, lower case, without parameters.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+async fn not_found(request: Request) -> Response {
+    error::ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let body = error::ErrorBody {
+        error: format!(
+            "method {} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+        field: None,
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+/// Prometheus text of this instance's metrics.
+#[utoipa::path(get, path = "/api/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::server::metrics_snapshot(&state),
+    )
+        .into_response()
+}
+
+/// The function a path belongs to: the bounded `function` label.
+fn function_of(path: &str) -> &'static str {
+    match path {
+        "/api/predict" => "predict",
+        "/api/invocations" => "invocations",
+        "/api/train" => "train",
+        "/api/health" => "health",
+        "/api/metrics" => "metrics",
+        "/api/openapi.json" => "openapi",
+        "/retrain-on-schedule" => "retrain-on-schedule",
+        "/retrain-on-upload" => "retrain-on-upload",
+        p if p.starts_with("/api/models") => "models",
+        "/" => "readiness",
+        _ => "other",
+    }
+}
+
+/// Counts and times every request, and tags its log events with the Functions invocation id.
+async fn observe(request: Request, next: Next) -> Response {
+    let function = function_of(request.uri().path());
+    let invocation_id = request
+        .headers()
+        .get("x-azure-functions-invocationid")
+        .or_else(|| request.headers().get("x-ms-invocation-id"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if function == "readiness" {
+        return next.run(request).await;
+    }
+    let span = tracing::info_span!("request", function, invocation_id = %invocation_id);
+    METRICS.http_in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(request).instrument(span).await;
+    METRICS.http_in_flight.dec();
+    METRICS
+        .http_duration
+        .with_label_values(&[function])
+        .observe(started.elapsed().as_secs_f64());
+    METRICS
+        .http_requests
+        .with_label_values(&[function, response.status().as_str()])
+        .inc();
+    response
+}

@@ -1,0 +1,131 @@
+//! Request and response types of the prediction API, as documented in the OpenAPI document.
+//! Parsing itself goes through `model::input`, which accepts the same shapes and names the
+//! field at fault when one is wrong.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One wine's measurements (any extra field is ignored and reported in `ignored_fields`).
+/// Values may also be numeric strings, as HTML forms send them.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct WineFeatures {
+    #[schema(example = 7.4)]
+    pub fixed_acidity: f64,
+    #[schema(example = 0.7)]
+    pub volatile_acidity: f64,
+    #[schema(example = 0.0)]
+    pub citric_acid: f64,
+    #[schema(example = 1.9)]
+    pub residual_sugar: f64,
+    #[schema(example = 0.076)]
+    pub chlorides: f64,
+    #[schema(example = 11.0)]
+    pub free_sulfur_dioxide: f64,
+    #[schema(example = 34.0)]
+    pub total_sulfur_dioxide: f64,
+    #[schema(example = 0.9978)]
+    pub density: f64,
+    #[serde(rename = "pH")]
+    #[schema(example = 3.51)]
+    pub ph: f64,
+    #[schema(example = 0.56)]
+    pub sulphates: f64,
+    #[schema(example = 9.4)]
+    pub alcohol: f64,
+}
+
+/// A batch of wines.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchRequest {
+    pub instances: Vec<WineFeatures>,
+}
+
+/// The prediction for one wine.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredictionResponse {
+    /// Predicted quality (0–10 scale).
+    pub prediction: f64,
+    pub model_version: String,
+    /// Features outside the range the model was trained on (the prediction is less reliable).
+    pub out_of_range: Vec<String>,
+    /// Request fields that are not features.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_fields: Vec<String>,
+}
+
+/// Predictions for a batch, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchPredictionResponse {
+    pub predictions: Vec<f64>,
+    pub model_version: String,
+    /// Per row: features outside the training range.
+    pub out_of_range: Vec<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_fields: Vec<String>,
+}
+
+/// MLflow scoring answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvocationsResponse {
+    pub predictions: Vec<f64>,
+}
+
+/// Readiness and model status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `healthy` or `unhealthy`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+    /// Why the instance is unhealthy, or degraded (serving from memory while the store is unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+}
+
+/// Outcome of `/api/train`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrainResponse {
+    /// `Model training successful!`
+    pub message: &'static str,
+    pub version: String,
+    pub algorithm: String,
+    pub metrics: Option<crate::model::metrics::Metrics>,
+    pub rows: usize,
+    pub promoted: bool,
+    pub champion: Option<String>,
+    pub reason: String,
+    pub champion_rmse: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
+}
+
+/// One stored version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelSummary {
+    pub version: String,
+    pub algorithm: String,
+    pub created_at: String,
+    pub metrics: Option<crate::model::metrics::Metrics>,
+    pub training_rows: usize,
+    pub trigger: String,
+    pub source: String,
+    pub champion: bool,
+}
+
+/// The registry's versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelsResponse {
+    pub champion: Option<String>,
+    pub versions: Vec<ModelSummary>,
+}
+
+/// Outcome of a promotion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PromoteResponse {
+    pub champion: String,
+    pub previous: Option<String>,
+}

@@ -1,0 +1,258 @@
+//! The non-HTTP functions, spoken in the Functions host's JSON envelope (see
+//! functions-host-protocol §2–3): `POST /retrain-on-schedule` (timer) and
+//! `POST /retrain-on-upload` (blob trigger). Every answer is 2xx with a JSON object, except a
+//! transient failure (store unreachable), which answers 503 so that the host retries.
+
+pub mod envelope;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::model::artifact::DataSource;
+use crate::model::dataset::sha256_hex;
+use crate::model::training::Trigger;
+use crate::retraining::RetrainError;
+use crate::server::state::SharedState;
+use crate::server::training::train_on;
+use crate::stores::{load_training_data, report_rejected_upload, TrainingData, TrainingSource};
+use envelope::{EnvelopeResponse, Invocation};
+
+/// Suffix of the reports written next to rejected uploads (never trained on).
+pub const REJECTION_SUFFIX: &str = ".rejected.json";
+
+type Answer = (StatusCode, Json<EnvelopeResponse>);
+
+fn answer(status: StatusCode, logs: Vec<String>, value: Value) -> Answer {
+    for line in &logs {
+        tracing::info!("{line}");
+    }
+    (status, Json(EnvelopeResponse::new(logs, value)))
+}
+
+/// Timer: retrains on the configured data unless it is what the champion was trained on.
+pub async fn retrain_on_schedule(
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let invocation = body.ok().and_then(|b| Invocation::parse(&b).ok());
+    let past_due = invocation
+        .as_ref()
+        .is_some_and(Invocation::timer_is_past_due);
+    let _guard = state.start_training().await;
+    let source = TrainingSource::from_settings(&state.settings);
+    let data = match load_training_data(&state.settings, &source).await {
+        Ok(data) => data,
+        Err(error) if error.is_transient() => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![format!("training data unavailable: {error}")],
+                json!({"status": "failed", "reason": error.to_string()}),
+            );
+        }
+        Err(error) => {
+            return answer(
+                StatusCode::OK,
+                vec![format!("no training data: {error}")],
+                json!({"status": "failed", "reason": error.to_string()}),
+            );
+        }
+    };
+    let sha = sha256_hex(&data.bytes);
+    match champion_trained_on(&state, &sha).await {
+        Ok(Some(version)) => {
+            let message = format!(
+                "nothing changed since champion {version} was trained on {}",
+                data.source.name
+            );
+            return answer(
+                StatusCode::OK,
+                vec![message.clone()],
+                json!({"status": "unchanged", "champion": version, "reason": message}),
+            );
+        }
+        Ok(None) => {}
+        Err(error) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![format!("model store unavailable: {error}")],
+                json!({"status": "failed", "reason": error}),
+            );
+        }
+    }
+    let mut logs = vec![format!(
+        "scheduled retraining on {} (past due: {past_due})",
+        data.source.name
+    )];
+    outcome(&state, Trigger::Schedule, data, &mut logs, None).await
+}
+
+/// Blob trigger: validates the uploaded CSV, trains, and promotes per the rules. A bad upload
+/// is rejected for good (200 with the reasons, and a report next to the blob).
+pub async fn retrain_on_upload(
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let invocation = match body {
+        Ok(bytes) => Invocation::parse(&bytes),
+        Err(rejection) => Err(format!("cannot read the invocation: {rejection}")),
+    };
+    let invocation = match invocation {
+        Ok(invocation) => invocation,
+        Err(reason) => {
+            return answer(
+                StatusCode::OK,
+                vec![format!("invocation refused: {reason}")],
+                json!({"status": "rejected", "reason": reason}),
+            )
+        }
+    };
+    let blob = invocation
+        .blob_name()
+        .unwrap_or_else(|| "(unnamed)".to_string());
+    if blob.ends_with(REJECTION_SUFFIX) {
+        return answer(
+            StatusCode::OK,
+            vec![format!("{blob} is a rejection report; ignored")],
+            json!({"status": "ignored", "blob": blob}),
+        );
+    }
+    let bytes = match invocation.blob_content("csv") {
+        Ok(bytes) => bytes,
+        Err(reason) => return reject(&state, &blob, reason).await,
+    };
+    let sha = sha256_hex(&bytes);
+    match champion_or_version_trained_on(&state, &sha).await {
+        Ok(Some(version)) => {
+            let message = format!("{blob} was already trained as version {version}; nothing to do");
+            return answer(
+                StatusCode::OK,
+                vec![message],
+                json!({"status": "duplicate", "version": version, "blob": blob}),
+            );
+        }
+        Ok(None) => {}
+        Err(error) => {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![format!("model store unavailable: {error}")],
+                json!({"status": "failed", "reason": error}),
+            );
+        }
+    }
+    let _guard = state.start_training().await;
+    let data = TrainingData {
+        bytes,
+        source: DataSource {
+            name: format!("training-data/{blob}"),
+            etag: invocation.blob_etag(),
+        },
+    };
+    let mut logs = vec![format!(
+        "retraining on upload {blob} ({} bytes)",
+        data.bytes.len()
+    )];
+    outcome(&state, Trigger::Upload, data, &mut logs, Some(&blob)).await
+}
+
+/// Trains and turns the result into the envelope answer.
+async fn outcome(
+    state: &SharedState,
+    trigger: Trigger,
+    data: TrainingData,
+    logs: &mut Vec<String>,
+    blob: Option<&str>,
+) -> Answer {
+    match train_on(state, trigger, data, None, false).await {
+        Ok(retrained) => {
+            let report = &retrained.report;
+            logs.push(format!(
+                "trained {}: rmse {}, {} ({})",
+                report.version,
+                report
+                    .metrics
+                    .map_or("n/a".to_string(), |m| format!("{:.4}", m.rmse)),
+                if report.promoted {
+                    "promoted"
+                } else {
+                    "kept the champion"
+                },
+                report.reason
+            ));
+            let value = json!({
+                "status": if report.promoted { "promoted" } else { "kept_champion" },
+                "message": "Model training successful!",
+                "report": report,
+            });
+            answer(StatusCode::OK, std::mem::take(logs), value)
+        }
+        Err(error) if error.is_input_error() => match blob {
+            Some(blob) => reject(state, blob, error.to_string()).await,
+            None => answer(
+                StatusCode::OK,
+                vec![format!("training data rejected: {error}")],
+                json!({"status": "rejected", "reason": error.to_string()}),
+            ),
+        },
+        Err(error) => failed(error, std::mem::take(logs)),
+    }
+}
+
+fn failed(error: RetrainError, mut logs: Vec<String>) -> Answer {
+    logs.push(format!("training failed: {error}"));
+    let status = if error.is_transient() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    tracing::error!(%error, transient = error.is_transient(), "training failed");
+    answer(
+        status,
+        logs,
+        json!({"status": "failed", "reason": error.to_string()}),
+    )
+}
+
+/// Rejects an upload for good: a report next to it, a log line, the champion untouched.
+async fn reject(state: &SharedState, blob: &str, reason: String) -> Answer {
+    let report = json!({"blob": blob, "status": "rejected", "reasons": [reason.clone()], "rejected_at": crate::registry::now_rfc3339()});
+    let mut logs = vec![format!("upload {blob} rejected: {reason}")];
+    if let Err(error) = report_rejected_upload(&state.settings, blob, &report).await {
+        logs.push(format!("could not write the rejection report: {error}"));
+    }
+    tracing::warn!(%blob, %reason, "upload rejected");
+    answer(
+        StatusCode::OK,
+        logs,
+        json!({"status": "rejected", "blob": blob, "reason": reason}),
+    )
+}
+
+/// The champion's version if it was trained on data with this SHA-256.
+async fn champion_trained_on(state: &SharedState, sha: &str) -> Result<Option<String>, String> {
+    let champion = state.registry.champion().await.map_err(|e| e.to_string())?;
+    let Some(pointer) = champion else {
+        return Ok(None);
+    };
+    match state.registry.card(&pointer.champion.version).await {
+        Ok(card) if card.data_sha256 == sha => Ok(Some(card.version)),
+        Ok(_) => Ok(None),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Any stored version trained on data with this SHA-256 (redelivered blobs).
+async fn champion_or_version_trained_on(
+    state: &SharedState,
+    sha: &str,
+) -> Result<Option<String>, String> {
+    let cards = state.registry.cards().await.map_err(|e| e.to_string())?;
+    Ok(cards
+        .into_iter()
+        .rev()
+        .find(|c| c.data_sha256 == sha)
+        .map(|c| c.version))
+}

@@ -1,0 +1,176 @@
+//! `sommelier serve`: the custom handler's HTTP server. Binds 127.0.0.1 at once (the host
+//! polls `GET /` every 25 ms), loads or trains the champion in the background, refreshes it
+//! when the pointer moves, pushes metrics, and shuts down gracefully on SIGTERM/Ctrl-C.
+
+pub mod state;
+pub mod training;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::model::features::FEATURE_NAMES;
+use crate::model::training::Trigger;
+use crate::stores::{load_training_data, open_registry, OpenStoreError, TrainingSource};
+use crate::telemetry::metrics::METRICS;
+use crate::telemetry::push::Pusher;
+use state::{AppState, SharedState};
+
+/// Port when neither the host nor `--port` names one (what `func start` uses).
+pub const DEFAULT_PORT: u16 = 7071;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] OpenStoreError),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), ServerError> {
+    METRICS.record_start();
+    let port = settings.handler_port.or(port_flag).unwrap_or(DEFAULT_PORT);
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind { address, source })?;
+    let registry = open_registry(&settings).await?;
+    let state: SharedState = Arc::new(AppState::new(settings, registry));
+    tracing::info!(%address, store = %state.registry.store_location(), "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(load_or_train(state.clone()));
+    tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
+    let pusher = start_pusher(&state, stop_rx.clone());
+
+    let app = crate::api::router(state.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    let _ = stop_tx.send(true);
+    if let Some(pusher) = pusher {
+        // The final delete of this instance's group, bounded so shutdown never hangs.
+        let _ = tokio::time::timeout(Duration::from_secs(5), pusher).await;
+    }
+    tracing::info!("stopped");
+    served.map_err(ServerError::Serve)
+}
+
+/// Loads the champion; with an empty store, trains one on the configured (or bundled) data.
+async fn load_or_train(state: SharedState) {
+    let started = Instant::now();
+    match state.refresh().await {
+        Ok(()) if state.model().is_some() => {
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), "champion loaded");
+            return;
+        }
+        Ok(()) => {}
+        Err(error) => {
+            state.set_startup_problem(Some(format!("the champion could not be loaded: {error}")));
+            return;
+        }
+    }
+    let _guard = state.start_training().await;
+    if state.model().is_some() {
+        return; // a training that ran meanwhile installed a model
+    }
+    state.set_startup_problem(Some("no model yet: training the first one".to_string()));
+    tracing::info!("the model store is empty: training a first model");
+    let source = TrainingSource::from_settings(&state.settings);
+    let data = match load_training_data(&state.settings, &source).await {
+        Ok(data) => data,
+        Err(error) => {
+            state.set_startup_problem(Some(format!("no training data for a first model: {error}")));
+            return;
+        }
+    };
+    if let Err(error) = training::train_on(&state, Trigger::Startup, data, None, false).await {
+        state.set_startup_problem(Some(format!("the first training failed: {error}")));
+    } else if state.model().is_none() {
+        // Another instance promoted first: serve its champion.
+        let _ = state.refresh().await;
+    }
+}
+
+/// Checks the champion pointer every `SOMMELIER_MODEL_REFRESH_SECONDS`.
+async fn refresh_loop(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(state.settings.model_refresh);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = state.refresh().await {
+            tracing::warn!(%error, "champion refresh failed; serving the model in memory");
+        }
+    }
+}
+
+fn start_pusher(
+    state: &SharedState,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let settings = state.settings.push.clone()?;
+    let pusher = match Pusher::new(settings, &state.settings.instance_id) {
+        Ok(pusher) => pusher,
+        Err(error) => {
+            tracing::error!(%error, "metrics push disabled: cannot build the HTTP client");
+            return None;
+        }
+    };
+    let snapshot_state = state.clone();
+    let trigger = state.push.clone();
+    Some(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        pusher
+            .run(trigger, move || metrics_snapshot(&snapshot_state), shutdown)
+            .await;
+    }))
+}
+
+/// The metrics text, with the drift gauges brought up to date.
+pub fn metrics_snapshot(state: &AppState) -> String {
+    if let Some(psi) = state.drift.psi() {
+        for (name, value) in FEATURE_NAMES.iter().zip(psi) {
+            METRICS.drift_psi.with_label_values(&[name]).set(value);
+        }
+    }
+    crate::telemetry::metrics::encode_text()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

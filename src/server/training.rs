@@ -1,0 +1,96 @@
+//! Trainings started by the server (HTTP, timer, upload, first start): the shared workflow
+//! plus what a running instance adds: metrics, the model swap, and an immediate metrics push.
+
+use std::time::Instant;
+
+use crate::model::algorithm::{Algorithm, ModelSpec, SpecOverrides, DEFAULT_SEED};
+use crate::model::dataset::read_training_data;
+use crate::model::training::{TrainOptions, Trigger};
+use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
+use crate::stores::TrainingData;
+use crate::telemetry::metrics::{TrainingOutcome, METRICS};
+
+use super::state::SharedState;
+
+/// Share of rows held out when the server trains.
+pub const HOLDOUT: f64 = 0.25;
+
+/// Trains on `data` with the default recipe; the caller holds the training lock.
+pub async fn train_on(
+    state: &SharedState,
+    trigger: Trigger,
+    data: TrainingData,
+    algorithm: Option<Algorithm>,
+    force: bool,
+) -> Result<Retrained, RetrainError> {
+    let started = Instant::now();
+    let result = run(state, trigger, data, algorithm, force).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(retrained) => {
+            let outcome = if retrained.report.promoted {
+                TrainingOutcome::Promoted
+            } else {
+                TrainingOutcome::KeptChampion
+            };
+            METRICS.record_training(trigger.as_str(), outcome, seconds, Some(&retrained.report));
+            state.install_if_promoted(retrained);
+            tracing::info!(
+                version = %retrained.report.version,
+                trigger = trigger.as_str(),
+                promoted = retrained.report.promoted,
+                reason = %retrained.report.reason,
+                rmse = retrained.report.metrics.map(|m| m.rmse),
+                "training finished"
+            );
+        }
+        Err(error) => {
+            let outcome = if error.is_input_error() {
+                TrainingOutcome::Rejected
+            } else {
+                TrainingOutcome::Failed
+            };
+            METRICS.record_training(trigger.as_str(), outcome, seconds, None);
+            tracing::warn!(%error, trigger = trigger.as_str(), outcome = outcome.as_str(), "training did not produce a model");
+        }
+    }
+    state.push.push_now();
+    result
+}
+
+async fn run(
+    state: &SharedState,
+    trigger: Trigger,
+    data: TrainingData,
+    algorithm: Option<Algorithm>,
+    force: bool,
+) -> Result<Retrained, RetrainError> {
+    let bytes = data.bytes;
+    let dataset = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
+        .await
+        .map_err(|e| {
+            RetrainError::Registry(crate::registry::RegistryError::Store(
+                crate::registry::StoreError::Other(format!("reader task failed: {e}")),
+            ))
+        })??;
+    let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default()).map_err(
+        |e| {
+            RetrainError::Train(crate::model::training::TrainError::Fit(
+                crate::model::algorithm::FitError::Fit(e.to_string()),
+            ))
+        },
+    )?;
+    let options = TrainOptions {
+        spec,
+        holdout: HOLDOUT,
+        split_seed: DEFAULT_SEED,
+        source: data.source,
+        trigger,
+    };
+    let policy = PromotionPolicy {
+        tolerance: state.settings.promotion_tolerance,
+        force,
+        keep_versions: state.settings.keep_versions,
+    };
+    train_and_publish(&state.registry, dataset, options, policy).await
+}

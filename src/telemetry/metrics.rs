@@ -1,0 +1,270 @@
+//! The Prometheus metrics sommelier exports: serving, model behaviour and training.
+//! Names follow Prometheus conventions (base units, `_total` counters, bounded labels).
+//! Everything is registered in the default registry, which other modules may also use.
+
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    register_gauge, register_gauge_vec, register_histogram, register_histogram_vec,
+    register_int_counter, register_int_counter_vec, register_int_gauge, Encoder, Gauge, GaugeVec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+};
+
+use crate::model::artifact::ModelCard;
+use crate::retraining::TrainingReport;
+
+/// Every collector, created once.
+pub struct Metrics {
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub http_in_flight: IntGauge,
+    pub predictions: IntCounter,
+    pub batch_size: Histogram,
+    pub predicted_quality: Histogram,
+    pub out_of_range: IntCounterVec,
+    pub drift_observed: IntCounter,
+    pub drift_psi: GaugeVec,
+    pub model_info: GaugeVec,
+    pub model_load_seconds: Gauge,
+    pub model_created: Gauge,
+    pub cold_starts: IntCounter,
+    pub process_start: Gauge,
+    pub training_runs: IntCounterVec,
+    pub training_duration: HistogramVec,
+    pub training_rows: IntGauge,
+    pub model_rmse: GaugeVec,
+    pub model_mae: GaugeVec,
+    pub model_r2: GaugeVec,
+    pub last_success: Gauge,
+    pub push_failures: IntCounter,
+    pub store_errors: IntCounterVec,
+}
+
+/// Registration can only fail on a duplicate name, which is a programming error caught by
+/// the first test that touches metrics.
+#[allow(clippy::expect_used)]
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let latency = vec![
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0, 30.0,
+    ];
+    Metrics {
+        http_requests: register_int_counter_vec!(
+            "sommelier_http_requests_total",
+            "HTTP requests and envelope invocations by function and status code.",
+            &["function", "status"]
+        )
+        .expect("register"),
+        http_duration: register_histogram_vec!(
+            "sommelier_http_request_duration_seconds",
+            "Time to answer a request, by function.",
+            &["function"],
+            latency
+        )
+        .expect("register"),
+        http_in_flight: register_int_gauge!(
+            "sommelier_http_requests_in_flight",
+            "Requests being handled now."
+        )
+        .expect("register"),
+        predictions: register_int_counter!(
+            "sommelier_predictions_total",
+            "Rows predicted."
+        )
+        .expect("register"),
+        batch_size: register_histogram!(
+            "sommelier_prediction_batch_size",
+            "Rows per prediction request.",
+            vec![1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0]
+        )
+        .expect("register"),
+        predicted_quality: register_histogram!(
+            "sommelier_predicted_quality",
+            "Predicted quality scores.",
+            vec![3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0]
+        )
+        .expect("register"),
+        out_of_range: register_int_counter_vec!(
+            "sommelier_feature_out_of_range_total",
+            "Input values outside the champion's training range, by feature.",
+            &["feature"]
+        )
+        .expect("register"),
+        drift_observed: register_int_counter!(
+            "sommelier_feature_values_observed_total",
+            "Rows seen by the drift monitor."
+        )
+        .expect("register"),
+        drift_psi: register_gauge_vec!(
+            "sommelier_feature_drift_psi",
+            "Population Stability Index of recent inputs against the training data, by feature (> 0.2: drift).",
+            &["feature"]
+        )
+        .expect("register"),
+        model_info: register_gauge_vec!(
+            "sommelier_model_info",
+            "The serving model (value 1).",
+            &["version", "algorithm"]
+        )
+        .expect("register"),
+        model_load_seconds: register_gauge!(
+            "sommelier_model_load_duration_seconds",
+            "Time the last model load took."
+        )
+        .expect("register"),
+        model_created: register_gauge!(
+            "sommelier_model_created_timestamp_seconds",
+            "Creation time of the serving model (Unix seconds)."
+        )
+        .expect("register"),
+        cold_starts: register_int_counter!(
+            "sommelier_cold_starts_total",
+            "Process starts."
+        )
+        .expect("register"),
+        process_start: register_gauge!(
+            "sommelier_process_start_time_seconds",
+            "Start time of this process (Unix seconds)."
+        )
+        .expect("register"),
+        training_runs: register_int_counter_vec!(
+            "sommelier_training_runs_total",
+            "Trainings by trigger and outcome (promoted, kept_champion, rejected, failed).",
+            &["trigger", "outcome"]
+        )
+        .expect("register"),
+        training_duration: register_histogram_vec!(
+            "sommelier_training_duration_seconds",
+            "Wall time of a training, by trigger.",
+            &["trigger"],
+            vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+        )
+        .expect("register"),
+        training_rows: register_int_gauge!(
+            "sommelier_training_rows",
+            "Rows in the last training data set."
+        )
+        .expect("register"),
+        model_rmse: register_gauge_vec!(
+            "sommelier_model_rmse",
+            "Holdout RMSE of the last challenger and of the champion on the same rows.",
+            &["role"]
+        )
+        .expect("register"),
+        model_mae: register_gauge_vec!(
+            "sommelier_model_mae",
+            "Holdout MAE of the last challenger and of the serving champion.",
+            &["role"]
+        )
+        .expect("register"),
+        model_r2: register_gauge_vec!(
+            "sommelier_model_r2",
+            "Holdout R² of the last challenger and of the serving champion.",
+            &["role"]
+        )
+        .expect("register"),
+        last_success: register_gauge!(
+            "sommelier_last_successful_training_timestamp_seconds",
+            "Time of the last training that produced a model (Unix seconds)."
+        )
+        .expect("register"),
+        push_failures: register_int_counter!(
+            "sommelier_pushgateway_push_failures_total",
+            "Metric pushes that failed or timed out."
+        )
+        .expect("register"),
+        store_errors: register_int_counter_vec!(
+            "sommelier_store_errors_total",
+            "Failed model store operations, by operation.",
+            &["operation"]
+        )
+        .expect("register"),
+    }
+});
+
+/// Training outcomes, the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingOutcome {
+    Promoted,
+    KeptChampion,
+    Rejected,
+    Failed,
+}
+
+impl TrainingOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainingOutcome::Promoted => "promoted",
+            TrainingOutcome::KeptChampion => "kept_champion",
+            TrainingOutcome::Rejected => "rejected",
+            TrainingOutcome::Failed => "failed",
+        }
+    }
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Metrics {
+    /// Records the process start (once per process).
+    pub fn record_start(&self) {
+        self.cold_starts.inc();
+        self.process_start.set(unix_now());
+    }
+
+    /// Records the serving model after a load or swap.
+    pub fn record_model(&self, card: &ModelCard, load_seconds: f64) {
+        self.model_info.reset();
+        self.model_info
+            .with_label_values(&[card.version.as_str(), card.spec.algorithm().name()])
+            .set(1.0);
+        self.model_load_seconds.set(load_seconds);
+        self.model_created.set(card.created_unix_seconds as f64);
+        if let Some(m) = card.metrics {
+            self.model_rmse.with_label_values(&["champion"]).set(m.rmse);
+            self.model_mae.with_label_values(&["champion"]).set(m.mae);
+            self.model_r2.with_label_values(&["champion"]).set(m.r2);
+        }
+    }
+
+    /// Records a finished training.
+    pub fn record_training(
+        &self,
+        trigger: &str,
+        outcome: TrainingOutcome,
+        seconds: f64,
+        report: Option<&TrainingReport>,
+    ) {
+        self.training_runs
+            .with_label_values(&[trigger, outcome.as_str()])
+            .inc();
+        self.training_duration
+            .with_label_values(&[trigger])
+            .observe(seconds);
+        if let Some(report) = report {
+            self.training_rows.set(report.rows as i64);
+            self.last_success.set(unix_now());
+            if let Some(m) = report.metrics {
+                self.model_rmse
+                    .with_label_values(&["challenger"])
+                    .set(m.rmse);
+                self.model_mae.with_label_values(&["challenger"]).set(m.mae);
+                self.model_r2.with_label_values(&["challenger"]).set(m.r2);
+            }
+        }
+    }
+}
+
+/// The default registry in the Prometheus text format.
+pub fn encode_text() -> String {
+    let families = prometheus::gather();
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
+        tracing::warn!(%error, "metrics encoding failed");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
