@@ -12,3 +12,4 @@ pub mod retraining;
 pub mod server;
 pub mod stores;
 pub mod telemetry;
+pub mod tracking;
