@@ -98,7 +98,10 @@ fn open_container(settings: &Settings, url: &BlobUrl) -> Result<Container, Store
     Container::open(url, settings).map_err(|e| StoreError::Other(e.to_string()))
 }
 
-async fn load_blob_training_data(settings: &Settings, url: &str) -> Result<TrainingData, StoreError> {
+async fn load_blob_training_data(
+    settings: &Settings,
+    url: &str,
+) -> Result<TrainingData, StoreError> {
     let url = BlobUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
     let container = open_container(settings, &url)?;
     let name = match &url.blob {
@@ -108,9 +111,7 @@ async fn load_blob_training_data(settings: &Settings, url: &str) -> Result<Train
             .await?
             .into_iter()
             .filter(|entry| !is_rejection_report(&entry.name))
-            .max_by(|a, b| {
-                (a.last_modified, &a.name).cmp(&(b.last_modified, &b.name))
-            })
+            .max_by(|a, b| (a.last_modified, &a.name).cmp(&(b.last_modified, &b.name)))
             .map(|entry| entry.name)
             .ok_or_else(|| {
                 StoreError::NotFound(format!("training data in {}", container.location()))
@@ -135,8 +136,10 @@ pub async fn report_rejected_upload(
     blob_name: &str,
     report: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let Some(TrainingSource::BlobContainer(url)) =
-        settings.training_data.as_ref().map(|_| TrainingSource::from_settings(settings))
+    let Some(TrainingSource::BlobContainer(url)) = settings
+        .training_data
+        .as_ref()
+        .map(|_| TrainingSource::from_settings(settings))
     else {
         return Ok(());
     };

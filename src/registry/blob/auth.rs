@@ -143,7 +143,10 @@ pub(crate) fn auth(settings: &Settings, client: &reqwest::Client) -> Result<Auth
             return Ok(Auth::SharedKey(AccountKey::from_connection_string(text)?));
         }
         CredentialChoice::ManagedIdentity { client_id } => {
-            tracing::info!(user_assigned = client_id.is_some(), "blob store uses managed identity");
+            tracing::info!(
+                user_assigned = client_id.is_some(),
+                "blob store uses managed identity"
+            );
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.map(UserAssignedId::ClientId),
                 client_options: options(),
@@ -200,12 +203,20 @@ mod tests {
     fn the_credential_follows_the_environment() {
         let shared = settings(Some("UseDevelopmentStorage=true"), None);
         assert_eq!(
-            choose(&shared, &[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")]).unwrap(),
+            choose(
+                &shared,
+                &[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")]
+            )
+            .unwrap(),
             CredentialChoice::SharedKey
         );
         let token = settings(None, Some("client-1"));
         assert_eq!(
-            choose(&token, &[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")]).unwrap(),
+            choose(
+                &token,
+                &[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")]
+            )
+            .unwrap(),
             CredentialChoice::ManagedIdentity {
                 client_id: Some("client-1".into())
             }

@@ -87,7 +87,9 @@ impl BlobUrl {
         };
         let url = Url::parse(trimmed).map_err(|e| invalid(&e.to_string()))?;
         if url.scheme() != "https" && url.scheme() != "http" {
-            return Err(invalid("the scheme must be https (or http for a local emulator)"));
+            return Err(invalid(
+                "the scheme must be https (or http for a local emulator)",
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid(
@@ -97,9 +99,14 @@ impl BlobUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("credentials in the URL are not supported"));
         }
-        let host = url.host_str().ok_or_else(|| invalid("no host"))?.to_string();
-        let path_style = matches!(url.host(), Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)))
-            || host == "localhost";
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("no host"))?
+            .to_string();
+        let path_style = matches!(
+            url.host(),
+            Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
+        ) || host == "localhost";
         let segments: Vec<String> = url
             .path_segments()
             .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
@@ -506,7 +513,12 @@ impl ModelStore for BlobStore {
             .await?;
         match self
             .container
-            .write(&card, card_json, WriteCondition::CreateOnly, "application/json")
+            .write(
+                &card,
+                card_json,
+                WriteCondition::CreateOnly,
+                "application/json",
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -702,7 +714,8 @@ mod tests {
 
     #[test]
     fn bad_container_urls_are_refused_without_echoing_secrets() {
-        let sas = BlobUrl::parse("https://acct.blob.core.windows.net/models?sig=SECRET").unwrap_err();
+        let sas =
+            BlobUrl::parse("https://acct.blob.core.windows.net/models?sig=SECRET").unwrap_err();
         assert!(!sas.to_string().contains("SECRET"), "{sas}");
         assert!(BlobUrl::parse("https://acct.blob.core.windows.net/").is_err());
         assert!(BlobUrl::parse("http://127.0.0.1:10000/devstoreaccount1").is_err());

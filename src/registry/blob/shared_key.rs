@@ -25,7 +25,9 @@ const EMULATOR_KEY: &str =
 /// Why a connection string was refused. The messages never repeat the string or the key.
 #[derive(Debug, Error, PartialEq)]
 pub enum ConnectionStringError {
-    #[error("the storage connection string has no AccountName (and is not UseDevelopmentStorage=true)")]
+    #[error(
+        "the storage connection string has no AccountName (and is not UseDevelopmentStorage=true)"
+    )]
     MissingAccountName,
     #[error("the storage connection string has no AccountKey; only shared-key connection strings are supported")]
     MissingAccountKey,
@@ -60,7 +62,9 @@ impl AccountKey {
         let mut key = None;
         let mut development = false;
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, value) = part.split_once('=').ok_or(ConnectionStringError::Malformed)?;
+            let (name, value) = part
+                .split_once('=')
+                .ok_or(ConnectionStringError::Malformed)?;
             let value = value.trim();
             match name.trim().to_ascii_lowercase().as_str() {
                 "accountname" => account = Some(value.to_string()),
@@ -152,7 +156,11 @@ fn header<'a>(request: &'a Request, name: &'static str) -> &'a str {
 /// The Blob service's string-to-sign (shared key, version 2015-02-21 and later).
 pub(crate) fn string_to_sign(request: &Request, account: &str) -> String {
     let content_length = match header(request, "content-length") {
-        "" => request.body().len().map(|n| n.to_string()).unwrap_or_default(),
+        "" => request
+            .body()
+            .len()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
         value => value.to_string(),
     };
     let content_length = if content_length == "0" {
@@ -160,7 +168,7 @@ pub(crate) fn string_to_sign(request: &Request, account: &str) -> String {
     } else {
         content_length
     };
-        let mut text = String::with_capacity(256);
+    let mut text = String::with_capacity(256);
     for part in [
         request.method().as_str(),
         header(request, "content-encoding"),
