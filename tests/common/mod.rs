@@ -1,0 +1,177 @@
+//! Shared test helpers: spawn the real binary the way the Functions host does, and talk HTTP.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The binary under test: `SOMMELIER_BIN` (e.g. the packaged one), else cargo's build.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SOMMELIER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sommelier")))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One wine from the bundled data, as the API's JSON object.
+pub fn wine() -> Value {
+    json!({"fixed_acidity": 7.4, "volatile_acidity": 0.7, "citric_acid": 0.0, "residual_sugar": 1.9,
+           "chlorides": 0.076, "free_sulfur_dioxide": 11.0, "total_sulfur_dioxide": 34.0,
+           "density": 0.9978, "pH": 3.51, "sulphates": 0.56, "alcohol": 9.4})
+}
+
+/// A running `sommelier serve`, killed on drop.
+pub struct Server {
+    pub port: u16,
+    pub child: Child,
+    pub workdir: PathBuf,
+    pub readiness: Duration,
+}
+
+impl Server {
+    /// Starts the binary in `workdir` as the host would (port in the environment, `serve`
+    /// from host.json's arguments) and polls `GET /` every 25 ms until it answers.
+    pub fn start(workdir: &Path, env: &[(&str, String)]) -> Server {
+        let port = free_port();
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .current_dir(workdir)
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+            .env(
+                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+                "6a1f7f34-5b0f-4e7d-9a55-0c3f8a2e9b11",
+            )
+            .env(
+                "FUNCTIONS_HTTPWORKER_ID",
+                "6a1f7f34-5b0f-4e7d-9a55-0c3f8a2e9b11",
+            )
+            .env("FUNCTIONS_APP_ROOT_PATH", workdir)
+            .env("RUST_LOG", "info")
+            .env_remove("SOMMELIER_PUSHGATEWAY_URL")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if std::env::var_os("SOMMELIER_TEST_LOGS").is_some() {
+            command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn the sommelier binary");
+        let started = Instant::now();
+        let mut server = Server {
+            port,
+            child,
+            workdir: workdir.to_path_buf(),
+            readiness: Duration::ZERO,
+        };
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && server.raw_get("/").is_some()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("sommelier exited during startup: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "not ready after 30 s (the host's initializationTimeout)"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        server.readiness = started.elapsed();
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A minimal blocking GET, as the host's readiness probe: any HTTP answer counts.
+    fn raw_get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.starts_with("HTTP/1.1").then_some(answer)
+    }
+
+    /// Waits until `/api/health` says healthy (the first start trains a model).
+    pub async fn wait_healthy(&self, client: &reqwest::Client) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(self.url("/api/health")).send().await {
+                if response.status() == 200 {
+                    return response.json().await.expect("health JSON");
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no healthy model after 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client")
+}
+
+/// The bundled CSV.
+pub fn bundled_csv() -> Vec<u8> {
+    std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data")
+}
