@@ -356,9 +356,8 @@ impl MlflowClient {
     /// The experiment named `name`, created if missing. Two callers creating it at once both
     /// succeed: the loser of the race reads the winner's experiment.
     pub async fn get_or_create_experiment(&self, name: &str) -> Result<Experiment, MlflowError> {
-        match self.experiment_by_name(name).await? {
-            Some(experiment) => return usable(experiment, name),
-            None => {}
+        if let Some(experiment) = self.experiment_by_name(name).await? {
+            return usable(experiment, name);
         }
         let created: Result<Value, _> = self
             .json(

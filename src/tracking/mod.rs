@@ -92,7 +92,7 @@ impl TrainingContext {
             trigger: options.trigger,
             source: options.source.clone(),
             holdout: options.holdout,
-            spec: options.spec.clone(),
+            spec: options.spec,
             rows: dataset.rows.len(),
             data_sha256: dataset.sha256.clone(),
         }
