@@ -70,7 +70,7 @@ KNOWN_METRICS = (
 )
 
 # What Grafana substitutes in a query before sending it, and what the tests use instead.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "10m"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "10m"}
 
 PROMQL_KEYWORDS = {
     "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
@@ -516,12 +516,21 @@ class Stack:
         if 200 <= self.train_status < 300:
             wait_until("the training to finish (sommelier_training_runs_total{trigger=\"http\"})", trained,
                        timeout=300, services=self.services, interval=1)
-        for row in wine_rows(NORMAL_ROWS, seed=1):
+        # Prometheus must hold samples from before the traffic, or every rate() would be 0.
+        wait_until("Prometheus to scrape the instance's group before the traffic",
+                   lambda: (self.value('sum(sommelier_training_runs_total{trigger="http"})') or 0) >= 1,
+                   timeout=60, services=self.services, interval=0.5)
+        rows = (
+            wine_rows(NORMAL_ROWS, seed=1)
+            + [{**BASE_ROW, "alcohol": 30.0} for _ in range(OUT_OF_RANGE_ROWS)]
+            + [{**row, "alcohol": row["alcohol"] + 4.0} for row in wine_rows(SHIFTED_ROWS, seed=2)]
+        )
+        for i, row in enumerate(rows):
             self.predict(row)
-        for _ in range(OUT_OF_RANGE_ROWS):
-            self.predict({**BASE_ROW, "alcohol": 30.0})
-        for row in wine_rows(SHIFTED_ROWS, seed=2):
-            self.predict({**row, "alcohol": row["alcohol"] + 4.0})
+            if i % 40 == 39:
+                # Spread the traffic over several scrapes: a labelled series that appears and
+                # reaches its final value between two scrapes shows no rate at all.
+                time.sleep(1.5)
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -603,16 +612,22 @@ def test_e2e_every_dashboard_query_returns_data(stack):
         still = []
         for dashboard, panel, expr in pending:
             result = stack.query(expr)
-            if result:
-                results[f"{dashboard} / {panel}"] = [r["value"][1] for r in result][:6]
+            values = [r["value"][1] for r in result]
+            # Data means at least one number: NaN alone is a rate() or quantile over nothing.
+            if any(v != "NaN" for v in values):
+                results[f"{dashboard} / {panel}"] = values[:6]
             else:
                 still.append((dashboard, panel, expr))
         pending = still
         if pending:
             time.sleep(2)
     for dashboard, panel, expr in pending:
-        empty[f"{dashboard} / {panel}"] = expr
+        empty[f"{dashboard} / {panel}"] = f"{expr}  ->  {[r['value'][1] for r in stack.query(expr)]}"
     print("\npanel query results:\n" + "\n".join(f"  {k}: {v}" for k, v in results.items()))
+    # The traffic was seen as traffic, not only as totals.
+    assert stack.value("sum(rate(sommelier_predictions_total[5m]))") > 0
+    assert stack.value("sum(increase(sommelier_predicted_quality_count[10m]))") > 0
+    assert stack.value('sum(rate(sommelier_feature_out_of_range_total{feature="alcohol"}[5m]))') > 0
     assert not empty, "panel queries without data:\n" + "\n".join(f"  {k}: {v}" for k, v in empty.items())
 
 
@@ -657,17 +672,17 @@ def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path):
         rows = wine_rows(40, seed=3)
         latencies = []
         for i, row in enumerate(rows):
-            started = time.perf_counter()
+            t0 = time.perf_counter()
             status, text = http("POST", f"{base}/api/predict", body=row, timeout=60)
-            latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - t0)
             assert status == 200, f"predict #{i} with a {gateway} gateway: {status} {text[:300]}\n{service.tail()}"
             numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)]
             assert any(0 <= n <= 10 for n in numbers), f"no quality in {text[:300]}"
             if i % 10 == 9:
                 time.sleep(1)  # let push attempts (every second) overlap the requests
-        started = time.perf_counter()
+        t0 = time.perf_counter()
         status, text = http("POST", f"{base}/api/train", body={}, timeout=300)
-        train_seconds = time.perf_counter() - started
+        train_seconds = time.perf_counter() - t0
         assert 200 <= status < 300, f"train with a {gateway} gateway: {status} {text[:300]}"
         # The failed pushes are counted (and visible on the instance's own metrics endpoint).
         failures = {}
