@@ -68,7 +68,7 @@ pub struct DataSource {
 /// Everything known about a model, readable as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelCard {
-    /// Sortable id: UTC timestamp plus a short hash, e.g. `20261126T041953Z-3f2a9c1`.
+    /// Sortable id: UTC timestamp (ms) plus a short hash, e.g. `20261126T041953250Z-3f2a9c1`.
     pub version: String,
     pub format_version: u16,
     pub sommelier_version: String,
@@ -249,13 +249,19 @@ pub fn feature_stats(rows: &[FeatureRow]) -> Vec<FeatureStats> {
         .collect()
 }
 
-/// A new sortable version id: `YYYYMMDDTHHMMSSZ-` plus 7 hex digits of a hash of the data,
-/// the recipe and the exact time, so two trainings in the same second still differ.
+/// A new sortable version id: `YYYYMMDDTHHMMSSmmmZ-` (UTC, to the millisecond) plus 7 hex
+/// digits of a hash of the data, the recipe and the exact time, so ids never collide.
 pub fn new_version_id(dataset: &Dataset, spec: &ModelSpec, now: SystemTime) -> String {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seed_text = format!("{}|{:?}|{}", dataset.sha256, spec, since_epoch.as_nanos());
     let hash = sha256_hex(seed_text.as_bytes());
-    format!("{}-{}", compact_utc(since_epoch.as_secs()), &hash[..7])
+    let seconds = compact_utc(since_epoch.as_secs());
+    format!(
+        "{}{:03}Z-{}",
+        seconds.trim_end_matches('Z'),
+        since_epoch.subsec_millis(),
+        &hash[..7]
+    )
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a Unix time.

@@ -90,14 +90,14 @@ mod tests {
 
     #[test]
     fn metrics_match_hand_computed_values() {
-        // errors: +0.5, -1.0, 0.0, +2.0 ; actual mean 5.5
+        // errors: +0.5, -1.0, 0.0, +2.0 ; actual mean 6.0
         let predicted = [5.5, 5.0, 7.0, 8.0];
         let actual = [5.0, 6.0, 7.0, 6.0];
         let m = Metrics::compute(&predicted, &actual);
         assert!(close(m.rmse, (5.25f64 / 4.0).sqrt()), "{}", m.rmse); // (0.25+1+0+4)/4
         assert!(close(m.mae, 3.5 / 4.0));
-        // total sum of squares: 0.25+0.25+2.25+0.25 = 3.0 ; r2 = 1 - 5.25/3
-        assert!(close(m.r2, 1.0 - 5.25 / 3.0));
+        // total sum of squares: 1+0+1+0 = 2.0 ; r2 = 1 - 5.25/2
+        assert!(close(m.r2, 1.0 - 5.25 / 2.0));
         assert!(close(m.within_0_5, 0.5));
         assert!(close(m.within_1_0, 0.75));
         assert_eq!(m.rows, 4);

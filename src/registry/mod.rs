@@ -264,7 +264,8 @@ impl Registry {
         }
     }
 
-    /// Deletes the oldest versions beyond `keep`, never the champion or the previous champion.
+    /// Deletes all but the newest `keep` versions, never the champion or the previous
+    /// champion (rollback needs it).
     pub async fn retain(&self, keep: usize) -> Result<Vec<String>, RegistryError> {
         let versions = self.store.list_versions().await?;
         let protected: Vec<String> = match self.champion().await? {
