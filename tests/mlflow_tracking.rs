@@ -1,6 +1,7 @@
 //! MLflow tracking against a real MLflow tracking server, started once for this test binary
 //! (`bash scripts/install-tools.sh mlflow` installs it), plus a small local HTTP server that
 //! records request headers, and a closed port for the "server down" case.
+//! `SOMMELIER_TEST_MLFLOW=<path to an mlflow executable>` runs them against another MLflow.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -53,7 +54,12 @@ fn free_port() -> u16 {
 /// Starts `mlflow server` under a shell that stops it (its whole process group) and deletes
 /// its data when this process exits and the shell's standard input closes.
 fn start_mlflow() -> Result<MlflowServer, String> {
-    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/mlflow/bin/mlflow");
+    // Another MLflow (a 2.x release, say) can be tried with SOMMELIER_TEST_MLFLOW=<its binary>.
+    let binary = std::env::var_os("SOMMELIER_TEST_MLFLOW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/mlflow/bin/mlflow")
+        });
     if !binary.is_file() {
         return Err(format!(
             "MLflow is not installed ({} is missing): run `bash scripts/install-tools.sh mlflow`",
