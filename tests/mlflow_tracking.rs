@@ -524,10 +524,10 @@ async fn a_rejected_upload_leaves_a_failed_run_with_the_reason() {
     let settings = settings(url, "failed");
     let tracker = Tracker::new(Some(&settings), "models");
     let upload = b"alcohol,quality\nnot-a-number,5\n".to_vec();
-    let reason = read_training_data(upload.as_slice())
-        .err()
-        .expect("the upload is rejected")
-        .to_string();
+    let reason = match read_training_data(upload.as_slice()) {
+        Ok(_) => panic!("the upload should be rejected"),
+        Err(error) => error.to_string(),
+    };
     let ctx = TrainingContext {
         trigger: Trigger::Upload,
         source: DataSource {
@@ -585,7 +585,7 @@ async fn with_the_server_down_training_proceeds_and_failures_are_counted() {
     tracker.training_failed(&ctx, "boom").await;
     tracker.champion_moved(&retrained.report.version).await;
     assert!(tracker
-        .run_ids(&[retrained.report.version.clone()])
+        .run_ids(std::slice::from_ref(&retrained.report.version))
         .await
         .is_empty());
     let elapsed = started.elapsed();
