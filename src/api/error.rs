@@ -110,6 +110,7 @@ impl ApiError {
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
         match error {
+            RegistryError::VersionNotFound(version) => ApiError::VersionNotFound(version),
             RegistryError::Store(StoreError::NotFound(what)) => {
                 ApiError::VersionNotFound(what.split('/').next().unwrap_or(&what).to_string())
             }

@@ -148,6 +148,8 @@ impl ModelStore for Store {
 
 #[derive(Debug, Error)]
 pub enum RegistryError {
+    #[error("model version `{0}` not found")]
+    VersionNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("model `{version}` cannot be loaded: {source}")]
@@ -197,12 +199,20 @@ impl Registry {
 
     /// Loads and decodes a version.
     pub async fn load(&self, version: &str) -> Result<ModelArtifact, RegistryError> {
-        let bytes = self.store.get_model(version).await?;
+        let bytes = self
+            .store
+            .get_model(version)
+            .await
+            .map_err(|e| not_found_as_version(e, version))?;
         decode_blocking(version, bytes).await
     }
 
     pub async fn card(&self, version: &str) -> Result<ModelCard, RegistryError> {
-        let bytes = self.store.get_card(version).await?;
+        let bytes = self
+            .store
+            .get_card(version)
+            .await
+            .map_err(|e| not_found_as_version(e, version))?;
         serde_json::from_slice(&bytes).map_err(|e| RegistryError::Card {
             version: version.to_string(),
             message: e.to_string(),
@@ -241,7 +251,10 @@ impl Registry {
     /// the compare-and-swap until it lands.
     pub async fn promote(&self, version: &str) -> Result<ChampionPointer, RegistryError> {
         // The version must exist and be complete before the pointer may name it.
-        self.store.get_card(version).await?;
+        self.store
+            .get_card(version)
+            .await
+            .map_err(|e| not_found_as_version(e, version))?;
         loop {
             let current = self.champion().await?;
             let champion = Champion {
@@ -284,6 +297,13 @@ impl Registry {
             deleted.push(version);
         }
         Ok(deleted)
+    }
+}
+
+fn not_found_as_version(error: StoreError, version: &str) -> RegistryError {
+    match error {
+        StoreError::NotFound(_) => RegistryError::VersionNotFound(version.to_string()),
+        other => RegistryError::Store(other),
     }
 }
 

@@ -12,6 +12,7 @@ use prometheus::{
 };
 
 use crate::model::artifact::ModelCard;
+use crate::model::training::Trigger;
 use crate::retraining::TrainingReport;
 
 /// Every collector, created once.
@@ -210,10 +211,33 @@ pub fn unix_now() -> f64 {
 }
 
 impl Metrics {
-    /// Records the process start (once per process).
+    /// Records the process start (once per process), and creates every labelled counter at
+    /// zero so that Prometheus sees the first increase of each (a series that appears with a
+    /// value has no visible rate).
     pub fn record_start(&self) {
         self.cold_starts.inc();
         self.process_start.set(unix_now());
+        for feature in crate::model::features::FEATURE_NAMES {
+            self.out_of_range.with_label_values(&[feature]).inc_by(0);
+        }
+        for trigger in [
+            Trigger::Cli,
+            Trigger::Http,
+            Trigger::Schedule,
+            Trigger::Upload,
+            Trigger::Startup,
+        ] {
+            for outcome in [
+                TrainingOutcome::Promoted,
+                TrainingOutcome::KeptChampion,
+                TrainingOutcome::Rejected,
+                TrainingOutcome::Failed,
+            ] {
+                self.training_runs
+                    .with_label_values(&[trigger.as_str(), outcome.as_str()])
+                    .inc_by(0);
+            }
+        }
     }
 
     /// Records the serving model after a load or swap.
