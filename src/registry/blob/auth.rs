@@ -150,7 +150,6 @@ pub(crate) fn auth(settings: &Settings, client: &reqwest::Client) -> Result<Auth
             ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.map(UserAssignedId::ClientId),
                 client_options: options(),
-                ..Default::default()
             }))
             .map_err(|e| BlobStoreError::Identity(super::describe(&e)))?
         }

@@ -18,8 +18,7 @@ mod auth;
 mod shared_key;
 
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use azure_core::error::ErrorKind;
 use azure_core::http::{Etag, RequestContent, StatusCode, Url};
@@ -192,35 +191,18 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The HTTP client and credential, shared by every container opened with the same settings
-/// (one connection pool, one token cache).
+/// The HTTP client and credential of one opened store or container. Each open makes its own:
+/// a pooled HTTP client belongs to the async runtime that used it first, so it is not shared
+/// process-wide.
 struct Connection {
     http: reqwest::Client,
     auth: auth::Auth,
 }
 
-type ConnectionKey = (Option<String>, Option<String>, Option<PathBuf>);
-
-fn connection(settings: &Settings) -> Result<Arc<Connection>, BlobStoreError> {
-    static CACHE: OnceLock<Mutex<Vec<(ConnectionKey, Arc<Connection>)>>> = OnceLock::new();
-    let key: ConnectionKey = (
-        settings.storage_connection_string.clone(),
-        settings.identity_client_id.clone(),
-        settings.storage_ca_file.clone(),
-    );
-    let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
-    if let Ok(entries) = cache.lock() {
-        if let Some((_, found)) = entries.iter().find(|(k, _)| *k == key) {
-            return Ok(found.clone());
-        }
-    }
+fn connection(settings: &Settings) -> Result<Connection, BlobStoreError> {
     let http = auth::http_client(settings.storage_ca_file.as_deref())?;
     let auth = auth::auth(settings, &http)?;
-    let made = Arc::new(Connection { http, auth });
-    if let Ok(mut entries) = cache.lock() {
-        entries.push((key, made.clone()));
-    }
-    Ok(made)
+    Ok(Connection { http, auth })
 }
 
 /// A blob's content and ETag.

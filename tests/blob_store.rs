@@ -1,0 +1,920 @@
+//! The Blob Storage model store against a real Azurite that the tests start themselves: the
+//! store contract, compare-and-swap under concurrency, faults (wrong key, store stopped
+//! mid-write, corrupt model), retention, training data and rejection reports, and managed
+//! identity over HTTPS with a local fake identity endpoint.
+//!
+//! Azurite comes from `bash scripts/install-tools.sh node`; without it these tests fail.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::json;
+use sommelier::config::Settings;
+use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
+use sommelier::model::artifact::DataSource;
+use sommelier::model::dataset::read_training_data;
+use sommelier::model::training::{TrainOptions, Trigger};
+use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
+use sommelier::registry::{Champion, ModelStore, PointerRead, Registry, RegistryError, StoreError};
+use sommelier::retraining::{train_and_publish, PromotionPolicy};
+use sommelier::stores::{
+    load_training_data, open_registry, report_rejected_upload, TrainingSource,
+};
+
+const DEV_STORAGE: &str = "UseDevelopmentStorage=true";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// TLS material for Azurite over HTTPS: a test CA and a server certificate for 127.0.0.1.
+struct Tls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Tls {
+    fn generate(dir: &Path) -> Tls {
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("the openssl command line tool");
+            assert!(
+                output.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sommelier test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write the extension file");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Tls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
+}
+
+/// An Azurite blob service on a free port with its data in a temporary directory; killed on
+/// drop, restartable on the same port with the same data.
+struct Azurite {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    tls: Option<Tls>,
+}
+
+impl Azurite {
+    fn binary() -> PathBuf {
+        let path = repo_root().join(".tools/node/node_modules/.bin/azurite-blob");
+        assert!(
+            path.exists(),
+            "Azurite is not installed ({} is missing): run `bash scripts/install-tools.sh node`",
+            path.display()
+        );
+        path
+    }
+
+    fn start() -> Azurite {
+        Self::launch(false)
+    }
+
+    /// HTTPS with OAuth checking (`--oauth basic`): bearer tokens' audience, issuer and expiry.
+    fn start_https_oauth() -> Azurite {
+        Self::launch(true)
+    }
+
+    fn launch(https: bool) -> Azurite {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let tls = https.then(|| {
+            let tls_dir = dir.path().join("tls");
+            std::fs::create_dir_all(&tls_dir).expect("tls directory");
+            Tls::generate(&tls_dir)
+        });
+        let mut azurite = Azurite {
+            child: None,
+            port: free_port(),
+            dir,
+            tls,
+        };
+        azurite.run();
+        azurite
+    }
+
+    fn run(&mut self) {
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data directory");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("azurite.log"))
+            .expect("log file");
+        let mut command = Command::new(Self::binary());
+        command
+            .args(["--blobHost", "127.0.0.1", "--blobPort"])
+            .arg(self.port.to_string())
+            .arg("--location")
+            .arg(&data)
+            .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        if let Some(tls) = &self.tls {
+            command
+                .args(["--oauth", "basic", "--cert"])
+                .arg(&tls.cert)
+                .arg("--key")
+                .arg(&tls.key);
+        }
+        let mut child = command.spawn().expect("spawn azurite-blob");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("Azurite exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "Azurite not listening after 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default()
+    }
+
+    /// Stops Azurite as a service manager would: SIGTERM, then SIGKILL if it is still there
+    /// after 6 s (it waits for open connections; by then its 5-second metadata autosave has
+    /// run, so no acknowledged write is lost, as on the real service).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(6) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    fn container_url(&self, container: &str) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!(
+            "{scheme}://127.0.0.1:{}/devstoreaccount1/{container}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn settings(store_url: &str) -> Settings {
+    let mut settings = Settings::from_env(Some(store_url)).expect("settings");
+    settings.storage_connection_string = Some(DEV_STORAGE.into());
+    settings.identity_client_id = None;
+    settings.storage_ca_file = None;
+    settings.training_data = None;
+    settings
+}
+
+async fn registry(settings: &Settings) -> Registry {
+    open_registry(settings)
+        .await
+        .expect("open the blob registry")
+}
+
+fn container(settings: &Settings, url: &str) -> Container {
+    Container::open(&BlobUrl::parse(url).expect("container URL"), settings).expect("container")
+}
+
+fn champion(version: &str) -> Champion {
+    Champion {
+        version: version.to_string(),
+        previous: None,
+        updated_at: sommelier::registry::now_rfc3339(),
+    }
+}
+
+fn bundled_csv() -> Vec<u8> {
+    std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data")
+}
+
+fn train_options(seed: u64) -> TrainOptions {
+    TrainOptions {
+        spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default())
+            .expect("elastic net spec"),
+        holdout: 0.2,
+        split_seed: seed,
+        source: DataSource {
+            name: "winequality-red.csv".into(),
+            etag: None,
+        },
+        trigger: Trigger::Cli,
+    }
+}
+
+fn policy(force: bool) -> PromotionPolicy {
+    PromotionPolicy {
+        tolerance: 0.01,
+        force,
+        keep_versions: 50,
+    }
+}
+
+#[tokio::test]
+async fn versions_are_listed_only_when_complete() {
+    let azurite = Azurite::start();
+    let url = azurite.container_url("models");
+    let settings = settings(&url);
+    let registry = registry(&settings).await;
+    let store = registry.store();
+
+    assert!(store.list_versions().await.unwrap().is_empty());
+    store
+        .put_version("v2", b"m".to_vec(), b"{}".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_version("v1", b"m".to_vec(), b"{}".to_vec())
+        .await
+        .unwrap();
+    // A writer that died after the model and before the card leaves an invisible version.
+    container(&settings, &url)
+        .write(
+            "v3/model.bin",
+            b"half".to_vec(),
+            WriteCondition::Overwrite,
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.list_versions().await.unwrap(), vec!["v1", "v2"]);
+    assert!(matches!(
+        store.put_version("v1", vec![], vec![]).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.get_model("v1").await.unwrap(), b"m");
+    assert_eq!(store.get_card("v2").await.unwrap(), b"{}");
+    assert!(matches!(
+        store.get_model("v9").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_model("../etc").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.write_champion(&champion("v3"), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    store.delete_version("v2").await.unwrap();
+    assert_eq!(store.list_versions().await.unwrap(), vec!["v1"]);
+    assert!(matches!(
+        store.delete_version("v2").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.location().ends_with("/devstoreaccount1/models"));
+}
+
+#[tokio::test]
+async fn champion_pointer_is_compare_and_swap() {
+    let azurite = Azurite::start();
+    let settings = settings(&azurite.container_url("models"));
+    let registry = registry(&settings).await;
+    let store = registry.store();
+    store
+        .put_version("v1", vec![], b"{}".to_vec())
+        .await
+        .unwrap();
+    store
+        .put_version("v2", vec![], b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_champion(None).await.unwrap(),
+        PointerRead::Absent
+    );
+    assert!(matches!(
+        store.write_champion(&champion("ghost"), None).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let first = store.write_champion(&champion("v1"), None).await.unwrap();
+    // Create-only on an existing pointer (If-None-Match: *, answered 409).
+    assert!(matches!(
+        store.write_champion(&champion("v2"), None).await,
+        Err(StoreError::Conflict)
+    ));
+    // Conditional GET with the current tag: 304, nothing downloaded.
+    assert_eq!(
+        store.read_champion(Some(&first)).await.unwrap(),
+        PointerRead::Unchanged
+    );
+    let second = store
+        .write_champion(&champion("v2"), Some(&first))
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    // A stale tag (If-Match answered 412).
+    assert!(matches!(
+        store.write_champion(&champion("v1"), Some(&first)).await,
+        Err(StoreError::Conflict)
+    ));
+    match store.read_champion(Some(&first)).await.unwrap() {
+        PointerRead::Current(p) => {
+            assert_eq!(p.champion.version, "v2");
+            assert_eq!(p.etag, second);
+        }
+        other => panic!("expected the new pointer, got {other:?}"),
+    }
+
+    // Eight writers holding the same tag: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let expected = second.clone();
+        tasks.push(tokio::spawn(async move {
+            let version = if i % 2 == 0 { "v1" } else { "v2" };
+            store
+                .write_champion(&champion(version), Some(&expected))
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one compare-and-swap may succeed");
+}
+
+#[tokio::test]
+async fn concurrent_retrains_end_with_one_complete_champion() {
+    let azurite = Azurite::start();
+    let settings = settings(&azurite.container_url("models"));
+    let registry = registry(&settings).await;
+    let csv = bundled_csv();
+
+    let mut tasks = Vec::new();
+    for i in 0..6u64 {
+        let registry = registry.clone();
+        let dataset = read_training_data(&csv[..]).expect("bundled data parses");
+        tasks.push(tokio::spawn(async move {
+            train_and_publish(&registry, dataset, train_options(i), policy(i % 2 == 0)).await
+        }));
+    }
+    let mut trained = Vec::new();
+    for task in tasks {
+        let retrained = task
+            .await
+            .unwrap()
+            .expect("training and publishing succeed");
+        trained.push(retrained.report.version.clone());
+    }
+
+    let versions = registry.store().list_versions().await.unwrap();
+    for version in &trained {
+        assert!(
+            versions.contains(version),
+            "version {version} was lost: {versions:?}"
+        );
+    }
+    let pointer = registry.champion().await.unwrap().expect("a champion");
+    assert!(trained.contains(&pointer.champion.version));
+    let model = registry
+        .load(&pointer.champion.version)
+        .await
+        .expect("the champion is a complete, loadable version");
+    assert_eq!(model.card.version, pointer.champion.version);
+    if let Some(previous) = &pointer.champion.previous {
+        assert!(versions.contains(previous));
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_shared_key_is_refused_without_revealing_it() {
+    let azurite = Azurite::start();
+    let url = azurite.container_url("models");
+    let mut wrong = settings(&url);
+    let key = STANDARD.encode([7u8; 64]);
+    wrong.storage_connection_string = Some(format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1",
+        azurite.port
+    ));
+    let registry = registry(&wrong).await;
+    let error = registry
+        .store()
+        .put_version("v1", b"m".to_vec(), b"{}".to_vec())
+        .await
+        .expect_err("a wrong key must be refused");
+    let message = error.to_string();
+    assert!(!error.is_transient(), "{message}");
+    assert!(message.contains("403"), "{message}");
+    assert!(message.contains("credentials"), "{message}");
+    assert!(!message.contains(&key), "the key leaked: {message}");
+    assert!(!format!("{error:?}").contains(&key));
+
+    // Another account's connection string is refused before any request.
+    let mut other = settings(&url);
+    other.storage_connection_string = Some(format!("AccountName=someoneelse;AccountKey={key}"));
+    let error = open_registry(&other).await.expect_err("account mismatch");
+    assert!(error.to_string().contains("someoneelse"), "{error}");
+    assert!(!error.to_string().contains(&key));
+}
+
+#[tokio::test]
+async fn a_stopped_store_is_unavailable_and_nothing_partial_appears() {
+    let mut azurite = Azurite::start();
+    let url = azurite.container_url("models");
+    let settings = settings(&url);
+    let registry = registry(&settings).await;
+    let store = registry.store();
+    store
+        .put_version("v1", b"m1".to_vec(), b"{}".to_vec())
+        .await
+        .unwrap();
+    let tag = store.write_champion(&champion("v1"), None).await.unwrap();
+
+    // Stopped in the middle of writing a large version.
+    let big: Vec<u8> = (0..40 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let store = store.clone();
+        let big = big.clone();
+        tokio::spawn(async move { store.put_version("v2", big, b"{}".to_vec()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    azurite.stop();
+    let written = writer.await.unwrap();
+    if let Err(error) = &written {
+        assert!(
+            error.is_transient(),
+            "expected a transient error, got {error}"
+        );
+    }
+
+    // While stopped: every call fails fast and says the store is unavailable.
+    let started = Instant::now();
+    for result in [
+        store.list_versions().await.map(|_| ()),
+        store.read_champion(Some(&tag)).await.map(|_| ()),
+        store.put_version("v3", vec![1], b"{}".to_vec()).await,
+    ] {
+        let error = result.expect_err("the store is down");
+        assert!(error.is_transient(), "{error}");
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failing took {:?}",
+        started.elapsed()
+    );
+
+    // Restarted: the same store object recovers; only complete versions are visible.
+    azurite.restart();
+    let versions = store.list_versions().await.unwrap();
+    assert!(!versions.contains(&"v3".to_string()));
+    if versions.contains(&"v2".to_string()) {
+        assert!(written.is_ok(), "v2 visible although its write failed");
+        assert_eq!(store.get_model("v2").await.unwrap(), big);
+    }
+    assert!(versions.contains(&"v1".to_string()));
+    assert_eq!(
+        store.read_champion(Some(&tag)).await.unwrap(),
+        PointerRead::Unchanged,
+        "the pointer must not have moved"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_model_under_the_champion_is_refused_clearly() {
+    let azurite = Azurite::start();
+    let url = azurite.container_url("models");
+    let settings = settings(&url);
+    let registry = registry(&settings).await;
+    let dataset = read_training_data(&bundled_csv()[..]).unwrap();
+    let retrained = train_and_publish(&registry, dataset, train_options(1), policy(false))
+        .await
+        .unwrap();
+    let version = retrained.report.version.clone();
+    assert!(retrained.report.promoted);
+    registry
+        .load(&version)
+        .await
+        .expect("the stored model loads");
+
+    container(&settings, &url)
+        .write(
+            &format!("{version}/model.bin"),
+            b"definitely not a model".to_vec(),
+            WriteCondition::Overwrite,
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let pointer = registry.champion().await.unwrap().expect("champion");
+    assert_eq!(pointer.champion.version, version);
+    match registry.load(&version).await {
+        Err(error @ RegistryError::Artifact { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains(&version), "{message}");
+        }
+        Err(other) => panic!("expected an artifact error, got {other}"),
+        Ok(_) => panic!("a corrupt model was loaded"),
+    }
+}
+
+#[tokio::test]
+async fn retention_keeps_the_champion_and_the_previous_champion() {
+    let azurite = Azurite::start();
+    let settings = settings(&azurite.container_url("models"));
+    let registry = registry(&settings).await;
+    let store = registry.store();
+    for v in ["v1", "v2", "v3", "v4", "v5", "v6"] {
+        store
+            .put_version(v, v.as_bytes().to_vec(), b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    registry.promote("v1").await.unwrap();
+    let pointer = registry.promote("v2").await.unwrap();
+    assert_eq!(pointer.champion.previous.as_deref(), Some("v1"));
+
+    let deleted = registry.retain(2).await.unwrap();
+    assert_eq!(deleted, vec!["v3", "v4"]);
+    assert_eq!(
+        store.list_versions().await.unwrap(),
+        vec!["v1", "v2", "v5", "v6"]
+    );
+    assert_eq!(store.get_model("v1").await.unwrap(), b"v1");
+    assert_eq!(store.get_model("v2").await.unwrap(), b"v2");
+    assert!(matches!(
+        store.get_model("v3").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Rolling back to the previous champion is one call and it still exists.
+    let rolled_back = registry.promote("v1").await.unwrap();
+    assert_eq!(rolled_back.champion.version, "v1");
+    assert_eq!(rolled_back.champion.previous.as_deref(), Some("v2"));
+}
+
+#[tokio::test]
+async fn training_data_is_the_newest_upload_and_rejections_are_reported() {
+    let azurite = Azurite::start();
+    let data_url = azurite.container_url("training-data");
+    let mut settings = settings(&azurite.container_url("models"));
+    settings.training_data = Some(data_url.clone());
+    let uploads = container(&settings, &data_url);
+
+    let source = TrainingSource::from_settings(&settings);
+    assert!(matches!(source, TrainingSource::BlobContainer(_)));
+    assert!(matches!(
+        load_training_data(&settings, &source).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    uploads
+        .write(
+            "old.csv",
+            b"old".to_vec(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let etag = uploads
+        .write(
+            "new data.csv",
+            b"new".to_vec(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = json!({"blob": "bad.csv", "reasons": ["column `pH` missing"]});
+    report_rejected_upload(&settings, "bad.csv", &report)
+        .await
+        .unwrap();
+
+    // The report is newer, but it is not training data.
+    let data = load_training_data(&settings, &source).await.unwrap();
+    assert_eq!(data.bytes, b"new");
+    assert_eq!(data.source.name, "new data.csv");
+    assert_eq!(data.source.etag.as_deref(), Some(etag.as_str()));
+
+    let stored = uploads.read("bad.csv.rejected.json").await.unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&stored.bytes).unwrap();
+    assert_eq!(stored, report);
+    // A report on a report would retrigger the upload function forever: never written.
+    report_rejected_upload(&settings, "bad.csv.rejected.json", &report)
+        .await
+        .unwrap();
+    assert!(!uploads
+        .exists("bad.csv.rejected.json.rejected.json")
+        .await
+        .unwrap());
+
+    // A blob URL names one blob.
+    let one = TrainingSource::BlobContainer(format!("{data_url}/old.csv"));
+    assert_eq!(
+        load_training_data(&settings, &one).await.unwrap().bytes,
+        b"old"
+    );
+
+    // Without blob training data, reporting is a no-op.
+    let mut local = settings.clone();
+    local.training_data = None;
+    report_rejected_upload(&local, "x.csv", &report)
+        .await
+        .unwrap();
+    assert!(!uploads.exists("x.csv.rejected.json").await.unwrap());
+}
+
+/// Requests seen by the fake identity endpoint: request line and headers.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+fn jwt(audience: &str) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({
+        "aud": audience,
+        "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000001/",
+        "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+        "oid": "00000000-0000-0000-0000-000000000002",
+        "tid": "00000000-0000-0000-0000-000000000001",
+    });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!(
+        "{header}.{claims}.{}",
+        URL_SAFE_NO_PAD.encode(b"unsigned-test-signature")
+    )
+}
+
+/// A local stand-in for the Functions host's identity endpoint (`IDENTITY_ENDPOINT`).
+async fn fake_identity_endpoint(audience: &'static str) -> (u16, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&request).into_owned());
+            let expires = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            let body = json!({
+                "access_token": jwt(audience),
+                "expires_on": expires.to_string(),
+                "resource": "https://storage.azure.com",
+                "token_type": "Bearer",
+                "client_id": "test-client-id",
+            })
+            .to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn managed_identity_over_https_never_calls_the_metadata_address() {
+    let azurite = Azurite::start_https_oauth();
+    let url = azurite.container_url("models");
+    let tls = azurite.tls.as_ref().unwrap();
+    let (identity_port, seen) = fake_identity_endpoint("https://storage.azure.com").await;
+    // The metadata endpoint, were it ever used, is a closed local port here.
+    let closed = free_port();
+    // Only this test sets these; the other tests use shared keys and never read them.
+    std::env::set_var(
+        "IDENTITY_ENDPOINT",
+        format!("http://127.0.0.1:{identity_port}/msi/token"),
+    );
+    std::env::set_var("IDENTITY_HEADER", "test-identity-header");
+    std::env::set_var("IMDS_ENDPOINT", format!("http://127.0.0.1:{closed}"));
+    std::env::set_var(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        format!("http://127.0.0.1:{closed}"),
+    );
+
+    let mut settings = settings(&url);
+    settings.storage_connection_string = None;
+    settings.identity_client_id = Some("test-client-id".into());
+    settings.storage_ca_file = Some(tls.ca.clone());
+
+    // Without the CA the emulator's certificate is not trusted.
+    let mut untrusted = settings.clone();
+    untrusted.storage_ca_file = None;
+    let error = registry(&untrusted)
+        .await
+        .store()
+        .list_versions()
+        .await
+        .expect_err("an unknown CA must not be trusted");
+    assert!(error.is_transient(), "{error}");
+
+    let registry = registry(&settings).await;
+    let store = registry.store();
+    store
+        .put_version("v1", b"m".to_vec(), b"{}".to_vec())
+        .await
+        .unwrap();
+    let tag = store.write_champion(&champion("v1"), None).await.unwrap();
+    assert_eq!(
+        store.read_champion(Some(&tag)).await.unwrap(),
+        PointerRead::Unchanged
+    );
+    assert_eq!(store.list_versions().await.unwrap(), vec!["v1"]);
+    assert_eq!(store.get_model("v1").await.unwrap(), b"m");
+
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        !requests.is_empty(),
+        "the fake identity endpoint was never called"
+    );
+    for request in &requests {
+        assert!(request.starts_with("GET /msi/token?"), "{request}");
+        assert!(
+            request.contains("resource=https%3A%2F%2Fstorage.azure.com"),
+            "{request}"
+        );
+        assert!(request.contains("client_id=test-client-id"), "{request}");
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("x-identity-header: test-identity-header"),
+            "{request}"
+        );
+    }
+
+    // Azurite really checks the token: a token for another audience is refused.
+    let (wrong_port, wrong_seen) = fake_identity_endpoint("https://vault.azure.net").await;
+    std::env::set_var(
+        "IDENTITY_ENDPOINT",
+        format!("http://127.0.0.1:{wrong_port}/msi/token"),
+    );
+    let mut other = settings.clone();
+    other.identity_client_id = Some("other-client-id".into());
+    let error = open_registry(&other)
+        .await
+        .unwrap()
+        .store()
+        .list_versions()
+        .await
+        .expect_err("a token for another audience must be refused");
+    assert!(!wrong_seen.lock().unwrap().is_empty());
+    assert!(!error.is_transient(), "{error}");
+    assert!(error.to_string().contains("refused"), "{error}");
+}
+
+/// Azurite must be started by the tests themselves and be reachable; also proves that requests
+/// signed with the emulator key succeed with blob names that need encoding.
+#[tokio::test]
+async fn blob_names_with_spaces_and_slashes_round_trip() {
+    let azurite = Azurite::start();
+    let url = azurite.container_url("training-data");
+    let settings = settings(&url);
+    let uploads = container(&settings, &url);
+    for name in ["a b.csv", "dir/sub dir/c+d.csv", "ünï.csv"] {
+        uploads
+            .write(
+                name,
+                name.as_bytes().to_vec(),
+                WriteCondition::Overwrite,
+                "text/csv",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("write {name}: {e}"));
+        assert_eq!(uploads.read(name).await.unwrap().bytes, name.as_bytes());
+    }
+    let mut names: Vec<String> = uploads
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["a b.csv", "dir/sub dir/c+d.csv", "ünï.csv"]);
+    // The raw protocol: anonymous requests are refused.
+    let status = reqwest::get(format!("{url}/a%20b.csv"))
+        .await
+        .unwrap()
+        .status();
+    assert!(
+        status == 403 || status == 404,
+        "anonymous read answered {status}"
+    );
+}
