@@ -25,6 +25,7 @@ use crate::model::training::{
 use crate::registry::{Registry, RegistryError};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError};
 use crate::stores::{open_registry, OpenStoreError};
+use crate::tracking::{Tracker, TrainingContext};
 
 /// Wine-quality models: train, evaluate, version and serve them, locally or as an Azure
 /// Functions custom handler.
@@ -248,27 +249,7 @@ fn spinner(enabled: bool, message: String) -> ProgressBar {
 
 async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
-    let data_path = args
-        .data
-        .clone()
-        .or_else(|| settings.training_data.clone().map(PathBuf::from));
-    let (dataset, source) = match &data_path {
-        Some(path) => {
-            let reader = open_input(path)?;
-            let dataset = read_training_data(reader).map_err(|source| CliError::Data {
-                path: path.display().to_string(),
-                source,
-            })?;
-            (dataset, path.display().to_string())
-        }
-        None => (
-            read_training_data(bundled::WINE_QUALITY_RED_CSV).map_err(|source| CliError::Data {
-                path: bundled::SOURCE_NAME.to_string(),
-                source,
-            })?,
-            bundled::SOURCE_NAME.to_string(),
-        ),
-    };
+    let tracker = Tracker::from_settings(settings);
     let overrides = SpecOverrides {
         n_trees: args.trees,
         max_features: args.max_features,
@@ -280,6 +261,40 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         seed: Some(args.seed),
     };
     let spec = ModelSpec::build(args.algorithm, &overrides)?;
+    let data_path = args
+        .data
+        .clone()
+        .or_else(|| settings.training_data.clone().map(PathBuf::from));
+    let source = data_path
+        .as_ref()
+        .map_or(bundled::SOURCE_NAME.to_string(), |p| {
+            p.display().to_string()
+        });
+    let read = match &data_path {
+        Some(path) => read_training_data(open_input(path)?),
+        None => read_training_data(bundled::WINE_QUALITY_RED_CSV),
+    };
+    let dataset = match read {
+        Ok(dataset) => dataset,
+        Err(error) => {
+            let context = TrainingContext {
+                trigger: Trigger::Cli,
+                source: DataSource {
+                    name: source.clone(),
+                    etag: None,
+                },
+                holdout: args.holdout,
+                spec,
+                rows: 0,
+                data_sha256: String::new(),
+            };
+            tracker.training_failed(&context, &error.to_string()).await;
+            return Err(CliError::Data {
+                path: source,
+                source: error,
+            });
+        }
+    };
     let cv = match args.cv {
         Some(folds) => Some(run_cross_validation(&dataset, &spec, folds, args.seed, output).await?),
         None => None,
@@ -307,11 +322,23 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             dataset.rows.len()
         ),
     );
+    let context = TrainingContext::new(&options, &dataset);
     let retrained = train_and_publish(&registry, dataset, options, policy).await;
     bar.finish_and_clear();
-    let report = retrained?.report;
+    let retrained = match retrained {
+        Ok(retrained) => retrained,
+        Err(error) => {
+            tracker.training_failed(&context, &error.to_string()).await;
+            return Err(error.into());
+        }
+    };
+    let run_id = tracker.training_succeeded(&context, &retrained).await;
+    let report = retrained.report;
 
     let mut value = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(run_id) = &run_id {
+        value["mlflow_run_id"] = json!(run_id);
+    }
     if let Some(cv) = &cv {
         value["cv"] = serde_json::to_value(cv).unwrap_or_default();
     }
@@ -336,6 +363,9 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
                 "\nIgnored columns: {}",
                 report.ignored_columns.join(", ")
             ));
+        }
+        if let Some(run_id) = &run_id {
+            text.push_str(&format!("\nMLflow run: {run_id}"));
         }
         text.push_str(&format!(
             "\n{}: {}\nChampion: {}",
@@ -526,6 +556,7 @@ fn read_json_lines(
 
 async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
+    let tracker = Tracker::from_settings(settings);
     if let Some(ModelsAction::Promote { version }) = args.action {
         let pointer = registry.promote(&version).await?;
         let value =
@@ -541,6 +572,13 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     }
     let champion = registry.champion().await?.map(|p| p.champion.version);
     let cards = registry.cards().await?;
+    let run_ids = if tracker.is_enabled() {
+        tracker
+            .run_ids(&cards.iter().map(|c| c.version.clone()).collect::<Vec<_>>())
+            .await
+    } else {
+        Default::default()
+    };
     let value = json!({
         "champion": champion,
         "store": registry.store_location(),
@@ -548,6 +586,7 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
             "version": c.version, "algorithm": c.spec.algorithm(), "created_at": c.created_at,
             "metrics": c.metrics, "training_rows": c.training_rows, "trigger": c.trigger,
             "source": c.source, "champion": Some(&c.version) == champion.as_ref(),
+            "mlflow_run_id": run_ids.get(&c.version),
         })).collect::<Vec<_>>(),
     });
     output.print(&value, || {
@@ -558,7 +597,7 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
             );
         }
         let mut text = format!(
-            "  {:<26} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  source",
+            "  {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  source",
             "version", "algorithm", "rmse", "mae", "r2", "rows", "created"
         );
         for c in &cards {
@@ -575,7 +614,7 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
                 )
             });
             text.push_str(&format!(
-                "\n{mark} {:<26} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  {}",
+                "\n{mark} {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  {}",
                 c.version,
                 c.spec.algorithm().name(),
                 rmse,
@@ -585,6 +624,9 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
                 c.created_at,
                 c.source.name
             ));
+            if let Some(run_id) = run_ids.get(&c.version) {
+                text.push_str(&format!("  mlflow run {run_id}"));
+            }
         }
         text.push_str("\n(* champion)");
         text

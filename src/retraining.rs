@@ -77,7 +77,8 @@ impl RetrainError {
     }
 }
 
-/// The trained model and the report; `promoted_artifact` is set when it became champion.
+/// The trained model, the report, and the champion pointer after the decision.
+#[derive(Clone)]
 pub struct Retrained {
     pub report: TrainingReport,
     pub artifact: Arc<ModelArtifact>,

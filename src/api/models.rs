@@ -11,12 +11,17 @@ use crate::server::state::SharedState;
 #[utoipa::path(get, path = "/api/models", responses((status = 200, body = ModelsResponse), (status = 503, body = super::error::ErrorBody)))]
 pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsResponse>, ApiError> {
     let champion = state.registry.champion().await?.map(|p| p.champion.version);
-    let versions = state
-        .registry
-        .cards()
-        .await?
+    let cards = state.registry.cards().await?;
+    let run_ids = if state.tracker.is_enabled() {
+        let versions: Vec<String> = cards.iter().map(|c| c.version.clone()).collect();
+        state.tracker.run_ids(&versions).await
+    } else {
+        Default::default()
+    };
+    let versions = cards
         .into_iter()
         .map(|c| ModelSummary {
+            mlflow_run_id: run_ids.get(&c.version).cloned(),
             champion: Some(&c.version) == champion.as_ref(),
             algorithm: c.spec.algorithm().name().to_string(),
             version: c.version,
@@ -49,6 +54,11 @@ pub async fn promote(
         0.0,
     );
     tracing::info!(%version, previous = ?pointer.champion.previous, "champion promoted by request");
+    if state.tracker.is_enabled() {
+        let tracker = state.tracker.clone();
+        let moved = pointer.champion.version.clone();
+        tokio::spawn(async move { tracker.champion_moved(&moved).await });
+    }
     Ok(Json(PromoteResponse {
         champion: pointer.champion.version,
         previous: pointer.champion.previous,

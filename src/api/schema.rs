@@ -114,6 +114,9 @@ pub struct ModelSummary {
     pub trigger: String,
     pub source: String,
     pub champion: bool,
+    /// The MLflow run that recorded this version, when tracking is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow_run_id: Option<String>,
 }
 
 /// The registry's versions.

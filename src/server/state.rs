@@ -14,6 +14,7 @@ use crate::retraining::Retrained;
 use crate::telemetry::drift::DriftMonitor;
 use crate::telemetry::metrics::METRICS;
 use crate::telemetry::push::PushTrigger;
+use crate::tracking::Tracker;
 
 /// The model answering predictions, with the pointer tag it was loaded under.
 pub struct ServingModel {
@@ -24,6 +25,8 @@ pub struct ServingModel {
 pub struct AppState {
     pub settings: Settings,
     pub registry: Registry,
+    /// MLflow tracking (a no-op when off).
+    pub tracker: Tracker,
     /// Swapped atomically: a request keeps the model it started with.
     serving: ArcSwapOption<ServingModel>,
     /// Held for the whole of a training: one at a time per instance.
@@ -41,6 +44,7 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     pub fn new(settings: Settings, registry: Registry) -> AppState {
         AppState {
+            tracker: Tracker::from_settings(&settings),
             settings,
             registry,
             serving: ArcSwapOption::empty(),

@@ -3,12 +3,14 @@
 
 use std::time::Instant;
 
-use crate::model::algorithm::{Algorithm, ModelSpec, SpecOverrides, DEFAULT_SEED};
-use crate::model::dataset::read_training_data;
-use crate::model::training::{TrainOptions, Trigger};
+use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides, DEFAULT_SEED};
+use crate::model::dataset::{read_training_data, sha256_hex};
+use crate::model::training::{TrainError, TrainOptions, Trigger};
+use crate::registry::{RegistryError, StoreError};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
 use crate::stores::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
+use crate::tracking::TrainingContext;
 
 use super::state::SharedState;
 
@@ -65,21 +67,8 @@ async fn run(
     algorithm: Option<Algorithm>,
     force: bool,
 ) -> Result<Retrained, RetrainError> {
-    let bytes = data.bytes;
-    let dataset = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
-        .await
-        .map_err(|e| {
-            RetrainError::Registry(crate::registry::RegistryError::Store(
-                crate::registry::StoreError::Other(format!("reader task failed: {e}")),
-            ))
-        })??;
-    let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default()).map_err(
-        |e| {
-            RetrainError::Train(crate::model::training::TrainError::Fit(
-                crate::model::algorithm::FitError::Fit(e.to_string()),
-            ))
-        },
-    )?;
+    let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())
+        .map_err(|e| RetrainError::Train(TrainError::Fit(FitError::Fit(e.to_string()))))?;
     let options = TrainOptions {
         spec,
         holdout: HOLDOUT,
@@ -87,10 +76,63 @@ async fn run(
         source: data.source,
         trigger,
     };
+    let bytes = data.bytes;
+    let sha = sha256_hex(&bytes);
+    let read = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
+        .await
+        .map_err(|e| {
+            RetrainError::Registry(RegistryError::Store(StoreError::Other(format!(
+                "reader task failed: {e}"
+            ))))
+        })?;
+    let dataset = match read {
+        Ok(dataset) => dataset,
+        Err(error) => {
+            let context = TrainingContext {
+                trigger,
+                source: options.source.clone(),
+                holdout: options.holdout,
+                spec: options.spec,
+                rows: 0,
+                data_sha256: sha,
+            };
+            track_failure(state, context, error.to_string());
+            return Err(error.into());
+        }
+    };
+    let context = TrainingContext::new(&options, &dataset);
     let policy = PromotionPolicy {
         tolerance: state.settings.promotion_tolerance,
         force,
         keep_versions: state.settings.keep_versions,
     };
-    train_and_publish(&state.registry, dataset, options, policy).await
+    let result = train_and_publish(&state.registry, dataset, options, policy).await;
+    match &result {
+        Ok(retrained) => track_success(state, context, retrained),
+        Err(error) => track_failure(state, context, error.to_string()),
+    }
+    result
+}
+
+/// Records the training in MLflow in the background: never on the critical path, and never
+/// while the training lock is held.
+fn track_success(state: &SharedState, context: TrainingContext, retrained: &Retrained) {
+    if !state.tracker.is_enabled() {
+        return;
+    }
+    let tracker = state.tracker.clone();
+    let retrained = retrained.clone();
+    tokio::spawn(async move {
+        if let Some(run_id) = tracker.training_succeeded(&context, &retrained).await {
+            tracing::info!(version = %retrained.report.version, %run_id, "training tracked in MLflow");
+        }
+    });
+}
+
+fn track_failure(state: &SharedState, context: TrainingContext, error: String) {
+    if !state.tracker.is_enabled() {
+        return;
+    }
+    let tracker = state.tracker.clone();
+    tokio::spawn(async move { tracker.training_failed(&context, &error).await });
 }
