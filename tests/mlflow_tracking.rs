@@ -729,3 +729,108 @@ async fn credentials_are_sent_as_configured() {
         .iter()
         .all(|(_, headers)| !headers.contains_key("authorization")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The wiring: the real binary records its trainings when MLFLOW_TRACKING_URI is set.
+
+fn sommelier_cli(store: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sommelier"))
+        .args(args)
+        .arg("--json")
+        .arg("--store")
+        .arg(store)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sommelier");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_the_server_track_their_trainings() {
+    let url = mlflow();
+    let api = Api::new(url);
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("models");
+    let experiment = "wiring-cli-and-server";
+    let model_name = "wiring-model";
+    let env = [
+        ("MLFLOW_TRACKING_URI", url),
+        ("MLFLOW_EXPERIMENT_NAME", experiment),
+        ("SOMMELIER_MLFLOW_MODEL_NAME", model_name),
+    ];
+
+    // CLI: the run id is reported and listed next to the version.
+    let trained = sommelier_cli(&store, &env, &["train", "--trees", "10"]);
+    let run_id = trained["mlflow_run_id"]
+        .as_str()
+        .expect("a run id")
+        .to_string();
+    let run = api.get("runs/get", &[("run_id", &run_id)]).await;
+    assert_eq!(run["run"]["info"]["status"], "FINISHED");
+    assert_eq!(run["run"]["info"]["run_name"], trained["version"]);
+    let listed = sommelier_cli(&store, &env, &["models"]);
+    assert_eq!(listed["versions"][0]["mlflow_run_id"], run_id.as_str());
+
+    // Server: an HTTP training is tracked in the background with trigger `http`.
+    let port = free_port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_sommelier"))
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("SOMMELIER_STORE", &store)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut answer = None;
+    for _ in 0..600 {
+        if let Ok(response) = http.post(format!("{base}/api/train")).send().await {
+            if response.status() == 200 {
+                answer = Some(response.json::<Value>().await.expect("json"));
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("the server trained");
+    let version = answer["version"].as_str().expect("version").to_string();
+    let mut tracked = None;
+    for _ in 0..100 {
+        let listed: Value = http
+            .get(format!("{base}/api/models"))
+            .send()
+            .await
+            .expect("models")
+            .json()
+            .await
+            .expect("json");
+        let entry = listed["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .find(|v| v["version"] == version.as_str())
+            .cloned();
+        if let Some(id) = entry.and_then(|e| e["mlflow_run_id"].as_str().map(str::to_string)) {
+            tracked = Some(id);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let server_run = tracked.expect("the HTTP training appears in MLflow");
+    let run = api.get("runs/get", &[("run_id", &server_run)]).await;
+    let tags = pairs(&run["run"]["data"]["tags"]);
+    assert_eq!(
+        tags.get("sommelier.trigger"),
+        Some(&Value::String("http".into())),
+        "{tags:?}"
+    );
+}
