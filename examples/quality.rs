@@ -13,11 +13,21 @@ use sommelier::model::training::cross_validate;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dataset = read_training_data(WINE_QUALITY_RED_CSV)?;
     let mean = dataset.targets.iter().sum::<f64>() / dataset.targets.len() as f64;
-    let baseline = (dataset.targets.iter().map(|t| (t - mean).powi(2)).sum::<f64>()
+    let baseline = (dataset
+        .targets
+        .iter()
+        .map(|t| (t - mean).powi(2))
+        .sum::<f64>()
         / dataset.targets.len() as f64)
         .sqrt();
-    println!("rows: {}; predicting the mean: RMSE {baseline:.4}", dataset.rows.len());
-    println!("{:<14} {:>7} {:>5} {:>5} {:>16} {:>8}", "algorithm", "trees", "m", "leaf", "cv rmse", "seconds");
+    println!(
+        "rows: {}; predicting the mean: RMSE {baseline:.4}",
+        dataset.rows.len()
+    );
+    println!(
+        "{:<14} {:>7} {:>5} {:>5} {:>16} {:>8}",
+        "algorithm", "trees", "m", "leaf", "cv rmse", "seconds"
+    );
     let mut configs = vec![(Algorithm::ElasticNet, SpecOverrides::default())];
     let grid: &[(Algorithm, usize, usize)] = if std::env::args().any(|a| a == "--grid") {
         &[

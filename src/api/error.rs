@@ -136,8 +136,10 @@ impl From<RetrainError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
+        } else if status.is_server_error() {
+            tracing::debug!(error = %self, "request refused for now");
         }
         (status, Json(self.body())).into_response()
     }
