@@ -9,7 +9,10 @@ mkdir -p "$TOOLS"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(prometheus prometheus-pushgateway chromium shellcheck musl-tools zip unzip curl ca-certificates)
+APT_PACKAGES=(prometheus prometheus-pushgateway chromium shellcheck musl-tools zip unzip curl ca-certificates python3-venv openssl)
+# Root installs directly (CI containers, our machines); anyone else through sudo.
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 install_debian_packages() {
   local missing=()
   for pkg in "${APT_PACKAGES[@]}"; do
@@ -18,8 +21,8 @@ install_debian_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 
@@ -65,6 +68,7 @@ install_mlflow() {
 
 NPM_PACKAGES=("azurite@3.35.0" "playwright-core@1.65.1")
 install_node_packages() {
+  command -v npm >/dev/null || { log "Node.js with npm is required (Azurite, playwright-core)"; return 1; }
   if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
     log "npm install ${NPM_PACKAGES[*]}"
     mkdir -p "$TOOLS/node"

@@ -58,6 +58,7 @@ locals {
     "SOMMELIER_STORE"                     = local.models_container_url
     "SOMMELIER_TRAINING_DATA"             = local.training_data_url
     "SOMMELIER_STORAGE_CONNECTION_STRING" = ""
+    "SOMMELIER_STORAGE_CA_FILE"           = ""
     "SOMMELIER_IDENTITY_CLIENT_ID"        = azurerm_user_assigned_identity.app.client_id
 
     "SOMMELIER_RETRAIN_SCHEDULE"      = var.retrain_schedule

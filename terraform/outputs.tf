@@ -119,3 +119,8 @@ output "ansible_inventory_yaml" {
     }
   })
 }
+
+output "monitoring_nsg_name" {
+  description = "Name of the network security group on the monitoring subnet (the deploy workflow opens SSH to its runner there for the duration of the Ansible run)."
+  value       = azurerm_network_security_group.monitoring.name
+}

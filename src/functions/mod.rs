@@ -18,11 +18,10 @@ use crate::model::training::Trigger;
 use crate::retraining::RetrainError;
 use crate::server::state::SharedState;
 use crate::server::training::train_on;
-use crate::stores::{load_training_data, report_rejected_upload, TrainingData, TrainingSource};
+use crate::stores::{
+    is_rejection_report, load_training_data, report_rejected_upload, TrainingData, TrainingSource,
+};
 use envelope::{EnvelopeResponse, Invocation};
-
-/// Suffix of the reports written next to rejected uploads (never trained on).
-pub const REJECTION_SUFFIX: &str = ".rejected.json";
 
 type Answer = (StatusCode, Json<EnvelopeResponse>);
 
@@ -113,7 +112,7 @@ pub async fn retrain_on_upload(
     let blob = invocation
         .blob_name()
         .unwrap_or_else(|| "(unnamed)".to_string());
-    if blob.ends_with(REJECTION_SUFFIX) {
+    if is_rejection_report(&blob) {
         return answer(
             StatusCode::OK,
             vec![format!("{blob} is a rejection report; ignored")],
@@ -147,7 +146,7 @@ pub async fn retrain_on_upload(
     let data = TrainingData {
         bytes,
         source: DataSource {
-            name: format!("training-data/{blob}"),
+            name: blob.clone(),
             etag: invocation.blob_etag(),
         },
     };
