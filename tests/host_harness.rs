@@ -547,3 +547,47 @@ async fn readiness_does_not_wait_for_the_model_and_sigterm_stops_gracefully() {
     let exit = server.terminate();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit}");
 }
+
+/// A 50 MB CSV arrives whole (about 67 MB of base64 in the envelope): its last line is
+/// invalid, so the answer must name a line past the 50 MB mark, proving every byte was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_csv_arrives_whole_through_the_blob_envelope() {
+    let functions = load_functions();
+    let upload = &functions["retrain-on-upload"];
+    let workdir = tempfile::tempdir().expect("tmp");
+    let store = workdir.path().join("store");
+    let server = Server::start(
+        workdir.path(),
+        &[("SOMMELIER_STORE", store.display().to_string())],
+    );
+    server.wait_healthy(&client()).await;
+    let mut csv = large_csv(50 * 1024 * 1024, 99);
+    let lines = csv.iter().filter(|&&b| b == b'\n').count();
+    csv.extend_from_slice(b"7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,eleven\n");
+    assert!(csv.len() > 50 * 1024 * 1024);
+    let answer = invoke(
+        &server,
+        "retrain-on-upload",
+        upload,
+        &blob_envelope("retrain-on-upload", "huge.csv", &csv),
+    )
+    .await;
+    assert_eq!(answer["status"], "rejected", "{answer}");
+    let reason = answer["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&format!("line {}", lines + 1)),
+        "the last line is named: {reason}"
+    );
+    let health: Value = client()
+        .get(server.url("/api/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        health["status"], "healthy",
+        "the champion is untouched: {health}"
+    );
+}

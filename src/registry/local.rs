@@ -8,7 +8,9 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::{Champion, ChampionPointer, ETag, ModelStore, PointerRead, StoreError};
+use super::{
+    check_version_name, Champion, ChampionPointer, ETag, ModelStore, PointerRead, StoreError,
+};
 use crate::model::dataset::sha256_hex;
 
 const MODEL_FILE: &str = "model.bin";
@@ -33,21 +35,6 @@ impl LocalStore {
     fn version_dir(&self, version: &str) -> Result<PathBuf, StoreError> {
         check_version_name(version)?;
         Ok(self.root.join(version))
-    }
-}
-
-/// Version ids become path components: refuse anything that could escape the store.
-fn check_version_name(version: &str) -> Result<(), StoreError> {
-    let valid = !version.is_empty()
-        && version.len() <= 128
-        && !version.starts_with('.')
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(version.to_string()))
     }
 }
 

@@ -71,6 +71,22 @@ impl StoreError {
     }
 }
 
+/// Version ids become path components and blob name prefixes: refuse anything that is not a
+/// plain id, so no id can escape the store or collide with the pointer.
+pub(crate) fn check_version_name(version: &str) -> Result<(), StoreError> {
+    let valid = !version.is_empty()
+        && version.len() <= 128
+        && !version.starts_with('.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(version.to_string()))
+    }
+}
+
 /// Storage of versions and of the champion pointer.
 ///
 /// Implementations must make `write_champion` a compare-and-swap: `expected = None` succeeds

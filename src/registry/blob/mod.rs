@@ -28,6 +28,7 @@ use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOpt
 use futures::StreamExt;
 use thiserror::Error;
 
+use super::check_version_name;
 use super::{Champion, ChampionPointer, ETag, ModelStore, PointerRead, StoreError};
 use crate::config::Settings;
 
@@ -449,21 +450,6 @@ impl BlobStore {
 
     pub fn container(&self) -> &Container {
         &self.container
-    }
-}
-
-/// Version ids become blob name prefixes: refuse anything that is not a plain id.
-fn check_version_name(version: &str) -> Result<(), StoreError> {
-    let valid = !version.is_empty()
-        && version.len() <= 128
-        && !version.starts_with('.')
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(version.to_string()))
     }
 }
 
