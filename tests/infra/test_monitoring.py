@@ -704,3 +704,34 @@ def test_e2e_predictions_do_not_wait_for_the_gateway(gateway, tool, tmp_path):
             service.stop()
         if hanging is not None:
             hanging.close()
+
+
+def test_e2e_graceful_shutdown_deletes_the_instance_group(tool, tmp_path):
+    """The Pushgateway never forgets: an instance that stops gracefully deletes its own group."""
+    binaries = require_binaries(tool)
+    port = free_port()
+    web_config = tmp_path / "web-config.yml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {PUSH_USER: PUSH_PASSWORD_BCRYPT}}))
+    gateway = f"http://127.0.0.1:{port}"
+    started: list[Service] = [Service("pushgateway", [
+        binaries["pushgateway"], f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web_config}",
+    ], tmp_path)]
+    store = tmp_path / "store"
+    store.mkdir()
+
+    def groups() -> list[str]:
+        status, text = http("GET", f"{gateway}/api/v1/metrics", timeout=5, auth=(PUSH_USER, PUSH_PASSWORD))
+        assert status == 200, text[:300]
+        return [g["labels"].get("instance", "") for g in json.loads(text)["data"]]
+
+    try:
+        wait_until("pushgateway ready", lambda: http("GET", f"{gateway}/-/ready", timeout=2, auth=(PUSH_USER, PUSH_PASSWORD))[0] == 200,
+                   timeout=30, services=started)
+        service, _ = start_sommelier("sommelier-shutdown", store, gateway, tmp_path, started)
+        wait_until("the instance's group is pushed", lambda: "e2e-sommelier-shutdown" in groups(), timeout=30, services=started)
+        service.stop()
+        assert service.process.returncode == 0, service.tail()
+        assert "e2e-sommelier-shutdown" not in groups(), "the group outlived its instance"
+    finally:
+        for service in started:
+            service.stop()
