@@ -841,7 +841,7 @@ mod tests {
             proxy_path("mlflow-artifacts://host:5000/1/abc/artifacts").unwrap(),
             "1/abc/artifacts"
         );
-        assert!(proxy_path("file:///tmp/mlruns/1/abc/artifacts").is_err());
+        assert!(proxy_path("file:///srv/mlruns/1/abc/artifacts").is_err());
     }
 
     #[test]
@@ -873,7 +873,7 @@ mod tests {
         )
         .contains("secret"));
         assert!(matches!(
-            MlflowClient::new(&settings("file:///tmp/mlruns")),
+            MlflowClient::new(&settings("file:///srv/mlruns")),
             Err(MlflowError::BadUri(_))
         ));
         assert!(!redacted_uri("https://alice:secret@h/").contains("secret"));
