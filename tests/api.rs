@@ -329,14 +329,7 @@ async fn bad_input_gets_a_4xx_that_names_the_problem() {
 async fn train_models_promote_health_and_metrics() {
     let (_dir, server) = started().await;
     let http = client();
-    let health: Value = http
-        .get(server.url("/api/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = common::get_json(&server, "/api/health").await;
     assert_eq!(health["status"], "healthy");
     let first = health["model_version"]
         .as_str()
@@ -377,14 +370,7 @@ async fn train_models_promote_health_and_metrics() {
         .expect("train");
     assert_eq!(response.status(), 400);
 
-    let models: Value = http
-        .get(server.url("/api/models"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("json");
+    let models: Value = common::get_json(&server, "/api/models").await;
     let versions = models["versions"].as_array().expect("versions");
     assert!(versions.len() >= 3, "{models}");
     let elastic = trained["version"].as_str().expect("version");
@@ -446,15 +432,7 @@ async fn train_models_promote_health_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_real_requests() {
     let (_dir, server) = started().await;
-    let http = client();
-    let document: Value = http
-        .get(server.url("/api/openapi.json"))
-        .send()
-        .await
-        .expect("doc")
-        .json()
-        .await
-        .expect("json");
+    let document: Value = common::get_json(&server, "/api/openapi.json").await;
     assert!(document["openapi"].as_str().unwrap_or("").starts_with("3."));
     let paths = document["paths"].as_object().expect("paths");
     for (path, methods) in [
@@ -500,23 +478,9 @@ async fn the_openapi_document_matches_real_requests() {
         post_json(&server, "/api/predict", &json!({"instances": [example]})).await;
     assert_eq!(status, 200);
     assert_documented(&schemas["BatchPredictionResponse"], &answer);
-    let health: Value = http
-        .get(server.url("/api/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = common::get_json(&server, "/api/health").await;
     assert_documented(&schemas["HealthResponse"], &health);
-    let models: Value = http
-        .get(server.url("/api/models"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("json");
+    let models: Value = common::get_json(&server, "/api/models").await;
     assert_documented(&schemas["ModelsResponse"], &models);
     let (_, error) = post_json(&server, "/api/predict", &json!({})).await;
     assert_documented(&schemas["ErrorBody"], &error);

@@ -402,14 +402,7 @@ async fn the_handler_honours_the_functions_host_contract() {
             "{value}"
         );
     }
-    let models: Value = http
-        .get(server.url("/api/models?code=k"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("json");
+    let models: Value = common::get_json(&server, "/api/models?code=k").await;
     let versions = models["versions"].as_array().expect("versions");
     assert!(
         versions.len() >= 5,
@@ -578,14 +571,7 @@ async fn a_50_mb_csv_arrives_whole_through_the_blob_envelope() {
         reason.contains(&format!("line {}", lines + 1)),
         "the last line is named: {reason}"
     );
-    let health: Value = client()
-        .get(server.url("/api/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = common::get_json(&server, "/api/health").await;
     assert_eq!(
         health["status"], "healthy",
         "the champion is untouched: {health}"

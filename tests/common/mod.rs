@@ -175,3 +175,15 @@ pub fn client() -> reqwest::Client {
 pub fn bundled_csv() -> Vec<u8> {
     std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data")
 }
+
+/// `GET path` on the server, its body as JSON.
+pub async fn get_json(server: &Server, path: &str) -> Value {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+}
