@@ -11,12 +11,16 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::features::{
-    feature_index, normalize_name, parse_value, FeatureRow, ValueProblem, FEATURE_COUNT,
+    feature_index, normalize_name, parse_feature, parse_value, FeatureRow, ValueProblem, FEATURE_COUNT,
     FEATURE_NAMES, TARGET_NAME,
 };
 
 /// The fewest labelled rows a model may be trained on.
 pub const MIN_TRAINING_ROWS: usize = 50;
+
+/// The longest cell accepted: far above any way of writing a measured number (a double needs at
+/// most 17 significant digits; 1000 bytes leaves room for any padding a tool may add).
+pub const MAX_CELL_BYTES: usize = 1000;
 
 /// Bytes inspected to detect the delimiter and binary content.
 const SNIFF_BYTES: usize = 8 * 1024;
@@ -60,6 +64,12 @@ pub enum DatasetError {
         column: String,
         value: String,
         problem: ValueProblem,
+    },
+    #[error("line {line}, column `{column}`: a cell of {length} bytes is longer than the {MAX_CELL_BYTES} bytes any number needs")]
+    CellTooLong {
+        line: u64,
+        column: String,
+        length: usize,
     },
     #[error("line {line}, column `quality`: `{value}` is not an integer from 0 to 10")]
     BadQuality { line: u64, value: String },
@@ -173,7 +183,7 @@ fn parse(input: impl Read, labelled: bool) -> Result<Parsed, DatasetError> {
         }
         rows.push(read_row(&record, &columns, line)?);
         if let (Some(targets), Some(position)) = (targets.as_mut(), columns.target_position) {
-            targets.push(read_quality(&record, position, line)?);
+            targets.push(read_quality(&record, &columns, position, line)?);
         }
     }
     if rows.is_empty() {
@@ -281,34 +291,63 @@ fn read_row(
     line: u64,
 ) -> Result<FeatureRow, DatasetError> {
     let mut row = [0.0; FEATURE_COUNT];
-    for (value, &position) in row.iter_mut().zip(columns.feature_positions.iter()) {
-        let cell = cell_text(record, position);
-        *value = parse_value(&cell).map_err(|problem| DatasetError::BadValue {
+    for (index, (value, &position)) in row
+        .iter_mut()
+        .zip(columns.feature_positions.iter())
+        .enumerate()
+    {
+        let cell = cell_text(record, position, line, columns)?;
+        *value = parse_feature(index, &cell).map_err(|problem| DatasetError::BadValue {
             line,
             column: columns.header_names[position].clone(),
-            value: cell.clone(),
+            value: shortened(&cell),
             problem,
         })?;
     }
     Ok(row)
 }
 
-fn read_quality(record: &csv::ByteRecord, position: usize, line: u64) -> Result<f64, DatasetError> {
-    let cell = cell_text(record, position);
+fn read_quality(
+    record: &csv::ByteRecord,
+    columns: &ColumnMap,
+    position: usize,
+    line: u64,
+) -> Result<f64, DatasetError> {
+    let cell = cell_text(record, position, line, columns)?;
     match parse_value(&cell) {
         Ok(q) if q.fract() == 0.0 && (0.0..=10.0).contains(&q) => Ok(q),
-        _ => Err(DatasetError::BadQuality { line, value: cell }),
+        _ => Err(DatasetError::BadQuality {
+            line,
+            value: shortened(&cell),
+        }),
     }
 }
 
-fn cell_text(record: &csv::ByteRecord, position: usize) -> String {
+/// The whole text of a cell, however long a real number may be written; a cell longer than
+/// [`MAX_CELL_BYTES`] is no number anyone measured and is refused before parsing.
+fn cell_text(
+    record: &csv::ByteRecord,
+    position: usize,
+    line: u64,
+    columns: &ColumnMap,
+) -> Result<String, DatasetError> {
     let bytes = record.get(position).unwrap_or_default();
-    let text = String::from_utf8_lossy(bytes);
-    // Shorten absurd cells so that an error message stays readable.
+    if bytes.len() > MAX_CELL_BYTES {
+        return Err(DatasetError::CellTooLong {
+            line,
+            column: columns.header_names[position].clone(),
+            length: bytes.len(),
+        });
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// A cell as quoted in an error message: absurd cells are shortened to stay readable.
+fn shortened(text: &str) -> String {
     if text.chars().count() > 40 {
         format!("{}…", text.chars().take(40).collect::<String>())
     } else {
-        text.into_owned()
+        text.to_string()
     }
 }
 
@@ -510,6 +549,37 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn long_numbers_parse_and_absurd_cells_are_refused() {
+        let header = FEATURE_NAMES.join(",") + ",quality";
+        let long = "0.99780000000000000000000000000000000001";
+        let row = format!("7.4,0.7,0,1.9,0.076,11,34,{long},3.51,0.56,9.4,5");
+        let rows: Vec<&str> = std::iter::repeat_n(row.as_str(), MIN_TRAINING_ROWS).collect();
+        let dataset = labelled(&csv_of(&header, &rows, "\n")).unwrap();
+        assert_eq!(dataset.rows[0][7], 0.9978);
+
+        let absurd = "1".repeat(MAX_CELL_BYTES + 1);
+        let row = format!("7.4,0.7,0,1.9,0.076,11,34,{absurd},3.51,0.56,9.4,5");
+        let error = labelled(&csv_of(&header, &[&row], "\n")).unwrap_err();
+        assert!(
+            matches!(&error, DatasetError::CellTooLong { line: 2, column, .. } if column == "density"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn values_outside_physical_bounds_are_refused_with_line_and_column() {
+        let header = FEATURE_NAMES.join(",") + ",quality";
+        let good = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5";
+        let bad = "7.4,0.7,0,3e160,0.076,11,34,0.9978,3.51,0.56,9.4,5";
+        let error = labelled(&csv_of(&header, &[good, bad], "\n")).unwrap_err();
+        assert!(
+            matches!(&error, DatasetError::BadValue { line: 3, column, problem: ValueProblem::OutOfRange { .. }, .. } if column == "residual_sugar"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("outside the physical range"), "{error}");
     }
 
     #[test]

@@ -57,24 +57,65 @@ pub fn feature_index(normalized: &str) -> Option<usize> {
         .position(|name| normalize_name(name) == normalized)
 }
 
+/// Physical limits of each measurement, in [`FEATURE_NAMES`] order, inclusive.
+///
+/// These are not plausibility ranges (drift monitoring watches those) but what the quantity can
+/// physically be: no concentration is negative or above the mass of a litre of liquid, a pH lies
+/// in 0–14, a density between that of the lightest and the heaviest liquids a wine could be
+/// mixed from, an alcohol content in 0–100 % by volume. Keeping every value inside them keeps
+/// every model's arithmetic (statistics, linear terms) finite.
+pub const FEATURE_BOUNDS: [(f64, f64); FEATURE_COUNT] = [
+    (0.0, 1000.0),      // fixed acidity, g(tartaric acid)/dm³
+    (0.0, 1000.0),      // volatile acidity, g(acetic acid)/dm³
+    (0.0, 1000.0),      // citric acid, g/dm³
+    (0.0, 1000.0),      // residual sugar, g/dm³
+    (0.0, 1000.0),      // chlorides, g(sodium chloride)/dm³
+    (0.0, 1_000_000.0), // free sulfur dioxide, mg/dm³
+    (0.0, 1_000_000.0), // total sulfur dioxide, mg/dm³
+    (0.5, 2.0),         // density, g/cm³
+    (0.0, 14.0),        // pH
+    (0.0, 1000.0),      // sulphates, g(potassium sulphate)/dm³
+    (0.0, 100.0),       // alcohol, % by volume
+];
+
 /// Why a single value cannot be used as a feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ValueProblem {
     Empty,
     NotANumber,
     NaN,
     Infinite,
+    /// Finite, but outside the feature's [`FEATURE_BOUNDS`].
+    OutOfRange { min: f64, max: f64 },
 }
 
 impl ValueProblem {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            ValueProblem::Empty => "is empty",
-            ValueProblem::NotANumber => "is not a number",
-            ValueProblem::NaN => "is NaN",
-            ValueProblem::Infinite => "is infinite",
+            ValueProblem::Empty => "is empty".to_string(),
+            ValueProblem::NotANumber => "is not a number".to_string(),
+            ValueProblem::NaN => "is NaN".to_string(),
+            ValueProblem::Infinite => "is infinite".to_string(),
+            ValueProblem::OutOfRange { min, max } => {
+                format!("is outside the physical range {min} to {max}")
+            }
         }
     }
+}
+
+/// Accepts a finite value for the feature at `index` only inside its [`FEATURE_BOUNDS`].
+pub fn check_bounds(index: usize, value: f64) -> Result<f64, ValueProblem> {
+    let (min, max) = FEATURE_BOUNDS[index];
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ValueProblem::OutOfRange { min, max })
+    }
+}
+
+/// Parses a text cell into a value of the feature at `index`: finite and within bounds.
+pub fn parse_feature(index: usize, text: &str) -> Result<f64, ValueProblem> {
+    parse_value(text).and_then(|value| check_bounds(index, value))
 }
 
 /// Parses a text cell into a finite number.
@@ -128,5 +169,30 @@ mod tests {
         assert_eq!(parse_value("NaN"), Err(ValueProblem::NaN));
         assert_eq!(parse_value("inf"), Err(ValueProblem::Infinite));
         assert_eq!(parse_value("-infinity"), Err(ValueProblem::Infinite));
+    }
+
+    #[test]
+    fn features_must_lie_within_physical_bounds() {
+        let ph = feature_index("ph").unwrap();
+        assert_eq!(parse_feature(ph, "3.2"), Ok(3.2));
+        assert_eq!(parse_feature(ph, "14"), Ok(14.0));
+        assert!(matches!(
+            parse_feature(ph, "14.5"),
+            Err(ValueProblem::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_feature(0, "-0.1"),
+            Err(ValueProblem::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_feature(3, "3e160"),
+            Err(ValueProblem::OutOfRange { .. })
+        ));
+        let problem = check_bounds(ph, 20.0).unwrap_err().describe();
+        assert!(problem.contains("0 to 14"), "{problem}");
+        // The bundled data lies well inside every bound.
+        for (i, (min, max)) in FEATURE_BOUNDS.iter().enumerate() {
+            assert!(min < max, "{}", FEATURE_NAMES[i]);
+        }
     }
 }
