@@ -48,3 +48,11 @@ resource "azurerm_role_assignment" "deployer_key_vault_secrets_officer" {
   role_definition_name = "Key Vault Secrets Officer"
   principal_id         = data.azurerm_client_config.current.object_id
 }
+
+# The deploy workflow's smoke test uploads a CSV to training-data with the same principal
+# (shared keys are disabled, so uploads need a data-plane role).
+resource "azurerm_role_assignment" "deployer_blob_data_contributor" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = data.azurerm_client_config.current.object_id
+}

@@ -458,7 +458,9 @@ async fn a_first_start_on_an_empty_upload_container_serves_the_bundled_data() {
         .to_string();
     let card = cloud.registry().await.card(&version).await.unwrap();
     assert!(
-        card.source.name.starts_with(sommelier::bundled::SOURCE_NAME),
+        card.source
+            .name
+            .starts_with(sommelier::bundled::SOURCE_NAME),
         "{}",
         card.source.name
     );
