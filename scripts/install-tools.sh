@@ -118,6 +118,16 @@ tmp.replace(sys.argv[2])
 PY
   done
   rm -rf "$work"
+  # The check reads a compact summary of each assembly, made once here (parsing the azurerm
+  # assemblies, about 90 MB of JSON each, takes a while).
+  "$TOOLS/venv/bin/python" - "$dir" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, "tests/infra/schema")
+import tfschema
+for path in sorted(Path(sys.argv[1]).glob("*.jsii")):
+    tfschema.load_binding(path)
+PY
 }
 
 install_rust_components() {

@@ -8,8 +8,8 @@ resource "azurerm_user_assigned_identity" "app" {
   tags                = local.tags
 }
 
-# Host storage (timer schedule state, blob receipts, leases), the model registry (write) and
-# the training data (read), plus the deployment package container. The Functions host's
+# Host storage (timer schedule state, leases; Event Grid mode keeps no blob receipts), the model
+# registry (write) and the training data (read), plus the deployment package container. The Functions host's
 # identity-based AzureWebJobsStorage connection documents Storage Blob Data Owner.
 resource "azurerm_role_assignment" "app_blob_data_owner" {
   scope                = azurerm_storage_account.main.id

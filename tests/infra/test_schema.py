@@ -63,6 +63,7 @@ def test_every_kind_of_mistake_is_caught():
         "unknown-argument: azurerm_application_insights.new_argument.local_authentication_enabled",
         "unknown-type: azurerm_function_app_flexconsumption.typo",
         "unknown-attribute: output.not_exported.value",
+        "unknown-attribute: output.nested_not_exported.value",
         "unchecked-provider: terraform.required_providers.azapi",
     }
     assert found == expected, "\n".join(findings)
