@@ -256,6 +256,115 @@ def test_custom_nsg_check_fails_on_open_monitoring_ports(tool, tool_env, tmp_pat
             "azurerm_network_security_rule.https_to_internet"} <= passed
 
 
+PRIVATE_PORTS_FIXTURE = """
+resource "azurerm_network_security_rule" "pushgateway_from_a_public_address" {
+  name                        = "pushgateway-public"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 100
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefixes     = ["20.1.2.3/32", "10.42.0.64/26"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "grafana_port_from_admins" {
+  name                        = "grafana-direct"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 110
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "3000"
+  source_address_prefixes     = ["203.0.113.10/32"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_a_service_tag" {
+  name                        = "pushgateway-tag"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 120
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefix       = "AzureCloud"
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_the_subnet" {
+  name                        = "pushgateway-subnet"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 130
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefixes     = ["10.42.0.64/26"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_the_vnet" {
+  name                        = "pushgateway-vnet"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 140
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefix       = "VirtualNetwork"
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "https_from_admins" {
+  name                        = "https"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 150
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "443"
+  source_address_prefixes     = ["203.0.113.10/32"]
+  destination_address_prefix  = "10.42.0.4"
+}
+"""
+
+
+def test_private_ports_check_passes_on_our_configuration(tool, tool_env):
+    report = _checkov_json(tool, tool_env, TERRAFORM_DIR, "CKV_SOMM_2")
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert "azurerm_network_security_rule.pushgateway_from_functions_subnet" in passed
+
+
+def test_private_ports_check_fails_on_public_sources(tool, tool_env, tmp_path):
+    (tmp_path / "main.tf").write_text(PRIVATE_PORTS_FIXTURE)
+    report = _checkov_json(tool, tool_env, tmp_path, "CKV_SOMM_2")
+    failed = {c["resource"] for c in report["results"]["failed_checks"]}
+    assert failed == {
+        "azurerm_network_security_rule.pushgateway_from_a_public_address",
+        "azurerm_network_security_rule.grafana_port_from_admins",
+        "azurerm_network_security_rule.pushgateway_from_a_service_tag",
+    }
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert {"azurerm_network_security_rule.pushgateway_from_the_subnet",
+            "azurerm_network_security_rule.pushgateway_from_the_vnet",
+            "azurerm_network_security_rule.https_from_admins"} <= passed
+
+
 def test_every_checkov_skip_has_a_reason():
     skips = []
     for path in TERRAFORM_DIR.rglob("*.tf"):
