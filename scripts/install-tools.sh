@@ -9,7 +9,7 @@ mkdir -p "$TOOLS"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(prometheus prometheus-pushgateway chromium shellcheck musl-tools zip unzip curl ca-certificates python3-venv openssl)
+APT_PACKAGES=(prometheus prometheus-pushgateway caddy chromium shellcheck musl-tools zip unzip curl ca-certificates python3-venv openssl)
 # Root installs directly (CI containers, our machines); anyone else through sudo.
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -77,6 +77,59 @@ install_node_packages() {
   fi
 }
 
+# Provider schemas for the offline Terraform schema check (tests/infra/schema/tfschema.py): the
+# published CDK bindings carry each provider version's schema in their .jsii assembly. Only that
+# file is kept (the packages themselves are large), as .tools/provider-schemas/<name>.jsii.
+#   npm  @cdktf/provider-azurerm 14.23.1  azurerm 4.55.0
+#   PyPI cdktn-provider-azurerm  16.9.0   azurerm 4.81.0
+#   npm  @cdktf/provider-random  12.0.1   random 3.7.2
+#   npm  @cdktf/provider-tls     11.0.1   tls 4.1.0
+NPM_SCHEMAS=("azurerm-4.55.0=@cdktf/provider-azurerm@14.23.1" "random-3.7.2=@cdktf/provider-random@12.0.1" "tls-4.1.0=@cdktf/provider-tls@11.0.1")
+PYPI_SCHEMAS=("azurerm-4.81.0=cdktn-provider-azurerm==16.9.0")
+install_provider_schemas() {
+  local dir="$TOOLS/provider-schemas" work entry name spec
+  mkdir -p "$dir"
+  work="$(mktemp -d)"
+  for entry in "${NPM_SCHEMAS[@]}"; do
+    name="${entry%%=*}" spec="${entry#*=}"
+    [ -s "$dir/$name.jsii" ] && continue
+    command -v npm >/dev/null || { log "npm is required for the provider schemas"; return 1; }
+    log "npm pack $spec (its .jsii only)"
+    (cd "$work" && npm pack --silent "$spec" >/dev/null && tar xzf ./*.tgz package/.jsii && mv package/.jsii "$dir/$name.jsii.tmp" && rm -f ./*.tgz)
+    mv "$dir/$name.jsii.tmp" "$dir/$name.jsii"
+  done
+  for entry in "${PYPI_SCHEMAS[@]}"; do
+    name="${entry%%=*}" spec="${entry#*=}"
+    [ -s "$dir/$name.jsii" ] && continue
+    log "pip download $spec (its .jsii only)"
+    "$TOOLS/venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$work/wheel" "$spec"
+    "$TOOLS/venv/bin/python" - "$work/wheel" "$dir/$name.jsii" <<'PY'
+"""Copies the .jsii assembly out of a jsii-built wheel (a tarball inside the wheel)."""
+import io, sys, tarfile, zipfile
+from pathlib import Path
+wheel = next(Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as archive:
+    inner = next(n for n in archive.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(archive.read(inner))) as tar:
+        data = tar.extractfile("package/.jsii").read()
+tmp = Path(sys.argv[2] + ".tmp")
+tmp.write_bytes(data)
+tmp.replace(sys.argv[2])
+PY
+  done
+  rm -rf "$work"
+  # The check reads a compact summary of each assembly, made once here (parsing the azurerm
+  # assemblies, about 90 MB of JSON each, takes a while).
+  "$TOOLS/venv/bin/python" - "$dir" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, "tests/infra/schema")
+import tfschema
+for path in sorted(Path(sys.argv[1]).glob("*.jsii")):
+    tfschema.load_binding(path)
+PY
+}
+
 install_rust_components() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
   rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
@@ -93,13 +146,15 @@ main() {
       install_mlflow & p2=$!
       install_node_packages & p3=$!
       wait "$p1"; wait "$p2"; wait "$p3"
+      install_provider_schemas
       ;;
     debian) install_debian_packages ;;
     python) install_python_tools ;;
     mlflow) install_mlflow ;;
     node) install_node_packages ;;
+    schemas) install_provider_schemas ;;
     rust) install_rust_components ;;
-    *) echo "usage: $0 [all|debian|python|mlflow|node|rust]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|debian|python|mlflow|node|schemas|rust]" >&2; exit 2 ;;
   esac
   log "done"
 }

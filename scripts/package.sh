@@ -8,15 +8,20 @@
 # and nothing else (no local.settings.json, no directory entries).
 #
 # Usage:
-#   scripts/package.sh [--binary PATH] [--out PATH]
+#   scripts/package.sh [--binary PATH] [--out PATH] [--no-install] [--check]
 #
 #   --binary PATH  pack this executable instead of building one
 #                  (default: cargo build --release --locked --target x86_64-unknown-linux-musl)
 #   --out PATH     where to write the zip (default: dist/sommelier-functions.zip)
+#   --no-install   never install a missing prerequisite: stop and say what to run
+#   --check        only check (and install) the prerequisites, build nothing
 #
-# The build needs the musl target and a musl C compiler (for the TLS stack's C code):
+# The build needs cargo, the musl target, a musl C compiler (for the TLS stack's C code;
+# musl-gcc from Debian/Ubuntu's musl-tools, or $CC_x86_64_unknown_linux_musl) and python3
+# (writes the zip). The script adds the musl target with rustup, and installs musl-tools and
+# python3 with apt-get when it runs as root; otherwise it stops and prints the exact commands:
 #   rustup target add x86_64-unknown-linux-musl
-#   apt-get install musl-tools
+#   sudo apt-get install musl-tools python3
 #
 # The zip is reproducible: entries sorted by name, every timestamp fixed at
 # 1980-01-01 00:00:00, Unix modes stored explicitly (0755 for the executable,
@@ -33,7 +38,7 @@ TARGET="x86_64-unknown-linux-musl"
 EXECUTABLE="sommelier"
 
 usage() {
-  sed -n '10,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '/^# Usage:/,/^#   --check/p' "$0" | sed 's/^# \{0,1\}//' >&2
 }
 
 die() {
@@ -43,6 +48,8 @@ die() {
 
 binary=""
 out=""
+install=yes
+check_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary)
@@ -61,6 +68,14 @@ while [ $# -gt 0 ]; do
       ;;
     --out=*)
       out="${1#--out=}"
+      shift
+      ;;
+    --no-install)
+      install=""
+      shift
+      ;;
+    --check)
+      check_only=yes
       shift
       ;;
     -h | --help)
@@ -83,6 +98,60 @@ absolute() {
 }
 [ -z "$binary" ] || binary="$(absolute "$binary")"
 if [ -z "$out" ]; then out="dist/sommelier-functions.zip"; else out="$(absolute "$out")"; fi
+
+# Installs a Debian/Ubuntu package when allowed and possible (root with apt-get); else false.
+apt_install() {
+  [ -n "$install" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null || return 1
+  printf 'package: apt-get install %s\n' "$*" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# Whether the standard library for the musl target is there (rustup or a distribution package).
+musl_target_installed() {
+  local libdir
+  libdir="$(rustc --print target-libdir --target "$TARGET" 2>/dev/null)" || return 1
+  [ -d "$libdir" ] && [ -n "$(ls -A "$libdir")" ]
+}
+
+# Checks what the build needs, installs what it can, and says exactly what to run otherwise.
+ensure_prerequisites() {
+  local need_build="$1" sudo="sudo " problems=()
+  [ "$(id -u)" -ne 0 ] || sudo=""
+  if ! command -v python3 >/dev/null && ! apt_install python3; then
+    problems+=("python3 is missing: run  ${sudo}apt-get install python3")
+  fi
+  if [ -n "$need_build" ]; then
+    if ! command -v cargo >/dev/null; then
+      problems+=("cargo is missing: install the Rust toolchain with rustup, then run  rustup target add $TARGET")
+    elif ! musl_target_installed; then
+      if [ -n "$install" ] && command -v rustup >/dev/null; then
+        printf 'package: rustup target add %s\n' "$TARGET" >&2
+        rustup target add "$TARGET" >&2 || problems+=("the Rust target $TARGET could not be added: run  rustup target add $TARGET")
+      else
+        problems+=("the Rust target $TARGET is not installed: run  rustup target add $TARGET")
+      fi
+    fi
+    local cc="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
+    if ! command -v "$cc" >/dev/null; then
+      if [ "$cc" != "musl-gcc" ] || ! apt_install musl-tools; then
+        problems+=("the musl C compiler $cc is missing: run  ${sudo}apt-get install musl-tools")
+      fi
+    fi
+  fi
+  if [ ${#problems[@]} -gt 0 ]; then
+    printf 'package: %s\n' "${problems[@]}" >&2
+    exit 1
+  fi
+}
+
+need_build=""
+[ -n "$binary" ] || need_build=yes
+ensure_prerequisites "$need_build"
+if [ -n "$check_only" ]; then
+  printf 'package: prerequisites are in place\n' >&2
+  exit 0
+fi
 
 if [ -z "$binary" ]; then
   printf 'package: cargo build --release --locked --target %s\n' "$TARGET" >&2

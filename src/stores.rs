@@ -84,6 +84,53 @@ pub async fn load_training_data(
     }
 }
 
+/// Reads the configured training data, or the bundled data when the configured place has no
+/// usable file (an empty container, a missing blob or file, an empty file). A fresh deployment
+/// starts with an empty upload container: without this fallback its first start (and every
+/// scheduled retraining) would have nothing to train on and the service would never become
+/// healthy. The fallback is logged and the card's source names the place that was empty.
+/// Transient failures (storage unreachable, throttled) are returned, never masked.
+pub async fn load_training_data_or_bundled(
+    settings: &Settings,
+    source: &TrainingSource,
+) -> Result<TrainingData, StoreError> {
+    let missing = match source {
+        TrainingSource::Bundled => return load_training_data(settings, source).await,
+        TrainingSource::File(path) => match tokio::fs::metadata(path).await {
+            Ok(meta) if meta.is_file() && meta.len() > 0 => {
+                return load_training_data(settings, source).await
+            }
+            Ok(_) => format!("no data in {}", path.display()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                format!("no file {}", path.display())
+            }
+            Err(_) => return load_training_data(settings, source).await,
+        },
+        TrainingSource::BlobContainer(_) => match load_training_data(settings, source).await {
+            Ok(data) if !data.bytes.is_empty() => return Ok(data),
+            Ok(data) => format!("empty blob {}", data.source.name),
+            Err(StoreError::NotFound(what)) => format!("no {what}"),
+            Err(error) => return Err(error),
+        },
+    };
+    tracing::warn!(
+        %missing,
+        "SOMMELIER_TRAINING_DATA has no usable file: training on the bundled data"
+    );
+    Ok(bundled_fallback(&missing))
+}
+
+/// The bundled data, its source naming why it was used instead of the configured data.
+fn bundled_fallback(missing: &str) -> TrainingData {
+    TrainingData {
+        bytes: bundled::WINE_QUALITY_RED_CSV.to_vec(),
+        source: DataSource {
+            name: format!("{} (fallback: {missing})", bundled::SOURCE_NAME),
+            etag: None,
+        },
+    }
+}
+
 /// Suffix of the report left next to a rejected upload.
 pub const REJECTION_SUFFIX: &str = ".rejected.json";
 

@@ -42,4 +42,17 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "training_data_uplo
     max_delivery_attempts = 30
     event_time_to_live    = 1440
   }
+
+  # The provider-injected AzureWebJobsStorage setting is gone (and the app answers again)
+  # before Event Grid validates the webhook.
+  depends_on = [terraform_data.remove_injected_storage_setting]
+
+  lifecycle {
+    # Before the host has started with retrain-on-upload, the key is empty and the URL would
+    # end in `code=`: Event Grid's validation would fail with a less helpful error.
+    precondition {
+      condition     = data.azurerm_function_app_host_keys.main[0].blobs_extension_key != ""
+      error_message = "The function app has no blobs_extension key yet: deploy the package and wait for /api/health before applying with enable_blob_trigger_subscription = true."
+    }
+  }
 }

@@ -8,8 +8,8 @@ resource "azurerm_user_assigned_identity" "app" {
   tags                = local.tags
 }
 
-# Host storage (timer schedule state, blob receipts, leases), the model registry (write) and
-# the training data (read), plus the deployment package container. The Functions host's
+# Host storage (timer schedule state, leases; Event Grid mode keeps no blob receipts), the model
+# registry (write) and the training data (read), plus the deployment package container. The Functions host's
 # identity-based AzureWebJobsStorage connection documents Storage Blob Data Owner.
 resource "azurerm_role_assignment" "app_blob_data_owner" {
   scope                = azurerm_storage_account.main.id
@@ -46,5 +46,13 @@ resource "azurerm_role_assignment" "app_key_vault_secrets_user" {
 resource "azurerm_role_assignment" "deployer_key_vault_secrets_officer" {
   scope                = azurerm_key_vault.main.id
   role_definition_name = "Key Vault Secrets Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+# The deploy workflow's smoke test uploads a CSV to training-data with the same principal
+# (shared keys are disabled, so uploads need a data-plane role).
+resource "azurerm_role_assignment" "deployer_blob_data_contributor" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Storage Blob Data Contributor"
   principal_id         = data.azurerm_client_config.current.object_id
 }

@@ -1,9 +1,9 @@
 # Generated secrets: the Pushgateway basic-auth password (app + Ansible) and the Grafana admin
 # password (Ansible), plus the optional MLflow credentials. RBAC authorization, purge protection.
 resource "azurerm_key_vault" "main" {
-  #checkov:skip=CKV_AZURE_109:The firewall stays open: App Service resolves Key Vault references over the public endpoint (no VNet integration) and the hosted deploy runner writes the secrets; data access still needs an RBAC role.
-  #checkov:skip=CKV_AZURE_189:Public network access is needed for the same reason (Key Vault references from a Flex Consumption app without VNet integration).
-  #checkov:skip=CKV2_AZURE_32:No private endpoint: the function app has no virtual network integration in this design.
+  #checkov:skip=CKV_AZURE_109:The firewall stays open: the hosted deploy runner writes the secrets from outside the VNet, and App Service resolves Key Vault references over the public endpoint unless told to route them through the VNet; data access still needs an RBAC role.
+  #checkov:skip=CKV_AZURE_189:Public network access is needed for the same reason (the deploy runner writes secrets from outside the VNet).
+  #checkov:skip=CKV2_AZURE_32:No private endpoint: the deploy runner writes secrets over the public endpoint, and the app reaches the vault through the integration subnet's service endpoint.
   name                = local.names.key_vault
   resource_group_name = azurerm_resource_group.main.name
   location            = azurerm_resource_group.main.location

@@ -18,19 +18,18 @@ locals {
   training_data_url     = "${local.blob_endpoint}${local.training_data_container}"
   package_container_url = "${local.blob_endpoint}${local.package_container}"
 
-  monitoring_fqdn = azurerm_public_ip.monitoring.fqdn
-  pushgateway_url = "http://${local.monitoring_fqdn}:9091"
-  grafana_url     = "http://${local.monitoring_fqdn}:3000"
-
+  # The VNet: a /26 for the app's integration subnet, a /27 for the monitoring VM, whose
+  # private address is fixed so that the app's Pushgateway URL never changes.
+  functions_subnet_prefix  = cidrsubnet(var.vnet_address_space, 2, 1)
   monitoring_subnet_prefix = cidrsubnet(var.vnet_address_space, 3, 0)
+  monitoring_private_ip    = cidrhost(local.monitoring_subnet_prefix, 4)
 
-  # Sources allowed to push metrics: the function app's possible outbound addresses plus any
-  # extra ones from the variable. Flex Consumption without VNet integration has no guaranteed
-  # fixed outbound address, hence the variable (see README.md).
-  pushgateway_sources = distinct(concat(
-    [for ip in azurerm_function_app_flex_consumption.main.possible_outbound_ip_address_list : trimspace(ip) if trimspace(ip) != ""],
-    var.pushgateway_extra_source_cidrs,
-  ))
+  # The app pushes over the VNet to the VM's private address: the basic-auth credentials and
+  # the metrics never cross the internet. Grafana is served by Caddy over HTTPS on the public
+  # DNS name.
+  monitoring_fqdn = azurerm_public_ip.monitoring.fqdn
+  pushgateway_url = "http://${local.monitoring_private_ip}:9091"
+  grafana_url     = "https://${local.monitoring_fqdn}/"
 
   # Key Vault references resolve with the app's system-assigned identity (the Flex resource has
   # no key_vault_reference_identity_id argument).

@@ -1,6 +1,15 @@
-# The monitoring VM: Prometheus, Pushgateway and Grafana, installed and configured by Ansible
-# (cloud-init only installs Python). Ubuntu 24.04 LTS, SSH key only, static public IP with a
-# DNS label; the subnet's NSG decides who may connect.
+# The monitoring VM: Prometheus, Pushgateway, Grafana and Caddy, installed and configured by
+# Ansible. Ubuntu 24.04 LTS, SSH key only, a fixed private address (the Pushgateway listens
+# there only), a static public IP with a DNS label (SSH and Grafana's HTTPS for admin_cidrs);
+# the subnet's NSG decides who may connect.
+
+# The VM's SSH host key, generated here and installed by cloud-init, so that Ansible checks
+# the host against a key it got from a trusted source (output monitoring_ssh_known_hosts)
+# instead of trusting whatever answers on first use. The private half lives in the Terraform
+# state (like the generated passwords: keep the state private) and in the VM's custom data.
+resource "tls_private_key" "monitoring_host" {
+  algorithm = "ED25519"
+}
 resource "azurerm_public_ip" "monitoring" {
   name                = local.names.public_ip
   resource_group_name = azurerm_resource_group.main.name
@@ -12,7 +21,7 @@ resource "azurerm_public_ip" "monitoring" {
 }
 
 resource "azurerm_network_interface" "monitoring" {
-  #checkov:skip=CKV_AZURE_119:The VM is reached directly (Grafana for admins, the Pushgateway for the function app) through a public IP; the subnet NSG restricts every port to known sources.
+  #checkov:skip=CKV_AZURE_119:Admins reach SSH and Grafana's HTTPS through the public IP, restricted to admin_cidrs by the subnet NSG; the Pushgateway is reached over the VNet only.
   name                = local.names.network_interface
   resource_group_name = azurerm_resource_group.main.name
   location            = azurerm_resource_group.main.location
@@ -20,7 +29,8 @@ resource "azurerm_network_interface" "monitoring" {
   ip_configuration {
     name                          = "primary"
     subnet_id                     = azurerm_subnet.monitoring.id
-    private_ip_address_allocation = "Dynamic"
+    private_ip_address_allocation = "Static"
+    private_ip_address            = local.monitoring_private_ip
     public_ip_address_id          = azurerm_public_ip.monitoring.id
   }
 
@@ -65,7 +75,10 @@ resource "azurerm_linux_virtual_machine" "monitoring" {
   provision_vm_agent         = true
   allow_extension_operations = false
 
-  custom_data = base64encode(file("${path.module}/templates/cloud-init.yaml"))
+  custom_data = base64encode(templatefile("${path.module}/templates/cloud-init.yaml", {
+    host_key_private = tls_private_key.monitoring_host.private_key_openssh
+    host_key_public  = tls_private_key.monitoring_host.public_key_openssh
+  }))
 
   boot_diagnostics {}
 

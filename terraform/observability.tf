@@ -16,7 +16,7 @@ resource "azurerm_application_insights" "main" {
   application_type    = "web"
 
   # Ingestion only with an Entra ID token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
-  local_authentication_disabled = true
+  local_authentication_enabled = false
 
   tags = local.tags
 }

@@ -1,11 +1,11 @@
-# One StorageV2 account for the application (models, training data), the Functions host
-# (timer state, blob receipts) and the Flex Consumption deployment package. Every client uses
-# Entra ID: the app and the host through the user-assigned identity, the deployment container
+# One StorageV2 account for the application (models, training data), the Functions host (timer
+# state, leases, the blob trigger's queues) and the Flex Consumption deployment package. Every
+# client uses Entra ID: the app and the host through the user-assigned identity, the deployment container
 # through the same identity, Terraform through storage_use_azuread. Shared keys are disabled.
 resource "azurerm_storage_account" "main" {
-  #checkov:skip=CKV_AZURE_59:Public endpoint stays reachable: Flex Consumption without VNet integration and the hosted deploy runner reach storage over the internet; access still needs an Entra ID token (shared keys are disabled).
+  #checkov:skip=CKV_AZURE_59:Public endpoint stays reachable: the hosted deploy runner (package deployment, the smoke upload) and the platform's deployment of the package reach storage over the internet; access still needs an Entra ID token (shared keys are disabled).
   #checkov:skip=CKV_AZURE_35:Default network action stays Allow for the same reason; authorization is identity-only and anonymous access is off.
-  #checkov:skip=CKV2_AZURE_33:No private endpoint: the Flex Consumption app has no virtual network integration in this design.
+  #checkov:skip=CKV2_AZURE_33:No private endpoint: the app reaches storage through the integration subnet's service endpoint, and the hosted deploy runner needs the public endpoint.
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys with infrastructure (double) encryption are enough for wine-quality models and public training data; a customer-managed key adds a key lifecycle to operate.
   #checkov:skip=CKV_AZURE_33:Queue service logging is classic Storage Analytics (shared-key era); the queues here are the Functions host's internal ones, and the host logs to Application Insights.
   name                     = local.names.storage_account

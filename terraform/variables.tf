@@ -69,14 +69,14 @@ variable "function_maximum_instance_count" {
   }
 }
 
-variable "predict_always_ready_instances" {
+variable "http_always_ready_instances" {
   type        = number
-  description = "Always-ready instances kept warm for the `predict` function (0 = none, scale from zero; 1 or more removes cold starts at a cost)."
+  description = "Always-ready instances kept warm for the HTTP functions, which Flex Consumption scales as one group named `http` (0 = none, scale from zero; 1 or more removes cold starts of /api/predict at a cost)."
   default     = 0
 
   validation {
-    condition     = var.predict_always_ready_instances >= 0 && var.predict_always_ready_instances <= 10
-    error_message = "predict_always_ready_instances must be between 0 and 10."
+    condition     = var.http_always_ready_instances >= 0 && var.http_always_ready_instances <= 10
+    error_message = "http_always_ready_instances must be between 0 and 10."
   }
 }
 
@@ -233,7 +233,7 @@ variable "mlflow_tracking_token" {
 
 variable "admin_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDR ranges allowed to reach SSH (22) and Grafana (3000) on the monitoring VM, for example [\"203.0.113.10/32\"]. Required; the internet as a whole (0.0.0.0/0 or any /0-/7) is rejected."
+  description = "IPv4 CIDR ranges allowed to reach SSH (22) and Grafana over HTTPS (443) on the monitoring VM, for example [\"203.0.113.10/32\"]. Required; the internet as a whole (0.0.0.0/0 or any /0-/7) is rejected."
 
   validation {
     condition     = length(var.admin_cidrs) > 0
@@ -246,20 +246,6 @@ variable "admin_cidrs" {
       can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c)) && can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= 8, false)
     ])
     error_message = "admin_cidrs must be IPv4 CIDR ranges with a prefix length of at least /8; 0.0.0.0/0 (the whole internet) is not allowed."
-  }
-}
-
-variable "pushgateway_extra_source_cidrs" {
-  type        = list(string)
-  description = "Extra IPv4 addresses or CIDR ranges allowed to reach the Pushgateway (9091), added to the function app's possible outbound addresses. Needed because Flex Consumption apps without virtual network integration do not guarantee fixed outbound addresses: if pushes are refused, add the observed addresses here (or integrate the app with a VNet and a NAT gateway)."
-  default     = []
-
-  validation {
-    condition = alltrue([
-      for c in var.pushgateway_extra_source_cidrs :
-      can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$", c)) && !startswith(c, "0.0.0.0") && try(length(split("/", c)) == 1 || tonumber(split("/", c)[1]) >= 16, false)
-    ])
-    error_message = "pushgateway_extra_source_cidrs must be IPv4 addresses or CIDR ranges of /16 or narrower; the internet as a whole is not allowed."
   }
 }
 
@@ -301,14 +287,25 @@ variable "vm_os_disk_size_gb" {
   }
 }
 
+variable "grafana_acme_email" {
+  type        = string
+  description = "Contact address for a publicly trusted Grafana certificate (ACME HTTP-01 on the VM's DNS name). Empty (default): Caddy serves Grafana with a certificate from its own internal CA, and port 80 stays closed. Set: port 80 is opened to the internet for the ACME challenge only (Caddy redirects everything else to HTTPS, which stays limited to admin_cidrs); if issuance fails, the internal certificate is the fallback."
+  default     = ""
+
+  validation {
+    condition     = var.grafana_acme_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.grafana_acme_email))
+    error_message = "grafana_acme_email must be empty or an e-mail address."
+  }
+}
+
 variable "vnet_address_space" {
   type        = string
-  description = "Address space of the monitoring virtual network."
+  description = "Address space of the virtual network shared by the function app's integration subnet and the monitoring subnet (a /24 or larger)."
   default     = "10.42.0.0/24"
 
   validation {
-    condition     = can(cidrhost(var.vnet_address_space, 0))
-    error_message = "vnet_address_space must be a CIDR range."
+    condition     = can(cidrhost(var.vnet_address_space, 0)) && try(tonumber(split("/", var.vnet_address_space)[1]) <= 24, false)
+    error_message = "vnet_address_space must be a CIDR range of /24 or larger (it holds a /26 integration subnet and a /27 monitoring subnet)."
   }
 }
 

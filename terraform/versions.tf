@@ -4,13 +4,21 @@ terraform {
   required_providers {
     azurerm = {
       source = "hashicorp/azurerm"
-      # 4.55 or newer: `runtime_name = "custom"`, `always_ready`, `http_concurrency` on the
-      # Flex Consumption resource and `rbac_authorization_enabled` on Key Vault.
-      version = "~> 4.55"
+      # 4.78 or newer: `local_authentication_enabled` on Application Insights (the argument it
+      # replaces is deprecated from 4.78). Every version this admits also has `runtime_name =
+      # "custom"`, `always_ready`, `http_concurrency` and `virtual_network_subnet_id` on the
+      # Flex Consumption resource, accepts `maximum_instance_count` from 1 (4.55-4.57 refused
+      # values below 40) and has `rbac_authorization_enabled` on Key Vault.
+      version = "~> 4.78"
     }
     random = {
       source  = "hashicorp/random"
       version = "~> 3.7"
+    }
+    # The monitoring VM's SSH host key, generated here so that Ansible can pin it.
+    tls = {
+      source  = "hashicorp/tls"
+      version = "~> 4.1"
     }
   }
 

@@ -19,7 +19,8 @@ use crate::retraining::RetrainError;
 use crate::server::state::SharedState;
 use crate::server::training::train_on;
 use crate::stores::{
-    is_rejection_report, load_training_data, report_rejected_upload, TrainingData, TrainingSource,
+    is_rejection_report, load_training_data_or_bundled, report_rejected_upload, TrainingData,
+    TrainingSource,
 };
 use envelope::{EnvelopeResponse, Invocation};
 
@@ -43,7 +44,7 @@ pub async fn retrain_on_schedule(
         .is_some_and(Invocation::timer_is_past_due);
     let _guard = state.start_training().await;
     let source = TrainingSource::from_settings(&state.settings);
-    let data = match load_training_data(&state.settings, &source).await {
+    let data = match load_training_data_or_bundled(&state.settings, &source).await {
         Ok(data) => data,
         Err(error) if error.is_transient() => {
             return answer(

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::model::features::FEATURE_NAMES;
 use crate::model::training::Trigger;
-use crate::stores::{load_training_data, open_registry, OpenStoreError, TrainingSource};
+use crate::stores::{load_training_data_or_bundled, open_registry, OpenStoreError, TrainingSource};
 use crate::telemetry::metrics::METRICS;
 use crate::telemetry::push::Pusher;
 use state::{AppState, SharedState};
@@ -88,7 +88,7 @@ async fn load_or_train(state: SharedState) {
     state.set_startup_problem(Some("no model yet: training the first one".to_string()));
     tracing::info!("the model store is empty: training a first model");
     let source = TrainingSource::from_settings(&state.settings);
-    let data = match load_training_data(&state.settings, &source).await {
+    let data = match load_training_data_or_bundled(&state.settings, &source).await {
         Ok(data) => data,
         Err(error) => {
             state.set_startup_problem(Some(format!("no training data for a first model: {error}")));

@@ -30,11 +30,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "monitoring" / "ansible"
 ROLES = ANSIBLE / "roles"
-ROLE_NAMES = ("prometheus", "pushgateway", "grafana")
+ROLE_NAMES = ("prometheus", "pushgateway", "grafana", "caddy")
 # Variables the inventory generated from Terraform's outputs provides (names agreed with Terraform).
 TERRAFORM_VARIABLES = {
     "pushgateway_basic_auth_username", "pushgateway_basic_auth_password",
-    "grafana_admin_password", "prometheus_retention_time",
+    "grafana_admin_password", "prometheus_retention_time", "grafana_root_url",
+    "pushgateway_web_listen_address", "prometheus_pushgateway_target",
+    "caddy_site_address", "caddy_admin_cidrs", "caddy_acme_email",
 }
 SECRETS = {"pushgateway_basic_auth_password", "prometheus_pushgateway_basic_auth_password", "grafana_admin_password"}
 
@@ -59,7 +61,7 @@ def ansible_env(tool_env) -> dict:
 
 # ---------------------------------------------------------------- syntax and lint
 
-@pytest.mark.parametrize("playbook", ["site.yml", "tests/localhost.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "tests/localhost.yml", "tests/caddy.yml"])
 def test_playbook_syntax(tool, ansible_env, playbook):
     inventory = "inventory/example.yml" if playbook == "site.yml" else "tests/inventory.yml"
     result = run([tool("ansible-playbook"), "--syntax-check", "-i", inventory, playbook], env=ansible_env)
@@ -136,7 +138,7 @@ def test_no_secret_in_committed_variables():
 def test_site_playbook_targets_the_monitoring_group():
     plays = load_yaml(ANSIBLE / "site.yml")
     assert [play["hosts"] for play in plays] == ["monitoring"]
-    assert [r["role"] for r in plays[0]["roles"]] == ["pushgateway", "prometheus", "grafana"]
+    assert [r["role"] for r in plays[0]["roles"]] == ["pushgateway", "prometheus", "grafana", "caddy"]
     inventory = load_yaml(ANSIBLE / "inventory" / "example.yml")
     assert "monitoring" in inventory
 
@@ -339,3 +341,163 @@ def test_prometheus_scrapes_the_gateway_with_the_rules(deployed):
     assert expected and expected <= names
     status, text = get(f"{base}/api/v1/status/flags")
     assert json.loads(text)["data"]["storage.tsdb.retention.time"] == "2d"
+
+
+# ---------------------------------------------------------------- the private design, Caddy
+
+def test_nothing_listens_on_all_interfaces_by_default():
+    gateway = load_yaml(ROLES / "pushgateway" / "defaults" / "main.yml")["pushgateway_web_listen_address"]
+    assert "default_ipv4" in gateway and not gateway.startswith("0.0.0.0")
+    assert load_yaml(ROLES / "grafana" / "defaults" / "main.yml")["grafana_http_addr"] == "127.0.0.1"
+    assert load_yaml(ROLES / "caddy" / "defaults" / "main.yml")["caddy_upstream"] == "127.0.0.1:3000"
+    config = configparser.ConfigParser()
+    config.read(ANSIBLE / "ansible.cfg")
+    assert config["defaults"].getboolean("host_key_checking") is True
+
+
+def caddy_adapt(tool_env, tmp_path, **overrides) -> dict:
+    """Renders the Caddyfile template and has the real Caddy turn it into its JSON config."""
+    variables = {"caddy_site_address": "mon.example.org", "caddy_admin_cidrs": ["203.0.113.10/32", "198.51.100.0/24"]}
+    variables.update(overrides)
+    path = tmp_path / "Caddyfile"
+    path.write_text(render("caddy", "Caddyfile.j2", **variables))
+    result = run(["caddy", "adapt", "--adapter", "caddyfile", "--config", str(path)], cwd=tmp_path, env=tool_env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _issuers(config: dict) -> list[str]:
+    policies = config["apps"]["tls"]["automation"]["policies"]
+    return [issuer["module"] for policy in policies for issuer in policy.get("issuers", [])]
+
+
+def test_caddyfile_serves_admins_only_with_an_internal_certificate(tool_env, tmp_path):
+    config = caddy_adapt(tool_env, tmp_path)
+    assert _issuers(config) == ["internal"]
+    assert config["admin"]["disabled"] is True
+    text = json.dumps(config["apps"]["http"])
+    assert '"mon.example.org"' in text
+    assert "203.0.113.10/32" in text and "198.51.100.0/24" in text
+    assert '"status_code": 403' in text
+    assert '"dial": "127.0.0.1:3000"' in text
+
+
+def test_caddyfile_asks_acme_first_when_an_address_is_given(tool_env, tmp_path):
+    config = caddy_adapt(tool_env, tmp_path, caddy_acme_email="ops@example.org")
+    assert _issuers(config) == ["acme", "internal"]
+
+
+@pytest.fixture(scope="module")
+def caddy_served(tool, ansible_env, tmp_path_factory):
+    """The caddy role applied twice to this machine (config in a temporary directory), then
+    the real Caddy run on that config in front of a stand-in for Grafana."""
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        pytest.fail("the caddy role installs a system package: run this test as root (as CI does)")
+    tmp = tmp_path_factory.mktemp("caddy")
+    upstream_port, http_port, https_port = free_port(), free_port(), free_port()
+
+    class Grafana(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"grafana stand-in"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", upstream_port), Grafana)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    variables = {
+        "caddy_site_address": "localhost",
+        "caddy_admin_cidrs": ["127.0.0.1/32"],
+        "caddy_upstream": f"127.0.0.1:{upstream_port}",
+        "caddy_http_port": http_port,
+        "caddy_https_port": https_port,
+        "caddy_config_file": str(tmp / "etc" / "Caddyfile"),
+        "caddy_manage_service": False,
+    }
+    (tmp / "vars.json").write_text(json.dumps(variables))
+    command = [tool("ansible-playbook"), "-i", "tests/inventory.yml", "-c", "local", "tests/caddy.yml",
+               "-e", f"@{tmp / 'vars.json'}"]
+    runs = []
+    for _ in range(2):
+        result = run(command, env=ansible_env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        runs.append(result.stdout + result.stderr)
+    env = dict(ansible_env, HOME=str(tmp), XDG_DATA_HOME=str(tmp / "data"), XDG_CONFIG_HOME=str(tmp / "config"))
+    caddy = subprocess.Popen(["caddy", "run", "--adapter", "caddyfile", "--config", variables["caddy_config_file"]],
+                             env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "caddy.log", "w"))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", https_port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield variables, runs, tmp
+    finally:
+        caddy.terminate()
+        caddy.wait(timeout=30)
+        upstream.shutdown()
+
+
+def https_get(port: int, source: str = "127.0.0.1") -> tuple[int, str]:
+    import http.client  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+
+    # The certificate is from Caddy's internal CA: the test checks that TLS is served, not
+    # that a browser trusts it.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + 30
+    while True:
+        connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=10,
+                                                 source_address=(source, 0))
+        try:
+            connection.request("GET", "/", headers={"Host": "localhost"})
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        except (ssl.SSLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        finally:
+            connection.close()
+
+
+def test_caddy_role_is_idempotent(caddy_served):
+    _, runs, _ = caddy_served
+    assert recap(runs[0])["failed"] == 0
+    assert recap(runs[1])["changed"] == 0, runs[1][-3000:]
+
+
+def test_caddy_serves_grafana_over_https_to_admins_only(caddy_served):
+    variables, _, tmp = caddy_served
+    status, body = https_get(variables["caddy_https_port"])
+    assert status == 200 and body == "grafana stand-in", (tmp / "caddy.log").read_text()[-3000:]
+    # Any other source address (127.0.0.2 is loopback too, but outside the admin range): 403.
+    status, _ = https_get(variables["caddy_https_port"], source="127.0.0.2")
+    assert status == 403
+    # Plain HTTP only redirects to HTTPS.
+    status, _ = get_no_redirect(f"http://localhost:{variables['caddy_http_port']}/")
+    assert status in (301, 308)
+
+
+def get_no_redirect(url: str) -> tuple[int, str]:
+    import http.client  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", parts.path or "/")
+        response = connection.getresponse()
+        return response.status, response.getheader("Location", "")
+    finally:
+        connection.close()

@@ -134,6 +134,29 @@ def test_package_script_refuses_bad_arguments(repo: Path, tmp_path: Path):
     assert not (tmp_path / "p.zip").exists()
 
 
+def test_package_script_checks_its_prerequisites(repo: Path):
+    """A fresh machine gets the exact commands to run instead of cargo's "target may not be
+    installed"; this machine (set up by scripts/install-tools.sh) has everything."""
+    ready = subprocess.run(["bash", "scripts/package.sh", "--check", "--no-install"], cwd=repo,
+                           capture_output=True, text=True, timeout=120)
+    assert ready.returncode == 0 and "prerequisites are in place" in ready.stderr, ready.stderr
+
+    no_compiler = subprocess.run(
+        ["bash", "scripts/package.sh", "--check", "--no-install"], cwd=repo, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "CC_x86_64_unknown_linux_musl": "no-such-musl-gcc"},
+    )
+    assert no_compiler.returncode == 1
+    assert "apt-get install musl-tools" in no_compiler.stderr, no_compiler.stderr
+
+    # No Rust toolchain on PATH at all.
+    bare = {**os.environ, "PATH": "/usr/bin:/bin"}
+    if shutil.which("cargo", path=bare["PATH"]) is None:
+        no_cargo = subprocess.run(["bash", "scripts/package.sh", "--check", "--no-install"], cwd=repo,
+                                  capture_output=True, text=True, timeout=120, env=bare)
+        assert no_cargo.returncode == 1
+        assert "rustup target add x86_64-unknown-linux-musl" in no_cargo.stderr, no_cargo.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # The package
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ UNTAGGABLE = {
     "azurerm_network_security_rule",
     "azurerm_eventgrid_system_topic_event_subscription",
     "random_password",
+    "tls_private_key",
+    "terraform_data",
 }
 
 REQUIRED_OUTPUTS = {
@@ -40,6 +42,8 @@ REQUIRED_OUTPUTS = {
     "monitoring_vm_public_ip": False,
     "monitoring_vm_fqdn": False,
     "monitoring_vm_admin_username": False,
+    "monitoring_vm_private_ip": False,
+    "monitoring_ssh_known_hosts": False,
     "grafana_url": False,
     "pushgateway_url": False,
     "pushgateway_basic_auth_username": False,
@@ -142,7 +146,7 @@ def test_custom_nsg_check_passes_on_our_configuration(tool, tool_env):
     report = _checkov_json(tool, tool_env, TERRAFORM_DIR, "CKV_SOMM_1")
     assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
     passed = {c["resource"] for c in report["results"]["passed_checks"]}
-    assert "azurerm_network_security_rule.pushgateway_from_function_app" in passed
+    assert "azurerm_network_security_rule.pushgateway_from_functions_subnet" in passed
     assert "azurerm_network_security_rule.ssh_from_admins" in passed
 
 
@@ -250,6 +254,115 @@ def test_custom_nsg_check_fails_on_open_monitoring_ports(tool, tool_env, tmp_pat
     passed = {c["resource"] for c in report["results"]["passed_checks"]}
     assert {"azurerm_network_security_rule.deny_prometheus",
             "azurerm_network_security_rule.https_to_internet"} <= passed
+
+
+PRIVATE_PORTS_FIXTURE = """
+resource "azurerm_network_security_rule" "pushgateway_from_a_public_address" {
+  name                        = "pushgateway-public"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 100
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefixes     = ["20.1.2.3/32", "10.42.0.64/26"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "grafana_port_from_admins" {
+  name                        = "grafana-direct"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 110
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "3000"
+  source_address_prefixes     = ["203.0.113.10/32"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_a_service_tag" {
+  name                        = "pushgateway-tag"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 120
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefix       = "AzureCloud"
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_the_subnet" {
+  name                        = "pushgateway-subnet"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 130
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefixes     = ["10.42.0.64/26"]
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "pushgateway_from_the_vnet" {
+  name                        = "pushgateway-vnet"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 140
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "9091"
+  source_address_prefix       = "VirtualNetwork"
+  destination_address_prefix  = "10.42.0.4"
+}
+
+resource "azurerm_network_security_rule" "https_from_admins" {
+  name                        = "https"
+  resource_group_name         = "rg"
+  network_security_group_name = "nsg"
+  priority                    = 150
+  direction                   = "Inbound"
+  access                      = "Allow"
+  protocol                    = "Tcp"
+  source_port_range           = "*"
+  destination_port_range      = "443"
+  source_address_prefixes     = ["203.0.113.10/32"]
+  destination_address_prefix  = "10.42.0.4"
+}
+"""
+
+
+def test_private_ports_check_passes_on_our_configuration(tool, tool_env):
+    report = _checkov_json(tool, tool_env, TERRAFORM_DIR, "CKV_SOMM_2")
+    assert report["summary"]["failed"] == 0, report["results"]["failed_checks"]
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert "azurerm_network_security_rule.pushgateway_from_functions_subnet" in passed
+
+
+def test_private_ports_check_fails_on_public_sources(tool, tool_env, tmp_path):
+    (tmp_path / "main.tf").write_text(PRIVATE_PORTS_FIXTURE)
+    report = _checkov_json(tool, tool_env, tmp_path, "CKV_SOMM_2")
+    failed = {c["resource"] for c in report["results"]["failed_checks"]}
+    assert failed == {
+        "azurerm_network_security_rule.pushgateway_from_a_public_address",
+        "azurerm_network_security_rule.grafana_port_from_admins",
+        "azurerm_network_security_rule.pushgateway_from_a_service_tag",
+    }
+    passed = {c["resource"] for c in report["results"]["passed_checks"]}
+    assert {"azurerm_network_security_rule.pushgateway_from_the_subnet",
+            "azurerm_network_security_rule.pushgateway_from_the_vnet",
+            "azurerm_network_security_rule.https_from_admins"} <= passed
 
 
 def test_every_checkov_skip_has_a_reason():
@@ -385,7 +498,9 @@ def test_ansible_inventory_has_the_roles_variables(root):
     value = root.outputs()["ansible_inventory_yaml"]["value"]
     assert value.startswith("${yamlencode(")
     for needle in ["monitoring", "ansible_host", "ansible_user", "pushgateway_basic_auth_username",
-                   "pushgateway_basic_auth_password", "grafana_admin_password", "prometheus_retention_time"]:
+                   "pushgateway_basic_auth_password", "grafana_admin_password", "prometheus_retention_time",
+                   "pushgateway_web_listen_address", "prometheus_pushgateway_target", "caddy_site_address",
+                   "caddy_admin_cidrs", "caddy_acme_email", "grafana_root_url"]:
         assert needle in value, f"ansible_inventory_yaml lacks {needle}"
 
 
@@ -441,7 +556,10 @@ def test_app_settings_cover_every_setting_the_app_reads(root, repo):
     assert settings["SOMMELIER_TRAINING_DATA"] == "${local.training_data_url}"
     assert local["models_container"] == "models" and local["training_data_container"] == "training-data"
     assert settings["SOMMELIER_PUSHGATEWAY_URL"] == "${local.pushgateway_url}"
-    assert local["pushgateway_url"].startswith("http://") and local["pushgateway_url"].endswith(":9091")
+    # Over the VNet to the VM's private address, never to its public name.
+    assert local["pushgateway_url"] == "http://${local.monitoring_private_ip}:9091"
+    assert local["monitoring_private_ip"] == "${cidrhost(local.monitoring_subnet_prefix, 4)}"
+    assert local["grafana_url"] == "https://${local.monitoring_fqdn}/"
     assert settings["SOMMELIER_PUSHGATEWAY_PASSWORD"] == "${local.pushgateway_password_reference}"
     assert local["pushgateway_password_reference"].startswith("@Microsoft.KeyVault(SecretUri=")
     for secret in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
@@ -465,8 +583,25 @@ def test_flex_consumption_app(root):
     assert app["maximum_instance_count"] == "${var.function_maximum_instance_count}"
     assert app["https_only"] is True
     assert app["webdeploy_publish_basic_authentication_enabled"] is False
+    # Flex Consumption scales all HTTP functions as one group named `http`.
     always_ready = _block(app["dynamic"])["always_ready"]
-    assert _block(always_ready["content"])["name"] == "function:predict"
+    assert _block(always_ready["content"])["name"] == "http"
+    assert app["virtual_network_subnet_id"] == "${azurerm_subnet.functions.id}"
+    subnet = root.resource("azurerm_subnet.functions")
+    delegation = _block(_block(subnet["delegation"])["service_delegation"])
+    assert delegation["name"] == "Microsoft.App/environments"
+    assert subnet["address_prefixes"] == ["${local.functions_subnet_prefix}"]
+
+
+def test_max_instance_validation_matches_the_admitted_provider_versions(root):
+    # azurerm 4.55-4.57 refused maximum_instance_count below 40; the constraint starts at 4.78.
+    version = _block(_block(root.parsed["terraform"])["required_providers"])["azurerm"]["version"]
+    assert version == "~> 4.78"
+    condition = _block(root.variables()["function_maximum_instance_count"]["validation"])["condition"]
+    assert ">= 1" in condition and "<= 1000" in condition
+    insights = root.resource("azurerm_application_insights.main")
+    assert insights["local_authentication_enabled"] is False
+    assert "local_authentication_disabled" not in insights
 
 
 def test_functions_named_by_the_infrastructure_exist(repo):
@@ -559,27 +694,56 @@ def test_blob_trigger_subscription_is_phase_two(root):
     assert "data.azurerm_function_app_host_keys.main[0].blobs_extension_key" in url
     keys = root.resources("data")["azurerm_function_app_host_keys.main"]
     assert "var.enable_blob_trigger_subscription" in keys["count"]
+    # Never a webhook URL ending in `code=`: an empty key stops the plan with a clear message.
+    precondition = _block(_block(sub["lifecycle"])["precondition"])
+    assert precondition["condition"] == '${data.azurerm_function_app_host_keys.main[0].blobs_extension_key != ""}'
+    # The injected AzureWebJobsStorage setting is removed before Event Grid validates the webhook.
+    assert sub["depends_on"] == ["${terraform_data.remove_injected_storage_setting}"]
     topic = root.resource("azurerm_eventgrid_system_topic.storage")
     assert topic["topic_type"] == "Microsoft.Storage.StorageAccounts"
     assert topic["source_resource_id"] == "${azurerm_storage_account.main.id}"
 
 
 def test_network_security(root):
+    """The private design: nothing on the monitoring subnet is open to the internet except, with
+    a public Grafana certificate requested, port 80 for the ACME challenge."""
     association = root.resource("azurerm_subnet_network_security_group_association.monitoring")
     assert association["subnet_id"] == "${azurerm_subnet.monitoring.id}"
     rules = {a: b for a, b in root.resources().items() if a.startswith("azurerm_network_security_rule.")}
-    allowed_ports = {}
+    allowed = {}
     for address, body in rules.items():
-        if body["access"] == "Allow":
-            allowed_ports[body["destination_port_range"]] = body
+        if body["access"] != "Allow":
+            continue
+        port = body["destination_port_range"]
+        allowed[port] = body
+        assert body["destination_address_prefix"] == "${local.monitoring_private_ip}", address
+        if port == "80":
+            assert body["source_address_prefix"] == "Internet"
+            assert body["count"] == '${var.grafana_acme_email == "" ? 0 : 1}'
+        else:
             assert "source_address_prefix" not in body, f"{address}: use explicit source prefixes"
-    assert set(allowed_ports) == {"22", "3000", "9091"}, "only SSH, Grafana and the Pushgateway may be allowed"
-    assert allowed_ports["22"]["source_address_prefixes"] == "${var.admin_cidrs}"
-    assert allowed_ports["3000"]["source_address_prefixes"] == "${var.admin_cidrs}"
-    assert allowed_ports["9091"]["source_address_prefixes"] == "${local.pushgateway_sources}"
-    assert "possible_outbound_ip_address_list" in root.locals()["pushgateway_sources"]
+    assert set(allowed) == {"22", "443", "9091", "80"}, "only SSH, Grafana's HTTPS, the Pushgateway and ACME"
+    assert allowed["22"]["source_address_prefixes"] == "${var.admin_cidrs}"
+    assert allowed["443"]["source_address_prefixes"] == "${var.admin_cidrs}"
+    # The Pushgateway admits the app's integration subnet only: no public address, no list of
+    # outbound addresses shared with other tenants.
+    assert allowed["9091"]["source_address_prefixes"] == ["${local.functions_subnet_prefix}"]
+    assert "pushgateway_sources" not in root.locals()
+    assert "possible_outbound_ip_address_list" not in _all_text()
+    assert "pushgateway_extra_source_cidrs" not in root.variables()
+    deny = root.resource("azurerm_network_security_rule.deny_grafana_and_prometheus")
+    assert deny["access"] == "Deny" and deny["destination_port_ranges"] == ["3000", "9090"]
     nsg = root.resource("azurerm_network_security_group.monitoring")
     assert "security_rule" not in nsg
+    # Both subnets in one VNet; the prefixes of the default address space do not overlap.
+    import ipaddress  # noqa: PLC0415
+
+    space = ipaddress.ip_network(root.variables()["vnet_address_space"]["default"])
+    functions = list(space.subnets(new_prefix=space.prefixlen + 2))[1]
+    monitoring = list(space.subnets(new_prefix=space.prefixlen + 3))[0]
+    assert root.locals()["functions_subnet_prefix"] == "${cidrsubnet(var.vnet_address_space, 2, 1)}"
+    assert root.locals()["monitoring_subnet_prefix"] == "${cidrsubnet(var.vnet_address_space, 3, 0)}"
+    assert not functions.overlaps(monitoring)
 
 
 def test_monitoring_vm(root):
@@ -590,19 +754,51 @@ def test_monitoring_vm(root):
     image = _block(vm["source_image_reference"])
     assert (image["publisher"], image["offer"], image["sku"]) == ("Canonical", "ubuntu-24_04-lts", "server")
     assert vm["size"] == "${var.vm_size}"
-    assert "templates/cloud-init.yaml" in vm["custom_data"]
+    assert "templatefile(" in vm["custom_data"] and "templates/cloud-init.yaml" in vm["custom_data"]
+    assert "tls_private_key.monitoring_host.private_key_openssh" in vm["custom_data"]
     ip = root.resource("azurerm_public_ip.monitoring")
     assert ip["allocation_method"] == "Static" and "domain_name_label" in ip
+    nic = _block(root.resource("azurerm_network_interface.monitoring")["ip_configuration"])
+    assert nic["private_ip_address_allocation"] == "Static"
+    assert nic["private_ip_address"] == "${local.monitoring_private_ip}"
+    key = root.resource("tls_private_key.monitoring_host")
+    assert key["algorithm"] == "ED25519"
+    known_hosts = root.outputs()["monitoring_ssh_known_hosts"]["value"]
+    assert "tls_private_key.monitoring_host.public_key_openssh" in known_hosts
 
 
-def test_cloud_init_installs_python_only():
+def test_cloud_init_installs_python_and_the_pinned_host_key(terraform, tmp_path):
+    """Renders the template with Terraform's own templatefile() and a real key pair."""
     import yaml  # noqa: PLC0415
 
     text = (TERRAFORM_DIR / "templates" / "cloud-init.yaml").read_text()
     assert text.startswith("#cloud-config")
-    config = yaml.safe_load(text)
-    assert config.get("packages") == ["python3"]
-    assert set(config) <= {"package_update", "packages"}, f"cloud-init does more than install Python: {sorted(config)}"
+    key = tmp_path / "host"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
+    module = tmp_path / "render"
+    module.mkdir()
+    shutil.copy(TERRAFORM_DIR / "templates" / "cloud-init.yaml", module / "cloud-init.yaml")
+    (module / "main.tf").write_text(
+        'output "rendered" {\n'
+        '  value = templatefile("${path.module}/cloud-init.yaml", {\n'
+        '    host_key_private = file("${path.module}/host")\n'
+        '    host_key_public  = file("${path.module}/host.pub")\n'
+        '  })\n}\n'
+    )
+    shutil.copy(key, module / "host")
+    shutil.copy(key.with_suffix(".pub"), module / "host.pub")
+    init = terraform(["init", "-backend=false", "-input=false", "-no-color"], module)
+    assert init.returncode == 0, init.stdout + init.stderr
+    applied = terraform(["apply", "-auto-approve", "-input=false", "-no-color"], module)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    shown = terraform(["output", "-raw", "rendered"], module)
+    assert shown.returncode == 0, shown.stderr
+    config = yaml.safe_load(shown.stdout)
+    assert config["packages"] == ["python3"]
+    assert config["ssh_deletekeys"] is True and config["ssh_genkeytypes"] == []
+    assert config["ssh_keys"]["ed25519_private"].strip() == key.read_text().strip()
+    assert config["ssh_keys"]["ed25519_public"] == key.with_suffix(".pub").read_text().strip()
+    assert set(config) <= {"package_update", "packages", "ssh_deletekeys", "ssh_genkeytypes", "ssh_keys"}
 
 
 def test_backend_is_configured_at_init(root):
@@ -639,15 +835,13 @@ def _variable_block(name: str) -> str:
 
 VALIDATION_TESTS = """
 variables {
-  admin_cidrs                    = ["203.0.113.10/32"]
-  pushgateway_extra_source_cidrs = []
+  admin_cidrs = ["203.0.113.10/32"]
 }
 
 run "accepts_a_narrow_range" {
   command = plan
   variables {
-    admin_cidrs                    = ["203.0.113.10/32", "198.51.100.0/24"]
-    pushgateway_extra_source_cidrs = ["20.1.2.3", "20.1.2.0/28"]
+    admin_cidrs = ["203.0.113.10/32", "198.51.100.0/24"]
   }
 }
 
@@ -698,14 +892,6 @@ run "rejects_an_empty_list" {
   }
   expect_failures = [var.admin_cidrs]
 }
-
-run "pushgateway_sources_reject_the_internet" {
-  command = plan
-  variables {
-    pushgateway_extra_source_cidrs = ["0.0.0.0/0"]
-  }
-  expect_failures = [var.pushgateway_extra_source_cidrs]
-}
 """
 
 
@@ -713,11 +899,109 @@ def test_cidr_variables_reject_the_open_internet(terraform, tmp_path):
     module = tmp_path / "cidrs"
     (module / "tests").mkdir(parents=True)
     (module / "variables.tf").write_text(
-        _variable_block("admin_cidrs") + "\n\n" + _variable_block("pushgateway_extra_source_cidrs") + "\n"
+        _variable_block("admin_cidrs") + "\n"
     )
     (module / "tests" / "cidrs.tftest.hcl").write_text(VALIDATION_TESTS)
     init = terraform(["init", "-backend=false", "-input=false", "-no-color"], module)
     assert init.returncode == 0, init.stdout + init.stderr
     result = terraform(["test", "-no-color"], module)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 passed, 0 failed" in result.stdout, result.stdout
+    assert "7 passed, 0 failed" in result.stdout, result.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# AzureWebJobsStorage: azurerm re-adds it on every create/update of the app; every apply ends
+# by deleting it (terraform_data + terraform/scripts/remove-injected-storage-setting.sh)
+# ------------------------------------------------------------------------------------------
+
+REMOVE_SCRIPT = TERRAFORM_DIR / "scripts" / "remove-injected-storage-setting.sh"
+
+
+def test_every_apply_removes_the_injected_storage_setting(root):
+    step = root.resource("terraform_data.remove_injected_storage_setting")
+    assert step["triggers_replace"] == ["${timestamp()}"], "must run on every apply"
+    assert step["depends_on"] == ["${azurerm_function_app_flex_consumption.main}"]
+    exec_block = _block(_block(step["provisioner"])["local-exec"])
+    assert "scripts/remove-injected-storage-setting.sh" in exec_block["command"]
+    environment = exec_block["environment"]
+    assert "azurerm_function_app_flex_consumption.main.name" in environment["FUNCTION_APP"]
+    assert "var.enable_blob_trigger_subscription" in environment["HEALTH_URL"]
+    readme = (TERRAFORM_DIR / "README.md").read_text()
+    assert "remove-injected-storage-setting.sh" in readme
+    assert "the next plan shows the setting" not in readme
+
+
+FAKE_AZ = """#!/usr/bin/env bash
+# Plays `az functionapp config appsettings list|delete` over a settings file.
+printf '%s\n' "$*" >> "$AZ_LOG"
+case "$*" in
+  *"appsettings list"*) grep -x AzureWebJobsStorage "$AZ_SETTINGS" || true ;;
+  *"appsettings delete"*) grep -vx AzureWebJobsStorage "$AZ_SETTINGS" > "$AZ_SETTINGS.new" || true
+                          mv "$AZ_SETTINGS.new" "$AZ_SETTINGS" ;;
+  *) echo "unexpected az call: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_az(tmp_path, tool_env):
+    """`az` cannot run here: a stand-in that keeps the app's setting names in a file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ)
+    (bin_dir / "az").chmod(0o755)
+    settings = tmp_path / "settings"
+    env = dict(tool_env)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", AZ_LOG=str(tmp_path / "az.log"), AZ_SETTINGS=str(settings),
+               RESOURCE_GROUP="rg-somm-dev", FUNCTION_APP="func-somm-dev", HEALTH_ATTEMPTS="2")
+    return env, settings, tmp_path / "az.log"
+
+
+def _run_remove(env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REMOVE_SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_remove_script_deletes_the_setting_and_leaves_the_rest(fake_az):
+    env, settings, log = fake_az
+    settings.write_text("AzureWebJobsStorage__accountName\nAzureWebJobsStorage\nSOMMELIER_STORE\n")
+    result = _run_remove(env)
+    assert result.returncode == 0, result.stderr
+    assert settings.read_text().split() == ["AzureWebJobsStorage__accountName", "SOMMELIER_STORE"]
+    assert "--setting-names AzureWebJobsStorage" in log.read_text()
+    # A second run finds nothing to delete and makes no delete call.
+    log.write_text("")
+    result = _run_remove(env)
+    assert result.returncode == 0, result.stderr
+    assert "delete" not in log.read_text() and "absent" in result.stderr
+
+
+def test_remove_script_waits_for_the_restarted_app(fake_az, tmp_path):
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    env, settings, _ = fake_az
+    settings.write_text("AzureWebJobsStorage\n")
+    import functools  # noqa: PLC0415
+
+    (tmp_path / "health").write_text("ok")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env["HEALTH_URL"] = f"http://127.0.0.1:{server.server_address[1]}/health"
+        result = _run_remove(env)
+        assert result.returncode == 0, result.stderr
+        assert "answers again" in result.stderr
+        settings.write_text("AzureWebJobsStorage\n")
+        env["HEALTH_URL"] = f"http://127.0.0.1:{server.server_address[1]}/missing"
+        env["HEALTH_ATTEMPTS"] = "1"
+        result = _run_remove(env)
+        assert result.returncode == 1 and "did not answer 200" in result.stderr
+    finally:
+        server.shutdown()
+
+
+def test_remove_script_is_shellchecked(tool):
+    result = subprocess.run([tool("shellcheck"), str(REMOVE_SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout

@@ -294,6 +294,8 @@ def test_deploy_steps_come_in_order(deploy: dict):
         r"az functionapp keys list",
         r"/api/health",
         r"/api/predict",
+        r"az storage blob upload",
+        r"/api/models",
     ]
     position = 0
     for pattern in order:  # each one after the one before
@@ -309,6 +311,31 @@ def test_deploy_smoke_test_fails_the_job(deploy: dict):
     assert not step.get("continue-on-error") and "if" not in step
     script = step["run"]
     assert "curl -f" in script and "x-functions-key" in script
+
+
+def test_deploy_smoke_test_exercises_the_upload_path(deploy: dict):
+    (step,) = [step for _, step in all_steps(deploy) if "/api/predict" in (step.get("run") or "")]
+    script = step["run"]
+    assert "--auth-mode login" in script and '--container-name "$TRAINING_DATA_CONTAINER"' in script
+    # It waits for the version trained on its own blob, and fails the job if none comes.
+    assert '"$APP_URL/api/models"' in script and 'v.get("source") == sys.argv[1]' in script
+    assert '::error::no model version trained on' in script and script.rstrip().endswith("exit 1")
+
+
+def test_deploy_pins_the_monitoring_host_key(deploy: dict):
+    text = "\n".join(line for _, step in all_steps(deploy) for line in (step.get("run") or "").splitlines())
+    assert "terraform output -raw monitoring_ssh_known_hosts" in text
+    (ansible,) = [step for _, step in all_steps(deploy) if "ansible-playbook" in (step.get("run") or "")]
+    args = ansible["env"]["ANSIBLE_SSH_ARGS"]
+    assert "StrictHostKeyChecking=yes" in args and "UserKnownHostsFile=${{ runner.temp }}/known_hosts" in args
+    assert "accept-new" not in args and "/dev/null" not in args
+
+
+def test_deploy_leaves_the_storage_setting_removal_to_terraform(deploy: dict):
+    # Every terraform apply deletes the injected AzureWebJobsStorage (terraform_data), with the
+    # Azure CLI of this job: the workflow logs in before any apply and calls no removal itself.
+    lines = run_lines(deploy["jobs"][job_using(deploy, "azure/login")[0]])
+    assert not [line for line in lines if "appsettings delete" in line]
 
 
 def terraform_variables(repo: Path) -> dict:

@@ -21,6 +21,7 @@ locals {
     eventgrid_system_topic  = "evgt-${local.base}-storage"
     eventgrid_subscription  = "evgs-${local.base}-training-data"
     virtual_network         = "vnet-${local.base}"
+    subnet_functions        = "snet-${local.base}-functions"
     subnet_monitoring       = "snet-${local.base}-monitoring"
     network_security_group  = "nsg-${local.base}-monitoring"
     public_ip               = "pip-${local.base}-monitoring"
