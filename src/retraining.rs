@@ -25,7 +25,7 @@ pub struct PromotionPolicy {
     /// Relative RMSE slack (0.01 = 1 %).
     pub tolerance: f64,
     pub force: bool,
-    /// Versions to keep after promotion.
+    /// Versions retention keeps after each training (plus the champion and its previous).
     pub keep_versions: usize,
 }
 
@@ -65,9 +65,15 @@ impl RetrainError {
         matches!(
             self,
             RetrainError::Data(_)
+                | RetrainError::Registry(RegistryError::Unservable { .. })
                 | RetrainError::Train(TrainError::BadHoldout(_))
                 | RetrainError::Train(TrainError::BadFolds { .. })
         )
+    }
+
+    /// Whether the store refused our credentials: a configuration error, to surface loudly.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, RetrainError::Registry(RegistryError::Store(e)) if e.is_configuration())
     }
 
     /// Whether the store was unreachable, so a retry later may succeed.
@@ -102,14 +108,13 @@ pub async fn train_and_publish(
         })??;
     registry.save(&trained.artifact).await?;
     let (decision, champion) = promote_if_better(registry, &trained, policy).await?;
-    if decision.promote {
-        match registry.retain(policy.keep_versions).await {
-            Ok(deleted) if !deleted.is_empty() => {
-                tracing::info!(?deleted, "old model versions deleted")
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),
+    // After every training, promoted or not, so kept challengers cannot pile up.
+    match registry.retain(policy.keep_versions).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(?deleted, "old model versions deleted")
         }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),
     }
     let card = &trained.artifact.card;
     let report = TrainingReport {
@@ -179,9 +184,8 @@ async fn score_champion(
     }
     let champion = match registry.load(champion_version).await {
         Ok(artifact) => artifact,
-        Err(RegistryError::Store(e)) if e.is_transient() => {
-            return Err(RegistryError::Store(e).into())
-        }
+        // Unreachable or refused: nothing is known about the champion, so no comparison.
+        Err(error) if error.is_access_problem() => return Err(error.into()),
         Err(error) => return Ok(ChampionScore::Unusable(error.to_string())),
     };
     match champion.predict(&trained.holdout_rows) {
