@@ -20,6 +20,16 @@ pub const STEPS: [&str; 3] = [AFTER_MODEL, AFTER_CARD, POINTER_WRITE];
 
 static ARMED: OnceLock<String> = OnceLock::new();
 
+/// The environment variable that arms a step in the `sommelier` binary (crash tests only).
+pub const ENV: &str = "SOMMELIER_CRASH_POINT";
+
+/// Arms the step named by [`ENV`], if set: read once, at process start, by `main`.
+pub fn arm_from_env() {
+    if let Ok(step) = std::env::var(ENV) {
+        arm(&step);
+    }
+}
+
 /// Makes this process stop at `step` (once per process; later calls are ignored).
 pub fn arm(step: &str) {
     let _ = ARMED.set(step.to_string());
