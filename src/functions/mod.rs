@@ -46,6 +46,9 @@ pub async fn retrain_on_schedule(
     let source = TrainingSource::from_settings(&state.settings);
     let data = match load_training_data(&state.settings, &source).await {
         Ok(data) => data,
+        Err(error) if error.is_configuration() => {
+            return store_failed(&state, "training_data", error.into())
+        }
         Err(error) if error.is_transient() => {
             return answer(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -389,9 +389,16 @@ impl Registry {
         entries.into_iter().collect()
     }
 
-    /// Loads a version and checks it can serve (decodes, card round-trips, finite
-    /// predictions).
+    /// Loads a version and checks it can serve: its readable card (what listings, the timer
+    /// and the upload check read) describes it, the model decodes, and predicts finite values.
     pub async fn load_servable(&self, version: &str) -> Result<ModelArtifact, RegistryError> {
+        let card = self.card(version).await?;
+        if card.version != version {
+            return Err(RegistryError::Card {
+                version: version.to_string(),
+                message: format!("it describes version `{}`", card.version),
+            });
+        }
         let artifact = self.load(version).await?;
         match verify::serving_problem(&artifact) {
             None => Ok(artifact),
