@@ -96,3 +96,56 @@ pub fn encode_verified(artifact: &ModelArtifact) -> Result<Vec<u8>, String> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundled::WINE_QUALITY_RED_CSV;
+    use crate::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
+    use crate::model::artifact::DataSource;
+    use crate::model::dataset::read_training_data;
+    use crate::model::training::{train, TrainOptions, Trigger};
+    use crate::registry::{LocalStore, ModelStore, Registry, RegistryError, Store};
+
+    fn trained() -> ModelArtifact {
+        let dataset = read_training_data(WINE_QUALITY_RED_CSV).unwrap();
+        let options = TrainOptions {
+            spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).unwrap(),
+            holdout: 0.2,
+            split_seed: 1,
+            source: DataSource {
+                name: "bundled".into(),
+                etag: None,
+            },
+            trigger: Trigger::Cli,
+        };
+        train(&dataset, &options).unwrap().artifact
+    }
+
+    #[test]
+    fn a_sound_model_round_trips() {
+        let artifact = trained();
+        assert_eq!(serving_problem(&artifact), None);
+        let bytes = encode_verified(&artifact).unwrap();
+        assert_eq!(ModelArtifact::decode(&bytes).unwrap().card, artifact.card);
+        assert!(sample_rows(&artifact.card).len() >= 6);
+    }
+
+    #[tokio::test]
+    async fn a_model_with_a_non_finite_statistic_is_never_written() {
+        let mut artifact = trained();
+        artifact.card.feature_stats[3].std = f64::INFINITY;
+        let problem = encode_verified(&artifact).unwrap_err();
+        assert!(problem.contains("card"), "{problem}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(Store::Local(LocalStore::new(dir.path())));
+        match registry.save(&artifact).await {
+            Err(RegistryError::Unservable { version, .. }) => {
+                assert_eq!(version, artifact.card.version)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(registry.store().list_versions().await.unwrap().is_empty());
+    }
+}
