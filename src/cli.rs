@@ -23,7 +23,7 @@ use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{
     cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger,
 };
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, VersionEntry};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError};
 use crate::stores::{open_registry, OpenStoreError};
 use crate::tracking::{Tracker, TrainingContext};
@@ -574,23 +574,18 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     let registry = open_registry(settings).await?;
     let tracker = Tracker::from_settings(settings);
     if let Some(ModelsAction::Promote { version }) = args.action {
-        let pointer = registry.promote(&version).await?;
-        let value =
-            json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});
-        output.print(&value, || {
-            format!(
-                "Champion is now {} (was {})",
-                pointer.champion.version,
-                pointer.champion.previous.as_deref().unwrap_or("none")
-            )
-        });
-        return Ok(());
+        return promote(&registry, &tracker, &version, output).await;
     }
     let champion = registry.champion().await?.map(|p| p.champion.version);
-    let cards = registry.cards().await?;
+    let entries = registry.versions().await?;
     let run_ids = if tracker.is_enabled() {
         tracker
-            .run_ids(&cards.iter().map(|c| c.version.clone()).collect::<Vec<_>>())
+            .run_ids(
+                &entries
+                    .iter()
+                    .map(|e| e.version.clone())
+                    .collect::<Vec<_>>(),
+            )
             .await
     } else {
         Default::default()
@@ -598,56 +593,103 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     let value = json!({
         "champion": champion,
         "store": registry.store_location(),
-        "versions": cards.iter().map(|c| json!({
-            "version": c.version, "algorithm": c.spec.algorithm(), "created_at": c.created_at,
-            "metrics": c.metrics, "training_rows": c.training_rows, "trigger": c.trigger,
-            "source": c.source, "champion": Some(&c.version) == champion.as_ref(),
-            "mlflow_run_id": run_ids.get(&c.version),
-        })).collect::<Vec<_>>(),
+        "versions": entries.iter().map(|e| {
+            let is_champion = Some(&e.version) == champion.as_ref();
+            match &e.card {
+                Ok(c) => json!({
+                    "version": c.version, "algorithm": c.spec.algorithm(), "created_at": c.created_at,
+                    "metrics": c.metrics, "training_rows": c.training_rows, "trigger": c.trigger,
+                    "source": c.source, "champion": is_champion,
+                    "mlflow_run_id": run_ids.get(&c.version),
+                }),
+                Err(problem) => json!({
+                    "version": e.version, "champion": is_champion, "problem": problem,
+                    "mlflow_run_id": run_ids.get(&e.version),
+                }),
+            }
+        }).collect::<Vec<_>>(),
     });
     output.print(&value, || {
-        if cards.is_empty() {
-            return format!(
-                "No models in {} yet: run `sommelier train`.",
-                registry.store_location()
-            );
-        }
-        let mut text = format!(
-            "  {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  source",
-            "version", "algorithm", "rmse", "mae", "r2", "rows", "created"
-        );
-        for c in &cards {
-            let mark = if Some(&c.version) == champion.as_ref() {
-                "*"
-            } else {
-                " "
-            };
-            let (rmse, mae, r2) = c.metrics.map_or(("-".into(), "-".into(), "-".into()), |m| {
-                (
-                    format!("{:.4}", m.rmse),
-                    format!("{:.4}", m.mae),
-                    format!("{:.4}", m.r2),
-                )
-            });
-            text.push_str(&format!(
-                "\n{mark} {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  {}",
-                c.version,
-                c.spec.algorithm().name(),
-                rmse,
-                mae,
-                r2,
-                c.training_rows,
-                c.created_at,
-                c.source.name
-            ));
-            if let Some(run_id) = run_ids.get(&c.version) {
-                text.push_str(&format!("  mlflow run {run_id}"));
-            }
-        }
-        text.push_str("\n(* champion)");
-        text
+        models_table(&registry, &entries, champion.as_deref(), &run_ids)
     });
     Ok(())
+}
+
+/// `models promote VERSION`: refused unless the version loads and serves; then the pointer
+/// moves and so does MLflow's `champion` alias (when tracking is on).
+async fn promote(
+    registry: &Registry,
+    tracker: &Tracker,
+    version: &str,
+    output: Output,
+) -> Result<(), CliError> {
+    let pointer = registry.promote(version).await?;
+    tracker.champion_moved(&pointer.champion.version).await;
+    let value =
+        json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});
+    output.print(&value, || {
+        format!(
+            "Champion is now {} (was {})",
+            pointer.champion.version,
+            pointer.champion.previous.as_deref().unwrap_or("none")
+        )
+    });
+    Ok(())
+}
+
+fn models_table(
+    registry: &Registry,
+    entries: &[VersionEntry],
+    champion: Option<&str>,
+    run_ids: &std::collections::HashMap<String, String>,
+) -> String {
+    if entries.is_empty() {
+        return format!(
+            "No models in {} yet: run `sommelier train`.",
+            registry.store_location()
+        );
+    }
+    let mut text = format!(
+        "  {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  source",
+        "version", "algorithm", "rmse", "mae", "r2", "rows", "created"
+    );
+    for entry in entries {
+        let mark = if Some(entry.version.as_str()) == champion {
+            "*"
+        } else {
+            " "
+        };
+        let c = match &entry.card {
+            Ok(card) => card,
+            Err(problem) => {
+                text.push_str(&format!("\n{mark} {:<28} BROKEN: {problem}", entry.version));
+                continue;
+            }
+        };
+        let (rmse, mae, r2) = c.metrics.map_or(("-".into(), "-".into(), "-".into()), |m| {
+            (
+                format!("{:.4}", m.rmse),
+                format!("{:.4}", m.mae),
+                format!("{:.4}", m.r2),
+            )
+        });
+        text.push_str(&format!(
+            "\n{mark} {:<28} {:<14} {:>8} {:>8} {:>8} {:>6}  {:<20}  {}",
+            c.version,
+            c.spec.algorithm().name(),
+            rmse,
+            mae,
+            r2,
+            c.training_rows,
+            c.created_at,
+            c.source.name
+        ));
+        if let Some(run_id) = run_ids.get(&c.version) {
+            text.push_str(&format!("  mlflow run {run_id}"));
+        }
+    }
+    text.push_str("\n(* champion)");
+    text
 }
 
 /// The feature names, for help texts.

@@ -6,6 +6,7 @@ use sommelier::cli::{run, Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    sommelier::registry::faults::arm_from_env();
     let json_logs = std::env::var("SOMMELIER_LOG_FORMAT").is_ok_and(|f| f == "json");
     // The server logs at info; CLI commands stay quiet unless RUST_LOG asks.
     let level = if matches!(cli.command, Command::Serve(_)) {

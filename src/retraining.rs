@@ -28,7 +28,7 @@ pub struct PromotionPolicy {
     /// The fewest rows unseen by both models for a fair comparison.
     pub min_comparable_rows: usize,
     pub force: bool,
-    /// Versions to keep after promotion.
+    /// Versions retention keeps after each training (plus the champion and its previous).
     pub keep_versions: usize,
 }
 
@@ -70,9 +70,15 @@ impl RetrainError {
         matches!(
             self,
             RetrainError::Data(_)
+                | RetrainError::Registry(RegistryError::Unservable { .. })
                 | RetrainError::Train(TrainError::BadHoldout(_))
                 | RetrainError::Train(TrainError::BadFolds { .. })
         )
+    }
+
+    /// Whether the store refused our credentials: a configuration error, to surface loudly.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, RetrainError::Registry(RegistryError::Store(e)) if e.is_configuration())
     }
 
     /// Whether the store was unreachable, so a retry later may succeed.
@@ -113,14 +119,13 @@ pub async fn train_and_publish(
     registry.save(&trained.artifact).await?;
     let (decision, champion) =
         promote_if_better(registry, &trained, policy, current, decision).await?;
-    if decision.promote {
-        match registry.retain(policy.keep_versions).await {
-            Ok(deleted) if !deleted.is_empty() => {
-                tracing::info!(?deleted, "old model versions deleted")
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),
+    // After every training, promoted or not, so kept challengers cannot pile up.
+    match registry.retain(policy.keep_versions).await {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(?deleted, "old model versions deleted")
         }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),
     }
     let card = &trained.artifact.card;
     let report = TrainingReport {
@@ -210,15 +215,16 @@ async fn judge(
     ))
 }
 
-/// The champion's artifact, or why it cannot be used. Transient store errors are errors
-/// (retrying later may succeed); anything else makes the champion unusable.
+/// The champion's artifact, or why it cannot be used. An unreachable store or refused
+/// credentials are errors (nothing is known about the champion, so there is no comparison);
+/// anything else makes the champion unusable.
 async fn load_champion(
     registry: &Registry,
     version: &str,
 ) -> Result<Result<ModelArtifact, ChampionScore>, RetrainError> {
     match registry.load(version).await {
         Ok(artifact) => Ok(Ok(artifact)),
-        Err(RegistryError::Store(e)) if e.is_transient() => Err(RegistryError::Store(e).into()),
+        Err(error) if error.is_access_problem() => Err(error.into()),
         Err(error) => Ok(Err(ChampionScore::Unusable(error.to_string()))),
     }
 }

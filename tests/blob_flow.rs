@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sommelier::config::Settings;
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
-use sommelier::registry::{ModelStore, Registry};
+use sommelier::registry::{Champion, ModelStore, Registry};
 use sommelier::stores::open_registry;
 
 use azurite::Azurite;
@@ -410,7 +410,8 @@ async fn serving_survives_a_store_outage_and_a_corrupt_champion() {
     assert_eq!(status, 200, "{answer}");
     let trained = answer["report"]["version"].as_str().unwrap().to_string();
 
-    // A corrupt model under the pointer: refused, the instance keeps serving what it had.
+    // A corrupt model under the pointer: refused, the instance keeps serving a version that
+    // can serve (the pointer's previous) and says it is degraded.
     let serving = predict_version(&server).await.unwrap();
     cloud
         .models()
@@ -431,16 +432,286 @@ async fn serving_survives_a_store_outage_and_a_corrupt_champion() {
     } else {
         serving.clone()
     };
-    registry.promote(&trained).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // `promote` refuses a version that does not load: point at it behind its back.
+    let error = registry.promote(&trained).await.expect_err("refused");
+    assert!(error.to_string().contains(&trained), "{error}");
+    let current = registry.champion().await.unwrap().unwrap();
+    let forced = Champion {
+        version: trained.clone(),
+        previous: Some(target.clone()),
+        updated_at: sommelier::registry::now_rfc3339(),
+    };
+    registry
+        .store()
+        .write_champion(&forced, Some(&current.etag))
+        .await
+        .unwrap();
+    let body = wait_degraded(&server).await;
+    assert_eq!(body["model_version"], target.as_str(), "{body}");
+    assert!(
+        body["degraded"].as_str().unwrap().contains(&trained),
+        "{body}"
+    );
     assert_eq!(
         predict_version(&server).await.as_deref(),
         Some(target.as_str())
     );
-    let (status, body) = health(&server).await;
-    assert_eq!(status, 200, "{body}");
     let error = registry.load(&trained).await.expect_err("corrupt model");
     assert!(error.to_string().contains(&trained), "{error}");
+}
+
+/// Polls until health says `degraded` (still 200); returns the health body.
+async fn wait_degraded(server: &Server) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = health(server).await;
+        if status == 200 && body["status"] == "degraded" {
+            assert!(body["degraded"].is_string(), "{body}");
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "health never said degraded: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = client()
+        .get(server.url("/api/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_cell_or_a_broken_card_never_takes_the_service_down() {
+    let cloud = Cloud::start();
+    cloud
+        .uploads()
+        .write(
+            "base.csv",
+            bundled_csv(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let server = cloud.instance();
+    let first = server.wait_healthy(&client()).await["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let registry = cloud.registry().await;
+
+    // One overflowing cell: rejected with line and column, the champion untouched.
+    let csv = String::from_utf8(bundled_csv()).unwrap();
+    let bad = csv.replacen("7.8,0.88,0,2.6,", "7.8,0.88,0,3e160,", 1);
+    assert_ne!(bad, csv);
+    let (status, answer) =
+        upload_and_deliver(&cloud, &server, "overflow.csv", bad.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "rejected", "{answer}");
+    let reason = answer["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("line 3") && reason.contains("residual sugar"),
+        "{reason}"
+    );
+    assert_eq!(
+        registry.champion().await.unwrap().unwrap().champion.version,
+        first
+    );
+
+    // Concurrent redeliveries of one blob: one version.
+    let mut changed = bundled_csv();
+    changed.extend_from_slice(b"7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,6\n");
+    let etag = cloud
+        .uploads()
+        .write(
+            "more.csv",
+            changed.clone(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let envelope = blob_envelope(&cloud, "more.csv", &changed, Some(&etag));
+    let versions_before = registry.store().list_versions().await.unwrap().len();
+    let answers = futures::future::join_all((0..3).map(|_| deliver(&server, &envelope))).await;
+    let statuses: Vec<String> = answers
+        .iter()
+        .map(|(code, a)| format!("{code} {}", a["status"]))
+        .collect();
+    let trained: Vec<&Value> = answers
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| a["status"] == "promoted" || a["status"] == "kept_champion")
+        .collect();
+    assert_eq!(trained.len(), 1, "{statuses:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, a)| a["status"] == "duplicate")
+            .count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        registry.store().list_versions().await.unwrap().len(),
+        versions_before + 1
+    );
+    let second = trained[0]["report"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Make `second` the champion with `first` as its previous, then break its card.
+    registry.promote(&first).await.unwrap();
+    let pointer = registry.promote(&second).await.unwrap();
+    assert_eq!(pointer.champion.previous.as_deref(), Some(first.as_str()));
+    wait_serving(&server, &second).await;
+    cloud
+        .models()
+        .write(
+            &format!("{second}/card.json"),
+            b"{\"version\": \"broken".to_vec(),
+            WriteCondition::Overwrite,
+            "application/json",
+        )
+        .await
+        .unwrap();
+
+    // `sommelier models` and /api/models list it with its problem.
+    let models = common::get_json(&server, "/api/models").await;
+    let listed = models["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == second.as_str())
+        .unwrap_or_else(|| panic!("the broken version is listed: {models}"))
+        .clone();
+    assert!(listed["problem"].is_string(), "{listed}");
+    assert_eq!(listed["champion"], true, "{listed}");
+
+    // A fresh instance serves the previous version, degraded with the reason.
+    let fresh = cloud.instance();
+    let body = wait_degraded(&fresh).await;
+    assert_eq!(body["model_version"], first.as_str(), "{body}");
+    assert!(
+        body["degraded"].as_str().unwrap().contains(&second),
+        "{body}"
+    );
+    assert_eq!(
+        predict_version(&fresh).await.as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        metric(
+            &fresh,
+            "sommelier_serving_degraded{reason=\"champion_unservable\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // The timer keeps working: it trains instead of answering 503 forever. (The rejected
+    // upload goes first: listing times have one-second resolution.)
+    cloud.uploads().delete("overflow.csv").await.unwrap();
+    let response = client()
+        .post(fresh.url("/retrain-on-schedule"))
+        .json(&json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    let status = &body["ReturnValue"]["status"];
+    assert!(status == "promoted" || status == "kept_champion", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_a_loud_configuration_error() {
+    let cloud = Cloud::start();
+    cloud
+        .uploads()
+        .write(
+            "base.csv",
+            bundled_csv(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let good = cloud.instance();
+    let champion = good.wait_healthy(&client()).await["model_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Azurite checks shared-key signatures: a wrong key gets 403 on the champion read.
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+    let mut env = cloud.env();
+    env.retain(|(k, _)| *k != "SOMMELIER_STORAGE_CONNECTION_STRING");
+    env.push((
+        "SOMMELIER_STORAGE_CONNECTION_STRING",
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1",
+            cloud.azurite.port
+        ),
+    ));
+    let wrong = Server::start(cloud.dir.path(), &env);
+    let started = Instant::now();
+    let body = loop {
+        let (_, body) = health(&wrong).await;
+        if body["degraded"].is_string() {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "health never reported the refused credentials: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = body["degraded"].as_str().unwrap();
+    assert!(
+        reason.contains("configuration error") && reason.contains("403"),
+        "{reason}"
+    );
+    assert!(!reason.contains(&key));
+    assert!(metric(&wrong, "sommelier_store_auth_failures_total").await >= 1.0);
+    assert_eq!(
+        metric(
+            &wrong,
+            "sommelier_serving_degraded{reason=\"store_access_denied\"}"
+        )
+        .await,
+        1.0
+    );
+
+    // The timer on that instance: a failure the host records, and no promotion.
+    let response = client()
+        .post(wrong.url("/retrain-on-schedule"))
+        .json(&json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["ReturnValue"]["status"], "failed", "{body}");
+    let registry = cloud.registry().await;
+    assert_eq!(
+        registry.champion().await.unwrap().unwrap().champion.version,
+        champion
+    );
+    assert_eq!(registry.store().list_versions().await.unwrap().len(), 1);
 }
 
 /// The first `n` data rows of the bundled CSV, with its header.

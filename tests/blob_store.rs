@@ -268,14 +268,47 @@ async fn a_wrong_shared_key_is_refused_without_revealing_it() {
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1",
         azurite.port
     ));
+    // A champion exists (written with the right key).
+    let good = registry(&settings(&url)).await;
+    let dataset = read_training_data(&bundled_csv()[..]).unwrap();
+    let champion = train_and_publish(&good, dataset, train_options(1), policy(false))
+        .await
+        .unwrap()
+        .report
+        .version;
+
     let registry = registry(&wrong).await;
+    // A 403 on the champion read is a configuration error, not an unusable champion.
+    let error = registry.champion().await.expect_err("refused");
+    assert!(
+        matches!(
+            &error,
+            RegistryError::Store(e @ StoreError::Unauthorized(_)) if e.is_configuration()
+        ),
+        "{error}"
+    );
+    let dataset = read_training_data(&bundled_csv()[..]).unwrap();
+    let error = train_and_publish(&registry, dataset, train_options(2), policy(false))
+        .await
+        .err()
+        .expect("no training is published with refused credentials");
+    assert!(error.is_configuration() && !error.is_transient(), "{error}");
+    assert_eq!(
+        good.champion().await.unwrap().unwrap().champion.version,
+        champion,
+        "no promotion"
+    );
+
     let error = registry
         .store()
         .put_version("v1", b"m".to_vec(), b"{}".to_vec())
         .await
         .expect_err("a wrong key must be refused");
     let message = error.to_string();
-    assert!(!error.is_transient(), "{message}");
+    assert!(
+        !error.is_transient() && error.is_configuration(),
+        "{message}"
+    );
     assert!(message.contains("403"), "{message}");
     assert!(message.contains("credentials"), "{message}");
     assert!(!message.contains(&key), "the key leaked: {message}");
@@ -396,11 +429,9 @@ async fn retention_keeps_the_champion_and_the_previous_champion() {
     let settings = settings(&azurite.container_url("models"));
     let registry = registry(&settings).await;
     let store = registry.store();
+    let model = trained_model_bytes();
     for v in ["v1", "v2", "v3", "v4", "v5", "v6"] {
-        store
-            .put_version(v, v.as_bytes().to_vec(), b"{}".to_vec())
-            .await
-            .unwrap();
+        registry.save(&named(&model, v)).await.unwrap();
     }
     registry.promote("v1").await.unwrap();
     let pointer = registry.promote("v2").await.unwrap();
@@ -412,8 +443,8 @@ async fn retention_keeps_the_champion_and_the_previous_champion() {
         store.list_versions().await.unwrap(),
         vec!["v1", "v2", "v5", "v6"]
     );
-    assert_eq!(store.get_model("v1").await.unwrap(), b"v1");
-    assert_eq!(store.get_model("v2").await.unwrap(), b"v2");
+    registry.load("v1").await.unwrap();
+    registry.load("v2").await.unwrap();
     assert!(matches!(
         store.get_model("v3").await,
         Err(StoreError::NotFound(_))
@@ -423,6 +454,35 @@ async fn retention_keeps_the_champion_and_the_previous_champion() {
     let rolled_back = registry.promote("v1").await.unwrap();
     assert_eq!(rolled_back.champion.version, "v1");
     assert_eq!(rolled_back.champion.previous.as_deref(), Some("v2"));
+
+    // A version that does not load is never promoted.
+    store
+        .put_version("v7", b"not a model".to_vec(), b"{}".to_vec())
+        .await
+        .unwrap();
+    let error = registry.promote("v7").await.expect_err("refused");
+    assert!(error.to_string().contains("v7"), "{error}");
+    assert_eq!(
+        registry.champion().await.unwrap().unwrap().champion.version,
+        "v1"
+    );
+}
+
+/// An encoded ElasticNet model trained on the bundled data.
+fn trained_model_bytes() -> Vec<u8> {
+    let dataset = read_training_data(&bundled_csv()[..]).unwrap();
+    sommelier::model::training::train(&dataset, &train_options(3))
+        .unwrap()
+        .artifact
+        .encode()
+        .unwrap()
+}
+
+/// A copy of the model under another version id.
+fn named(model: &[u8], version: &str) -> sommelier::model::artifact::ModelArtifact {
+    let mut artifact = sommelier::model::artifact::ModelArtifact::decode(model).unwrap();
+    artifact.card.version = version.to_string();
+    artifact
 }
 
 #[tokio::test]

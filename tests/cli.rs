@@ -267,3 +267,98 @@ fn every_command_has_useful_help() {
         );
     }
 }
+
+#[test]
+fn one_bad_cell_is_refused_and_broken_versions_are_listed_never_promoted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let first = json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ))["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+
+    // 3e160 in one cell: refused with line and column, nothing stored, champion untouched.
+    let csv = String::from_utf8(common::bundled_csv()).expect("utf-8");
+    let bad = csv.replacen("7.8,0.88,0,2.6,", "7.8,0.88,0,3e160,", 1);
+    let bad_path = dir.path().join("overflow.csv");
+    std::fs::write(&bad_path, bad).expect("write");
+    let error = stderr_of(&sommelier(
+        &store,
+        &[
+            "train",
+            "--algorithm",
+            "elastic-net",
+            "--data",
+            bad_path.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        error.contains("line 3") && error.contains("residual sugar") && error.contains("3e160"),
+        "{error}"
+    );
+    let models = json_of(&sommelier(&store, &["models", "--json"]));
+    assert_eq!(models["champion"], first.as_str(), "{models}");
+    assert_eq!(models["versions"].as_array().unwrap().len(), 1, "{models}");
+
+    // A second version, then a broken card and a broken model: listed with their problem.
+    let second = json_of(&sommelier(
+        &store,
+        &[
+            "train",
+            "--json",
+            "--algorithm",
+            "elastic-net",
+            "--seed",
+            "7",
+        ],
+    ))["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    json_of(&sommelier(&store, &["models", "promote", &first, "--json"]));
+    std::fs::write(store.join(&second).join("card.json"), b"{\"version\": nul").unwrap();
+    let models = json_of(&sommelier(&store, &["models", "--json"]));
+    let listed: Vec<&Value> = models["versions"].as_array().unwrap().iter().collect();
+    assert_eq!(listed.len(), 2, "every version is listed: {models}");
+    let broken = listed
+        .iter()
+        .find(|v| v["version"] == second.as_str())
+        .expect("the broken version");
+    assert!(broken["problem"].is_string(), "{broken}");
+    let text = String::from_utf8(sommelier(&store, &["models"]).stdout).unwrap();
+    assert!(text.contains("BROKEN"), "{text}");
+
+    // Promoting it is refused: it does not load; the pointer stays.
+    let error = stderr_of(&sommelier(&store, &["models", "promote", &second]));
+    assert!(error.contains(&second), "{error}");
+    std::fs::write(store.join(&first).join("model.bin"), b"garbage").unwrap();
+    let error = stderr_of(&sommelier(&store, &["models", "promote", &first]));
+    assert!(error.contains(&first), "{error}");
+    let models = json_of(&sommelier(&store, &["models", "--json"]));
+    assert_eq!(models["champion"], first.as_str(), "{models}");
+}
+
+#[test]
+fn an_empty_champion_pointer_is_repaired_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let version = json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ))["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    std::fs::write(store.join("champion"), b"").unwrap();
+    let output = sommelier(&store, &["models", "--json"]);
+    let models = json_of(&output);
+    assert_eq!(models["champion"], version.as_str(), "{models}");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("champion pointer was damaged") && log.contains(&version),
+        "{log}"
+    );
+}

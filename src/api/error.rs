@@ -117,6 +117,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::Store(e) if e.is_transient() => {
                 ApiError::StoreUnavailable(e.to_string())
             }
+            RegistryError::DeletedWhilePromoting(version) => ApiError::VersionNotFound(version),
+            // A version that cannot serve is refused, not an internal failure.
+            error @ (RegistryError::Artifact { .. }
+            | RegistryError::Card { .. }
+            | RegistryError::Unservable { .. }) => ApiError::BadRequest(error.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

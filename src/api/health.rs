@@ -7,17 +7,24 @@ use axum::Json;
 use super::schema::HealthResponse;
 use crate::server::state::SharedState;
 
-/// Healthy when a model is loaded; reports a degraded store without failing.
+/// Healthy when the champion is loaded; `degraded` (still 200) when serving from memory while
+/// the store is unreachable or refuses our credentials, or when serving another version
+/// because the champion cannot serve; unhealthy (503) when nothing can be served.
 #[utoipa::path(get, path = "/api/health", responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<HealthResponse>) {
+    let degraded = state.degraded();
     match state.model() {
         Some(model) => (
             StatusCode::OK,
             Json(HealthResponse {
-                status: "healthy",
+                status: if degraded.is_some() {
+                    "degraded"
+                } else {
+                    "healthy"
+                },
                 model_version: Some(model.artifact.card.version.clone()),
                 reason: None,
-                degraded: state.store_problem(),
+                degraded,
             }),
         ),
         None => (
@@ -30,7 +37,7 @@ pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<Healt
                         .startup_problem()
                         .unwrap_or_else(|| "no model loaded".into()),
                 ),
-                degraded: state.store_problem(),
+                degraded,
             }),
         ),
     }

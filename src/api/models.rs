@@ -7,29 +7,51 @@ use super::error::ApiError;
 use super::schema::{ModelSummary, ModelsResponse, PromoteResponse};
 use crate::server::state::SharedState;
 
-/// Lists stored versions, newest last, and the champion.
+/// Lists every stored version, newest last, and the champion. A version whose card cannot
+/// be read is listed with its problem; so is the champion when this instance could not
+/// serve it.
 #[utoipa::path(get, path = "/api/models", responses((status = 200, body = ModelsResponse), (status = 503, body = super::error::ErrorBody)))]
 pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsResponse>, ApiError> {
     let champion = state.registry.champion().await?.map(|p| p.champion.version);
-    let cards = state.registry.cards().await?;
+    let entries = state.registry.versions().await?;
     let run_ids = if state.tracker.is_enabled() {
-        let versions: Vec<String> = cards.iter().map(|c| c.version.clone()).collect();
+        let versions: Vec<String> = entries.iter().map(|e| e.version.clone()).collect();
         state.tracker.run_ids(&versions).await
     } else {
         Default::default()
     };
-    let versions = cards
+    let champion_problem = state.champion_problem();
+    let versions = entries
         .into_iter()
-        .map(|c| ModelSummary {
-            mlflow_run_id: run_ids.get(&c.version).cloned(),
-            champion: Some(&c.version) == champion.as_ref(),
-            algorithm: c.spec.algorithm().name().to_string(),
-            version: c.version,
-            created_at: c.created_at,
-            metrics: c.metrics,
-            training_rows: c.training_rows,
-            trigger: c.trigger,
-            source: c.source.name,
+        .map(|entry| {
+            let is_champion = Some(&entry.version) == champion.as_ref();
+            let mlflow_run_id = run_ids.get(&entry.version).cloned();
+            match entry.card {
+                Ok(c) => ModelSummary {
+                    mlflow_run_id,
+                    champion: is_champion,
+                    problem: champion_problem.clone().filter(|_| is_champion),
+                    algorithm: c.spec.algorithm().name().to_string(),
+                    version: c.version,
+                    created_at: c.created_at,
+                    metrics: c.metrics,
+                    training_rows: c.training_rows,
+                    trigger: c.trigger,
+                    source: c.source.name,
+                },
+                Err(problem) => ModelSummary {
+                    mlflow_run_id,
+                    champion: is_champion,
+                    problem: Some(problem),
+                    algorithm: "unknown".to_string(),
+                    version: entry.version,
+                    created_at: String::new(),
+                    metrics: None,
+                    training_rows: 0,
+                    trigger: String::new(),
+                    source: String::new(),
+                },
+            }
         })
         .collect();
     Ok(Json(ModelsResponse { champion, versions }))
@@ -40,14 +62,14 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsRespons
     post,
     path = "/api/models/{version}/promote",
     params(("version" = String, Path, description = "Version to make champion")),
-    responses((status = 200, body = PromoteResponse), (status = 404, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody))
+    responses((status = 200, body = PromoteResponse), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody))
 )]
 pub async fn promote(
     State(state): State<SharedState>,
     Path(version): Path<String>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
-    let artifact = state.registry.load(&version).await?;
-    let pointer = state.registry.promote(&version).await?;
+    // Refused (400) unless the version loads and serves.
+    let (artifact, pointer) = state.registry.promote_servable(&version).await?;
     state.install(
         std::sync::Arc::new(artifact),
         Some(pointer.etag.clone()),

@@ -75,13 +75,15 @@ pub struct InvocationsResponse {
 /// Readiness and model status.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthResponse {
-    /// `healthy` or `unhealthy`.
+    /// `healthy`, `degraded` (serving, see `degraded`) or `unhealthy`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_version: Option<String>,
-    /// Why the instance is unhealthy, or degraded (serving from memory while the store is unreachable).
+    /// Why the instance is unhealthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why the instance is degraded: serving from memory while the store is unreachable or
+    /// refuses the credentials, or serving another version because the champion cannot serve.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
 }
@@ -116,6 +118,10 @@ pub struct ModelSummary {
     pub trigger: String,
     pub source: String,
     pub champion: bool,
+    /// Why this version cannot serve (its card is unreadable, or it is the champion and
+    /// failed to load); absent when it is fine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// The MLflow run that recorded this version, when tracking is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,

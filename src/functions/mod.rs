@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::model::artifact::DataSource;
 use crate::model::dataset::sha256_hex;
 use crate::model::training::Trigger;
+use crate::registry::RegistryError;
 use crate::retraining::RetrainError;
 use crate::server::state::SharedState;
 use crate::server::training::train_on;
@@ -46,6 +47,9 @@ pub async fn retrain_on_schedule(
     let source = TrainingSource::from_settings(&state.settings);
     let data = match load_training_data_or_bundled(&state.settings, &source).await {
         Ok(data) => data,
+        Err(error) if error.is_configuration() => {
+            return store_failed(&state, "training_data", error.into())
+        }
         Err(error) if error.is_transient() => {
             return answer(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -75,13 +79,7 @@ pub async fn retrain_on_schedule(
             );
         }
         Ok(None) => {}
-        Err(error) => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                vec![format!("model store unavailable: {error}")],
-                json!({"status": "failed", "reason": error}),
-            );
-        }
+        Err(error) => return store_failed(&state, "read_champion", error),
     }
     let mut logs = vec![format!(
         "scheduled retraining on {} (past due: {past_due})",
@@ -124,8 +122,12 @@ pub async fn retrain_on_upload(
         Ok(bytes) => bytes,
         Err(reason) => return reject(&state, &blob, reason).await,
     };
+    // Under the training lock, so concurrent deliveries of one blob on this instance see
+    // each other's version; and against the store, so a redelivery to another instance
+    // after the first training finished finds it too.
+    let _guard = state.start_training().await;
     let sha = sha256_hex(&bytes);
-    match champion_or_version_trained_on(&state, &sha).await {
+    match version_trained_on(&state, &sha).await {
         Ok(Some(version)) => {
             let message = format!("{blob} was already trained as version {version}; nothing to do");
             return answer(
@@ -135,15 +137,8 @@ pub async fn retrain_on_upload(
             );
         }
         Ok(None) => {}
-        Err(error) => {
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                vec![format!("model store unavailable: {error}")],
-                json!({"status": "failed", "reason": error}),
-            );
-        }
+        Err(error) => return store_failed(&state, "list_versions", error),
     }
-    let _guard = state.start_training().await;
     let data = TrainingData {
         bytes,
         source: DataSource {
@@ -197,14 +192,47 @@ async fn outcome(
                 json!({"status": "rejected", "reason": error.to_string()}),
             ),
         },
-        Err(error) => failed(error, std::mem::take(logs)),
+        Err(error) => failed(state, error, std::mem::take(logs)),
     }
 }
 
-fn failed(error: RetrainError, mut logs: Vec<String>) -> Answer {
-    logs.push(format!("training failed: {error}"));
-    let status = if error.is_transient() {
+/// The store failed before training: unreachable (503, the host retries) or refusing our
+/// credentials (500: a configuration error, shown by health and counted).
+fn store_failed(state: &SharedState, operation: &str, error: RegistryError) -> Answer {
+    let status = match error.store_error() {
+        Some(store_error) => {
+            state.note_store_error(operation, store_error);
+            failure_status(store_error.is_transient())
+        }
+        None => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    answer(
+        status,
+        vec![format!("model store failed: {error}")],
+        json!({"status": "failed", "reason": error.to_string()}),
+    )
+}
+
+/// 503 for what may pass (the host retries), 500 for what needs a fix.
+fn failure_status(transient: bool) -> StatusCode {
+    if transient {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+fn failed(state: &SharedState, error: RetrainError, mut logs: Vec<String>) -> Answer {
+    logs.push(format!("training failed: {error}"));
+    let status = if error.is_configuration() {
+        if let RetrainError::Registry(registry_error) = &error {
+            if let Some(store_error) = registry_error.store_error() {
+                state.note_store_error("training", store_error);
+            }
+        }
+        failure_status(false)
+    } else if error.is_transient() {
+        failure_status(true)
     } else {
         StatusCode::OK
     };
@@ -231,25 +259,32 @@ async fn reject(state: &SharedState, blob: &str, reason: String) -> Answer {
     )
 }
 
-/// The champion's version if it was trained on data with this SHA-256.
-async fn champion_trained_on(state: &SharedState, sha: &str) -> Result<Option<String>, String> {
-    let champion = state.registry.champion().await.map_err(|e| e.to_string())?;
-    let Some(pointer) = champion else {
+/// The champion's version if it was trained on data with this SHA-256. A champion whose card
+/// cannot be read is treated as not trained on it (the training then replaces it).
+async fn champion_trained_on(
+    state: &SharedState,
+    sha: &str,
+) -> Result<Option<String>, RegistryError> {
+    let Some(pointer) = state.registry.champion().await? else {
         return Ok(None);
     };
     match state.registry.card(&pointer.champion.version).await {
         Ok(card) if card.data_sha256 == sha => Ok(Some(card.version)),
         Ok(_) => Ok(None),
-        Err(error) => Err(error.to_string()),
+        Err(error) if error.is_access_problem() => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "the champion's card cannot be read; retraining");
+            Ok(None)
+        }
     }
 }
 
-/// Any stored version trained on data with this SHA-256 (redelivered blobs).
-async fn champion_or_version_trained_on(
+/// The newest stored version trained on data with this SHA-256 (a redelivered blob).
+async fn version_trained_on(
     state: &SharedState,
     sha: &str,
-) -> Result<Option<String>, String> {
-    let cards = state.registry.cards().await.map_err(|e| e.to_string())?;
+) -> Result<Option<String>, RegistryError> {
+    let cards = state.registry.cards().await?;
     Ok(cards
         .into_iter()
         .rev()

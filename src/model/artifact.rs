@@ -232,13 +232,32 @@ pub fn feature_stats(rows: &[FeatureRow]) -> Vec<FeatureStats> {
     (0..FEATURE_COUNT)
         .map(|i| {
             let values: Vec<f64> = rows.iter().map(|r| r[i]).collect();
-            let n = values.len().max(1) as f64;
             let min = values.iter().copied().fold(f64::INFINITY, f64::min);
             let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mean = values.iter().sum::<f64>() / n;
-            let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            // Overflow-safe for any finite values: a running mean never sums, and deviations
+            // are scaled by the largest one before squaring.
+            let mean = values
+                .iter()
+                .enumerate()
+                .fold(0.0, |mean, (k, v)| mean + (v - mean) / (k + 1) as f64);
+            let scale = values.iter().fold(0.0_f64, |s, v| s.max((v - mean).abs()));
+            let std = if scale > 0.0 && scale.is_finite() {
+                let n = values.len() as f64;
+                scale
+                    * (values
+                        .iter()
+                        .map(|v| ((v - mean) / scale).powi(2))
+                        .sum::<f64>()
+                        / n)
+                        .sqrt()
+            } else {
+                0.0
+            };
             let bin_edges = (0..=HISTOGRAM_BINS)
-                .map(|b| min + (max - min) * b as f64 / HISTOGRAM_BINS as f64)
+                .map(|b| {
+                    let t = b as f64 / HISTOGRAM_BINS as f64;
+                    min * (1.0 - t) + max * t
+                })
                 .collect();
             let mut stats = FeatureStats {
                 name: FEATURE_NAMES[i].to_string(),
@@ -347,5 +366,16 @@ mod tests {
                 supported: FORMAT_VERSION
             }
         );
+    }
+
+    #[test]
+    fn statistics_of_huge_values_stay_finite() {
+        let mut rows: Vec<FeatureRow> = (0..100).map(|i| [i as f64; FEATURE_COUNT]).collect();
+        rows[7][3] = 3e160;
+        rows[8][3] = -1e300;
+        for stats in feature_stats(&rows) {
+            assert!(stats.mean.is_finite() && stats.std.is_finite(), "{stats:?}");
+            assert!(stats.bin_edges.iter().all(|e| e.is_finite()), "{stats:?}");
+        }
     }
 }

@@ -1,13 +1,20 @@
 //! The model store in a local directory (default `.sommelier/`).
 //!
-//! A version is written into a hidden temporary directory and renamed into place, so readers
+//! A version is written into a hidden staging directory and renamed into place, so readers
 //! never see half a version. The champion pointer is replaced by write-and-rename under an
 //! exclusive file lock, which makes the compare-and-swap safe across processes.
+//!
+//! Durability: every file is fsynced before it is renamed, and the directory after, so a
+//! power loss leaves either the old or the new state. An empty or unreadable pointer (a
+//! filesystem that lost it anyway, or a hand edit) is repaired from the newest complete
+//! version, with an error line in the log.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use super::faults;
 use super::{
     check_version_name, Champion, ChampionPointer, ETag, ModelStore, PointerRead, StoreError,
 };
@@ -17,6 +24,10 @@ const MODEL_FILE: &str = "model.bin";
 const CARD_FILE: &str = "card.json";
 const POINTER_FILE: &str = "champion";
 const LOCK_FILE: &str = ".champion.lock";
+/// Prefix of a version's staging directory (`.partial-<version>-<pid>`).
+const STAGING_PREFIX: &str = ".partial-";
+/// Prefix of the pointer's staging file (`.champion.<pid>`).
+const POINTER_STAGING_PREFIX: &str = ".champion.";
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -53,19 +64,142 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
 }
 
-fn read_pointer(root: &Path) -> Result<Option<ChampionPointer>, StoreError> {
-    let path = root.join(POINTER_FILE);
-    let bytes = match fs::read(&path) {
+/// Writes a file and forces it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Forces a directory's entries (creations, renames, deletions) to disk.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+fn etag_of(bytes: &[u8]) -> ETag {
+    ETag(sha256_hex(bytes)[..16].to_string())
+}
+
+/// The pointer file as found on disk.
+enum RawPointer {
+    Absent,
+    Valid(ChampionPointer),
+    /// Empty or unreadable; the tag of whatever bytes are there.
+    Damaged {
+        etag: ETag,
+        problem: String,
+    },
+}
+
+fn read_raw_pointer(root: &Path) -> Result<RawPointer, StoreError> {
+    let bytes = match fs::read(root.join(POINTER_FILE)) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RawPointer::Absent),
         Err(e) => return Err(io_error(POINTER_FILE, e)),
     };
-    let champion: Champion = serde_json::from_slice(&bytes)
-        .map_err(|e| StoreError::Other(format!("champion pointer is unreadable: {e}")))?;
-    Ok(Some(ChampionPointer {
-        champion,
-        etag: ETag(sha256_hex(&bytes)[..16].to_string()),
-    }))
+    let etag = etag_of(&bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawPointer::Damaged {
+            etag,
+            problem: "the file is empty".to_string(),
+        });
+    }
+    Ok(match serde_json::from_slice::<Champion>(&bytes) {
+        Ok(champion) if check_version_name(&champion.version).is_ok() => {
+            RawPointer::Valid(ChampionPointer { champion, etag })
+        }
+        Ok(champion) => RawPointer::Damaged {
+            etag,
+            problem: format!("it names an invalid version `{}`", champion.version),
+        },
+        Err(e) => RawPointer::Damaged {
+            etag,
+            problem: format!("it is not a pointer: {e}"),
+        },
+    })
+}
+
+fn lock_pointer(root: &Path) -> Result<fs::File, StoreError> {
+    fs::create_dir_all(root).map_err(|e| io_error("store directory", e))?;
+    let lock = fs::File::create(root.join(LOCK_FILE)).map_err(|e| io_error(LOCK_FILE, e))?;
+    lock.lock().map_err(|e| io_error(LOCK_FILE, e))?;
+    Ok(lock)
+}
+
+/// Replaces the pointer file durably; the caller holds the lock.
+fn replace_pointer(root: &Path, champion: &Champion) -> Result<ETag, StoreError> {
+    let bytes =
+        serde_json::to_vec_pretty(champion).map_err(|e| StoreError::Other(e.to_string()))?;
+    let staging = root.join(format!("{POINTER_STAGING_PREFIX}{}", std::process::id()));
+    write_synced(&staging, &bytes).map_err(|e| io_error(POINTER_FILE, e))?;
+    faults::reached(faults::POINTER_WRITE);
+    fs::rename(&staging, root.join(POINTER_FILE)).map_err(|e| io_error(POINTER_FILE, e))?;
+    sync_dir(root).map_err(|e| io_error("store directory", e))?;
+    Ok(etag_of(&bytes))
+}
+
+/// Complete versions (card and model present), oldest first.
+fn complete_versions(root: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("store directory", e)),
+    };
+    let mut versions: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(CARD_FILE).is_file() && e.path().join(MODEL_FILE).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| check_version_name(name).is_ok())
+        .collect();
+    versions.sort();
+    Ok(versions)
+}
+
+/// Reads the pointer, repairing a damaged one (under the lock) from the newest complete
+/// version.
+fn read_pointer(root: &Path) -> Result<Option<ChampionPointer>, StoreError> {
+    match read_raw_pointer(root)? {
+        RawPointer::Absent => return Ok(None),
+        RawPointer::Valid(pointer) => return Ok(Some(pointer)),
+        RawPointer::Damaged { .. } => {}
+    }
+    let _lock = lock_pointer(root)?;
+    let problem = match read_raw_pointer(root)? {
+        RawPointer::Absent => return Ok(None),
+        RawPointer::Valid(pointer) => return Ok(Some(pointer)),
+        RawPointer::Damaged { problem, .. } => problem,
+    };
+    let Some(newest) = complete_versions(root)?.pop() else {
+        tracing::error!(%problem, store = %root.display(), "the champion pointer is damaged and no complete version exists; removing it");
+        fs::remove_file(root.join(POINTER_FILE)).map_err(|e| io_error(POINTER_FILE, e))?;
+        sync_dir(root).map_err(|e| io_error("store directory", e))?;
+        return Ok(None);
+    };
+    let champion = Champion {
+        version: newest.clone(),
+        previous: None,
+        updated_at: super::now_rfc3339(),
+    };
+    let etag = replace_pointer(root, &champion)?;
+    tracing::error!(%problem, version = %newest, store = %root.display(), "the champion pointer was damaged; repaired it to the newest complete version");
+    Ok(Some(ChampionPointer { champion, etag }))
+}
+
+/// Age of a file or directory by its modification time (zero if unknown or in the future).
+fn age_of(path: &Path) -> Duration {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .unwrap_or_default()
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
 }
 
 impl ModelStore for LocalStore {
@@ -87,15 +221,20 @@ impl ModelStore for LocalStore {
             if target.exists() {
                 return Err(StoreError::AlreadyExists(version));
             }
-            let staging = root.join(format!(".partial-{version}-{}", std::process::id()));
+            let staging = root.join(format!("{STAGING_PREFIX}{version}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&staging);
             fs::create_dir_all(&staging).map_err(|e| io_error("staging directory", e))?;
-            fs::write(staging.join(MODEL_FILE), &model).map_err(|e| io_error(MODEL_FILE, e))?;
-            fs::write(staging.join(CARD_FILE), &card_json).map_err(|e| io_error(CARD_FILE, e))?;
+            write_synced(&staging.join(MODEL_FILE), &model).map_err(|e| io_error(MODEL_FILE, e))?;
+            faults::reached(faults::AFTER_MODEL);
+            write_synced(&staging.join(CARD_FILE), &card_json)
+                .map_err(|e| io_error(CARD_FILE, e))?;
+            sync_dir(&staging).map_err(|e| io_error("staging directory", e))?;
+            faults::reached(faults::AFTER_CARD);
             fs::rename(&staging, &target).map_err(|e| {
                 let _ = fs::remove_dir_all(&staging);
                 io_error(&version, e)
-            })
+            })?;
+            sync_dir(&root).map_err(|e| io_error("store directory", e))
         })
         .await
     }
@@ -134,8 +273,76 @@ impl ModelStore for LocalStore {
 
     async fn delete_version(&self, version: &str) -> Result<(), StoreError> {
         let dir = self.version_dir(version)?;
+        let root = self.root.clone();
         let version = version.to_string();
-        blocking(move || fs::remove_dir_all(dir).map_err(|e| io_error(&version, e))).await
+        blocking(move || {
+            fs::remove_dir_all(dir).map_err(|e| io_error(&version, e))?;
+            sync_dir(&root).map_err(|e| io_error("store directory", e))
+        })
+        .await
+    }
+
+    async fn delete_card(&self, version: &str) -> Result<(), StoreError> {
+        let dir = self.version_dir(version)?;
+        let key = format!("{version}/{CARD_FILE}");
+        blocking(move || {
+            fs::remove_file(dir.join(CARD_FILE)).map_err(|e| io_error(&key, e))?;
+            sync_dir(&dir).map_err(|e| io_error(&key, e))
+        })
+        .await
+    }
+
+    async fn restore_card(&self, version: &str, card_json: Vec<u8>) -> Result<(), StoreError> {
+        let dir = self.version_dir(version)?;
+        let version = version.to_string();
+        blocking(move || {
+            let card = dir.join(CARD_FILE);
+            if card.exists() {
+                return Err(StoreError::AlreadyExists(version));
+            }
+            let staging = dir.join(format!(".{CARD_FILE}.{}", std::process::id()));
+            write_synced(&staging, &card_json).map_err(|e| io_error(&version, e))?;
+            fs::rename(&staging, &card).map_err(|e| io_error(&version, e))?;
+            sync_dir(&dir).map_err(|e| io_error(&version, e))
+        })
+        .await
+    }
+
+    async fn sweep_incomplete(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let entries = match fs::read_dir(&root) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_error("store directory", e)),
+            };
+            let mut swept = Vec::new();
+            for entry in entries.filter_map(Result::ok) {
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let path = entry.path();
+                let leftover = name.starts_with(STAGING_PREFIX)
+                    || (name.starts_with(POINTER_STAGING_PREFIX) && name != LOCK_FILE)
+                    || (check_version_name(&name).is_ok()
+                        && path.is_dir()
+                        && !path.join(CARD_FILE).is_file());
+                if !leftover || age_of(&path) < older_than {
+                    continue;
+                }
+                match remove_any(&path) {
+                    Ok(()) => swept.push(name),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error(&name, e)),
+                }
+            }
+            if !swept.is_empty() {
+                sync_dir(&root).map_err(|e| io_error("store directory", e))?;
+            }
+            swept.sort();
+            Ok(swept)
+        })
+        .await
     }
 
     async fn read_champion(&self, known: Option<&ETag>) -> Result<PointerRead, StoreError> {
@@ -161,23 +368,19 @@ impl ModelStore for LocalStore {
         let expected = expected.cloned();
         let card = self.version_dir(&champion.version)?.join(CARD_FILE);
         blocking(move || {
-            fs::create_dir_all(&root).map_err(|e| io_error("store directory", e))?;
-            let lock =
-                fs::File::create(root.join(LOCK_FILE)).map_err(|e| io_error(LOCK_FILE, e))?;
-            lock.lock().map_err(|e| io_error(LOCK_FILE, e))?;
-            let current = read_pointer(&root)?.map(|p| p.etag);
+            let _lock = lock_pointer(&root)?;
+            let current = match read_raw_pointer(&root)? {
+                RawPointer::Absent => None,
+                RawPointer::Valid(p) => Some(p.etag),
+                RawPointer::Damaged { etag, .. } => Some(etag),
+            };
             if current != expected {
                 return Err(StoreError::Conflict);
             }
             if !card.is_file() {
                 return Err(StoreError::NotFound(champion.version.clone()));
             }
-            let bytes = serde_json::to_vec_pretty(&champion)
-                .map_err(|e| StoreError::Other(e.to_string()))?;
-            let staging = root.join(format!(".{POINTER_FILE}.{}", std::process::id()));
-            fs::write(&staging, &bytes).map_err(|e| io_error(POINTER_FILE, e))?;
-            fs::rename(&staging, root.join(POINTER_FILE)).map_err(|e| io_error(POINTER_FILE, e))?;
-            Ok(ETag(sha256_hex(&bytes)[..16].to_string()))
+            replace_pointer(&root, &champion)
         })
         .await
     }
@@ -276,5 +479,74 @@ mod tests {
             store.write_champion(&champion("ghost"), None).await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_pointer_is_repaired_from_the_newest_complete_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        for v in ["v1", "v2"] {
+            store
+                .put_version(v, b"m".to_vec(), b"{}".to_vec())
+                .await
+                .unwrap();
+        }
+        // A version without its model is not complete.
+        fs::create_dir_all(dir.path().join("v3")).unwrap();
+        fs::write(dir.path().join("v3").join(CARD_FILE), b"{}").unwrap();
+        store.write_champion(&champion("v1"), None).await.unwrap();
+        for damage in [
+            &b""[..],
+            b"\n",
+            b"{\"vers",
+            b"{\"version\":\"../x\",\"updated_at\":\"\"}",
+        ] {
+            fs::write(dir.path().join(POINTER_FILE), damage).unwrap();
+            match store.read_champion(None).await.unwrap() {
+                PointerRead::Current(p) => assert_eq!(p.champion.version, "v2"),
+                other => panic!("expected a repaired pointer, got {other:?}"),
+            }
+            let on_disk: Champion =
+                serde_json::from_slice(&fs::read(dir.path().join(POINTER_FILE)).unwrap()).unwrap();
+            assert_eq!(on_disk.version, "v2");
+        }
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_swept_once_old_enough_and_cards_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path());
+        store
+            .put_version("v1", b"m".to_vec(), b"{\"a\":1}".to_vec())
+            .await
+            .unwrap();
+        fs::create_dir_all(dir.path().join(".partial-v2-7")).unwrap();
+        fs::write(dir.path().join(".champion.7"), b"{}").unwrap();
+        store.delete_card("v1").await.unwrap();
+        assert!(store.list_versions().await.unwrap().is_empty());
+        assert!(store
+            .sweep_incomplete(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty());
+        store
+            .restore_card("v1", b"{\"a\":1}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.list_versions().await.unwrap(), vec!["v1"]);
+        assert!(matches!(
+            store.restore_card("v1", b"{}".to_vec()).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
+        store.delete_card("v1").await.unwrap();
+        let swept = store.sweep_incomplete(Duration::ZERO).await.unwrap();
+        assert_eq!(swept, vec![".champion.7", ".partial-v2-7", "v1"]);
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| n != LOCK_FILE)
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

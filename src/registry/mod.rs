@@ -6,10 +6,16 @@
 //! on its ETag, so concurrent trainings can neither lose an update nor point at a missing model.
 
 pub mod blob;
+pub mod faults;
 pub mod local;
 pub mod promotion;
+mod retention;
+pub mod verify;
 
 use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -60,6 +66,10 @@ pub enum StoreError {
     Conflict,
     #[error("the model store cannot be reached: {0}")]
     Unavailable(String),
+    /// 401/403: the credentials or the identity's role are wrong. A configuration error,
+    /// never evidence about the models.
+    #[error("configuration error: {0}")]
+    Unauthorized(String),
     #[error("model store error: {0}")]
     Other(String),
 }
@@ -68,6 +78,17 @@ impl StoreError {
     /// Whether retrying later may succeed (the store was unreachable, not the request wrong).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// Whether the store refused our credentials (fix the configuration, then retry).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StoreError::Unauthorized(_))
+    }
+
+    /// Whether the error says nothing about the stored data (unreachable store, refused
+    /// credentials): such an error must never count as "this version is broken".
+    pub fn is_access_problem(&self) -> bool {
+        self.is_transient() || self.is_configuration()
     }
 }
 
@@ -105,7 +126,23 @@ pub trait ModelStore: Send + Sync {
     fn get_card(&self, version: &str) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
     /// Complete versions, oldest first.
     fn list_versions(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// Deletes a version's files (whatever is left of them).
     fn delete_version(&self, version: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes only the card: the version leaves listings and can no longer be promoted,
+    /// while its model stays until [`ModelStore::delete_version`] (or [`ModelStore::restore_card`]).
+    fn delete_card(&self, version: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes a deleted card back (fails with `AlreadyExists` if there is one).
+    fn restore_card(
+        &self,
+        version: &str,
+        card_json: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes what crashed writers left behind and nobody can see: models without a card,
+    /// staging files and directories, all older than `older_than`. Returns what it removed.
+    fn sweep_incomplete(
+        &self,
+        older_than: Duration,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// Reads the pointer; cheap when `known` still matches.
     fn read_champion(
         &self,
@@ -154,6 +191,15 @@ impl ModelStore for Store {
     async fn delete_version(&self, v: &str) -> Result<(), StoreError> {
         delegate!(self, s => s.delete_version(v).await)
     }
+    async fn delete_card(&self, v: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.delete_card(v).await)
+    }
+    async fn restore_card(&self, v: &str, c: Vec<u8>) -> Result<(), StoreError> {
+        delegate!(self, s => s.restore_card(v, c).await)
+    }
+    async fn sweep_incomplete(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.sweep_incomplete(older_than).await)
+    }
     async fn read_champion(&self, known: Option<&ETag>) -> Result<PointerRead, StoreError> {
         delegate!(self, s => s.read_champion(known).await)
     }
@@ -175,6 +221,53 @@ pub enum RegistryError {
     },
     #[error("card of model `{version}` is unreadable: {message}")]
     Card { version: String, message: String },
+    /// The model would not serve (failed the check before saving or promoting).
+    #[error("model `{version}` cannot serve: {reason}")]
+    Unservable { version: String, reason: String },
+    /// The version was deleted by retention while it was being promoted; the pointer is
+    /// back where it was.
+    #[error("model version `{0}` was deleted while it was being promoted")]
+    DeletedWhilePromoting(String),
+    /// Neither the champion nor any other stored version loads.
+    #[error("no stored version can serve: {0}")]
+    NothingServable(String),
+}
+
+impl RegistryError {
+    /// The store error behind this one, if the store itself failed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            RegistryError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the store was unreachable or refused access (so nothing is known about the
+    /// version itself).
+    pub fn is_access_problem(&self) -> bool {
+        self.store_error()
+            .is_some_and(StoreError::is_access_problem)
+    }
+}
+
+/// How many times a lost compare-and-swap of a manual promotion is retried.
+const MAX_PROMOTE_ATTEMPTS: usize = 16;
+/// How many cards are read at once when listing.
+const CARD_READS_IN_FLIGHT: usize = 8;
+
+/// A listed version: its card, or why the card cannot be read.
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    pub version: String,
+    pub card: Result<ModelCard, String>,
+}
+
+/// The model to serve for a pointer, and why it is not the champion when it is not.
+#[derive(Debug)]
+pub struct Servable {
+    pub artifact: ModelArtifact,
+    /// `None` when serving the champion itself.
+    pub fallback_reason: Option<String>,
 }
 
 /// Typed access to a store: artifacts in, artifacts out.
@@ -197,14 +290,15 @@ impl Registry {
         self.store.location()
     }
 
-    /// Stores an artifact and its readable card.
+    /// Stores an artifact and its readable card, after checking that the stored bytes would
+    /// decode into a model predicting finite values identical to `artifact`'s. A version that
+    /// fails the check is not written.
     pub async fn save(&self, artifact: &ModelArtifact) -> Result<(), RegistryError> {
         let version = artifact.card.version.clone();
-        let model = artifact
-            .encode()
-            .map_err(|source| RegistryError::Artifact {
+        let model =
+            verify::encode_verified(artifact).map_err(|reason| RegistryError::Unservable {
                 version: version.clone(),
-                source,
+                reason,
             })?;
         let card = serde_json::to_vec_pretty(&artifact.card).map_err(|e| RegistryError::Card {
             version: version.clone(),
@@ -254,24 +348,127 @@ impl Registry {
     /// Cards of every version, oldest first; unreadable cards are skipped.
     pub async fn cards(&self) -> Result<Vec<ModelCard>, RegistryError> {
         let mut cards = Vec::new();
-        for version in self.store.list_versions().await? {
-            match self.card(&version).await {
+        for entry in self.versions().await? {
+            match entry.card {
                 Ok(card) => cards.push(card),
-                Err(error) => tracing::warn!(%version, %error, "skipping unreadable model card"),
+                Err(error) => {
+                    tracing::warn!(version = %entry.version, %error, "skipping unreadable model card")
+                }
             }
         }
         Ok(cards)
     }
 
-    /// Makes `version` the champion unconditionally (a rollback or `--force`), retrying
-    /// the compare-and-swap until it lands.
-    pub async fn promote(&self, version: &str) -> Result<ChampionPointer, RegistryError> {
-        // The version must exist and be complete before the pointer may name it.
-        self.store
-            .get_card(version)
-            .await
-            .map_err(|e| not_found_as_version(e, version))?;
-        loop {
+    /// Every complete version, oldest first, with its card or the card's problem. Cards are
+    /// read a few at a time; an unreachable or refused store fails the whole listing.
+    pub async fn versions(&self) -> Result<Vec<VersionEntry>, RegistryError> {
+        let versions = self.store.list_versions().await?;
+        let entries: Vec<Result<VersionEntry, RegistryError>> = futures::stream::iter(versions)
+            .map(|version| async move {
+                match self.card(&version).await {
+                    Ok(card) => {
+                        let card = match verify::card_problem(&card) {
+                            Some(problem) => Err(problem),
+                            None if card.version != version => {
+                                Err(format!("the card describes version `{}`", card.version))
+                            }
+                            None => Ok(card),
+                        };
+                        Ok(VersionEntry { version, card })
+                    }
+                    Err(error) if error.is_access_problem() => Err(error),
+                    Err(error) => Ok(VersionEntry {
+                        version,
+                        card: Err(error.to_string()),
+                    }),
+                }
+            })
+            .buffered(CARD_READS_IN_FLIGHT)
+            .collect()
+            .await;
+        entries.into_iter().collect()
+    }
+
+    /// Loads a version and checks it can serve: its readable card (what listings, the timer
+    /// and the upload check read) describes it, the model decodes, and predicts finite values.
+    pub async fn load_servable(&self, version: &str) -> Result<ModelArtifact, RegistryError> {
+        let card = self.card(version).await?;
+        if card.version != version {
+            return Err(RegistryError::Card {
+                version: version.to_string(),
+                message: format!("it describes version `{}`", card.version),
+            });
+        }
+        let artifact = self.load(version).await?;
+        match verify::serving_problem(&artifact) {
+            None => Ok(artifact),
+            Some(reason) => Err(RegistryError::Unservable {
+                version: version.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// The model to serve under `champion`: the champion if it can serve, else the
+    /// pointer's `previous`, else the newest version that can. Store access failures are
+    /// returned as they are (they say nothing about the versions).
+    pub async fn servable(&self, champion: &Champion) -> Result<Servable, RegistryError> {
+        match self.load_servable(&champion.version).await {
+            Ok(artifact) => Ok(Servable {
+                artifact,
+                fallback_reason: None,
+            }),
+            Err(error) if error.is_access_problem() => Err(error),
+            Err(error) => self.fallback(champion, error).await,
+        }
+    }
+
+    /// The best version to serve when the champion cannot (`problem` says why): the
+    /// pointer's `previous`, else the newest version that can serve.
+    pub async fn fallback(
+        &self,
+        champion: &Champion,
+        problem: RegistryError,
+    ) -> Result<Servable, RegistryError> {
+        let problem = problem.to_string();
+        let mut candidates: Vec<String> = champion.previous.iter().cloned().collect();
+        let mut listed = self.store.list_versions().await?;
+        listed.reverse();
+        candidates.extend(
+            listed
+                .into_iter()
+                .filter(|v| *v != champion.version && Some(v) != champion.previous.as_ref()),
+        );
+        let mut refused = vec![problem.clone()];
+        for candidate in candidates {
+            match self.load_servable(&candidate).await {
+                Ok(artifact) => {
+                    return Ok(Servable {
+                        artifact,
+                        fallback_reason: Some(format!(
+                        "the champion `{}` cannot serve ({problem}); serving `{candidate}` instead",
+                        champion.version
+                    )),
+                    })
+                }
+                Err(error) if error.is_access_problem() => return Err(error),
+                Err(error) => refused.push(error.to_string()),
+            }
+        }
+        Err(RegistryError::NothingServable(refused.join("; ")))
+    }
+
+    /// Makes `version` the champion unconditionally (a rollback or `--force`), once it is
+    /// known to load and serve; returns the loaded model with the new pointer.
+    ///
+    /// A lost compare-and-swap is retried a bounded number of times. If retention deletes the
+    /// version meanwhile, the pointer is moved back and the promotion fails cleanly.
+    pub async fn promote_servable(
+        &self,
+        version: &str,
+    ) -> Result<(ModelArtifact, ChampionPointer), RegistryError> {
+        let artifact = self.load_servable(version).await?;
+        for _ in 0..MAX_PROMOTE_ATTEMPTS {
             let current = self.champion().await?;
             let champion = Champion {
                 version: version.to_string(),
@@ -281,40 +478,85 @@ impl Registry {
                     .filter(|v| v != version),
                 updated_at: now_rfc3339(),
             };
-            match self
+            let etag = match self
                 .store
                 .write_champion(&champion, current.as_ref().map(|p| &p.etag))
                 .await
             {
-                Ok(etag) => return Ok(ChampionPointer { champion, etag }),
+                Ok(etag) => etag,
                 Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(RegistryError::DeletedWhilePromoting(version.to_string()))
+                }
                 Err(other) => return Err(other.into()),
+            };
+            let pointer = ChampionPointer { champion, etag };
+            self.confirm_still_stored(&pointer, current.as_ref())
+                .await?;
+            return Ok((artifact, pointer));
+        }
+        Err(StoreError::Unavailable(
+            "the champion pointer kept changing during the promotion; try again".to_string(),
+        )
+        .into())
+    }
+
+    /// Makes `version` the champion (see [`Registry::promote_servable`]).
+    pub async fn promote(&self, version: &str) -> Result<ChampionPointer, RegistryError> {
+        Ok(self.promote_servable(version).await?.1)
+    }
+
+    /// After the pointer moved to a version, checks that retention did not delete its card
+    /// in the meantime; if it did, puts the old pointer back (when nobody else moved it).
+    async fn confirm_still_stored(
+        &self,
+        pointer: &ChampionPointer,
+        before: Option<&ChampionPointer>,
+    ) -> Result<(), RegistryError> {
+        let version = &pointer.champion.version;
+        match self.store.get_card(version).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::NotFound(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+        tracing::warn!(%version, "the version was deleted while being promoted; moving the pointer back");
+        if let Some(before) = before {
+            let restored = Champion {
+                updated_at: now_rfc3339(),
+                ..before.champion.clone()
+            };
+            match self
+                .store
+                .write_champion(&restored, Some(&pointer.etag))
+                .await
+            {
+                Ok(_) | Err(StoreError::Conflict) => {}
+                Err(error) => {
+                    tracing::error!(%error, %version, "could not move the pointer back");
+                }
             }
         }
+        Err(RegistryError::DeletedWhilePromoting(version.to_string()))
     }
 
     /// Deletes all but the newest `keep` versions, never the champion or the previous
-    /// champion (rollback needs it).
+    /// champion (rollback needs it), and removes leftovers of crashed writers older than an
+    /// hour. Returns the deleted versions.
     pub async fn retain(&self, keep: usize) -> Result<Vec<String>, RegistryError> {
-        let versions = self.store.list_versions().await?;
-        let protected: Vec<String> = match self.champion().await? {
-            Some(p) => std::iter::once(p.champion.version)
-                .chain(p.champion.previous)
-                .collect(),
-            None => Vec::new(),
-        };
-        let excess = versions.len().saturating_sub(keep);
-        let mut deleted = Vec::new();
-        for version in versions.into_iter().take(excess) {
-            if protected.contains(&version) {
-                continue;
-            }
-            self.store.delete_version(&version).await?;
-            deleted.push(version);
-        }
-        Ok(deleted)
+        Ok(self.retain_with(keep, retention::ORPHAN_AGE).await?.deleted)
+    }
+
+    /// Retention with a chosen age for crash leftovers (see [`retention`]).
+    pub async fn retain_with(
+        &self,
+        keep: usize,
+        orphan_age: Duration,
+    ) -> Result<RetentionReport, RegistryError> {
+        retention::run(self, keep, orphan_age).await
     }
 }
+
+pub use retention::RetentionReport;
 
 fn not_found_as_version(error: StoreError, version: &str) -> RegistryError {
     match error {

@@ -9,10 +9,10 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
 
 use crate::config::Settings;
 use crate::model::artifact::ModelArtifact;
-use crate::registry::{ETag, PointerRead, Registry, RegistryError};
+use crate::registry::{ChampionPointer, ETag, PointerRead, Registry, RegistryError, StoreError};
 use crate::retraining::Retrained;
 use crate::telemetry::drift::DriftMonitor;
-use crate::telemetry::metrics::METRICS;
+use crate::telemetry::metrics::{DegradedReason, METRICS};
 use crate::telemetry::push::PushTrigger;
 use crate::tracking::Tracker;
 
@@ -33,13 +33,22 @@ pub struct AppState {
     training: AsyncMutex<()>,
     pub drift: DriftMonitor,
     pub push: PushTrigger,
-    /// Why the model store could not be reached at the last check, if it could not.
-    store_problem: Mutex<Option<String>>,
+    /// Why the model store could not be used at the last check, if it could not.
+    store_problem: Mutex<Option<StoreProblem>>,
+    /// Why the serving model is not the champion, if it is not.
+    champion_problem: Mutex<Option<String>>,
     /// Why no model is loaded yet (startup), if none is.
     startup_problem: Mutex<Option<String>>,
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// A store failure as health reports it.
+#[derive(Debug, Clone)]
+struct StoreProblem {
+    message: String,
+    access_denied: bool,
+}
 
 impl AppState {
     pub fn new(settings: Settings, registry: Registry) -> AppState {
@@ -52,6 +61,7 @@ impl AppState {
             drift: DriftMonitor::new(),
             push: PushTrigger::default(),
             store_problem: Mutex::new(None),
+            champion_problem: Mutex::new(None),
             startup_problem: Mutex::new(Some("the model is loading".to_string())),
         }
     }
@@ -61,8 +71,13 @@ impl AppState {
         self.serving.load_full()
     }
 
-    /// Installs a model (after a load, a promotion or a refresh).
+    /// Installs the champion (after a load, a promotion or a refresh).
     pub fn install(&self, artifact: Arc<ModelArtifact>, etag: Option<ETag>, load_seconds: f64) {
+        self.install_model(artifact, etag, load_seconds);
+        self.set_champion_problem(None);
+    }
+
+    fn install_model(&self, artifact: Arc<ModelArtifact>, etag: Option<ETag>, load_seconds: f64) {
         METRICS.record_model(&artifact.card, load_seconds);
         self.drift.reset(&artifact.card.feature_stats);
         tracing::info!(version = %artifact.card.version, "serving model");
@@ -90,14 +105,77 @@ impl AppState {
         self.training.lock().await
     }
 
+    /// Why the store could not be used at the last check, if it could not.
     pub fn store_problem(&self) -> Option<String> {
-        self.store_problem.lock().ok().and_then(|g| g.clone())
+        self.store_problem
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|p| p.message.clone()))
     }
 
+    /// Clears the store problem (the store answered).
     pub fn set_store_problem(&self, problem: Option<String>) {
         if let Ok(mut guard) = self.store_problem.lock() {
+            *guard = problem.map(|message| StoreProblem {
+                message,
+                access_denied: false,
+            });
+        }
+        self.record_degraded();
+    }
+
+    /// Records a failed store operation: counted, and shown by health. A refused credential
+    /// is a configuration error: logged as an error and counted on its own.
+    pub fn note_store_error(&self, operation: &str, error: &StoreError) {
+        METRICS.store_errors.with_label_values(&[operation]).inc();
+        let access_denied = error.is_configuration();
+        if access_denied {
+            METRICS.store_auth_failures.inc();
+            tracing::error!(%error, operation, "the model store refused our credentials");
+        }
+        if let Ok(mut guard) = self.store_problem.lock() {
+            *guard = Some(StoreProblem {
+                message: error.to_string(),
+                access_denied,
+            });
+        }
+        self.record_degraded();
+    }
+
+    /// Why the serving model is not the champion, if it is not.
+    pub fn champion_problem(&self) -> Option<String> {
+        self.champion_problem.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn set_champion_problem(&self, problem: Option<String>) {
+        if let Ok(mut guard) = self.champion_problem.lock() {
             *guard = problem;
         }
+        self.record_degraded();
+    }
+
+    /// Everything that makes this instance degraded, in words (`None` when nothing does).
+    pub fn degraded(&self) -> Option<String> {
+        let problems: Vec<String> = [self.champion_problem(), self.store_problem()]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+
+    fn record_degraded(&self) {
+        let mut active = Vec::new();
+        if self.champion_problem().is_some() {
+            active.push(DegradedReason::ChampionUnservable);
+        }
+        if let Some(problem) = self.store_problem.lock().ok().and_then(|g| g.clone()) {
+            active.push(if problem.access_denied {
+                DegradedReason::StoreAccessDenied
+            } else {
+                DegradedReason::StoreUnavailable
+            });
+        }
+        METRICS.record_degraded(&active);
     }
 
     pub fn startup_problem(&self) -> Option<String> {
@@ -111,58 +189,110 @@ impl AppState {
     }
 
     /// Checks the champion pointer and swaps in a new champion if it moved. Costs one small
-    /// conditional read when nothing changed. Store failures keep the current model.
+    /// conditional read when nothing changed. Store failures keep the current model. A
+    /// champion that cannot serve is replaced by the best version that can (its `previous`
+    /// first), and the instance reports itself degraded until the pointer moves again.
     pub async fn refresh(&self) -> Result<(), RegistryError> {
         let current = self.model();
         let known = current.as_ref().and_then(|m| m.etag.clone());
-        let read = self.registry.store_read_champion(known.as_ref()).await;
-        let pointer = match read {
+        let pointer = match self.registry.store_read_champion(known.as_ref()).await {
             Ok(PointerRead::Current(pointer)) => pointer,
             Ok(PointerRead::Unchanged) | Ok(PointerRead::Absent) => {
                 self.set_store_problem(None);
                 return Ok(());
             }
             Err(error) => {
-                METRICS
-                    .store_errors
-                    .with_label_values(&["read_champion"])
-                    .inc();
-                self.set_store_problem(Some(error.to_string()));
+                self.note_store_error("read_champion", &error);
                 return Err(error.into());
             }
         };
         self.set_store_problem(None);
-        if current
-            .as_ref()
-            .is_some_and(|m| m.artifact.card.version == pointer.champion.version)
-        {
-            // Same model, new tag (e.g. our own promotion): remember the tag only.
-            if let Some(model) = current {
-                self.serving.store(Some(Arc::new(ServingModel {
-                    artifact: model.artifact.clone(),
-                    etag: Some(pointer.etag),
-                })));
+        if let Some(model) = current.as_ref() {
+            if model.artifact.card.version == pointer.champion.version {
+                // Same model, new tag (e.g. our own promotion): remember the tag only.
+                self.keep_serving(model, pointer.etag);
+                self.set_champion_problem(None);
+                return Ok(());
             }
-            return Ok(());
         }
         let started = Instant::now();
-        match self.registry.load(&pointer.champion.version).await {
+        let problem = match self.registry.load_servable(&pointer.champion.version).await {
             Ok(artifact) => {
                 self.install(
                     Arc::new(artifact),
                     Some(pointer.etag),
                     started.elapsed().as_secs_f64(),
                 );
+                return Ok(());
+            }
+            Err(error) if error.is_access_problem() => {
+                if let Some(store_error) = error.store_error() {
+                    self.note_store_error("load_model", store_error);
+                }
+                return Err(error);
+            }
+            Err(error) => error,
+        };
+        METRICS
+            .store_errors
+            .with_label_values(&["load_model"])
+            .inc();
+        self.serve_fallback(current, pointer, problem).await
+    }
+
+    /// The champion cannot serve: keep serving its `previous` if that is what is loaded,
+    /// else load the best version that can serve.
+    async fn serve_fallback(
+        &self,
+        current: Option<Arc<ServingModel>>,
+        pointer: ChampionPointer,
+        problem: RegistryError,
+    ) -> Result<(), RegistryError> {
+        let champion = &pointer.champion.version;
+        if let Some(model) = current.as_ref() {
+            let version = &model.artifact.card.version;
+            if pointer.champion.previous.as_ref() == Some(version) {
+                let reason = format!(
+                    "the champion `{champion}` cannot serve ({problem}); serving `{version}` instead"
+                );
+                tracing::error!(%reason, "champion refused");
+                self.keep_serving(model, pointer.etag);
+                self.set_champion_problem(Some(reason));
+                return Ok(());
+            }
+        }
+        let started = Instant::now();
+        match self.registry.fallback(&pointer.champion, problem).await {
+            Ok(servable) => {
+                let reason = servable.fallback_reason.unwrap_or_default();
+                tracing::error!(%reason, "champion refused");
+                self.install_model(
+                    Arc::new(servable.artifact),
+                    Some(pointer.etag),
+                    started.elapsed().as_secs_f64(),
+                );
+                self.set_champion_problem(Some(reason));
                 Ok(())
             }
             Err(error) => {
-                METRICS
-                    .store_errors
-                    .with_label_values(&["load_model"])
-                    .inc();
-                tracing::error!(%error, version = %pointer.champion.version, "new champion refused; keeping the current model");
+                if let Some(store_error) = error.store_error() {
+                    self.note_store_error("load_model", store_error);
+                }
+                tracing::error!(%error, %champion, "no stored version can serve; keeping the current model");
+                if current.is_some() {
+                    self.set_champion_problem(Some(format!(
+                        "the champion `{champion}` cannot serve and no other stored version can: {error}"
+                    )));
+                }
                 Err(error)
             }
         }
+    }
+
+    fn keep_serving(&self, model: &ServingModel, etag: ETag) {
+        self.serving.store(Some(Arc::new(ServingModel {
+            artifact: model.artifact.clone(),
+            etag: Some(etag),
+        })));
     }
 }

@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
     register_gauge, register_gauge_vec, register_histogram, register_histogram_vec,
-    register_int_counter, register_int_counter_vec, register_int_gauge, Encoder, Gauge, GaugeVec,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, TextEncoder,
 };
 
 use crate::model::artifact::ModelCard;
@@ -40,6 +41,8 @@ pub struct Metrics {
     pub last_success: Gauge,
     pub push_failures: IntCounter,
     pub store_errors: IntCounterVec,
+    pub serving_degraded: IntGaugeVec,
+    pub store_auth_failures: IntCounter,
 }
 
 /// Registration can only fail on a duplicate name, which is a programming error caught by
@@ -181,6 +184,18 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["operation"]
         )
         .expect("register"),
+        serving_degraded: register_int_gauge_vec!(
+            "sommelier_serving_degraded",
+            "1 while this instance is degraded, by reason: champion_unservable (serving another \
+             version), store_access_denied (credentials refused), store_unavailable.",
+            &["reason"]
+        )
+        .expect("register"),
+        store_auth_failures: register_int_counter!(
+            "sommelier_store_auth_failures_total",
+            "Model store requests refused with 401/403 (a configuration error)."
+        )
+        .expect("register"),
     }
 });
 
@@ -204,6 +219,33 @@ impl TrainingOutcome {
     }
 }
 
+/// Why an instance reports itself degraded (the `reason` label of `sommelier_serving_degraded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DegradedReason {
+    /// The champion cannot serve; another version is served.
+    ChampionUnservable,
+    /// The store refused the credentials (401/403).
+    StoreAccessDenied,
+    /// The store cannot be reached.
+    StoreUnavailable,
+}
+
+impl DegradedReason {
+    pub const ALL: [DegradedReason; 3] = [
+        DegradedReason::ChampionUnservable,
+        DegradedReason::StoreAccessDenied,
+        DegradedReason::StoreUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DegradedReason::ChampionUnservable => "champion_unservable",
+            DegradedReason::StoreAccessDenied => "store_access_denied",
+            DegradedReason::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
 pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,6 +262,8 @@ impl Metrics {
         for feature in crate::model::features::FEATURE_NAMES {
             self.out_of_range.with_label_values(&[feature]).inc_by(0);
         }
+        self.record_degraded(&[]);
+        self.store_auth_failures.inc_by(0);
         for trigger in [
             Trigger::Cli,
             Trigger::Http,
@@ -237,6 +281,15 @@ impl Metrics {
                     .with_label_values(&[trigger.as_str(), outcome.as_str()])
                     .inc_by(0);
             }
+        }
+    }
+
+    /// Sets the degraded gauge of every reason: 1 for those in `active`, 0 for the others.
+    pub fn record_degraded(&self, active: &[DegradedReason]) {
+        for reason in DegradedReason::ALL {
+            self.serving_degraded
+                .with_label_values(&[reason.as_str()])
+                .set(i64::from(active.contains(&reason)));
         }
     }
 

@@ -49,14 +49,14 @@ COUNTERS = {
     "sommelier_feature_out_of_range_total", "sommelier_feature_values_observed_total",
     "sommelier_cold_starts_total", "sommelier_training_runs_total",
     "sommelier_pushgateway_push_failures_total", "sommelier_mlflow_failures_total",
-    "sommelier_store_errors_total",
+    "sommelier_store_errors_total", "sommelier_store_auth_failures_total",
 }
 GAUGES = {
     "sommelier_http_requests_in_flight", "sommelier_feature_drift_psi", "sommelier_model_info",
     "sommelier_model_load_duration_seconds", "sommelier_model_created_timestamp_seconds",
     "sommelier_process_start_time_seconds", "sommelier_training_rows", "sommelier_model_rmse",
     "sommelier_model_mae", "sommelier_model_r2",
-    "sommelier_last_successful_training_timestamp_seconds",
+    "sommelier_last_successful_training_timestamp_seconds", "sommelier_serving_degraded",
 }
 HISTOGRAMS = {
     "sommelier_http_request_duration_seconds", "sommelier_prediction_batch_size",

@@ -17,8 +17,10 @@
 mod auth;
 mod shared_key;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::error::ErrorKind;
 use azure_core::http::{Etag, RequestContent, StatusCode, Url};
@@ -29,6 +31,7 @@ use futures::StreamExt;
 use thiserror::Error;
 
 use super::check_version_name;
+use super::faults;
 use super::{Champion, ChampionPointer, ETag, ModelStore, PointerRead, StoreError};
 use crate::config::Settings;
 
@@ -479,6 +482,7 @@ impl ModelStore for BlobStore {
                 "application/octet-stream",
             )
             .await?;
+        faults::reached(faults::AFTER_MODEL);
         match self
             .container
             .write(
@@ -489,7 +493,10 @@ impl ModelStore for BlobStore {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                faults::reached(faults::AFTER_CARD);
+                Ok(())
+            }
             Err(StoreError::Conflict) => Err(StoreError::AlreadyExists(version.to_string())),
             Err(other) => Err(other),
         }
@@ -546,6 +553,57 @@ impl ModelStore for BlobStore {
         }
     }
 
+    async fn delete_card(&self, version: &str) -> Result<(), StoreError> {
+        check_version_name(version)?;
+        let card = format!("{version}/{CARD_FILE}");
+        if self.container.delete(&card).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(card))
+        }
+    }
+
+    async fn restore_card(&self, version: &str, card_json: Vec<u8>) -> Result<(), StoreError> {
+        check_version_name(version)?;
+        match self
+            .container
+            .write(
+                &format!("{version}/{CARD_FILE}"),
+                card_json,
+                WriteCondition::CreateOnly,
+                "application/json",
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict) => Err(StoreError::AlreadyExists(version.to_string())),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn sweep_incomplete(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
+        let entries = self.container.list().await?;
+        let with_card: HashSet<&str> = entries
+            .iter()
+            .filter_map(|e| e.name.strip_suffix(&format!("/{CARD_FILE}")))
+            .collect();
+        let cutoff = OffsetDateTime::now_utc() - older_than;
+        let mut swept = Vec::new();
+        for entry in &entries {
+            let Some(version) = entry.name.strip_suffix(&format!("/{MODEL_FILE}")) else {
+                continue;
+            };
+            let old_enough = entry.last_modified.is_some_and(|t| t <= cutoff);
+            if with_card.contains(version) || !old_enough {
+                continue;
+            }
+            if self.container.delete(&entry.name).await? {
+                swept.push(entry.name.clone());
+            }
+        }
+        Ok(swept)
+    }
+
     async fn read_champion(&self, known: Option<&ETag>) -> Result<PointerRead, StoreError> {
         let read = self
             .container
@@ -588,6 +646,7 @@ impl ModelStore for BlobStore {
             Some(tag) => WriteCondition::IfMatch(tag.0.clone()),
             None => WriteCondition::CreateOnly,
         };
+        faults::reached(faults::POINTER_WRITE);
         let etag = self
             .container
             .write(POINTER_BLOB, bytes, condition, "application/json")
@@ -636,7 +695,7 @@ fn store_error(what: &str, error: azure_core::Error) -> StoreError {
     match error.kind() {
         ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {
             404 => StoreError::NotFound(what.to_string()),
-            401 | 403 => StoreError::Other(format!(
+            401 | 403 => StoreError::Unauthorized(format!(
                 "access to {what} was refused ({detail}): check the storage credentials \
                  (the connection string's key, or the identity's role on the container)"
             )),
