@@ -2,6 +2,7 @@
 //! the envelope routes of the non-HTTP functions. Handlers are thin: parsing at the edge,
 //! work in `model`/`retraining`, errors answered in `error`.
 
+pub mod body;
 pub mod error;
 pub mod form;
 pub mod health;
