@@ -137,10 +137,28 @@ fn header(
         };
         columns.push(column);
     }
-    if let Some(missing) = given.iter().position(|g| !g) {
-        return Err(BodyError::Input(InputError::Missing {
-            field: FEATURE_NAMES[missing],
-        }));
+    let missing: Vec<&str> = FEATURE_NAMES
+        .iter()
+        .zip(given)
+        .filter(|(_, given)| !given)
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        let found: Vec<String> = record
+            .iter()
+            .take(20)
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect();
+        return Err(BodyError::Shape(format!(
+            "missing required column(s) `{}`; found: `{}`{}",
+            missing.join("`, `"),
+            found.join("`, `"),
+            if record.len() > found.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        )));
     }
     Ok(columns)
 }

@@ -31,11 +31,11 @@ pub fn parse_predict(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, Bo
 type JsonDe<'b> = serde_json::Deserializer<serde_json::de::SliceRead<'b>>;
 
 fn predict_body(ctx: Shared<'_, '_>, de: &mut JsonDe<'_>) -> Result<(), serde_json::Error> {
-    de.deserialize_map(PredictBody { ctx })
+    de.deserialize_any(PredictBody { ctx })
 }
 
 fn invocation_body(ctx: Shared<'_, '_>, de: &mut JsonDe<'_>) -> Result<(), serde_json::Error> {
-    de.deserialize_map(InvocationsBody { ctx })
+    de.deserialize_any(InvocationsBody { ctx })
 }
 
 /// Parses a `/api/invocations` JSON body.
@@ -155,6 +155,44 @@ fn json_error(error: serde_json::Error) -> BodyError {
             message: error.to_string(),
         },
     }
+}
+
+/// Visitor methods that refuse the JSON types a position cannot hold, with a typed message
+/// (`$message` receives what was found).
+macro_rules! refuse {
+    ($message:expr; $($kind:ident),*) => {
+        $(refuse!(@one $kind, $message);)*
+    };
+    (@one scalars, $message:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "a boolean"))))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "a number"))))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "a number"))))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "a number"))))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "a string"))))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "null"))))
+        }
+    };
+    (@one seq, $message:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "an array"))))
+        }
+    };
+    (@one map, $message:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(Ctx::fail(self.ctx, BodyError::Shape($message(&self, "an object"))))
+        }
+    };
 }
 
 /// A field name, classified once.
@@ -295,6 +333,7 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object with the 11 feature fields or {\"instances\": [...]}")
     }
+    refuse!(|_: &Self, found| format!("expected a JSON object with the 11 feature fields or {{\"instances\": [...]}}, got {found}"); scalars, seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ctx = self.ctx;
         let mut single = RowBuilder::default();
@@ -381,6 +420,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "`{}` to be an array of rows", self.field)
     }
+    refuse!(|this: &Self, found| format!("`{}` must be an array of rows, got {found}", this.field); scalars, map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
         loop {
@@ -527,6 +567,7 @@ impl<'de> Visitor<'de> for InvocationsBody<'_, '_> {
             INVOCATION_FIELDS.join(", ")
         )
     }
+    refuse!(|_: &Self, found| format!("the input must be a JSON object with exactly one of {}; got {found}", INVOCATION_FIELDS.join(", ")); scalars, seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ctx = self.ctx;
         let mut found = false;
@@ -583,6 +624,7 @@ impl<'de> Visitor<'de> for InputsSeed<'_, '_> {
             self.field
         )
     }
+    refuse!(|this: &Self, found| format!("`{}` must be an array of rows or an object of columns, got {found}", this.field); scalars);
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         RowsSeed {
             ctx: self.ctx,
@@ -749,7 +791,7 @@ struct SplitSeed<'c, 'l> {
 impl<'de> DeserializeSeed<'de> for SplitSeed<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_map(self)
+        de.deserialize_any(self)
     }
 }
 
@@ -762,6 +804,7 @@ impl<'de> Visitor<'de> for SplitSeed<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("`dataframe_split` to be an object with `columns` and `data`")
     }
+    refuse!(|_: &Self, found| format!("`dataframe_split` must be an object with `columns` and `data`, got {found}"); scalars, seq);
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ctx = self.ctx;
         let preset = ctx.borrow().split_columns.is_some();
@@ -821,7 +864,7 @@ struct ColumnNamesSeed<'c, 'l> {
 impl<'de> DeserializeSeed<'de> for ColumnNamesSeed<'_, '_> {
     type Value = Vec<Option<usize>>;
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        de.deserialize_seq(self)
+        de.deserialize_any(self)
     }
 }
 
@@ -830,6 +873,7 @@ impl<'de> Visitor<'de> for ColumnNamesSeed<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("`columns` to be an array of names")
     }
+    refuse!(|_: &Self, found| format!("`dataframe_split.columns` must be an array of names, got {found}"); scalars, map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let limit = ctx.borrow().limits.max_columns;
@@ -883,7 +927,7 @@ struct SplitRowsSeed<'c, 'l> {
 impl<'de> DeserializeSeed<'de> for SplitRowsSeed<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_seq(self)
+        de.deserialize_any(self)
     }
 }
 
@@ -892,6 +936,7 @@ impl<'de> Visitor<'de> for SplitRowsSeed<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("`dataframe_split.data` to be an array of rows")
     }
+    refuse!(|_: &Self, found| format!("`dataframe_split.data` must be an array of rows, got {found}"); scalars, map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let ctx = self.ctx;
         let columns = ctx.borrow().split_columns.clone();
@@ -924,7 +969,7 @@ struct SplitRowSeed<'c, 'l, 'k> {
 impl<'de> DeserializeSeed<'de> for SplitRowSeed<'_, '_, '_> {
     type Value = FeatureRow;
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<FeatureRow, D::Error> {
-        de.deserialize_seq(self)
+        de.deserialize_any(self)
     }
 }
 
@@ -937,6 +982,7 @@ impl<'de> Visitor<'de> for SplitRowSeed<'_, '_, '_> {
             self.row
         )
     }
+    refuse!(|this: &Self, found| format!("row {} of `dataframe_split.data` must be an array, got {found}", this.row); scalars, map);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FeatureRow, A::Error> {
         let ctx = self.ctx;
         let mut row = RowBuilder::default();
@@ -1002,7 +1048,7 @@ struct ColumnsFirst<'c, 'l> {
 impl<'de> DeserializeSeed<'de> for ColumnsFirst<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_map(self)
+        de.deserialize_any(self)
     }
 }
 
