@@ -338,7 +338,7 @@ async fn train_models_promote_health_and_metrics() {
 
     // Two trainings at once: one runs, the other is told to wait.
     let a = http.post(server.url("/api/train")).send();
-    let b = http.get(server.url("/api/train")).send();
+    let b = http.post(server.url("/api/train")).send();
     let (a, b) = tokio::join!(a, b);
     let mut statuses = vec![
         a.expect("a").status().as_u16(),
@@ -374,6 +374,26 @@ async fn train_models_promote_health_and_metrics() {
     let versions = models["versions"].as_array().expect("versions");
     assert!(versions.len() >= 3, "{models}");
     let elastic = trained["version"].as_str().expect("version");
+
+    // GET reports the last training and changes nothing.
+    let status: Value = common::get_json(&server, "/api/train").await;
+    assert_eq!(status["running"], false, "{status}");
+    assert_eq!(status["last_trigger"], "http", "{status}");
+    assert_eq!(status["last"]["version"], elastic, "{status}");
+    let again: Value = common::get_json(&server, "/api/models").await;
+    assert_eq!(again["versions"], models["versions"]);
+
+    // Locally, state changes come only from this machine's own pages.
+    let forbidden = [("Host", "evil.example"), ("Origin", "http://evil.example")];
+    for (header, value) in forbidden {
+        let response = http
+            .post(server.url(&format!("/api/models/{elastic}/promote")))
+            .header(header, value)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 403, "{header}: {value}");
+    }
     // Roll forward to the elastic net, then back to the first model: served at once.
     for target in [elastic, first.as_str()] {
         let (status, answer) = post_raw(
@@ -438,7 +458,7 @@ async fn the_openapi_document_matches_real_requests() {
     for (path, methods) in [
         ("/api/predict", vec!["get", "post"]),
         ("/api/invocations", vec!["post"]),
-        ("/api/train", vec!["post"]),
+        ("/api/train", vec!["get", "post"]),
         ("/api/models", vec!["get"]),
         ("/api/models/{version}/promote", vec!["post"]),
         ("/api/health", vec!["get"]),

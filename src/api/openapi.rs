@@ -14,6 +14,7 @@ use utoipa::OpenApi;
         super::predict::predict,
         super::invocations::invocations,
         super::train::train,
+        super::train::status,
         super::models::list,
         super::models::promote,
         super::health::health,
