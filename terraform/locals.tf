@@ -66,6 +66,13 @@ locals {
     "SOMMELIER_KEEP_VERSIONS"         = tostring(var.keep_versions)
     "SOMMELIER_MAX_BATCH_ROWS"        = tostring(var.max_batch_rows)
 
+    # Serving limits: the defaults fit a 2,048 MB instance (README, HTTP API).
+    "SOMMELIER_MAX_BUFFERED_BYTES"      = "134217728"
+    "SOMMELIER_MAX_LARGE_REQUESTS"      = "4"
+    "SOMMELIER_HEADER_TIMEOUT_SECONDS"  = "10"
+    "SOMMELIER_REQUEST_TIMEOUT_SECONDS" = "30"
+    "SOMMELIER_SHUTDOWN_SECONDS"        = "5"
+
     "SOMMELIER_PUSHGATEWAY_URL"       = local.pushgateway_url
     "SOMMELIER_PUSHGATEWAY_USERNAME"  = var.pushgateway_username
     "SOMMELIER_PUSHGATEWAY_PASSWORD"  = local.pushgateway_password_reference

@@ -287,7 +287,12 @@ async fn the_handler_honours_the_functions_host_contract() {
             "{name} must be exactly httpTrigger + http to be proxied"
         );
         let route = info.route.clone().unwrap_or_else(|| name.clone());
-        let base = format!("/api/{}", route.replace("/{*rest}", ""));
+        let base = format!(
+            "/api/{}",
+            route
+                .replace("/{*rest}", "")
+                .replace("{version}", &champion)
+        );
         for method in &info.methods {
             // The models function's POST is the promotion route under its catch-all.
             let path = if name == "models" && method == "POST" {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::dataset::DatasetError;
-use crate::model::input::InputError;
+use crate::model::input::{BodyError, InputError};
 use crate::registry::{RegistryError, StoreError};
 use crate::retraining::RetrainError;
 
@@ -23,6 +23,8 @@ pub enum ApiError {
     RowInput { row: usize, source: InputError },
     #[error(transparent)]
     Data(#[from] DatasetError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("request body is empty")]
     EmptyBody,
     #[error("malformed JSON: {0}")]
@@ -46,6 +48,15 @@ pub enum ApiError {
     NotFound(String),
     #[error("the model store is unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("the model cannot score these inputs: {0}")]
+    Unscorable(String),
+    /// The server's buffered-bytes budget (or its share of large requests) is in use.
+    #[error("the server is busy with other large requests; retry in {retry_after_seconds} s")]
+    Busy { retry_after_seconds: u64 },
+    #[error("the request took longer than {seconds} s to arrive and be answered")]
+    Timeout { seconds: u64 },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,6 +79,15 @@ impl ApiError {
             | ApiError::Data(_)
             | ApiError::EmptyBody
             | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(BodyError::TooMany { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(error) => match error.input_error() {
+                Some(input) if input.is_out_of_range() => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            ApiError::Unscorable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -84,6 +104,7 @@ impl ApiError {
             ApiError::Input(e) | ApiError::RowInput { source: e, .. } => {
                 e.field().map(str::to_string)
             }
+            ApiError::Body(e) => e.input_error().and_then(|e| e.field()).map(str::to_string),
             ApiError::Data(DatasetError::BadValue { column, .. }) => Some(column.clone()),
             ApiError::Data(DatasetError::BadQuality { .. }) => Some("quality".to_string()),
             _ => None,
@@ -146,7 +167,31 @@ impl IntoResponse for ApiError {
         } else if status.is_server_error() {
             tracing::debug!(error = %self, "request refused for now");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        self.add_headers(&mut response);
+        response
+    }
+}
+
+impl ApiError {
+    /// `Retry-After` on a busy answer, and a closed connection after a timeout.
+    fn add_headers(&self, response: &mut Response) {
+        use axum::http::header::{HeaderValue, CONNECTION, RETRY_AFTER};
+        match self {
+            ApiError::Busy {
+                retry_after_seconds,
+            } => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            ApiError::Timeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -167,7 +212,9 @@ impl IntoResponse for MlflowError {
         let code = match status {
             StatusCode::BAD_REQUEST
             | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            | StatusCode::PAYLOAD_TOO_LARGE => "BAD_REQUEST",
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::REQUEST_TIMEOUT => "BAD_REQUEST",
             StatusCode::SERVICE_UNAVAILABLE => "TEMPORARILY_UNAVAILABLE",
             _ => "INTERNAL_ERROR",
         };
@@ -175,6 +222,8 @@ impl IntoResponse for MlflowError {
         let json = serde_json::json!({
             "error_code": code, "message": body.error, "error": body.error, "field": body.field,
         });
-        (status, Json(json)).into_response()
+        let mut response = (status, Json(json)).into_response();
+        self.0.add_headers(&mut response);
+        response
     }
 }

@@ -2,10 +2,12 @@
 //! the envelope routes of the non-HTTP functions. Handlers are thin: parsing at the edge,
 //! work in `model`/`retraining`, errors answered in `error`.
 
+pub mod body;
 pub mod error;
 pub mod form;
 pub mod health;
 pub mod invocations;
+pub mod local_only;
 pub mod models;
 pub mod openapi;
 pub mod predict;
@@ -19,13 +21,14 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use tracing::Instrument;
 
 use crate::functions;
+use crate::server::limits::{self, BodyBudget};
 use crate::server::state::SharedState;
-use crate::telemetry::metrics::METRICS;
+use crate::telemetry::metrics::{InFlight, METRICS};
 
 /// Body limit of prediction routes.
 pub const PREDICT_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -35,12 +38,35 @@ pub const UPLOAD_BODY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// The whole router.
 pub fn router(state: SharedState) -> Router {
+    let budget = BodyBudget::new(state.settings.serving, PREDICT_BODY_LIMIT);
+    // Prediction bodies are admitted against the memory budget and read within the deadline.
+    let admitted = |route: MethodRouter<SharedState>| {
+        route.route_layer(middleware::from_fn_with_state(
+            budget.clone(),
+            limits::admit,
+        ))
+    };
+    let local_only = |route: MethodRouter<SharedState>| {
+        route.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            local_only::same_machine,
+        ))
+    };
     let api = Router::new()
-        .route("/api/predict", get(form::form_page).post(predict::predict))
-        .route("/api/invocations", post(invocations::invocations))
-        .route("/api/train", get(train::train).post(train::train))
+        .route(
+            "/api/predict",
+            get(form::form_page).merge(admitted(post(predict::predict))),
+        )
+        .route("/api/invocations", admitted(post(invocations::invocations)))
+        .route(
+            "/api/train",
+            get(train::status).merge(local_only(post(train::train))),
+        )
         .route("/api/models", get(models::list))
-        .route("/api/models/{version}/promote", post(models::promote))
+        .route(
+            "/api/models/{version}/promote",
+            local_only(post(models::promote)),
+        )
         .route("/api/health", get(health::health))
         .route("/api/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
@@ -131,10 +157,10 @@ async fn observe(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let span = tracing::info_span!("request", function, invocation_id = %invocation_id);
-    METRICS.http_in_flight.inc();
+    let in_flight = InFlight::start();
     let started = Instant::now();
     let response = next.run(request).instrument(span).await;
-    METRICS.http_in_flight.dec();
+    drop(in_flight);
     METRICS
         .http_duration
         .with_label_values(&[function])

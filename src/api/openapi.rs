@@ -1,7 +1,16 @@
-//! `GET /api/openapi.json`: the OpenAPI 3 document, generated from the handlers' types.
+//! `GET /api/openapi.json`: the OpenAPI 3 document. Paths and answer types are generated from
+//! the handlers; the request bodies and the statuses that the parsers, the memory budget and
+//! the deadlines decide are then stated exactly here, from the same constants the server
+//! uses (feature bounds, the batch limit), so that every body the document calls valid is
+//! accepted and every body it calls invalid is refused.
 
+use axum::extract::State;
 use axum::Json;
+use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
+
+use crate::model::features::{FEATURE_BOUNDS, FEATURE_NAMES};
+use crate::server::state::SharedState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +23,7 @@ use utoipa::OpenApi;
         super::predict::predict,
         super::invocations::invocations,
         super::train::train,
+        super::train::status,
         super::models::list,
         super::models::promote,
         super::health::health,
@@ -23,6 +33,234 @@ use utoipa::OpenApi;
 pub struct ApiDoc;
 
 /// Serves the document.
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn document(State(state): State<SharedState>) -> Json<Value> {
+    Json(exact_document(state.settings.max_batch_rows))
+}
+
+/// The generated document with the request bodies and statuses stated exactly.
+pub fn exact_document(max_rows: usize) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["WineFeatures"] = wine_features();
+    schemas["BatchRequest"] = json!({
+        "type": "object",
+        "description": "A batch of wines; other top-level fields are ignored.",
+        "required": ["instances"],
+        "properties": {"instances": rows_of(json!({"$ref": "#/components/schemas/WineFeatures"}), max_rows)},
+    });
+    schemas["MlflowError"] = json!({
+        "type": "object",
+        "description": "MLflow's scoring-server error shape, plus this API's `error` and `field`.",
+        "required": ["error_code", "message", "error"],
+        "properties": {
+            "error_code": {"type": "string", "enum": ["BAD_REQUEST", "TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR"]},
+            "message": {"type": "string"},
+            "error": {"type": "string"},
+            "field": {"type": ["string", "null"]},
+        },
+    });
+    let predict = &mut doc["paths"]["/api/predict"]["post"];
+    predict["requestBody"] = json!({
+        "required": true,
+        "description": "One wine as a JSON object or form fields, or a batch as {\"instances\": [...]}. Field names match after normalising case, spaces and underscores; other fields are ignored and listed in `ignored_fields`.",
+        "content": {
+            "application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/WineFeatures"},
+                {"$ref": "#/components/schemas/BatchRequest"},
+            ]}},
+            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/WineFeatures"}},
+        },
+    });
+    predict["responses"] = prediction_responses(
+        json!({"oneOf": [
+            {"$ref": "#/components/schemas/PredictionResponse"},
+            {"$ref": "#/components/schemas/BatchPredictionResponse"},
+        ]}),
+        "#/components/schemas/ErrorBody",
+    );
+    // A browser posting the form without JavaScript gets the page back instead.
+    predict["responses"]["200"]["content"]["text/html"] = json!({"schema": {"type": "string"}});
+    let invocations = &mut doc["paths"]["/api/invocations"]["post"];
+    invocations["requestBody"] = json!({
+        "required": true,
+        "description": "MLflow's scoring input: JSON with exactly one of dataframe_split, dataframe_records, instances, inputs (other fields such as params are ignored), or text/csv with a header row naming the features.",
+        "content": {
+            "application/json": {"schema": invocation_input(max_rows)},
+            "text/csv": {"schema": csv_body()},
+        },
+    });
+    invocations["responses"] = prediction_responses(
+        json!({"$ref": "#/components/schemas/InvocationsResponse"}),
+        "#/components/schemas/MlflowError",
+    );
+    if let Some(parameters) = doc["paths"]["/api/train"]["post"]["parameters"].as_array_mut() {
+        for parameter in parameters {
+            parameter["in"] = json!("query");
+            parameter["required"] = json!(false);
+            if parameter["name"] == "algorithm" {
+                parameter["schema"] = json!({"type": "string", "enum": ["extra-trees", "random-forest", "elastic-net"]});
+            }
+        }
+    }
+    doc
+}
+
+/// A feature value: a number within its physical bounds (a numeric string is accepted too,
+/// as forms send them; the document names the plain decimals).
+fn feature_value(index: usize) -> Value {
+    let (min, max) = FEATURE_BOUNDS[index];
+    json!({"oneOf": [
+        {"type": "number", "minimum": min, "maximum": max},
+        {"type": "string", "pattern": decimal_pattern(min, max)},
+    ]})
+}
+
+/// Plain decimals inside `[min, max]`: whole parts below the bound's power of ten.
+fn decimal_pattern(min: f64, max: f64) -> String {
+    if min > 0.0 {
+        // Density, 0.5 to 2: 0.5… to 1.9….
+        return r"^(0\.[5-9][0-9]{0,5}|1(\.[0-9]{1,6})?)$".to_string();
+    }
+    let whole = match max {
+        m if m >= 1_000_000.0 => "[0-9]{1,6}",
+        m if m >= 1000.0 => "[0-9]{1,3}",
+        m if m >= 100.0 => "[0-9]{1,2}",
+        _ => "([0-9]|1[0-3])",
+    };
+    format!(r"^{whole}(\.[0-9]{{1,6}})?$")
+}
+
+/// The 11 features; other names are allowed and ignored, except alternative spellings of a
+/// feature (a duplicate) and `instances` (a batch).
+fn wine_features() -> Value {
+    let mut properties = Map::new();
+    for (index, name) in FEATURE_NAMES.iter().enumerate() {
+        properties.insert(name.to_string(), feature_value(index));
+    }
+    json!({
+        "type": "object",
+        "description": "One wine's measurements, within their physical bounds. Any other field is ignored and reported in `ignored_fields`.",
+        "required": FEATURE_NAMES,
+        "properties": properties,
+        "propertyNames": {"anyOf": [
+            {"enum": FEATURE_NAMES},
+            {"not": {"pattern": reserved_names()}},
+        ]},
+    })
+}
+
+/// Names a client may not use for an ignored field: other spellings of a feature (compared
+/// as the server compares them: case, surrounding quotes and spaces, runs of separators) and
+/// `instances`. Written without inline flags, as JSON Schema patterns are ECMA-262.
+fn reserved_names() -> String {
+    let spellings: Vec<String> = FEATURE_NAMES
+        .iter()
+        .map(|name| {
+            name.split('_')
+                .map(|word| {
+                    word.chars()
+                        .map(|c| format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase()))
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+                .join("[ \\t_-]+")
+        })
+        .collect();
+    format!(
+        "^[\\s\"_-]*({})[\\s\"_-]*$|^instances$",
+        spellings.join("|")
+    )
+}
+
+/// An array of rows: at least one, at most the batch limit.
+fn rows_of(item: Value, max_rows: usize) -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": max_rows, "items": item})
+}
+
+/// The four MLflow input shapes, exactly one per body.
+fn invocation_input(max_rows: usize) -> Value {
+    let wine = json!({"$ref": "#/components/schemas/WineFeatures"});
+    // A row as 11 numbers in feature order, each within its feature's bounds.
+    let positions: Vec<Value> = FEATURE_BOUNDS
+        .iter()
+        .map(|(min, max)| json!({"type": "number", "minimum": min, "maximum": max}))
+        .collect();
+    let array_row = json!({"type": "array", "minItems": 11, "maxItems": 11,
+        "prefixItems": positions, "items": false});
+    let only = |field: &str, value: Value| {
+        let others: Vec<&str> = [
+            "dataframe_split",
+            "dataframe_records",
+            "instances",
+            "inputs",
+        ]
+        .into_iter()
+        .filter(|f| *f != field)
+        .collect();
+        json!({
+            "type": "object",
+            "required": [field],
+            "properties": {field: value},
+            "not": {"anyOf": others.iter().map(|f| json!({"required": [f]})).collect::<Vec<_>>()},
+        })
+    };
+    json!({"oneOf": [
+        only("dataframe_split", json!({
+            "type": "object",
+            "description": "pandas' split orient: rows of 11 values in feature order.",
+            "required": ["data"],
+            "properties": {
+                "columns": {"type": "array", "items": {"enum": FEATURE_NAMES}, "const": FEATURE_NAMES},
+                "data": rows_of(array_row.clone(), max_rows),
+            },
+        })),
+        only("dataframe_records", rows_of(json!({"oneOf": [wine.clone(), array_row.clone()]}), max_rows)),
+        only("instances", rows_of(json!({"oneOf": [wine.clone(), array_row.clone()]}), max_rows)),
+        only("inputs", rows_of(json!({"oneOf": [wine, array_row]}), max_rows)),
+    ]})
+}
+
+/// A CSV body: the header in feature order, then rows of values inside every bound.
+fn csv_body() -> Value {
+    let value = r"1(\.[0-9]{1,3})?";
+    let row = vec![value; FEATURE_NAMES.len()].join(",");
+    json!({
+        "type": "string",
+        "description": "A header row naming the 11 features (any order, `,` or `;` separated, other columns ignored), then one wine per line.",
+        "pattern": format!(r"^{}(\r?\n{row})+\r?\n?$", FEATURE_NAMES.join(",")),
+    })
+}
+
+/// The answers of a prediction route: `ok` for 200, errors in `error_schema`.
+fn prediction_responses(ok: Value, error_schema: &str) -> Value {
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": error_schema}}}});
+    json!({
+        "200": {"description": "Predictions, in request order", "content": {"application/json": {"schema": ok}}},
+        "400": error("Malformed or invalid input; the body names the field when there is one"),
+        "408": error("The body did not arrive and get its answer within SOMMELIER_REQUEST_TIMEOUT_SECONDS"),
+        "413": error("Body, batch, object or text larger than the limits"),
+        "415": error("Unsupported content type"),
+        "422": error("A value outside its feature's physical range (the body names the field), or inputs the model cannot score"),
+        "503": error("No model loaded yet, or the server's request-memory budget is in use (see Retry-After)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_stay_inside_the_bounds() {
+        let ph = decimal_pattern(0.0, 14.0);
+        assert!(ph.contains("1[0-3]"), "{ph}");
+        let doc = exact_document(100);
+        assert_eq!(
+            doc["paths"]["/api/predict"]["post"]["requestBody"]["required"],
+            true
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["BatchRequest"]["properties"]["instances"]["minItems"],
+            1
+        );
+    }
 }

@@ -7,13 +7,15 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
+
+use std::sync::Arc;
 
 use super::error::ApiError;
 use super::schema::{BatchPredictionResponse, PredictionResponse};
-use super::{form, media_type, PREDICT_BODY_LIMIT};
+use super::{body, form, media_type, PREDICT_BODY_LIMIT};
+use crate::model::algorithm::FitError;
 use crate::model::features::FeatureRow;
-use crate::model::input::{json_type_name, row_from_json, row_from_text_pairs, ParsedRow};
+use crate::model::input::{ParseLimits, ParsedBody};
 use crate::server::state::{ServingModel, SharedState};
 use crate::telemetry::metrics::METRICS;
 
@@ -48,130 +50,81 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, PREDICT_BODY_LIMIT))?;
     let content_type = media_type(&headers);
-    match content_type.as_str() {
-        "application/json" => {
-            let value = parse_json(&body)?;
-            predict_json(&state, &value)
-                .await
-                .map(IntoResponse::into_response)
-        }
-        "application/x-www-form-urlencoded" => {
-            let wants_html = headers
-                .get(ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/html"));
-            let outcome = predict_form(&state, &body).await;
-            if wants_html {
-                // A browser without JavaScript: answer with the page, result or error inline.
-                let page = match &outcome {
-                    Ok(answer) => form::page(Some(form::Outcome::Prediction(answer))),
-                    Err(error) => form::page(Some(form::Outcome::Error(error))),
-                };
-                let status = outcome
-                    .as_ref()
-                    .map_or_else(ApiError::status, |_| axum::http::StatusCode::OK);
-                return Ok((status, Html(page)).into_response());
-            }
-            outcome.map(|answer| Json(answer).into_response())
-        }
-        _ => Err(ApiError::UnsupportedMediaType {
+    let Some(parser) = body::predict_parser(&content_type) else {
+        return Err(ApiError::UnsupportedMediaType {
             found: headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("(none)")
                 .to_string(),
             expected: "application/json or application/x-www-form-urlencoded",
-        }),
+        });
+    };
+    let parsed = body::parse(body, parse_limits(&state), parser).await;
+    let outcome = match parsed {
+        Ok(parsed) => answer(&state, parsed).await,
+        Err(error) => Err(error),
+    };
+    let wants_html = content_type == "application/x-www-form-urlencoded"
+        && headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return outcome.map(|answer| match answer {
+            Answer::One(one) => Json(one).into_response(),
+            Answer::Batch(batch) => Json(batch).into_response(),
+        });
     }
+    // A browser without JavaScript: answer with the page, result or error inline.
+    let page = match &outcome {
+        Ok(Answer::One(answer)) => form::page(Some(form::Outcome::Prediction(answer))),
+        Ok(Answer::Batch(_)) => form::page(None),
+        Err(error) => form::page(Some(form::Outcome::Error(error))),
+    };
+    let status = outcome
+        .as_ref()
+        .map_or_else(ApiError::status, |_| axum::http::StatusCode::OK);
+    Ok((status, Html(page)).into_response())
 }
 
-pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::EmptyBody);
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+/// The parse limits of this server.
+pub fn parse_limits(state: &SharedState) -> ParseLimits {
+    ParseLimits::new(state.settings.max_batch_rows)
 }
 
-async fn predict_json(state: &SharedState, value: &Value) -> Result<Response, ApiError> {
-    let Value::Object(map) = value else {
-        return Err(ApiError::BadRequest(format!(
-            "expected a JSON object with the 11 feature fields or {{\"instances\": [...]}}, got {}",
-            json_type_name(value)
-        )));
-    };
-    let Some(instances) = map.get("instances") else {
-        let parsed = row_from_json(value)?;
-        return Ok(Json(predict_one(state, parsed).await?).into_response());
-    };
-    let Value::Array(items) = instances else {
-        return Err(ApiError::BadRequest(format!(
-            "`instances` must be an array of objects, got {}",
-            json_type_name(instances)
-        )));
-    };
-    check_batch(state, items.len())?;
-    let mut rows = Vec::with_capacity(items.len());
-    let mut ignored = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let parsed =
-            row_from_json(item).map_err(|source| ApiError::RowInput { row: index, source })?;
-        for field in parsed.unknown_fields {
-            if !ignored.contains(&field) {
-                ignored.push(field);
-            }
-        }
-        rows.push(parsed.row);
-    }
+enum Answer {
+    One(PredictionResponse),
+    Batch(BatchPredictionResponse),
+}
+
+async fn answer(state: &SharedState, parsed: ParsedBody) -> Result<Answer, ApiError> {
     let model = serving_model(state)?;
-    let predictions = run_model(&model, rows.clone()).await?;
-    record(state, &rows, &predictions, &model);
-    Ok(Json(BatchPredictionResponse {
-        out_of_range: rows.iter().map(|r| out_of_range(&model, r)).collect(),
+    let predictions = run_model(&model, &parsed.rows).await?;
+    record(state, &parsed.rows, &predictions, &model);
+    let version = model.artifact.card.version.clone();
+    if parsed.single {
+        let row = parsed.rows.first().copied().unwrap_or_default();
+        return Ok(Answer::One(PredictionResponse {
+            prediction: predictions.first().copied().unwrap_or_default(),
+            model_version: version,
+            out_of_range: out_of_range(&model, &row),
+            ignored_fields: parsed.ignored_fields,
+        }));
+    }
+    Ok(Answer::Batch(BatchPredictionResponse {
+        out_of_range: parsed
+            .rows
+            .iter()
+            .map(|r| out_of_range(&model, r))
+            .collect(),
         predictions,
-        model_version: model.artifact.card.version.clone(),
-        ignored_fields: ignored,
-    })
-    .into_response())
+        model_version: version,
+        ignored_fields: parsed.ignored_fields,
+    }))
 }
 
-async fn predict_form(state: &SharedState, body: &[u8]) -> Result<PredictionResponse, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed form data: {e}")))?;
-    if pairs.is_empty() {
-        return Err(ApiError::EmptyBody);
-    }
-    let parsed = row_from_text_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    predict_one(state, parsed).await
-}
-
-pub async fn predict_one(
-    state: &SharedState,
-    parsed: ParsedRow,
-) -> Result<PredictionResponse, ApiError> {
-    let model = serving_model(state)?;
-    let rows = vec![parsed.row];
-    let predictions = run_model(&model, rows.clone()).await?;
-    record(state, &rows, &predictions, &model);
-    Ok(PredictionResponse {
-        prediction: predictions.first().copied().unwrap_or(f64::NAN),
-        model_version: model.artifact.card.version.clone(),
-        out_of_range: out_of_range(&model, &parsed.row),
-        ignored_fields: parsed.unknown_fields,
-    })
-}
-
-pub fn check_batch(state: &SharedState, rows: usize) -> Result<(), ApiError> {
-    if rows == 0 {
-        return Err(ApiError::BadRequest("the batch is empty".to_string()));
-    }
-    let limit = state.settings.max_batch_rows;
-    if rows > limit {
-        return Err(ApiError::BatchTooLarge { rows, limit });
-    }
-    Ok(())
-}
-
-pub fn serving_model(state: &SharedState) -> Result<std::sync::Arc<ServingModel>, ApiError> {
+pub fn serving_model(state: &SharedState) -> Result<Arc<ServingModel>, ApiError> {
     state.model().ok_or_else(|| {
         ApiError::NoModel(
             state
@@ -181,21 +134,23 @@ pub fn serving_model(state: &SharedState) -> Result<std::sync::Arc<ServingModel>
     })
 }
 
-/// Runs the model, off the async runtime for large batches.
+/// Runs the model, off the async runtime for large batches. A model that cannot give a finite
+/// answer for valid inputs is reported as the inputs' problem (422), never as a server error.
 pub async fn run_model(
-    model: &std::sync::Arc<ServingModel>,
-    rows: Vec<FeatureRow>,
+    model: &Arc<ServingModel>,
+    rows: &[FeatureRow],
 ) -> Result<Vec<f64>, ApiError> {
     let predict = |model: &ServingModel, rows: &[FeatureRow]| {
-        model
-            .artifact
-            .predict(rows)
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        model.artifact.predict(rows).map_err(|e| match e {
+            FitError::NonFinite => ApiError::Unscorable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        })
     };
     if rows.len() <= INLINE_ROWS {
-        return predict(model, &rows);
+        return predict(model, rows);
     }
     let model = model.clone();
+    let rows = rows.to_vec();
     tokio::task::spawn_blocking(move || predict(&model, &rows))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?

@@ -107,6 +107,20 @@ pub struct TrainResponse {
     pub ignored_columns: Vec<String>,
 }
 
+/// What `GET /api/train` reports: this instance's last training, changing nothing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrainingStatus {
+    /// Whether a training is running on this instance now.
+    pub running: bool,
+    /// What started the last training (`http`, `schedule`, `upload`, `startup`), if any ran
+    /// since this instance started.
+    pub last_trigger: Option<String>,
+    /// The last training's report, when it produced a model.
+    pub last: Option<TrainResponse>,
+    /// Why the last training produced no model, when it failed.
+    pub last_error: Option<String>,
+}
+
 /// One stored version.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelSummary {

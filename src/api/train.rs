@@ -1,16 +1,16 @@
-//! `GET|POST /api/train`: retrain on the configured data, one training at a time.
+//! `POST /api/train` retrains on the configured data, one training at a time per instance;
+//! `GET /api/train` reports the last training this instance finished, changing nothing.
 
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::schema::TrainResponse;
+use super::schema::{TrainResponse, TrainingStatus};
 use crate::model::algorithm::Algorithm;
-use crate::model::training::Trigger;
+use crate::retraining::TrainingReport;
 use crate::server::state::SharedState;
-use crate::server::training::train_on;
-use crate::stores::{load_training_data, TrainingSource};
+use crate::server::training::{last_training, start_http_training, LastTraining, StartError};
 
 /// Optional query parameters (unknown ones, like `code`, are ignored).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -22,14 +22,16 @@ pub struct TrainQuery {
     pub force: bool,
 }
 
-/// Retrains on `SOMMELIER_TRAINING_DATA` (default: the bundled data) and promotes per the rules.
+/// Retrains on `SOMMELIER_TRAINING_DATA` (default: the bundled data) and promotes per the
+/// rules. The training runs in its own task: a client that hangs up does not stop it.
 #[utoipa::path(
     post,
     path = "/api/train",
     params(TrainQuery),
     responses(
         (status = 200, body = TrainResponse),
-        (status = 400, description = "The training data is invalid", body = super::error::ErrorBody),
+        (status = 400, description = "The training data or a parameter is invalid", body = super::error::ErrorBody),
+        (status = 403, description = "Local server: the request is not from this machine's own pages", body = super::error::ErrorBody),
         (status = 409, description = "A training is already running", body = super::error::ErrorBody),
         (status = 503, description = "The model store is unavailable", body = super::error::ErrorBody),
     )
@@ -39,16 +41,46 @@ pub async fn train(
     query: Result<Query<TrainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<TrainResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let Some(_guard) = state.try_start_training() else {
-        return Err(ApiError::TrainingInProgress);
+    match start_http_training(&state, query.algorithm, query.force).await {
+        Ok(retrained) => Ok(Json(response(retrained.report))),
+        Err(StartError::Busy) => Err(ApiError::TrainingInProgress),
+        Err(StartError::Data(error)) => Err(crate::registry::RegistryError::Store(error).into()),
+        Err(StartError::Train(error)) => Err(error.into()),
+        Err(StartError::Lost) => Err(ApiError::Internal(
+            "the training task ended without a result".to_string(),
+        )),
+    }
+}
+
+/// The last training on this instance (any trigger) and whether one is running now.
+#[utoipa::path(
+    get,
+    path = "/api/train",
+    responses((status = 200, body = TrainingStatus))
+)]
+pub async fn status(State(state): State<SharedState>) -> Json<TrainingStatus> {
+    let running = state.try_start_training().is_none();
+    let (last, last_error, last_trigger) = match last_training() {
+        None => (None, None, None),
+        Some(LastTraining::Finished { trigger, report }) => (
+            Some(response(*report)),
+            None,
+            Some(trigger.as_str().to_string()),
+        ),
+        Some(LastTraining::Failed { trigger, error }) => {
+            (None, Some(error), Some(trigger.as_str().to_string()))
+        }
     };
-    let source = TrainingSource::from_settings(&state.settings);
-    let data = load_training_data(&state.settings, &source)
-        .await
-        .map_err(|e| ApiError::from(crate::registry::RegistryError::Store(e)))?;
-    let retrained = train_on(&state, Trigger::Http, data, query.algorithm, query.force).await?;
-    let report = retrained.report;
-    Ok(Json(TrainResponse {
+    Json(TrainingStatus {
+        running,
+        last_trigger,
+        last,
+        last_error,
+    })
+}
+
+fn response(report: TrainingReport) -> TrainResponse {
+    TrainResponse {
         message: "Model training successful!",
         version: report.version,
         algorithm: report.algorithm.name().to_string(),
@@ -60,5 +92,5 @@ pub async fn train(
         champion_rmse: report.champion_rmse,
         comparison: report.comparison,
         ignored_columns: report.ignored_columns,
-    }))
+    }
 }

@@ -1,13 +1,22 @@
 //! Feature rows from JSON objects (API bodies, JSON-lines input): the edge where untrusted
 //! values become a validated [`FeatureRow`], with errors that name the field.
+//!
+//! Request bodies go through the bounded parsers in the submodules ([`json`], [`csv`],
+//! [`form`]): each costs time linear in the body and applies [`ParseLimits`] while it reads,
+//! before any row is built, so no body of a given size costs more than any other.
+
+pub mod csv;
+pub mod form;
+pub mod json;
+mod limits;
+
+pub use limits::{BodyError, IgnoredFields, ParseLimits, ParsedBody};
 
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use super::features::{
-    check_finite, feature_index, normalize_name, parse_value, FeatureRow, ValueProblem,
-    FEATURE_COUNT, FEATURE_NAMES, TARGET_NAME,
-};
+use super::features::{FeatureRow, ValueProblem, FEATURE_COUNT};
+use limits::{classify_field, number_cell, text_cell, CellProblem, FieldName, RowBuilder};
 
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum InputError {
@@ -22,6 +31,8 @@ pub enum InputError {
     WrongType { field: String, found: &'static str },
     #[error("field `{field}` is given twice")]
     Duplicate { field: String },
+    #[error("field `{field}` is longer than the {bytes} bytes any number needs")]
+    TooLong { field: String, bytes: usize },
     #[error("expected a JSON object with the 11 feature fields, got {found}")]
     NotAnObject { found: &'static str },
 }
@@ -33,9 +44,21 @@ impl InputError {
             InputError::Missing { field } => Some(field),
             InputError::BadValue { field, .. }
             | InputError::WrongType { field, .. }
-            | InputError::Duplicate { field } => Some(field),
+            | InputError::Duplicate { field }
+            | InputError::TooLong { field, .. } => Some(field),
             InputError::NotAnObject { .. } => None,
         }
+    }
+
+    /// Whether a value was a number outside its feature's physical range (a 422, not a 400).
+    pub fn is_out_of_range(&self) -> bool {
+        matches!(
+            self,
+            InputError::BadValue {
+                problem: ValueProblem::OutOfRange { .. },
+                ..
+            }
+        )
     }
 }
 
@@ -87,54 +110,33 @@ enum Cell<'a> {
 fn row_from_pairs<'a>(
     pairs: impl IntoIterator<Item = (&'a str, Cell<'a>)>,
 ) -> Result<ParsedRow, InputError> {
-    let mut row = [f64::NAN; FEATURE_COUNT];
-    let mut seen = [false; FEATURE_COUNT];
+    let limits = ParseLimits::new(1);
+    let mut row = RowBuilder::default();
     let mut unknown_fields = Vec::new();
     for (key, cell) in pairs {
-        let normalized = normalize_name(key);
-        let Some(index) = feature_index(&normalized) else {
-            if normalized != TARGET_NAME {
-                unknown_fields.push(key.to_string());
-            }
-            continue;
-        };
-        if seen[index] {
-            return Err(InputError::Duplicate {
-                field: FEATURE_NAMES[index].to_string(),
-            });
+        match classify_field(key) {
+            FieldName::Feature(index) => row.set(index, cell_value(index, cell, &limits)?)?,
+            FieldName::Target => {}
+            FieldName::Other => unknown_fields.push(key.to_string()),
         }
-        seen[index] = true;
-        row[index] = cell_value(key, cell)?;
-    }
-    if let Some(missing) = seen.iter().position(|s| !s) {
-        return Err(InputError::Missing {
-            field: FEATURE_NAMES[missing],
-        });
     }
     Ok(ParsedRow {
-        row,
+        row: row.finish()?,
         unknown_fields,
     })
 }
 
-fn cell_value(key: &str, cell: Cell<'_>) -> Result<f64, InputError> {
-    let bad = |problem| InputError::BadValue {
-        field: key.to_string(),
-        problem,
-    };
-    match cell {
-        Cell::Text(text) => parse_value(text).map_err(bad),
+fn cell_value(index: usize, cell: Cell<'_>, limits: &ParseLimits) -> Result<f64, InputError> {
+    let value = match cell {
+        Cell::Text(text) => text_cell(index, text, limits),
+        Cell::Json(Value::String(text)) => text_cell(index, text, limits),
         Cell::Json(Value::Number(n)) => n
             .as_f64()
-            .ok_or(ValueProblem::NotANumber)
-            .and_then(check_finite)
-            .map_err(bad),
-        Cell::Json(Value::String(text)) => parse_value(text).map_err(bad),
-        Cell::Json(other) => Err(InputError::WrongType {
-            field: key.to_string(),
-            found: json_type_name(other),
-        }),
-    }
+            .ok_or(CellProblem::Value(ValueProblem::NotANumber))
+            .and_then(|v| number_cell(index, v)),
+        Cell::Json(other) => Err(CellProblem::Type(json_type_name(other))),
+    };
+    value.map_err(|problem| problem.for_feature(index))
 }
 
 /// Reads a row given as an array of 11 numbers in feature order.
@@ -145,8 +147,9 @@ pub fn row_from_array(values: &[Value]) -> Result<FeatureRow, InputError> {
             found: "an array without exactly 11 values",
         });
     }
+    let limits = ParseLimits::new(1);
     for (i, value) in values.iter().enumerate() {
-        row[i] = cell_value(FEATURE_NAMES[i], Cell::Json(value))?;
+        row[i] = cell_value(i, Cell::Json(value), &limits)?;
     }
     Ok(row)
 }
@@ -154,6 +157,7 @@ pub fn row_from_array(values: &[Value]) -> Result<FeatureRow, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::features::FEATURE_NAMES;
     use serde_json::json;
 
     fn sample() -> Value {
@@ -228,3 +232,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod body_tests;

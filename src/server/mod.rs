@@ -1,7 +1,15 @@
 //! `sommelier serve`: the custom handler's HTTP server. Binds 127.0.0.1 at once (the host
 //! polls `GET /` every 25 ms), loads or trains the champion in the background, refreshes it
 //! when the pointer moves, pushes metrics, and shuts down gracefully on SIGTERM/Ctrl-C.
+//!
+//! Shutdown is bounded: on the signal the metrics pusher deletes this instance's group at
+//! once (the host may kill the process within seconds), new connections stop, requests in
+//! flight get `SOMMELIER_SHUTDOWN_SECONDS`, and a training still running is abandoned: the
+//! stores make a version visible only once complete, so nothing partial is left behind. The
+//! process exits within `max(SOMMELIER_SHUTDOWN_SECONDS, 6 s)` plus about a second.
 
+pub mod limits;
+pub mod listen;
 pub mod state;
 pub mod training;
 
@@ -55,16 +63,32 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
     let pusher = start_pusher(&state, stop_rx.clone());
 
     let app = crate::api::router(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    let _ = stop_tx.send(true);
+    let serving = state.settings.serving;
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Stops the refresh loop and starts the pusher's final delete while requests drain.
+        let _ = stop_tx.send(true);
+    };
+    listen::serve(
+        listener,
+        app,
+        serving.header_timeout,
+        serving.shutdown_grace,
+        shutdown,
+    )
+    .await;
     if let Some(pusher) = pusher {
-        // The final delete of this instance's group, bounded so shutdown never hangs.
-        let _ = tokio::time::timeout(Duration::from_secs(5), pusher).await;
+        // The final delete of this instance's group: one push and one delete at most, each
+        // bounded by the pusher's timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(7), pusher).await;
+    }
+    if state.try_start_training().is_none() {
+        tracing::warn!(
+            "a training was still running at shutdown: abandoned, nothing of it is published"
+        );
     }
     tracing::info!("stopped");
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
 /// Loads the champion; with an empty store, trains one on the configured (or bundled) data.

@@ -1,6 +1,7 @@
 //! Trainings started by the server (HTTP, timer, upload, first start): the shared workflow
 //! plus what a running instance adds: metrics, the model swap, and an immediate metrics push.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
@@ -17,6 +18,83 @@ use super::state::SharedState;
 
 /// Share of rows held out when the server trains.
 pub const HOLDOUT: f64 = 0.25;
+
+/// How the last training on this instance ended (any trigger), for `GET /api/train`.
+#[derive(Debug, Clone)]
+pub enum LastTraining {
+    Finished {
+        trigger: Trigger,
+        report: Box<crate::retraining::TrainingReport>,
+    },
+    Failed {
+        trigger: Trigger,
+        error: String,
+    },
+}
+
+static LAST_TRAINING: Mutex<Option<LastTraining>> = Mutex::new(None);
+
+/// The last training this process finished, if any.
+pub fn last_training() -> Option<LastTraining> {
+    LAST_TRAINING.lock().ok().and_then(|last| last.clone())
+}
+
+fn remember(outcome: LastTraining) {
+    if let Ok(mut last) = LAST_TRAINING.lock() {
+        *last = Some(outcome);
+    }
+}
+
+/// Why an HTTP-started training did not produce an answer.
+#[derive(Debug)]
+pub enum StartError {
+    /// Another training holds the lock.
+    Busy,
+    /// The training data could not be read from its store.
+    Data(crate::registry::StoreError),
+    Train(RetrainError),
+    /// The task running the training ended without a result (it panicked).
+    Lost,
+}
+
+/// Starts an HTTP-requested training in its own task, which owns the training lock: a client
+/// that hangs up stops waiting, not the training, and a second request meanwhile is refused.
+pub async fn start_http_training(
+    state: &SharedState,
+    algorithm: Option<Algorithm>,
+    force: bool,
+) -> Result<Retrained, StartError> {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Some(_guard) = state.try_start_training() else {
+            let _ = started_tx.send(false);
+            return;
+        };
+        let _ = started_tx.send(true);
+        let source = crate::stores::TrainingSource::from_settings(&state.settings);
+        let result = match crate::stores::load_training_data(&state.settings, &source).await {
+            Ok(data) => train_on(&state, Trigger::Http, data, algorithm, force)
+                .await
+                .map_err(StartError::Train),
+            Err(error) => {
+                tracing::warn!(%error, "training data unavailable");
+                remember(LastTraining::Failed {
+                    trigger: Trigger::Http,
+                    error: error.to_string(),
+                });
+                Err(StartError::Data(error))
+            }
+        };
+        // The requester may be gone; the outcome is kept for `GET /api/train` either way.
+        let _ = done_tx.send(result);
+    });
+    if !started_rx.await.unwrap_or(false) {
+        return Err(StartError::Busy);
+    }
+    done_rx.await.unwrap_or(Err(StartError::Lost))
+}
 
 /// Trains on `data` with the default recipe; the caller holds the training lock.
 pub async fn train_on(
@@ -38,6 +116,10 @@ pub async fn train_on(
             };
             METRICS.record_training(trigger.as_str(), outcome, seconds, Some(&retrained.report));
             state.install_if_promoted(retrained);
+            remember(LastTraining::Finished {
+                trigger,
+                report: Box::new(retrained.report.clone()),
+            });
             tracing::info!(
                 version = %retrained.report.version,
                 trigger = trigger.as_str(),
@@ -54,6 +136,10 @@ pub async fn train_on(
                 TrainingOutcome::Failed
             };
             METRICS.record_training(trigger.as_str(), outcome, seconds, None);
+            remember(LastTraining::Failed {
+                trigger,
+                error: error.to_string(),
+            });
             tracing::warn!(%error, trigger = trigger.as_str(), outcome = outcome.as_str(), "training did not produce a model");
         }
     }

@@ -252,6 +252,23 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Counts one request in `sommelier_http_requests_in_flight` for as long as it lives: the
+/// gauge goes down on every way out, a client hang-up that drops the request included.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        METRICS.http_in_flight.inc();
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.http_in_flight.dec();
+    }
+}
+
 impl Metrics {
     /// Records the process start (once per process), and creates every labelled counter at
     /// zero so that Prometheus sees the first increase of each (a series that appears with a

@@ -1,0 +1,46 @@
+//! Turning a request body into rows: picks the parser for the media type and runs it off the
+//! async workers when the body is large, so a slow parse never stalls other requests.
+
+use axum::body::Bytes;
+
+use super::error::ApiError;
+use crate::model::input::{csv, form, json, BodyError, ParseLimits, ParsedBody};
+
+/// Bodies up to this size are parsed in place: cheaper than a hop to the blocking pool.
+pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// A body parser: linear in the body, bounded by the limits.
+pub type Parser = fn(&[u8], &ParseLimits) -> Result<ParsedBody, BodyError>;
+
+/// The parser of `/api/predict` for a media type.
+pub fn predict_parser(media_type: &str) -> Option<Parser> {
+    match media_type {
+        "application/json" => Some(json::parse_predict),
+        "application/x-www-form-urlencoded" => Some(form::parse_form),
+        _ => None,
+    }
+}
+
+/// The parser of `/api/invocations` for a media type.
+pub fn invocations_parser(media_type: &str) -> Option<Parser> {
+    match media_type {
+        "application/json" => Some(json::parse_invocations),
+        "text/csv" => Some(csv::parse_csv),
+        _ => None,
+    }
+}
+
+/// Parses `body`, on a blocking thread when it is large.
+pub async fn parse(
+    body: Bytes,
+    limits: ParseLimits,
+    parser: Parser,
+) -> Result<ParsedBody, ApiError> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return Ok(parser(&body, &limits)?);
+    }
+    tokio::task::spawn_blocking(move || parser(&body, &limits))
+        .await
+        .map_err(|e| ApiError::Internal(format!("parser task failed: {e}")))?
+        .map_err(ApiError::from)
+}

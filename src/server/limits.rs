@@ -1,0 +1,168 @@
+//! What a burst of requests may hold: a server-wide budget of buffered request bytes, a cap on
+//! large bodies handled at once, and a deadline for a prediction to arrive and be answered.
+//!
+//! A prediction body is admitted before it is read: its declared length (or, without one,
+//! the largest body allowed) is reserved from the budget, and a request that does not fit
+//! gets 503 with `Retry-After` at once instead of being buffered. The body is then read into
+//! one buffer of exactly that size, so a body costs its own size once, plus what the parsers
+//! build (rows, at most 88 bytes each).
+//!
+//! Sizing (defaults): 128 MiB of buffered bodies, at most 4 of them above 1 MiB. Parsing a
+//! body holds at most about 3x its size at the peak, so the worst burst holds about 384 MiB,
+//! which fits a 2,048 MB instance beside the runtime and a loaded model (tens of MB).
+//!
+//! Not here: what a body may contain (`model::input`), who may call (`api::local_only`).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::api::error::ApiError;
+use crate::config::ServingLimits;
+
+/// Bodies above this size count as large.
+pub const LARGE_BODY_BYTES: usize = 1024 * 1024;
+/// Budget accounting unit: permits are KiB, so the budget fits a semaphore's u32 requests.
+const UNIT: usize = 1024;
+/// What a busy server asks clients to wait.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// The shared budget. Cheap to clone.
+#[derive(Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+    settings: ServingLimits,
+    /// Largest body a route accepts.
+    max_body: usize,
+}
+
+/// Bytes (and, for a large body, a large-request slot) held until the request is answered.
+pub struct Reservation {
+    _bytes: OwnedSemaphorePermit,
+    _large: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyBudget {
+    pub fn new(settings: ServingLimits, max_body: usize) -> BodyBudget {
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(settings.max_buffered_bytes.div_ceil(UNIT))),
+            large: Arc::new(Semaphore::new(settings.max_large_requests)),
+            settings,
+            max_body,
+        }
+    }
+
+    /// Reserves `length` bytes now, or says the server is busy.
+    pub fn reserve(&self, length: usize) -> Result<Reservation, ApiError> {
+        let busy = || ApiError::Busy {
+            retry_after_seconds: RETRY_AFTER_SECONDS,
+        };
+        let large = if length > LARGE_BODY_BYTES {
+            Some(self.large.clone().try_acquire_owned().map_err(|_| busy())?)
+        } else {
+            None
+        };
+        let units = u32::try_from(length.div_ceil(UNIT).max(1)).map_err(|_| busy())?;
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(units)
+            .map_err(|_| busy())?;
+        Ok(Reservation {
+            _bytes: bytes,
+            _large: large,
+        })
+    }
+
+    /// Bytes free in the budget now (for tests and the bench).
+    pub fn available_bytes(&self) -> usize {
+        self.bytes.available_permits() * UNIT
+    }
+}
+
+/// Middleware of the prediction routes: admit, read the body within the deadline, answer.
+pub async fn admit(State(budget): State<BodyBudget>, request: Request, next: Next) -> Response {
+    let deadline = budget.settings.request_timeout;
+    match tokio::time::timeout(deadline, admitted(&budget, request, next)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => ApiError::Timeout {
+            seconds: deadline.as_secs(),
+        }
+        .into_response(),
+    }
+}
+
+async fn admitted(budget: &BodyBudget, request: Request, next: Next) -> Result<Response, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let too_large = ApiError::BodyTooLarge {
+        limit_bytes: budget.max_body,
+    };
+    if declared.is_some_and(|length| length > budget.max_body) {
+        return Err(too_large);
+    }
+    let reserve = declared.unwrap_or(budget.max_body);
+    let reservation = budget.reserve(reserve)?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(body, reserve, budget.max_body).await?;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    drop(reservation);
+    Ok(response)
+}
+
+/// Reads a body into one buffer of its declared size; more than `limit` bytes is a 413.
+async fn read_body(body: Body, expected: usize, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buffer = Vec::with_capacity(expected.min(limit));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let data = chunk
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if buffer.len() + data.len() > limit {
+            return Err(ApiError::BodyTooLarge { limit_bytes: limit });
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_does_not_fit_and_frees_on_drop() {
+        let settings = ServingLimits {
+            max_buffered_bytes: 16 * 1024 * 1024,
+            max_large_requests: 2,
+            ..ServingLimits::default()
+        };
+        let budget = BodyBudget::new(settings, 16 * 1024 * 1024);
+        let a = budget.reserve(8 * 1024 * 1024).unwrap();
+        let b = budget.reserve(8 * 1024 * 1024).unwrap();
+        assert!(matches!(
+            budget.reserve(2 * 1024 * 1024),
+            Err(ApiError::Busy { .. })
+        ));
+        drop(a);
+        let small = budget.reserve(100).unwrap();
+        assert!(matches!(
+            budget.reserve(4 * 1024 * 1024).map(|_| ()),
+            Ok(())
+        ));
+        drop((b, small));
+        assert_eq!(budget.available_bytes(), 16 * 1024 * 1024);
+    }
+}
