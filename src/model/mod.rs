@@ -5,6 +5,7 @@ pub mod algorithm;
 pub mod artifact;
 pub mod dataset;
 pub mod features;
+pub mod forest;
 pub mod input;
 pub mod metrics;
 pub mod split;
