@@ -99,9 +99,16 @@ fn assert_same_predictions(model: &SmartcoreRegressor, rows: &[FeatureRow], exac
         let single = regressor.predict_row(row).expect("single row");
         assert_eq!(single.to_bits(), b.to_bits(), "row {i}: single vs batch");
         if exact {
-            assert_eq!(a.to_bits(), b.to_bits(), "row {i}: smartcore {a} vs layout {b}");
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "row {i}: smartcore {a} vs layout {b}"
+            );
         } else {
-            assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "row {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                "row {i}: {a} vs {b}"
+            );
         }
     }
 }
@@ -145,8 +152,7 @@ fn first_format_artifacts_are_migrated_on_load() {
     let data = bundled();
     let options = options(Algorithm::ExtraTrees);
     let trained = train(&data, &options).expect("train");
-    let smartcore =
-        SmartcoreRegressor::fit(&options.spec, &data.rows, &data.targets).expect("fit");
+    let smartcore = SmartcoreRegressor::fit(&options.spec, &data.rows, &data.targets).expect("fit");
     let old = ModelArtifact::encode_format_1(&trained.artifact.card, &smartcore).expect("encode");
     let migrated = ModelArtifact::decode(&old).expect("a first-format artifact loads");
     assert_eq!(migrated.card, trained.artifact.card);
@@ -159,7 +165,10 @@ fn first_format_artifacts_are_migrated_on_load() {
     let reloaded = ModelArtifact::decode(&current).expect("decode");
     assert_eq!(reloaded.regressor, trained.artifact.regressor);
     let truncated = ModelArtifact::decode(&current[..current.len() / 2]).unwrap_err();
-    assert!(matches!(truncated, ArtifactError::Corrupt(_)), "{truncated:?}");
+    assert!(
+        matches!(truncated, ArtifactError::Corrupt(_)),
+        "{truncated:?}"
+    );
 }
 
 #[test]
@@ -186,7 +195,11 @@ fn the_default_model_stays_bounded_at_ten_times_the_bundled_rows() {
         "{} leaves",
         forest.leaves()
     );
-    assert!(forest.memory_bytes() <= 16 << 20, "{} bytes", forest.memory_bytes());
+    assert!(
+        forest.memory_bytes() <= 16 << 20,
+        "{} bytes",
+        forest.memory_bytes()
+    );
     let unbounded = SpecOverrides {
         max_leaves: Some(0),
         n_trees: Some(1),

@@ -149,11 +149,19 @@ pub async fn predict_one(
     parsed: ParsedRow,
 ) -> Result<PredictionResponse, ApiError> {
     let model = serving_model(state)?;
-    let rows = vec![parsed.row];
-    let predictions = run_model(&model, rows.clone()).await?;
-    record(state, &rows, &predictions, &model);
+    // One row walks the trees in a few microseconds: inline, without allocating.
+    let prediction = model
+        .artifact
+        .predict_row(&parsed.row)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    record(
+        state,
+        std::slice::from_ref(&parsed.row),
+        std::slice::from_ref(&prediction),
+        &model,
+    );
     Ok(PredictionResponse {
-        prediction: predictions.first().copied().unwrap_or(f64::NAN),
+        prediction,
         model_version: model.artifact.card.version.clone(),
         out_of_range: out_of_range(&model, &parsed.row),
         ignored_fields: parsed.unknown_fields,

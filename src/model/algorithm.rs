@@ -418,7 +418,9 @@ fn fit_part(
             if let Some(depth) = params.max_depth {
                 p = p.with_max_depth(depth);
             }
-            SmartcoreRegressor::RandomForest(RandomForestRegressor::fit(x, y, p).map_err(fit_error)?)
+            SmartcoreRegressor::RandomForest(
+                RandomForestRegressor::fit(x, y, p).map_err(fit_error)?,
+            )
         }
     } else {
         {
@@ -436,7 +438,11 @@ fn fit_part(
     })
 }
 
-fn fit_linear(params: &LinearParams, x: &Matrix, y: &Vec<f64>) -> Result<SmartcoreRegressor, FitError> {
+fn fit_linear(
+    params: &LinearParams,
+    x: &Matrix,
+    y: &Vec<f64>,
+) -> Result<SmartcoreRegressor, FitError> {
     let p = ElasticNetParameters::default()
         .with_alpha(params.alpha)
         .with_l1_ratio(params.l1_ratio)

@@ -124,7 +124,13 @@ impl Forest {
             let node = &self.nodes[at];
             match row.get(node.feature as usize) {
                 None => return node.value,
-                Some(&x) => at = if x <= node.value { at + 1 } else { node.right as usize },
+                Some(&x) => {
+                    at = if x <= node.value {
+                        at + 1
+                    } else {
+                        node.right as usize
+                    }
+                }
             }
         }
     }
@@ -149,7 +155,11 @@ impl Forest {
             if (tree == 0 && start != 0) || start >= end || end > self.nodes.len() {
                 return bad(format!("nodes {start}..{end} are not a valid range"));
             }
-            for (at, node) in self.nodes[start..end].iter().enumerate().map(|(i, n)| (start + i, n)) {
+            for (at, node) in self.nodes[start..end]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (start + i, n))
+            {
                 if node.feature == LEAF {
                     if !node.value.is_finite() {
                         return bad(format!("leaf {at} has the value {}", node.value));
@@ -236,7 +246,9 @@ impl Forest {
             if let Some(parent) = parent {
                 self.nodes[parent].right = here_u32;
             }
-            let node = source.get(id).ok_or_else(|| bad("a child index is out of range"))?;
+            let node = source
+                .get(id)
+                .ok_or_else(|| bad("a child index is out of range"))?;
             match (node.true_child, node.false_child) {
                 (Some(true_child), Some(false_child)) => {
                     let feature = u32::try_from(node.split_feature)
