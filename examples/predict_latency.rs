@@ -1,4 +1,5 @@
-//! In-process prediction latency of the default model: single rows and batches.
+//! In-process prediction speed of the default model on one core: single rows (latency and
+//! rows per second) and batches (rows per second).
 //!
 //! Run: `cargo run --release --example predict_latency` (part of `scripts/bench`).
 
@@ -41,9 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iterations = 20_000;
     let mut latencies = Vec::with_capacity(iterations);
     for i in 0..iterations {
-        let row = [rows[i % rows.len()]];
+        let row = &rows[i % rows.len()];
         let t = Instant::now();
-        let prediction = model.predict(&row)?;
+        let prediction = model.predict_row(row)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(prediction);
     }
@@ -55,12 +56,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&latencies, 0.99),
         1e6 / mean
     );
-    for batch in [100usize, 1000] {
+    let t = Instant::now();
+    let repeats = 200_000;
+    for i in 0..repeats {
+        std::hint::black_box(model.predict_row(&rows[i % rows.len()])?);
+    }
+    println!(
+        "single rows back to back: {:.0} rows/s on one core",
+        repeats as f64 / t.elapsed().as_secs_f64()
+    );
+    for batch in [100usize, 1000, 10_000] {
         let chunk: Vec<_> = rows.iter().cycle().take(batch).copied().collect();
+        let mut out = vec![0.0; batch];
         let t = Instant::now();
-        let repeats = 20;
+        let repeats = 2_000_000 / batch;
         for _ in 0..repeats {
-            std::hint::black_box(model.predict(&chunk)?);
+            model.regressor.predict_into(&chunk, &mut out)?;
+            std::hint::black_box(&out);
         }
         let seconds = t.elapsed().as_secs_f64() / repeats as f64;
         println!(
@@ -71,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let t = Instant::now();
     let decoded = sommelier::model::artifact::ModelArtifact::decode(&encoded)?;
-    println!("artifact decode: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!("artifact decode: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
     std::hint::black_box(decoded);
     Ok(())
 }

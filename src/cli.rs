@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// Minimum rows to split a node (forests) [default: 2].
     #[arg(long, value_name = "N")]
     pub min_samples_split: Option<usize>,
+    /// Most leaves per tree (forests): leaves grow with the data to stay within it, which
+    /// bounds the model's size; 0 removes the bound [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_leaves: Option<usize>,
     /// Regularisation strength (elastic-net) [default: 0.2].
     #[arg(long)]
     pub alpha: Option<f64>,
@@ -269,6 +273,7 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         max_depth: args.max_depth,
         min_samples_leaf: args.min_samples_leaf,
         min_samples_split: args.min_samples_split,
+        max_leaves: args.max_leaves,
         alpha: args.alpha,
         l1_ratio: args.l1_ratio,
         seed: Some(args.seed),

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
-use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides, DEFAULT_SEED};
+use sommelier::model::algorithm::{
+    Algorithm, ModelSpec, SmartcoreRegressor, SpecOverrides, DEFAULT_SEED,
+};
 use sommelier::model::artifact::{DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::metrics::Metrics;
@@ -150,20 +152,22 @@ fn a_truncated_or_altered_artifact_is_refused() {
         n_trees: Some(5),
         ..Default::default()
     };
-    let bytes = train(&bundled(), &options(Algorithm::ExtraTrees, overrides))
-        .expect("train")
-        .artifact
-        .encode()
-        .expect("encode");
+    let options = options(Algorithm::ExtraTrees, overrides);
+    let trained = train(&bundled(), &options).expect("train");
+    let bytes = trained.artifact.encode().expect("encode");
     let error = ModelArtifact::decode(&bytes[..bytes.len() / 2]).expect_err("truncated");
     assert!(error.to_string().contains("corrupt"), "{error}");
-    // A model written by another smartcore release names both versions.
-    let text = String::from_utf8_lossy(&bytes[..64]).to_string();
+    // A first-format model (smartcore's encoding) written by another smartcore release names
+    // both versions.
+    let data = bundled();
+    let smartcore = SmartcoreRegressor::fit(&options.spec, &data.rows, &data.targets).expect("fit");
+    let old = ModelArtifact::encode_format_1(&trained.artifact.card, &smartcore).expect("encode");
+    let text = String::from_utf8_lossy(&old[..64]).to_string();
     assert!(
         text.contains("0.7.0"),
         "the smartcore version travels in the header"
     );
-    let mut foreign = bytes.clone();
+    let mut foreign = old.clone();
     let at = foreign
         .windows(5)
         .position(|w| w == b"0.7.0")

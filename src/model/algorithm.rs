@@ -1,4 +1,5 @@
-//! The learning algorithms and their hyperparameters, wrapping smartcore.
+//! The learning algorithms and their hyperparameters, wrapping smartcore: smartcore fits,
+//! and the fitted model is turned into its inference layout (see `forest`) at once.
 
 use serde::{Deserialize, Serialize};
 use smartcore::ensemble::extra_trees_regressor::{
@@ -7,11 +8,16 @@ use smartcore::ensemble::extra_trees_regressor::{
 use smartcore::ensemble::random_forest_regressor::{
     RandomForestRegressor, RandomForestRegressorParameters,
 };
+use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::elastic_net::{ElasticNet, ElasticNetParameters};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use thiserror::Error;
 
 use super::features::{FeatureRow, FEATURE_COUNT};
+use super::forest::{Forest, ForestError};
 
 /// Seed used when none is given, so that the same data gives the same model.
 pub const DEFAULT_SEED: u64 = 42;
@@ -58,9 +64,20 @@ pub struct ForestParams {
     /// Features tried at each split.
     pub max_features: usize,
     pub max_depth: Option<u16>,
+    /// Rows a leaf holds at least. The leaf size used is larger when `max_leaves` needs it.
     pub min_samples_leaf: usize,
     pub min_samples_split: usize,
+    /// Most leaves a tree may have: the leaf size grows with the training rows so that
+    /// no tree has more (see [`effective_min_samples_leaf`]), which bounds the model's size
+    /// at any data size. `None`: unbounded, as in models of the first artifact format.
+    #[serde(default)]
+    pub max_leaves: Option<usize>,
 }
+
+/// The default leaf budget per tree. 100 trees of at most 4,096 leaves (8,191 nodes of 16
+/// bytes) take at most 13.1 MB, in memory and in the artifact, at any row count; the bundled
+/// data (1,599 rows) stays below the budget, so its models are the unbounded ones.
+pub const DEFAULT_MAX_LEAVES: usize = 4096;
 
 /// Hyperparameters of the elastic net.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -87,6 +104,8 @@ pub struct SpecOverrides {
     pub max_depth: Option<u16>,
     pub min_samples_leaf: Option<usize>,
     pub min_samples_split: Option<usize>,
+    /// Leaf budget per tree; `Some(0)` removes the bound.
+    pub max_leaves: Option<usize>,
     pub alpha: Option<f64>,
     pub l1_ratio: Option<f64>,
     pub seed: Option<u64>,
@@ -150,6 +169,12 @@ impl ModelSpec {
                     ),
                     ("min_samples_leaf", params.min_samples_leaf.to_string()),
                     ("min_samples_split", params.min_samples_split.to_string()),
+                    (
+                        "max_leaves",
+                        params
+                            .max_leaves
+                            .map_or("none".to_string(), |n| n.to_string()),
+                    ),
                     ("seed", seed.to_string()),
                 ]
             }
@@ -209,17 +234,49 @@ fn forest_params(overrides: &SpecOverrides, max_features: usize, leaf: usize) ->
         max_depth: overrides.max_depth,
         min_samples_leaf: overrides.min_samples_leaf.unwrap_or(leaf),
         min_samples_split: overrides.min_samples_split.unwrap_or(2),
+        max_leaves: match overrides.max_leaves {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(DEFAULT_MAX_LEAVES),
+        },
     }
 }
 
 type Matrix = DenseMatrix<f64>;
 
-/// A fitted model.
+/// A model fitted by smartcore, in smartcore's own structures: what training produces before
+/// it is turned into a [`Regressor`], and what artifacts of the first format stored.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Regressor {
+pub enum SmartcoreRegressor {
     RandomForest(RandomForestRegressor<f64, f64, Matrix, Vec<f64>>),
     ExtraTrees(ExtraTreesRegressor<f64, f64, Matrix, Vec<f64>>),
     ElasticNet(ElasticNet<f64, f64, Matrix, Vec<f64>>),
+}
+
+/// A fitted model in its inference layout: what artifacts store and servers run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Regressor {
+    /// A tree ensemble (random forest or extra trees): the mean of its trees.
+    Forest(Forest),
+    /// A linear model (elastic net).
+    Linear(LinearModel),
+}
+
+/// `intercept + Σ weights[i] · x[i]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearModel {
+    pub weights: [f64; FEATURE_COUNT],
+    pub intercept: f64,
+}
+
+impl LinearModel {
+    fn predict_row(&self, row: &FeatureRow) -> f64 {
+        let mut sum = 0.0;
+        for (x, w) in row.iter().zip(&self.weights) {
+            sum += x * w;
+        }
+        sum + self.intercept
+    }
 }
 
 #[derive(Debug, Error)]
@@ -232,6 +289,11 @@ pub enum FitError {
     NonFinite,
 }
 
+/// Trees fitted in one smartcore call when the forest's trees depend on each other's draws
+/// (random forest: one bootstrap generator per call). Fixed, so that the same recipe gives the
+/// same model on any number of cores.
+const RANDOM_FOREST_TREES_PER_PART: usize = 25;
+
 /// Builds a row-major matrix from feature rows.
 fn matrix(rows: &[FeatureRow]) -> Result<Matrix, FitError> {
     let values: Vec<f64> = rows.iter().flatten().copied().collect();
@@ -239,64 +301,271 @@ fn matrix(rows: &[FeatureRow]) -> Result<Matrix, FitError> {
         .map_err(|e| FitError::Predict(e.to_string()))
 }
 
-impl Regressor {
-    /// Fits `spec` on the rows and targets. CPU-bound: call from a blocking thread in async code.
+/// The leaf size actually used for `rows` training rows: at least the recipe's
+/// `min_samples_leaf`, and large enough that no tree can have more than `max_leaves` leaves
+/// (every leaf holds at least that many of the rows, so a tree has at most rows / leaf
+/// leaves). On the bundled data (1,599 rows) the default bound changes nothing.
+pub fn effective_min_samples_leaf(params: &ForestParams, rows: usize) -> usize {
+    let bounded = params
+        .max_leaves
+        .map_or(1, |leaves| rows.div_ceil(leaves.max(1)));
+    params.min_samples_leaf.max(bounded).max(1)
+}
+
+/// smartcore's parameters of one part of a forest: `trees` trees starting at tree `first`.
+struct ForestPart {
+    first: usize,
+    trees: usize,
+}
+
+/// How the trees are shared out between fits. Extra trees draw nothing at the forest level
+/// (tree `i` is grown from `seed + i` alone), so any split of the trees gives the same forest:
+/// one part per core. Random forests draw their bootstrap samples from one generator per fit,
+/// so their parts have a fixed size whatever the core count.
+fn forest_parts(n_trees: usize, bootstrap: bool, cores: usize) -> Vec<ForestPart> {
+    let size = if bootstrap {
+        RANDOM_FOREST_TREES_PER_PART
+    } else {
+        n_trees.div_ceil(cores.clamp(1, n_trees.max(1)))
+    };
+    (0..n_trees)
+        .step_by(size.max(1))
+        .map(|first| ForestPart {
+            first,
+            trees: size.min(n_trees - first),
+        })
+        .collect()
+}
+
+impl SmartcoreRegressor {
+    /// Fits `spec` in one smartcore call, on one core: the reference the parallel fit of
+    /// [`Regressor::fit`] is checked against.
     pub fn fit(spec: &ModelSpec, rows: &[FeatureRow], targets: &[f64]) -> Result<Self, FitError> {
         let x = matrix(rows).map_err(|e| FitError::Fit(e.to_string()))?;
         let y = targets.to_vec();
-        let fit_error = |e: smartcore::error::Failed| FitError::Fit(e.to_string());
-        Ok(match *spec {
-            ModelSpec::RandomForest { params, seed } => {
-                let mut p = RandomForestRegressorParameters::default()
-                    .with_n_trees(params.n_trees)
-                    .with_m(params.max_features)
-                    .with_min_samples_leaf(params.min_samples_leaf)
-                    .with_min_samples_split(params.min_samples_split)
-                    .with_seed(seed);
-                if let Some(depth) = params.max_depth {
-                    p = p.with_max_depth(depth);
-                }
-                Regressor::RandomForest(RandomForestRegressor::fit(&x, &y, p).map_err(fit_error)?)
+        match *spec {
+            ModelSpec::RandomForest { params, seed } | ModelSpec::ExtraTrees { params, seed } => {
+                let part = ForestPart {
+                    first: 0,
+                    trees: params.n_trees,
+                };
+                let bootstrap = spec.algorithm() == Algorithm::RandomForest;
+                fit_part(bootstrap, &params, seed, &part, &x, &y)
             }
-            ModelSpec::ExtraTrees { params, seed } => {
-                let mut p = ExtraTreesRegressorParameters::default()
-                    .with_n_trees(params.n_trees)
-                    .with_m(params.max_features)
-                    .with_min_samples_leaf(params.min_samples_leaf)
-                    .with_min_samples_split(params.min_samples_split)
-                    .with_seed(seed);
-                if let Some(depth) = params.max_depth {
-                    p = p.with_max_depth(depth);
-                }
-                Regressor::ExtraTrees(ExtraTreesRegressor::fit(&x, &y, p).map_err(fit_error)?)
+            ModelSpec::ElasticNet { params } => fit_linear(&params, &x, &y),
+        }
+    }
+
+    /// smartcore's own prediction.
+    pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {
+        let x = matrix(rows)?;
+        let predict_error = |e: smartcore::error::Failed| FitError::Predict(e.to_string());
+        match self {
+            SmartcoreRegressor::RandomForest(m) => m.predict(&x).map_err(predict_error),
+            SmartcoreRegressor::ExtraTrees(m) => m.predict(&x).map_err(predict_error),
+            SmartcoreRegressor::ElasticNet(m) => m.predict(&x).map_err(predict_error),
+        }
+    }
+
+    /// The same model in the inference layout.
+    pub fn to_regressor(&self) -> Result<Regressor, FitError> {
+        let unreadable = |e: ForestError| FitError::Fit(e.to_string());
+        Ok(match self {
+            SmartcoreRegressor::RandomForest(m) => {
+                Regressor::Forest(Forest::from_smartcore(m).map_err(unreadable)?)
             }
-            ModelSpec::ElasticNet { params } => {
-                let p = ElasticNetParameters::default()
-                    .with_alpha(params.alpha)
-                    .with_l1_ratio(params.l1_ratio)
-                    .with_max_iter(params.max_iter)
-                    .with_normalize(false);
-                Regressor::ElasticNet(ElasticNet::fit(&x, &y, p).map_err(fit_error)?)
+            SmartcoreRegressor::ExtraTrees(m) => {
+                Regressor::Forest(Forest::from_smartcore(m).map_err(unreadable)?)
+            }
+            SmartcoreRegressor::ElasticNet(m) => {
+                let coefficients = m.coefficients();
+                let mut weights = [0.0; FEATURE_COUNT];
+                for (i, w) in weights.iter_mut().enumerate() {
+                    *w = *coefficients.get((i, 0));
+                }
+                Regressor::Linear(LinearModel {
+                    weights,
+                    intercept: *m.intercept(),
+                })
             }
         })
+    }
+}
+
+/// Fits one part of a forest with smartcore.
+fn fit_part(
+    bootstrap: bool,
+    params: &ForestParams,
+    seed: u64,
+    part: &ForestPart,
+    x: &Matrix,
+    y: &Vec<f64>,
+) -> Result<SmartcoreRegressor, FitError> {
+    let rows = y.len();
+    let leaf = effective_min_samples_leaf(params, rows);
+    // A node of fewer than two leaves' rows cannot be split: skip trying.
+    let split = params.min_samples_split.max(2 * leaf);
+    let seed = seed.wrapping_add(part.first as u64);
+    let fit_error = |e: smartcore::error::Failed| FitError::Fit(e.to_string());
+    Ok(if bootstrap {
+        {
+            let mut p = RandomForestRegressorParameters::default()
+                .with_n_trees(part.trees)
+                .with_m(params.max_features)
+                .with_min_samples_leaf(leaf)
+                .with_min_samples_split(split)
+                .with_seed(seed);
+            if let Some(depth) = params.max_depth {
+                p = p.with_max_depth(depth);
+            }
+            SmartcoreRegressor::RandomForest(
+                RandomForestRegressor::fit(x, y, p).map_err(fit_error)?,
+            )
+        }
+    } else {
+        {
+            let mut p = ExtraTreesRegressorParameters::default()
+                .with_n_trees(part.trees)
+                .with_m(params.max_features)
+                .with_min_samples_leaf(leaf)
+                .with_min_samples_split(split)
+                .with_seed(seed);
+            if let Some(depth) = params.max_depth {
+                p = p.with_max_depth(depth);
+            }
+            SmartcoreRegressor::ExtraTrees(ExtraTreesRegressor::fit(x, y, p).map_err(fit_error)?)
+        }
+    })
+}
+
+fn fit_linear(
+    params: &LinearParams,
+    x: &Matrix,
+    y: &Vec<f64>,
+) -> Result<SmartcoreRegressor, FitError> {
+    let p = ElasticNetParameters::default()
+        .with_alpha(params.alpha)
+        .with_l1_ratio(params.l1_ratio)
+        .with_max_iter(params.max_iter)
+        .with_normalize(false);
+    ElasticNet::fit(x, y, p)
+        .map(SmartcoreRegressor::ElasticNet)
+        .map_err(|e| FitError::Fit(e.to_string()))
+}
+
+/// Fits the parts of a forest on every available core and joins them in tree order. Each
+/// worker turns its part into the flat layout at once, so smartcore's larger structures of
+/// at most one part per core exist at a time.
+fn fit_forest(
+    bootstrap: bool,
+    params: &ForestParams,
+    seed: u64,
+    x: &Matrix,
+    y: &Vec<f64>,
+) -> Result<Forest, FitError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = forest_parts(params.n_trees, bootstrap, cores);
+    let fit_one = |part: &ForestPart| -> Result<Forest, FitError> {
+        let fitted = fit_part(bootstrap, params, seed, part, x, y)?;
+        match fitted.to_regressor()? {
+            Regressor::Forest(forest) => Ok(forest),
+            Regressor::Linear(_) => Err(FitError::Fit("a forest part fitted no trees".into())),
+        }
+    };
+    let workers = cores.min(parts.len());
+    let results: Vec<Result<Forest, FitError>> = if workers <= 1 {
+        parts.iter().map(fit_one).collect()
+    } else {
+        let next = AtomicUsize::new(0);
+        let done: Mutex<Vec<Option<Result<Forest, FitError>>>> =
+            Mutex::new((0..parts.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(part) = parts.get(index) else { break };
+                    let result = fit_one(part);
+                    if let Ok(mut done) = done.lock() {
+                        done[index] = Some(result);
+                    }
+                });
+            }
+        });
+        done.into_inner()
+            .map_err(|_| FitError::Fit("a training thread failed".into()))?
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(FitError::Fit("a forest part was not fitted".into()))))
+            .collect()
+    };
+    let forests = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Forest::concat(forests).map_err(|e| FitError::Fit(e.to_string()))
+}
+
+impl Regressor {
+    /// Fits `spec` on the rows and targets with smartcore, trees in parallel on the available
+    /// cores, and returns the model in its inference layout. CPU-bound: call from a blocking
+    /// thread in async code.
+    pub fn fit(spec: &ModelSpec, rows: &[FeatureRow], targets: &[f64]) -> Result<Self, FitError> {
+        let x = matrix(rows).map_err(|e| FitError::Fit(e.to_string()))?;
+        let y = targets.to_vec();
+        match *spec {
+            ModelSpec::RandomForest { params, seed } | ModelSpec::ExtraTrees { params, seed } => {
+                let bootstrap = spec.algorithm() == Algorithm::RandomForest;
+                fit_forest(bootstrap, &params, seed, &x, &y).map(Regressor::Forest)
+            }
+            ModelSpec::ElasticNet { params } => fit_linear(&params, &x, &y)?.to_regressor(),
+        }
     }
 
     /// Predicts quality for each row.
     pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let mut out = vec![0.0; rows.len()];
+        self.predict_into(rows, &mut out)?;
+        Ok(out)
+    }
+
+    /// Predicts quality for each row into `out`, which must have one slot per row.
+    pub fn predict_into(&self, rows: &[FeatureRow], out: &mut [f64]) -> Result<(), FitError> {
+        if rows.len() != out.len() {
+            return Err(FitError::Predict(format!(
+                "{} rows but room for {} predictions",
+                rows.len(),
+                out.len()
+            )));
         }
-        let x = matrix(rows)?;
-        let predict_error = |e: smartcore::error::Failed| FitError::Predict(e.to_string());
-        let predictions = match self {
-            Regressor::RandomForest(m) => m.predict(&x).map_err(predict_error)?,
-            Regressor::ExtraTrees(m) => m.predict(&x).map_err(predict_error)?,
-            Regressor::ElasticNet(m) => m.predict(&x).map_err(predict_error)?,
-        };
-        if predictions.iter().any(|p| !p.is_finite()) {
+        match self {
+            Regressor::Forest(forest) => forest.predict_into(rows, out),
+            Regressor::Linear(linear) => {
+                for (row, slot) in rows.iter().zip(out.iter_mut()) {
+                    *slot = linear.predict_row(row);
+                }
+            }
+        }
+        if out.iter().any(|p| !p.is_finite()) {
             return Err(FitError::NonFinite);
         }
-        Ok(predictions)
+        Ok(())
+    }
+
+    /// Predicts quality for one row, without allocating.
+    pub fn predict_row(&self, row: &FeatureRow) -> Result<f64, FitError> {
+        let prediction = match self {
+            Regressor::Forest(forest) => forest.predict_row(row),
+            Regressor::Linear(linear) => linear.predict_row(row),
+        };
+        if prediction.is_finite() {
+            Ok(prediction)
+        } else {
+            Err(FitError::NonFinite)
+        }
+    }
+
+    /// Checks a decoded model before it is used (see [`Forest::validate`]).
+    pub fn validate(&self) -> Result<(), ForestError> {
+        match self {
+            Regressor::Forest(forest) => forest.validate(),
+            Regressor::Linear(_) => Ok(()),
+        }
     }
 }
 

@@ -4,13 +4,20 @@
 //! Layout: the 8-byte magic `SOMMLIER`, a little-endian `u16` format version, then postcard
 //! of [`EncodedArtifact`]. The card travels inside the artifact and also, as readable JSON,
 //! beside it in the registry.
+//!
+//! Format versions:
+//! - 2 (written by this build): the model in its inference layout ([`Regressor`]: the flat
+//!   forest of `forest`, or a linear model's coefficients). Reading it needs no smartcore.
+//! - 1: smartcore's own serialization of the fitted model. Still read, when the smartcore
+//!   version matches, and turned into the inference layout on load (same predictions), so a
+//!   registry's existing champion keeps serving after an upgrade.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::algorithm::{FitError, ModelSpec, Regressor};
+use super::algorithm::{FitError, ModelSpec, Regressor, SmartcoreRegressor};
 use super::comparison::PairedComparison;
 use super::dataset::{sha256_hex, Dataset};
 use super::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
@@ -19,8 +26,11 @@ use super::split::SplitRule;
 
 const MAGIC: &[u8; 8] = b"SOMMLIER";
 /// Bumped whenever the encoded layout changes.
-pub const FORMAT_VERSION: u16 = 1;
-/// The smartcore release whose serialized models this build reads.
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format: smartcore's serialization of the model; read and migrated on load.
+const SMARTCORE_FORMAT_VERSION: u16 = 1;
+/// The smartcore release that trains this build's models, and whose serialized models (format
+/// 1) this build reads.
 pub const SMARTCORE_VERSION: &str = "0.7.0";
 /// This build's version.
 pub const SOMMELIER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -126,13 +136,13 @@ struct EncodedHeader {
 }
 
 #[derive(Deserialize)]
-struct EncodedArtifact {
+struct EncodedArtifact<R> {
     #[allow(dead_code)]
     sommelier_version: String,
     #[allow(dead_code)]
     smartcore_version: String,
     card_json: String,
-    regressor: Regressor,
+    regressor: R,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -176,30 +186,29 @@ impl ModelArtifact {
             return Err(ArtifactError::NotAModel);
         }
         let found = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if found != FORMAT_VERSION {
-            return Err(ArtifactError::UnsupportedFormat {
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
         let body = &bytes[10..];
-        let (header, _): (EncodedHeader, _) =
-            postcard::take_from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
-        if header.smartcore_version != SMARTCORE_VERSION {
-            return Err(ArtifactError::IncompatibleSmartcore {
-                found: header.smartcore_version,
-                written_by: header.sommelier_version,
-                supported: SMARTCORE_VERSION.to_string(),
-            });
-        }
-        let decoded: EncodedArtifact =
-            postcard::from_bytes(body).map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
-        let card: ModelCard = serde_json::from_str(&decoded.card_json)
-            .map_err(|e| ArtifactError::Corrupt(format!("model card: {e}")))?;
-        let artifact = ModelArtifact {
-            card,
-            regressor: decoded.regressor,
+        let corrupt = |e: postcard::Error| ArtifactError::Corrupt(e.to_string());
+        let (card_json, regressor) = match found {
+            FORMAT_VERSION => {
+                let decoded: EncodedArtifact<Regressor> =
+                    postcard::from_bytes(body).map_err(corrupt)?;
+                decoded
+                    .regressor
+                    .validate()
+                    .map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+                (decoded.card_json, decoded.regressor)
+            }
+            SMARTCORE_FORMAT_VERSION => Self::migrate_smartcore(body)?,
+            _ => {
+                return Err(ArtifactError::UnsupportedFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                })
+            }
         };
+        let card: ModelCard = serde_json::from_str(&card_json)
+            .map_err(|e| ArtifactError::Corrupt(format!("model card: {e}")))?;
+        let artifact = ModelArtifact { card, regressor };
         if artifact.card.feature_names.len() != FEATURE_COUNT
             || artifact.card.feature_stats.len() != FEATURE_COUNT
         {
@@ -210,8 +219,61 @@ impl ModelArtifact {
         Ok(artifact)
     }
 
+    /// Reads a format-1 body (smartcore's serialization) and turns the model into the
+    /// inference layout. Refuses another smartcore version's encoding by name.
+    fn migrate_smartcore(body: &[u8]) -> Result<(String, Regressor), ArtifactError> {
+        let corrupt = |e: postcard::Error| ArtifactError::Corrupt(e.to_string());
+        let (header, _): (EncodedHeader, _) = postcard::take_from_bytes(body).map_err(corrupt)?;
+        if header.smartcore_version != SMARTCORE_VERSION {
+            return Err(ArtifactError::IncompatibleSmartcore {
+                found: header.smartcore_version,
+                written_by: header.sommelier_version,
+                supported: SMARTCORE_VERSION.to_string(),
+            });
+        }
+        let decoded: EncodedArtifact<SmartcoreRegressor> =
+            postcard::from_bytes(body).map_err(corrupt)?;
+        let regressor = decoded
+            .regressor
+            .to_regressor()
+            .map_err(|e| ArtifactError::Corrupt(e.to_string()))?;
+        Ok((decoded.card_json, regressor))
+    }
+
+    /// Encodes a model in the first format (smartcore's serialization), as builds before the
+    /// inference layout wrote it: for migration tests.
+    #[doc(hidden)]
+    pub fn encode_format_1(
+        card: &ModelCard,
+        model: &SmartcoreRegressor,
+    ) -> Result<Vec<u8>, ArtifactError> {
+        #[derive(Serialize)]
+        struct Format1<'a> {
+            sommelier_version: &'a str,
+            smartcore_version: &'a str,
+            card_json: String,
+            regressor: &'a SmartcoreRegressor,
+        }
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&SMARTCORE_FORMAT_VERSION.to_le_bytes());
+        let body = Format1 {
+            sommelier_version: SOMMELIER_VERSION,
+            smartcore_version: SMARTCORE_VERSION,
+            card_json: serde_json::to_string(card)
+                .map_err(|e| ArtifactError::Encode(e.to_string()))?,
+            regressor: model,
+        };
+        postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
     pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {
         self.regressor.predict(rows)
+    }
+
+    /// One row's prediction, without allocating.
+    pub fn predict_row(&self, row: &FeatureRow) -> Result<f64, FitError> {
+        self.regressor.predict_row(row)
     }
 
     /// The features of `row` outside the range seen in training.

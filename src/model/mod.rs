@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod comparison;
 pub mod dataset;
 pub mod features;
+pub mod forest;
 pub mod input;
 pub mod metrics;
 pub mod split;

@@ -1,8 +1,10 @@
 //! Input drift: a rolling window of recent feature values, binned like the champion's
 //! training histograms, compared with them as a Population Stability Index per feature.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use crate::model::artifact::{FeatureStats, HISTOGRAM_BINS};
 use crate::model::features::{FeatureRow, FEATURE_COUNT};
@@ -11,17 +13,27 @@ use crate::model::features::{FeatureRow, FEATURE_COUNT};
 pub const WINDOW_ROWS: usize = 500;
 /// Share used in place of an empty bin, so that the logarithm stays finite.
 const EMPTY_BIN_SHARE: f64 = 1e-4;
+/// Bits of a row's bin number per feature in a window slot (bins are below 16).
+const BIN_BITS: u32 = 4;
+/// A slot no row has filled yet.
+const EMPTY_SLOT: u64 = u64::MAX;
 
-/// The window's bin counts for one reference (one champion).
+const _: () = assert!(HISTOGRAM_BINS < 1 << BIN_BITS && FEATURE_COUNT * BIN_BITS as usize <= 64);
+
+/// The window's bin counts for one reference (one champion). Lock-free: every request's
+/// rows go in with a few atomic additions, so concurrent predictions never wait for each
+/// other here. A slot holds one row's bins packed in a `u64`; the row that overwrites it
+/// takes its bins back out of the counts.
 struct Window {
     reference: Vec<FeatureStats>,
-    recent: VecDeque<[u8; FEATURE_COUNT]>,
-    counts: [[u32; HISTOGRAM_BINS]; FEATURE_COUNT],
+    slots: Box<[AtomicU64]>,
+    next: AtomicUsize,
+    counts: [[AtomicU32; HISTOGRAM_BINS]; FEATURE_COUNT],
 }
 
-/// Thread-safe drift monitor; cheap per row (a few integer updates under a short lock).
+/// Thread-safe drift monitor; a row costs eleven bin look-ups and a few atomic updates.
 pub struct DriftMonitor {
-    window: Mutex<Option<Window>>,
+    window: ArcSwapOption<Window>,
 }
 
 impl Default for DriftMonitor {
@@ -33,60 +45,64 @@ impl Default for DriftMonitor {
 impl DriftMonitor {
     pub fn new() -> Self {
         Self {
-            window: Mutex::new(None),
+            window: ArcSwapOption::empty(),
         }
     }
 
-    /// Starts a new window against a new champion's training histograms.
+    /// Starts a new window against a new champion's training histograms. Rows being added
+    /// to the old window at the same moment stay there.
     pub fn reset(&self, reference: &[FeatureStats]) {
-        if let Ok(mut guard) = self.window.lock() {
-            *guard = Some(Window {
-                reference: reference.to_vec(),
-                recent: VecDeque::with_capacity(WINDOW_ROWS),
-                counts: [[0; HISTOGRAM_BINS]; FEATURE_COUNT],
-            });
-        }
+        self.window.store(Some(Arc::new(Window {
+            reference: reference.to_vec(),
+            slots: (0..WINDOW_ROWS)
+                .map(|_| AtomicU64::new(EMPTY_SLOT))
+                .collect(),
+            next: AtomicUsize::new(0),
+            counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(0))),
+        })));
     }
 
     /// Adds rows to the window, dropping the oldest beyond [`WINDOW_ROWS`].
     pub fn observe(&self, rows: &[FeatureRow]) {
-        let Ok(mut guard) = self.window.lock() else {
+        let guard = self.window.load();
+        let Some(window) = guard.as_ref() else {
             return;
         };
-        let Some(window) = guard.as_mut() else {
+        if window.reference.len() != FEATURE_COUNT {
             return;
-        };
+        }
         for row in rows {
-            let mut bins = [0u8; FEATURE_COUNT];
+            let mut packed = 0u64;
             for (feature, value) in row.iter().enumerate() {
                 let bin = window.reference[feature].bin_of(*value);
-                bins[feature] = bin as u8;
-                window.counts[feature][bin] += 1;
+                packed |= (bin as u64) << (feature as u32 * BIN_BITS);
+                window.counts[feature][bin].fetch_add(1, Ordering::Relaxed);
             }
-            if window.recent.len() == WINDOW_ROWS {
-                if let Some(old) = window.recent.pop_front() {
-                    for (feature, bin) in old.iter().enumerate() {
-                        window.counts[feature][*bin as usize] -= 1;
-                    }
+            let slot = window.next.fetch_add(1, Ordering::Relaxed) % WINDOW_ROWS;
+            // AcqRel: the additions of the row taken out happen before its subtraction.
+            let old = window.slots[slot].swap(packed, Ordering::AcqRel);
+            if old != EMPTY_SLOT {
+                for (feature, counts) in window.counts.iter().enumerate() {
+                    let bin = (old >> (feature as u32 * BIN_BITS)) as usize & ((1 << BIN_BITS) - 1);
+                    counts[bin].fetch_sub(1, Ordering::Relaxed);
                 }
             }
-            window.recent.push_back(bins);
         }
     }
 
     /// PSI per feature over the window, or `None` before any observation.
     pub fn psi(&self) -> Option<[f64; FEATURE_COUNT]> {
-        let guard = self.window.lock().ok()?;
+        let guard = self.window.load();
         let window = guard.as_ref()?;
-        if window.recent.is_empty() {
+        if window.next.load(Ordering::Relaxed) == 0 || window.reference.len() != FEATURE_COUNT {
             return None;
         }
         let mut out = [0.0; FEATURE_COUNT];
         for (feature, value) in out.iter_mut().enumerate() {
-            *value = population_stability_index(
-                &window.reference[feature].bin_counts,
-                &window.counts[feature],
-            );
+            let counts = window.counts[feature]
+                .each_ref()
+                .map(|c| c.load(Ordering::Relaxed));
+            *value = population_stability_index(&window.reference[feature].bin_counts, &counts);
         }
         Some(out)
     }
@@ -128,6 +144,31 @@ mod tests {
         // (0.9-0.5)ln(1.8) + (0.1-0.5)ln(0.2) = 0.4*0.587787 + 0.4*1.609438 = 0.878890
         let psi = population_stability_index(&[50, 50], &[9, 1]);
         assert!((psi - 0.878_890).abs() < 1e-5, "{psi}");
+    }
+
+    #[test]
+    fn concurrent_observers_keep_the_window_exact() {
+        let training: Vec<FeatureRow> = (0..1000)
+            .map(|i| [(i % 100) as f64; FEATURE_COUNT])
+            .collect();
+        let monitor = DriftMonitor::new();
+        monitor.reset(&feature_stats(&training));
+        std::thread::scope(|scope| {
+            for part in training.chunks(100) {
+                let monitor = &monitor;
+                scope.spawn(move || {
+                    for row in part {
+                        monitor.observe(std::slice::from_ref(row));
+                    }
+                });
+            }
+        });
+        let guard = monitor.window.load();
+        let window = guard.as_ref().unwrap();
+        for counts in &window.counts {
+            let total: u32 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+            assert_eq!(total as usize, WINDOW_ROWS);
+        }
     }
 
     #[test]
