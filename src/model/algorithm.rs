@@ -112,7 +112,7 @@ impl ModelSpec {
                 seed,
             },
             Algorithm::ExtraTrees => ModelSpec::ExtraTrees {
-                params: forest_params(overrides, 6, 1),
+                params: forest_params(overrides, 6, 2),
                 seed,
             },
             Algorithm::ElasticNet => ModelSpec::ElasticNet {
