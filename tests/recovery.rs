@@ -27,7 +27,10 @@ async fn a_store_with_only_broken_versions_recovers_by_training() {
         &[("SOMMELIER_STORE", store.display().to_string())],
     );
     let health = server.wait_healthy(&client()).await;
-    let serving = health["model_version"].as_str().expect("a model").to_string();
+    let serving = health["model_version"]
+        .as_str()
+        .expect("a model")
+        .to_string();
     assert_ne!(serving, broken, "{health}");
     let models = common::get_json(&server, "/api/models").await;
     assert_eq!(models["champion"], serving.as_str(), "{models}");
