@@ -215,9 +215,9 @@ async fn judge(
     ))
 }
 
-/// The champion's artifact, or why it cannot be used. An unreachable store or refused
-/// credentials are errors (nothing is known about the champion, so there is no comparison);
-/// anything else makes the champion unusable.
+/// The champion's artifact, or why it cannot be used. Store access failures are errors: an
+/// unreachable store (retrying later may succeed) or refused credentials (a configuration
+/// error) say nothing about the champion. Anything else makes the champion unusable.
 async fn load_champion(
     registry: &Registry,
     version: &str,

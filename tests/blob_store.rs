@@ -271,7 +271,7 @@ async fn a_wrong_shared_key_is_refused_without_revealing_it() {
     // A champion exists (written with the right key).
     let good = registry(&settings(&url)).await;
     let dataset = read_training_data(&bundled_csv()[..]).unwrap();
-    let champion = train_and_publish(&good, dataset, train_options(1), policy(false))
+    let champion = train_and_publish(&good, dataset, train_options(), policy(false))
         .await
         .unwrap()
         .report
@@ -288,7 +288,7 @@ async fn a_wrong_shared_key_is_refused_without_revealing_it() {
         "{error}"
     );
     let dataset = read_training_data(&bundled_csv()[..]).unwrap();
-    let error = train_and_publish(&registry, dataset, train_options(2), policy(false))
+    let error = train_and_publish(&registry, dataset, train_options(), policy(false))
         .await
         .err()
         .expect("no training is published with refused credentials");
@@ -471,7 +471,7 @@ async fn retention_keeps_the_champion_and_the_previous_champion() {
 /// An encoded ElasticNet model trained on the bundled data.
 fn trained_model_bytes() -> Vec<u8> {
     let dataset = read_training_data(&bundled_csv()[..]).unwrap();
-    sommelier::model::training::train(&dataset, &train_options(3))
+    sommelier::model::training::train(&dataset, &train_options())
         .unwrap()
         .artifact
         .encode()

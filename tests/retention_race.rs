@@ -23,7 +23,7 @@ fn model_bytes() -> Vec<u8> {
     let options = TrainOptions {
         spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).expect("spec"),
         holdout: 0.2,
-        split_seed: 1,
+        split_key: sommelier::model::split::DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "winequality-red.csv".into(),
             etag: None,

@@ -112,7 +112,7 @@ mod tests {
         let options = TrainOptions {
             spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).unwrap(),
             holdout: 0.2,
-            split_seed: 1,
+            split_key: crate::model::split::DEFAULT_SPLIT_KEY,
             source: DataSource {
                 name: "bundled".into(),
                 etag: None,

@@ -100,6 +100,10 @@ async fn load_or_train(state: SharedState) {
             return;
         }
         Ok(()) => {}
+        // Every stored version is broken: train a new one rather than stay down.
+        Err(error @ crate::registry::RegistryError::NothingServable(_)) => {
+            tracing::error!(%error, "no stored version can serve: training a new one");
+        }
         Err(error) => {
             state.set_startup_problem(Some(format!("the champion could not be loaded: {error}")));
             return;
