@@ -29,7 +29,9 @@ const FEATURES: [&str; 11] = [
     "sulphates",
     "alcohol",
 ];
-const VALUES: [f64; 11] = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+const VALUES: [f64; 11] = [
+    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -158,7 +160,9 @@ struct Server {
 
 impl Server {
     fn start(binary: &Path, store: &Path, env: &[(&str, &str)]) -> Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut command = Command::new(binary);
         command
             .arg("serve")
@@ -192,8 +196,8 @@ impl Server {
 
     /// User plus system CPU seconds so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name, which is parenthesised and may hold spaces.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();

@@ -790,3 +790,43 @@ async fn appended_uploads_are_compared_only_on_rows_neither_model_trained_on() {
         "the card carries the comparison"
     );
 }
+
+/// A fresh deployment: the upload container exists but is empty. The first start trains on the
+/// bundled data (its card says so), and the schedule finds nothing new to train on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_on_an_empty_upload_container_serves_the_bundled_data() {
+    let cloud = Cloud::start();
+    cloud.uploads().create_if_missing().await.unwrap();
+    assert!(cloud.uploads().list().await.unwrap().is_empty());
+
+    let server = cloud.instance();
+    let version = server.wait_healthy(&client()).await["model_version"]
+        .as_str()
+        .expect("a first model on the bundled data")
+        .to_string();
+    let card = cloud.registry().await.card(&version).await.unwrap();
+    assert!(
+        card.source
+            .name
+            .starts_with(sommelier::bundled::SOURCE_NAME),
+        "{}",
+        card.source.name
+    );
+    assert!(
+        card.source.name.contains("fallback") && card.source.name.contains("training-data"),
+        "the card names the empty container: {}",
+        card.source.name
+    );
+
+    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}},
+        "Metadata": {}});
+    let response = client()
+        .post(server.url("/retrain-on-schedule"))
+        .json(&timer)
+        .send()
+        .await
+        .expect("timer invocation");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("envelope JSON");
+    assert_eq!(body["ReturnValue"]["status"], "unchanged", "{body}");
+}

@@ -5,7 +5,6 @@
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
 use sommelier::model::algorithm::{
     Algorithm, ModelSpec, Regressor, SmartcoreRegressor, SpecOverrides, DEFAULT_MAX_LEAVES,
-    DEFAULT_SEED,
 };
 use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
@@ -81,7 +80,7 @@ fn options(algorithm: Algorithm) -> TrainOptions {
     TrainOptions {
         spec: spec(algorithm),
         holdout: 0.25,
-        split_seed: DEFAULT_SEED,
+        split_key: sommelier::model::split::DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "bundled".into(),
             etag: None,
