@@ -206,3 +206,56 @@ pub async fn report_rejected_upload(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        Settings::from_env(Some(&dir.join("store").display().to_string())).expect("settings")
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_training_file_falls_back_to_the_bundled_data() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let settings = settings(dir.path());
+        let missing = TrainingSource::File(dir.path().join("absent.csv"));
+        let data = load_training_data_or_bundled(&settings, &missing)
+            .await
+            .expect("the bundled data");
+        assert_eq!(data.bytes, bundled::WINE_QUALITY_RED_CSV);
+        assert!(data.source.name.starts_with(bundled::SOURCE_NAME));
+        assert!(
+            data.source.name.contains("fallback: no file")
+                && data.source.name.contains("absent.csv"),
+            "{}",
+            data.source.name
+        );
+
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, b"").expect("write");
+        let data = load_training_data_or_bundled(&settings, &TrainingSource::File(empty))
+            .await
+            .expect("the bundled data");
+        assert!(
+            data.source.name.contains("fallback: no data in"),
+            "{}",
+            data.source.name
+        );
+    }
+
+    #[tokio::test]
+    async fn a_usable_training_file_is_read_as_it_is() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("wines.csv");
+        std::fs::write(&path, b"a,quality\n1,5\n").expect("write");
+        let data = load_training_data_or_bundled(
+            &settings(dir.path()),
+            &TrainingSource::File(path.clone()),
+        )
+        .await
+        .expect("the file");
+        assert_eq!(data.bytes, b"a,quality\n1,5\n");
+        assert_eq!(data.source.name, path.display().to_string());
+    }
+}
