@@ -29,7 +29,9 @@ const FEATURES: [&str; 11] = [
     "sulphates",
     "alcohol",
 ];
-const VALUES: [f64; 11] = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+const VALUES: [f64; 11] = [
+    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -158,7 +160,9 @@ struct Server {
 
 impl Server {
     fn start(binary: &Path, store: &Path, env: &[(&str, &str)]) -> Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut command = Command::new(binary);
         command
             .arg("serve")
@@ -192,8 +196,8 @@ impl Server {
 
     /// User plus system CPU seconds so far.
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name, which is parenthesised and may hold spaces.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();
@@ -253,6 +257,18 @@ async fn predict_once(client: &reqwest::Client, server: &Server) -> Result<Durat
     Ok(started.elapsed())
 }
 
+/// Waits until the server answers predictions (the model loads in the background).
+async fn ready(client: &reqwest::Client, server: &Server) -> Result<()> {
+    let started = Instant::now();
+    while predict_once(client, server).await.is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("no model after 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -290,7 +306,7 @@ async fn main() -> Result<()> {
     );
     for shape in &shapes {
         let server = Server::start(&binary, &store, &[])?;
-        predict_once(&client, &server).await?;
+        ready(&client, &server).await?;
         let (resident, _) = server.memory_mb();
         let cpu = server.cpu_seconds();
         let mut status = 0;
@@ -314,7 +330,7 @@ async fn main() -> Result<()> {
     println!();
     println!("== 2. normal predictions while 4 hostile clients send the worst shapes");
     let server = Arc::new(Server::start(&binary, &store, &[])?);
-    predict_once(&client, &server).await?;
+    ready(&client, &server).await?;
     let (resident, _) = server.memory_mb();
     let stop = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));
