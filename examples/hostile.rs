@@ -257,6 +257,18 @@ async fn predict_once(client: &reqwest::Client, server: &Server) -> Result<Durat
     Ok(started.elapsed())
 }
 
+/// Waits until the server answers predictions (the model loads in the background).
+async fn ready(client: &reqwest::Client, server: &Server) -> Result<()> {
+    let started = Instant::now();
+    while predict_once(client, server).await.is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err("no model after 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -294,7 +306,7 @@ async fn main() -> Result<()> {
     );
     for shape in &shapes {
         let server = Server::start(&binary, &store, &[])?;
-        predict_once(&client, &server).await?;
+        ready(&client, &server).await?;
         let (resident, _) = server.memory_mb();
         let cpu = server.cpu_seconds();
         let mut status = 0;
@@ -318,7 +330,7 @@ async fn main() -> Result<()> {
     println!();
     println!("== 2. normal predictions while 4 hostile clients send the worst shapes");
     let server = Arc::new(Server::start(&binary, &store, &[])?);
-    predict_once(&client, &server).await?;
+    ready(&client, &server).await?;
     let (resident, _) = server.memory_mb();
     let stop = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));

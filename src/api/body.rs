@@ -1,5 +1,6 @@
 //! Turning a request body into rows: picks the parser for the media type and runs it off the
-//! async workers when the body is large, so a slow parse never stalls other requests.
+//! async workers (in the server's heavy lane) when the body is large, so a long parse never
+//! stalls other requests.
 
 use axum::body::Bytes;
 
@@ -39,8 +40,7 @@ pub async fn parse(
     if body.len() <= INLINE_PARSE_BYTES {
         return Ok(parser(&body, &limits)?);
     }
-    tokio::task::spawn_blocking(move || parser(&body, &limits))
-        .await
-        .map_err(|e| ApiError::Internal(format!("parser task failed: {e}")))?
+    crate::server::limits::run_heavy(move || parser(&body, &limits))
+        .await?
         .map_err(ApiError::from)
 }

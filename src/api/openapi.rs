@@ -41,7 +41,8 @@ pub async fn document(State(state): State<SharedState>) -> Json<Value> {
 pub fn exact_document(max_rows: usize) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     let schemas = &mut doc["components"]["schemas"];
-    schemas["WineFeatures"] = wine_features();
+    let generated = schemas["WineFeatures"].clone();
+    schemas["WineFeatures"] = wine_features(&generated);
     schemas["BatchRequest"] = json!({
         "type": "object",
         "description": "A batch of wines; other top-level fields are ignored.",
@@ -131,11 +132,14 @@ fn decimal_pattern(min: f64, max: f64) -> String {
 }
 
 /// The 11 features; other names are allowed and ignored, except alternative spellings of a
-/// feature (a duplicate) and `instances` (a batch).
-fn wine_features() -> Value {
+/// feature (a duplicate) and `instances` (a batch). The generated schema's examples (the
+/// first wine of the bundled data) are kept.
+fn wine_features(generated: &Value) -> Value {
     let mut properties = Map::new();
     for (index, name) in FEATURE_NAMES.iter().enumerate() {
-        properties.insert(name.to_string(), feature_value(index));
+        let mut property = feature_value(index);
+        property["example"] = generated["properties"][*name]["example"].clone();
+        properties.insert(name.to_string(), property);
     }
     json!({
         "type": "object",

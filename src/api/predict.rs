@@ -134,8 +134,9 @@ pub fn serving_model(state: &SharedState) -> Result<Arc<ServingModel>, ApiError>
     })
 }
 
-/// Runs the model, off the async runtime for large batches. A model that cannot give a finite
-/// answer for valid inputs is reported as the inputs' problem (422), never as a server error.
+/// Runs the model, off the async runtime (in the heavy lane) for large batches. A model that
+/// cannot give a finite answer for valid inputs is reported as the inputs' problem (422), never
+/// as a server error.
 pub async fn run_model(
     model: &Arc<ServingModel>,
     rows: &[FeatureRow],
@@ -151,9 +152,7 @@ pub async fn run_model(
     }
     let model = model.clone();
     let rows = rows.to_vec();
-    tokio::task::spawn_blocking(move || predict(&model, &rows))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    crate::server::limits::run_heavy(move || predict(&model, &rows)).await?
 }
 
 fn out_of_range(model: &ServingModel, row: &FeatureRow) -> Vec<String> {

@@ -236,12 +236,11 @@ proptest! {
     fn arbitrary_json_gives_rows_or_a_client_error(value in json_value()) {
         let body = bytes(&value);
         let limits = limits();
-        for result in [parse_predict(&body, &limits), parse_invocations(&body, &limits)] {
-            if let Ok(parsed) = result {
-                prop_assert!(!parsed.rows.is_empty());
-                prop_assert!(parsed.rows.len() <= limits.max_rows);
-                prop_assert!(parsed.rows.iter().flatten().all(|v| v.is_finite()));
-            }
+        let results = [parse_predict(&body, &limits), parse_invocations(&body, &limits)];
+        for parsed in results.into_iter().flatten() {
+            prop_assert!(!parsed.rows.is_empty());
+            prop_assert!(parsed.rows.len() <= limits.max_rows);
+            prop_assert!(parsed.rows.iter().flatten().all(|v| v.is_finite()));
         }
     }
 
