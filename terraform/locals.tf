@@ -63,6 +63,7 @@ locals {
     "SOMMELIER_RETRAIN_SCHEDULE"      = var.retrain_schedule
     "SOMMELIER_MODEL_REFRESH_SECONDS" = tostring(var.model_refresh_seconds)
     "SOMMELIER_PROMOTION_TOLERANCE"   = tostring(var.promotion_tolerance)
+    "SOMMELIER_MIN_COMPARABLE_ROWS"   = tostring(var.min_comparable_rows)
     "SOMMELIER_KEEP_VERSIONS"         = tostring(var.keep_versions)
     "SOMMELIER_MAX_BATCH_ROWS"        = tostring(var.max_batch_rows)
 

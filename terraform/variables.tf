@@ -134,6 +134,17 @@ variable "promotion_tolerance" {
   }
 }
 
+variable "min_comparable_rows" {
+  type        = number
+  description = "Fewest rows unseen by both models for a fair champion/challenger comparison (SOMMELIER_MIN_COMPARABLE_ROWS)."
+  default     = 30
+
+  validation {
+    condition     = var.min_comparable_rows >= 1 && floor(var.min_comparable_rows) == var.min_comparable_rows
+    error_message = "min_comparable_rows must be a whole number, at least 1."
+  }
+}
+
 variable "keep_versions" {
   type        = number
   description = "Model versions kept in the registry (SOMMELIER_KEEP_VERSIONS)."
