@@ -9,7 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::dataset::DatasetError;
-use crate::model::input::{BodyError, InputError};
+use crate::model::input::BodyError;
 use crate::registry::{RegistryError, StoreError};
 use crate::retraining::RetrainError;
 
@@ -18,17 +18,9 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
-    Input(#[from] InputError),
-    #[error("row {row}: {source}")]
-    RowInput { row: usize, source: InputError },
-    #[error(transparent)]
     Data(#[from] DatasetError),
     #[error(transparent)]
     Body(#[from] BodyError),
-    #[error("request body is empty")]
-    EmptyBody,
-    #[error("malformed JSON: {0}")]
-    MalformedJson(String),
     #[error("unsupported content type `{found}`; send {expected}")]
     UnsupportedMediaType {
         found: String,
@@ -36,8 +28,6 @@ pub enum ApiError {
     },
     #[error("request body is larger than the {limit_bytes}-byte limit")]
     BodyTooLarge { limit_bytes: usize },
-    #[error("batch of {rows} rows exceeds the limit of {limit} (SOMMELIER_MAX_BATCH_ROWS)")]
-    BatchTooLarge { rows: usize, limit: usize },
     #[error("no model is loaded yet: {0}")]
     NoModel(String),
     #[error("a training is already running on this instance; try again when it finishes")]
@@ -73,12 +63,7 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_)
-            | ApiError::Input(_)
-            | ApiError::RowInput { .. }
-            | ApiError::Data(_)
-            | ApiError::EmptyBody
-            | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Data(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(BodyError::TooMany { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(error) => match error.input_error() {
                 Some(input) if input.is_out_of_range() => StatusCode::UNPROCESSABLE_ENTITY,
@@ -89,9 +74,7 @@ impl ApiError {
             ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::BodyTooLarge { .. } | ApiError::BatchTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoModel(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TrainingInProgress => StatusCode::CONFLICT,
             ApiError::VersionNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -101,9 +84,6 @@ impl ApiError {
 
     pub fn field(&self) -> Option<String> {
         match self {
-            ApiError::Input(e) | ApiError::RowInput { source: e, .. } => {
-                e.field().map(str::to_string)
-            }
             ApiError::Body(e) => e.input_error().and_then(|e| e.field()).map(str::to_string),
             ApiError::Data(DatasetError::BadValue { column, .. }) => Some(column.clone()),
             ApiError::Data(DatasetError::BadQuality { .. }) => Some("quality".to_string()),
