@@ -86,10 +86,7 @@ pub enum ValueProblem {
     NaN,
     Infinite,
     /// Finite, but outside the feature's [`FEATURE_BOUNDS`].
-    OutOfRange {
-        min: f64,
-        max: f64,
-    },
+    OutOfRange { min: f64, max: f64 },
 }
 
 impl ValueProblem {
