@@ -6,11 +6,10 @@
 use std::time::Instant;
 
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
-use sommelier::model::algorithm::{
-    Algorithm, ModelSpec, SmartcoreRegressor, SpecOverrides, DEFAULT_SEED,
-};
+use sommelier::model::algorithm::{Algorithm, ModelSpec, SmartcoreRegressor, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
+use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -22,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = TrainOptions {
         spec: ModelSpec::build(Algorithm::default(), &SpecOverrides::default())?,
         holdout: 0.25,
-        split_seed: DEFAULT_SEED,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "bundled".into(),
             etag: None,

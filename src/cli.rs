@@ -19,6 +19,7 @@ use crate::model::dataset::{read_features, read_labelled, read_training_data, Da
 use crate::model::features::FEATURE_NAMES;
 use crate::model::input::{row_from_json, InputError};
 use crate::model::metrics::Metrics;
+use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{
     cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger,
 };
@@ -75,7 +76,7 @@ pub struct TrainArgs {
     /// Maximum tree depth (forests) [default: unlimited].
     #[arg(long, value_name = "D")]
     pub max_depth: Option<u16>,
-    /// Minimum rows in a leaf (forests) [default: 1].
+    /// Minimum rows in a leaf (forests) [default: 2 for extra-trees, 1 for random-forest].
     #[arg(long, value_name = "N")]
     pub min_samples_leaf: Option<usize>,
     /// Minimum rows to split a node (forests) [default: 2].
@@ -91,18 +92,30 @@ pub struct TrainArgs {
     /// L1 share of the penalty, 0 to 1 (elastic-net) [default: 0.1].
     #[arg(long)]
     pub l1_ratio: Option<f64>,
-    /// Random seed of the forest and of the holdout split.
+    /// Random seed of the forest and of the cross-validation folds. (The holdout does not
+    /// depend on it: a row is held out by a hash of its feature values, the same for every
+    /// model, so that models stay comparable.)
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
-    /// Share of rows held out for evaluation; 0 trains on every row and skips evaluation.
+    /// Share of rows held out for evaluation, chosen by a hash of each row's feature values
+    /// (identical rows always fall on the same side); 0 trains on every row and skips
+    /// evaluation, and such a model can later not be compared with a challenger.
     #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
     pub holdout: f64,
-    /// Also run K-fold shuffled cross-validation and report mean ± sd.
+    /// Also run K-fold cross-validation and report mean ± sd; identical feature rows are kept
+    /// in one fold.
     #[arg(long, value_name = "K")]
     pub cv: Option<usize>,
     /// Relative RMSE slack for promotion [env: SOMMELIER_PROMOTION_TOLERANCE] [default: 0.01].
+    /// Both models are scored on the rows that neither trained on; the new model is promoted
+    /// when, with 95 % confidence (paired bootstrap), its RMSE is not worse than the
+    /// champion's by more than this share.
     #[arg(long)]
     pub tolerance: Option<f64>,
+    /// The fewest rows unseen by both models for a fair comparison; with fewer, the champion
+    /// stays unless --force [env: SOMMELIER_MIN_COMPARABLE_ROWS] [default: 30].
+    #[arg(long, value_name = "N")]
+    pub min_comparable_rows: Option<usize>,
     /// Promote the new model whatever its score.
     #[arg(long)]
     pub force: bool,
@@ -307,7 +320,7 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
     let options = TrainOptions {
         spec,
         holdout: args.holdout,
-        split_seed: args.seed,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: source,
             etag: None,
@@ -316,6 +329,9 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
     };
     let policy = PromotionPolicy {
         tolerance: args.tolerance.unwrap_or(settings.promotion_tolerance),
+        min_comparable_rows: args
+            .min_comparable_rows
+            .unwrap_or(settings.min_comparable_rows),
         force: args.force,
         keep_versions: settings.keep_versions,
     };

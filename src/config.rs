@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::registry::promotion::DEFAULT_MIN_COMPARABLE_ROWS;
+
 /// Where models live.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreLocation {
@@ -60,6 +62,9 @@ pub struct Settings {
     pub training_data: Option<String>,
     pub model_refresh: Duration,
     pub promotion_tolerance: f64,
+    /// `SOMMELIER_MIN_COMPARABLE_ROWS`: the fewest rows unseen by both models on which a
+    /// challenger may be compared with the champion.
+    pub min_comparable_rows: usize,
     pub keep_versions: usize,
     pub max_batch_rows: usize,
     pub push: Option<PushSettings>,
@@ -166,6 +171,12 @@ impl Settings {
                 0.01f64,
                 "a number from 0 to 1",
                 |v| (0.0..=1.0).contains(v),
+            )?,
+            min_comparable_rows: parsed(
+                "SOMMELIER_MIN_COMPARABLE_ROWS",
+                DEFAULT_MIN_COMPARABLE_ROWS,
+                "a whole number, at least 1",
+                |v| *v >= 1,
             )?,
             keep_versions: parsed(
                 "SOMMELIER_KEEP_VERSIONS",

@@ -10,9 +10,10 @@ use thiserror::Error;
 
 use crate::model::algorithm::Algorithm;
 use crate::model::artifact::ModelArtifact;
+use crate::model::comparison::PairedComparison;
 use crate::model::dataset::{Dataset, DatasetError};
 use crate::model::metrics::Metrics;
-use crate::model::training::{train, TrainError, TrainOptions, TrainedModel};
+use crate::model::training::{train, HeldOut, TrainError, TrainOptions, TrainedModel};
 use crate::registry::promotion::{decide, ChampionScore, Decision};
 use crate::registry::{Champion, ChampionPointer, ModelStore, Registry, RegistryError, StoreError};
 
@@ -24,6 +25,8 @@ const MAX_PROMOTION_ATTEMPTS: usize = 16;
 pub struct PromotionPolicy {
     /// Relative RMSE slack (0.01 = 1 %).
     pub tolerance: f64,
+    /// The fewest rows unseen by both models for a fair comparison.
+    pub min_comparable_rows: usize,
     pub force: bool,
     /// Versions to keep after promotion.
     pub keep_versions: usize,
@@ -42,6 +45,8 @@ pub struct TrainingReport {
     pub champion: Option<String>,
     pub reason: String,
     pub champion_rmse: Option<f64>,
+    /// The paired comparison with the champion on rows neither model trained on.
+    pub comparison: Option<PairedComparison>,
     pub fit_seconds: f64,
     pub ignored_columns: Vec<String>,
     pub data_sha256: String,
@@ -85,7 +90,8 @@ pub struct Retrained {
     pub champion: Option<ChampionPointer>,
 }
 
-/// Trains on `dataset`, stores the version, and promotes it per `policy`.
+/// Trains on `dataset`, compares it with the champion, stores the version (its card carries
+/// the comparison), and promotes it per `policy`.
 pub async fn train_and_publish(
     registry: &Registry,
     dataset: Dataset,
@@ -100,8 +106,13 @@ pub async fn train_and_publish(
         .map_err(|e| {
             RegistryError::Store(StoreError::Other(format!("training task failed: {e}")))
         })??;
+    let mut trained = trained;
+    let current = registry.champion().await?;
+    let decision = judge(registry, current.as_ref(), &trained, policy).await?;
+    trained.artifact.card.comparison = decision.comparison;
     registry.save(&trained.artifact).await?;
-    let (decision, champion) = promote_if_better(registry, &trained, policy).await?;
+    let (decision, champion) =
+        promote_if_better(registry, &trained, policy, current, decision).await?;
     if decision.promote {
         match registry.retain(policy.keep_versions).await {
             Ok(deleted) if !deleted.is_empty() => {
@@ -122,6 +133,7 @@ pub async fn train_and_publish(
         champion: champion.as_ref().map(|p| p.champion.version.clone()),
         reason: decision.reason,
         champion_rmse: decision.champion_rmse,
+        comparison: decision.comparison,
         fit_seconds: card.fit_seconds,
         ignored_columns,
         data_sha256,
@@ -133,21 +145,17 @@ pub async fn train_and_publish(
     })
 }
 
-/// Compares with the champion and moves the pointer; on a lost race, re-reads and re-decides.
+/// Moves the pointer to the stored challenger if `decision` says so; on a lost race,
+/// re-reads the champion and decides again (a bounded number of times).
 async fn promote_if_better(
     registry: &Registry,
     trained: &TrainedModel,
     policy: PromotionPolicy,
+    mut current: Option<ChampionPointer>,
+    mut decision: Decision,
 ) -> Result<(Decision, Option<ChampionPointer>), RetrainError> {
-    let challenger_rmse = trained.artifact.card.metrics.map(|m| m.rmse);
     let version = &trained.artifact.card.version;
     for _ in 0..MAX_PROMOTION_ATTEMPTS {
-        let current = registry.champion().await?;
-        let score = match &current {
-            None => ChampionScore::None,
-            Some(pointer) => score_champion(registry, &pointer.champion.version, trained).await?,
-        };
-        let decision = decide(challenger_rmse, &score, policy.tolerance, policy.force);
         if !decision.promote {
             return Ok((decision, current));
         }
@@ -164,30 +172,98 @@ async fn promote_if_better(
             }
             Err(other) => return Err(RegistryError::from(other).into()),
         }
+        current = registry.champion().await?;
+        decision = judge(registry, current.as_ref(), trained, policy).await?;
     }
     Err(RetrainError::Contended)
 }
 
-/// The champion's RMSE on the challenger's holdout rows.
-async fn score_champion(
+/// Scores the champion against the challenger and decides. The scoring runs off the async
+/// workers (the champion predicts every comparable row).
+async fn judge(
     registry: &Registry,
-    champion_version: &str,
+    current: Option<&ChampionPointer>,
     trained: &TrainedModel,
-) -> Result<ChampionScore, RetrainError> {
-    if trained.holdout_rows.is_empty() {
-        return Ok(ChampionScore::Rmse(f64::NAN));
-    }
-    let champion = match registry.load(champion_version).await {
-        Ok(artifact) => artifact,
-        Err(RegistryError::Store(e)) if e.is_transient() => {
-            return Err(RegistryError::Store(e).into())
-        }
-        Err(error) => return Ok(ChampionScore::Unusable(error.to_string())),
+    policy: PromotionPolicy,
+) -> Result<Decision, RetrainError> {
+    let score = match current {
+        None => ChampionScore::None,
+        Some(pointer) => match load_champion(registry, &pointer.champion.version).await? {
+            Err(unusable) => unusable,
+            Ok(champion) => {
+                let held_out = Arc::clone(&trained.holdout);
+                let minimum = policy.min_comparable_rows;
+                tokio::task::spawn_blocking(move || score_champion(&champion, &held_out, minimum))
+                    .await
+                    .map_err(|e| {
+                        RegistryError::Store(StoreError::Other(format!("scoring task failed: {e}")))
+                    })?
+            }
+        },
     };
-    match champion.predict(&trained.holdout_rows) {
-        Ok(predictions) => Ok(ChampionScore::Rmse(
-            Metrics::compute(&predictions, &trained.holdout_targets).rmse,
-        )),
-        Err(error) => Ok(ChampionScore::Unusable(error.to_string())),
+    let challenger_rmse = trained.artifact.card.metrics.map(|m| m.rmse);
+    Ok(decide(
+        challenger_rmse,
+        &score,
+        policy.tolerance,
+        policy.force,
+    ))
+}
+
+/// The champion's artifact, or why it cannot be used. Transient store errors are errors
+/// (retrying later may succeed); anything else makes the champion unusable.
+async fn load_champion(
+    registry: &Registry,
+    version: &str,
+) -> Result<Result<ModelArtifact, ChampionScore>, RetrainError> {
+    match registry.load(version).await {
+        Ok(artifact) => Ok(Ok(artifact)),
+        Err(RegistryError::Store(e)) if e.is_transient() => Err(RegistryError::Store(e).into()),
+        Err(error) => Ok(Err(ChampionScore::Unusable(error.to_string()))),
+    }
+}
+
+/// Both models on the challenger's holdout rows that the champion's rule also held out:
+/// rows neither model trained on. No fair comparison without a shared rule or enough rows.
+fn score_champion(
+    champion: &ModelArtifact,
+    held_out: &HeldOut,
+    min_comparable_rows: usize,
+) -> ChampionScore {
+    if held_out.rows.is_empty() {
+        return ChampionScore::NotComparable(
+            "the new model was trained on every row (holdout 0), so nothing is left to compare on"
+                .to_string(),
+        );
+    }
+    let Some(champion_rule) = champion.card.split else {
+        return ChampionScore::NotComparable(format!(
+            "the champion {} records no split rule (it predates rows split by their feature values), so the rows it trained on are unknown",
+            champion.card.version
+        ));
+    };
+    let shared = match held_out.split.shared_holdout(&champion_rule) {
+        Ok(shared) => shared,
+        Err(why) => return ChampionScore::NotComparable(why),
+    };
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    let mut challenger = Vec::new();
+    for (i, row) in held_out.rows.iter().enumerate() {
+        if shared.holds_out(row) {
+            rows.push(*row);
+            targets.push(held_out.targets[i]);
+            challenger.push(held_out.predictions[i]);
+        }
+    }
+    if rows.len() < min_comparable_rows {
+        return ChampionScore::NotComparable(format!(
+            "only {} rows are unseen by both models; at least {min_comparable_rows} are needed",
+            rows.len()
+        ));
+    }
+    match champion.predict(&rows) {
+        Ok(old) => ChampionScore::Compared(PairedComparison::compute(&old, &challenger, &targets)),
+        Err(error) => ChampionScore::Unusable(error.to_string()),
     }
 }

@@ -442,3 +442,80 @@ async fn serving_survives_a_store_outage_and_a_corrupt_champion() {
     let error = registry.load(&trained).await.expect_err("corrupt model");
     assert!(error.to_string().contains(&trained), "{error}");
 }
+
+/// The first `n` data rows of the bundled CSV, with its header.
+fn first_rows_csv(n: usize) -> Vec<u8> {
+    let text = String::from_utf8(bundled_csv()).unwrap();
+    let lines: Vec<&str> = text.lines().take(n + 1).collect();
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_uploads_are_compared_only_on_rows_neither_model_trained_on() {
+    let cloud = Cloud::start();
+    cloud
+        .uploads()
+        .write(
+            "first-1200.csv",
+            first_rows_csv(1200),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    let server = cloud.instance();
+    let first = server.wait_healthy(&client()).await["model_version"]
+        .as_str()
+        .expect("a first model trained on the 1,200 rows")
+        .to_string();
+
+    let (status, answer) = upload_and_deliver(&cloud, &server, "all.csv", &bundled_csv()).await;
+    assert_eq!(status, 200, "{answer}");
+    let report = &answer["report"];
+    let comparison = &report["comparison"];
+    assert!(comparison.is_object(), "{answer}");
+
+    // Recompute the honest figure: the champion on exactly the rows of the full file that both
+    // rules held out, none of which it trained on.
+    let registry = cloud.registry().await;
+    let champion = registry.load(&first).await.unwrap();
+    let challenger = registry
+        .load(report["version"].as_str().unwrap())
+        .await
+        .unwrap();
+    let rule = challenger.card.split.expect("split rule on the card");
+    assert_eq!(champion.card.split, Some(rule), "same rule on both cards");
+    let all = sommelier::model::dataset::read_training_data(&bundled_csv()[..]).unwrap();
+    let seen = sommelier::model::dataset::read_training_data(&first_rows_csv(1200)[..]).unwrap();
+    let (rows, targets): (Vec<_>, Vec<f64>) = all
+        .rows
+        .iter()
+        .zip(&all.targets)
+        .filter(|(row, _)| rule.holds_out(row))
+        .map(|(row, target)| (*row, *target))
+        .unzip();
+    for row in &rows {
+        assert!(
+            !seen.rows.iter().any(|r| r == row && !rule.holds_out(r)),
+            "a compared row was in the champion's training rows"
+        );
+    }
+    assert_eq!(comparison["rows"].as_u64(), Some(rows.len() as u64));
+    let predictions = champion.predict(&rows).unwrap();
+    let honest = sommelier::model::metrics::Metrics::compute(&predictions, &targets).rmse;
+    let reported = comparison["champion_rmse"].as_f64().unwrap();
+    assert!((reported - honest).abs() < 1e-9, "{reported} vs {honest}");
+    assert!(honest > 0.3, "not an RMSE on memorised rows: {honest}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("neither model trained on"),
+        "{answer}"
+    );
+    assert_eq!(
+        challenger.card.comparison.map(|c| c.rows),
+        Some(rows.len()),
+        "the card carries the comparison"
+    );
+}

@@ -15,6 +15,7 @@ use sommelier::config::Settings;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
+use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
 use sommelier::registry::{Champion, ModelStore, PointerRead, Registry, RegistryError, StoreError};
@@ -60,12 +61,12 @@ fn bundled_csv() -> Vec<u8> {
     std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data")
 }
 
-fn train_options(seed: u64) -> TrainOptions {
+fn train_options() -> TrainOptions {
     TrainOptions {
         spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default())
             .expect("elastic net spec"),
         holdout: 0.2,
-        split_seed: seed,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "winequality-red.csv".into(),
             etag: None,
@@ -77,6 +78,7 @@ fn train_options(seed: u64) -> TrainOptions {
 fn policy(force: bool) -> PromotionPolicy {
     PromotionPolicy {
         tolerance: 0.01,
+        min_comparable_rows: 30,
         force,
         keep_versions: 50,
     }
@@ -225,7 +227,7 @@ async fn concurrent_retrains_end_with_one_complete_champion() {
         let registry = registry.clone();
         let dataset = read_training_data(&csv[..]).expect("bundled data parses");
         tasks.push(tokio::spawn(async move {
-            train_and_publish(&registry, dataset, train_options(i), policy(i % 2 == 0)).await
+            train_and_publish(&registry, dataset, train_options(), policy(i % 2 == 0)).await
         }));
     }
     let mut trained = Vec::new();
@@ -357,7 +359,7 @@ async fn a_corrupt_model_under_the_champion_is_refused_clearly() {
     let settings = settings(&url);
     let registry = registry(&settings).await;
     let dataset = read_training_data(&bundled_csv()[..]).unwrap();
-    let retrained = train_and_publish(&registry, dataset, train_options(1), policy(false))
+    let retrained = train_and_publish(&registry, dataset, train_options(), policy(false))
         .await
         .unwrap();
     let version = retrained.report.version.clone();

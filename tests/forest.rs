@@ -5,11 +5,11 @@
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
 use sommelier::model::algorithm::{
     Algorithm, ModelSpec, Regressor, SmartcoreRegressor, SpecOverrides, DEFAULT_MAX_LEAVES,
-    DEFAULT_SEED,
 };
 use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
+use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
 fn bundled() -> Dataset {
@@ -81,7 +81,7 @@ fn options(algorithm: Algorithm) -> TrainOptions {
     TrainOptions {
         spec: spec(algorithm),
         holdout: 0.25,
-        split_seed: DEFAULT_SEED,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "bundled".into(),
             etag: None,

@@ -20,6 +20,7 @@ use sommelier::config::MlflowSettings;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::{read_training_data, sha256_hex};
+use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::{LocalStore, ModelStore, Registry, Store};
 use sommelier::retraining::{train_and_publish, PromotionPolicy, Retrained};
@@ -181,7 +182,7 @@ async fn train(
     let options = TrainOptions {
         spec: spec(algorithm),
         holdout: 0.2,
-        split_seed: 7,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: bundled::SOURCE_NAME.to_string(),
             etag: None,
@@ -191,6 +192,7 @@ async fn train(
     let ctx = TrainingContext::new(&options, &dataset);
     let policy = PromotionPolicy {
         tolerance: 0.01,
+        min_comparable_rows: 30,
         force,
         keep_versions: 20,
     };

@@ -9,6 +9,8 @@ use sommelier::model::algorithm::{
 };
 use sommelier::model::artifact::{DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
+use sommelier::model::metrics::Metrics;
+use sommelier::model::split::{SplitRule, DEFAULT_SPLIT_KEY};
 use sommelier::model::training::{cross_validate, train, TrainOptions, Trigger};
 use sommelier::registry::{LocalStore, ModelStore, Registry, Store};
 use sommelier::retraining::{train_and_publish, PromotionPolicy};
@@ -21,7 +23,7 @@ fn options(algorithm: Algorithm, overrides: SpecOverrides) -> TrainOptions {
     TrainOptions {
         spec: ModelSpec::build(algorithm, &overrides).expect("spec"),
         holdout: 0.25,
-        split_seed: DEFAULT_SEED,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "bundled".into(),
             etag: None,
@@ -33,6 +35,7 @@ fn options(algorithm: Algorithm, overrides: SpecOverrides) -> TrainOptions {
 fn policy() -> PromotionPolicy {
     PromotionPolicy {
         tolerance: 0.01,
+        min_comparable_rows: 30,
         force: false,
         keep_versions: 20,
     }
@@ -45,19 +48,29 @@ fn the_bundled_data_is_the_full_uci_red_wine_set() {
     assert!(data.ignored_columns.is_empty());
 }
 
+/// The grouped 5-fold CV RMSE of the default recipe with the default seed. A change means the
+/// folds, smartcore's feature flags or the learner changed: check why before updating it.
+const REFERENCE_GROUPED_CV_RMSE: f64 = 0.624_797_228_569;
+
 #[test]
-fn default_algorithm_meets_the_quality_goal_in_5_fold_cv() {
+fn default_algorithm_meets_the_quality_goal_in_grouped_5_fold_cv() {
     let spec = ModelSpec::build(Algorithm::default(), &SpecOverrides::default()).expect("spec");
     let cv = cross_validate(&bundled(), &spec, 5, DEFAULT_SEED, |_| {}).expect("cv");
     eprintln!(
-        "default {:?}: CV RMSE {:.4} ± {:.4}",
+        "default {:?}: grouped CV RMSE {:.12} ± {:.4}",
         Algorithm::default(),
         cv.rmse.mean,
         cv.rmse.sd
     );
+    // scikit-learn's best on the same kind of grouped folds is ExtraTrees at 0.633.
     assert!(
-        cv.rmse.mean <= 0.570,
-        "CV RMSE {:.4} misses the 0.570 goal",
+        cv.rmse.mean <= 0.625,
+        "grouped CV RMSE {:.4} misses the 0.625 goal",
+        cv.rmse.mean
+    );
+    assert!(
+        (cv.rmse.mean - REFERENCE_GROUPED_CV_RMSE).abs() < 1e-9,
+        "grouped CV RMSE {:.12} differs from the reference",
         cv.rmse.mean
     );
 }
@@ -66,18 +79,18 @@ fn default_algorithm_meets_the_quality_goal_in_5_fold_cv() {
 fn elastic_net_stays_comparable_to_the_original_model() {
     let spec = ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).expect("spec");
     let cv = cross_validate(&bundled(), &spec, 5, DEFAULT_SEED, |_| {}).expect("cv");
-    // scikit-learn's ElasticNet(alpha=0.2, l1_ratio=0.1) on the same data: about 0.69.
+    // scikit-learn's ElasticNet(alpha=0.2, l1_ratio=0.1) on grouped folds: 0.695; within 3 %.
     assert!(
-        (0.66..0.72).contains(&cv.rmse.mean),
+        (0.674..0.716).contains(&cv.rmse.mean),
         "elastic net CV RMSE {:.4}",
         cv.rmse.mean
     );
 }
 
-/// The exact holdout RMSE of the default recipe with the default seed. A change here means
-/// the random stream (split, smartcore's feature flags) or the learner changed: check why
-/// before updating it.
-const REFERENCE_HOLDOUT_RMSE: f64 = 0.604_263_601_419;
+/// The exact holdout RMSE of the default recipe with the default seed and split key. A change
+/// here means the split (row hash, key), smartcore's feature flags or the learner changed:
+/// check why before updating it.
+const REFERENCE_HOLDOUT_RMSE: f64 = 0.601_325_641_237;
 
 #[test]
 fn the_seeded_default_training_reproduces_its_reference_metric() {
@@ -255,6 +268,22 @@ async fn no_holdout_trains_on_every_row_and_does_not_replace_a_champion() {
         .await
         .expect("train");
     assert!(!second.report.promoted, "{}", second.report.reason);
+    // A champion trained on every row cannot be compared with a challenger that has a holdout.
+    let third = train_and_publish(
+        &registry,
+        bundled(),
+        options(Algorithm::default(), SpecOverrides::default()),
+        policy(),
+    )
+    .await
+    .expect("train");
+    assert!(!third.report.promoted);
+    assert!(
+        third.report.reason.contains("cannot be compared fairly")
+            && third.report.reason.contains("every row"),
+        "{}",
+        third.report.reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -362,4 +391,174 @@ async fn retention_keeps_the_newest_the_champion_and_the_previous_one() {
     let mut expected = vec![first, second, unpromoted[1].clone(), unpromoted[2].clone()];
     expected.sort();
     assert_eq!(stored, expected);
+}
+
+/// The first `n` rows of the bundled data, as if an earlier, shorter file had been uploaded.
+fn first_rows(n: usize) -> Dataset {
+    let all = bundled();
+    Dataset {
+        rows: all.rows[..n].to_vec(),
+        targets: all.targets[..n].to_vec(),
+        sha256: format!("first-{n}-rows"),
+        ignored_columns: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn appended_data_is_judged_only_on_rows_neither_model_trained_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let registry = local_registry(dir.path());
+    let default = || options(Algorithm::default(), SpecOverrides::default());
+    let champion = train_and_publish(&registry, first_rows(1200), default(), policy())
+        .await
+        .expect("train");
+    assert!(champion.report.promoted);
+    let challenger = train_and_publish(&registry, bundled(), default(), policy())
+        .await
+        .expect("train");
+    let comparison = challenger
+        .report
+        .comparison
+        .expect("a fair comparison is possible");
+    eprintln!("{}", challenger.report.reason);
+
+    // Exactly the rows of the full file that the rule holds out were compared...
+    let rule = SplitRule::new(DEFAULT_SPLIT_KEY, 0.25);
+    let all = bundled();
+    let compared: Vec<usize> = (0..all.rows.len())
+        .filter(|&i| rule.holds_out(&all.rows[i]))
+        .collect();
+    assert_eq!(comparison.rows, compared.len());
+    // ...none of them is a row the champion trained on...
+    let champion_training: Vec<_> = first_rows(1200)
+        .rows
+        .into_iter()
+        .filter(|r| !rule.holds_out(r))
+        .collect();
+    assert_eq!(champion_training.len(), champion.report.training_rows);
+    for &i in &compared {
+        assert!(
+            !champion_training.contains(&all.rows[i]),
+            "row {i} was seen"
+        );
+    }
+    // ...and the champion's RMSE on them is the honest one.
+    let stored = registry
+        .load(&champion.report.version)
+        .await
+        .expect("champion");
+    let rows: Vec<_> = compared.iter().map(|&i| all.rows[i]).collect();
+    let targets: Vec<f64> = compared.iter().map(|&i| all.targets[i]).collect();
+    let honest = Metrics::compute(&stored.predict(&rows).expect("predict"), &targets).rmse;
+    assert!((comparison.champion_rmse - honest).abs() < 1e-12);
+    assert!(
+        honest > 0.3,
+        "an honest RMSE, not one on memorised rows: {honest}"
+    );
+    let [low, high] = comparison.interval_95;
+    assert!(
+        low <= comparison.mean_squared_error_difference
+            && comparison.mean_squared_error_difference <= high
+    );
+    // The card carries the comparison too.
+    let card = registry
+        .load(&challenger.report.version)
+        .await
+        .expect("challenger")
+        .card;
+    assert_eq!(card.comparison, Some(comparison));
+    assert_eq!(card.split, Some(rule));
+}
+
+#[tokio::test]
+async fn a_champion_without_a_split_rule_is_not_comparable_but_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let registry = local_registry(dir.path());
+    let mut old = train(
+        &bundled(),
+        &options(Algorithm::ElasticNet, SpecOverrides::default()),
+    )
+    .expect("train")
+    .artifact;
+    old.card.split = None; // as written by an earlier release
+    registry.save(&old).await.expect("save");
+    registry.promote(&old.card.version).await.expect("promote");
+
+    let challenger = train_and_publish(
+        &registry,
+        bundled(),
+        options(Algorithm::default(), SpecOverrides::default()),
+        policy(),
+    )
+    .await
+    .expect("train");
+    assert!(!challenger.report.promoted);
+    assert!(challenger.report.comparison.is_none());
+    assert!(
+        challenger
+            .report
+            .reason
+            .contains("cannot be compared fairly")
+            && challenger.report.reason.contains("no split rule"),
+        "{}",
+        challenger.report.reason
+    );
+    let champion = registry.champion().await.expect("read").expect("champion");
+    assert_eq!(champion.champion.version, old.card.version);
+    registry
+        .load(&old.card.version)
+        .await
+        .expect("the old champion still loads and serves");
+}
+
+#[tokio::test]
+async fn too_few_comparable_rows_keep_the_champion_unless_forced() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let registry = local_registry(dir.path());
+    let mut narrow = options(Algorithm::ElasticNet, SpecOverrides::default());
+    narrow.holdout = 0.01;
+    train_and_publish(&registry, bundled(), narrow, policy())
+        .await
+        .expect("train");
+    let default = || options(Algorithm::default(), SpecOverrides::default());
+    let kept = train_and_publish(&registry, bundled(), default(), policy())
+        .await
+        .expect("train");
+    assert!(!kept.report.promoted);
+    assert!(
+        kept.report
+            .reason
+            .contains("rows are unseen by both models"),
+        "{}",
+        kept.report.reason
+    );
+    let forced = train_and_publish(
+        &registry,
+        bundled(),
+        default(),
+        PromotionPolicy {
+            force: true,
+            ..policy()
+        },
+    )
+    .await
+    .expect("train");
+    assert!(forced.report.promoted && forced.report.reason.contains("forced"));
+}
+
+#[test]
+fn holdout_rows_never_have_a_copy_among_the_training_rows() {
+    let data = bundled();
+    let trained = train(
+        &data,
+        &options(Algorithm::ElasticNet, SpecOverrides::default()),
+    )
+    .expect("train");
+    let held_out = &trained.holdout.rows;
+    let rule = trained.holdout.split;
+    let training: Vec<_> = data.rows.iter().filter(|r| !rule.holds_out(r)).collect();
+    assert!(held_out.len() > 300 && training.len() > 1100);
+    for row in held_out {
+        assert!(!training.contains(&row));
+    }
 }

@@ -99,6 +99,8 @@ pub struct TrainResponse {
     pub champion: Option<String>,
     pub reason: String,
     pub champion_rmse: Option<f64>,
+    /// Both models on the rows neither trained on, with a 95 % interval.
+    pub comparison: Option<crate::model::comparison::PairedComparison>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
 }

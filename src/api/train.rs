@@ -58,6 +58,7 @@ pub async fn train(
         champion: report.champion,
         reason: report.reason,
         champion_rmse: report.champion_rmse,
+        comparison: report.comparison,
         ignored_columns: report.ignored_columns,
     }))
 }

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::algorithm::{FitError, ModelSpec, Regressor, SmartcoreRegressor};
+use super::comparison::PairedComparison;
 use super::dataset::{sha256_hex, Dataset};
 use super::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use super::metrics::Metrics;
+use super::split::SplitRule;
 
 const MAGIC: &[u8; 8] = b"SOMMLIER";
 /// Bumped whenever the encoded layout changes.
@@ -94,6 +96,13 @@ pub struct ModelCard {
     pub metrics: Option<Metrics>,
     /// Share of rows held out for evaluation.
     pub holdout: f64,
+    /// The rule that chose the holdout rows; absent on cards written before rows were split
+    /// by their feature values (such models cannot be compared fairly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitRule>,
+    /// The comparison with the champion made when this version was saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<PairedComparison>,
     pub training_rows: usize,
     pub data_sha256: String,
     pub source: DataSource,

@@ -3,6 +3,7 @@
 
 pub mod algorithm;
 pub mod artifact;
+pub mod comparison;
 pub mod dataset;
 pub mod features;
 pub mod forest;

@@ -1,5 +1,6 @@
 //! Fitting and scoring: holdout training, cross-validation and evaluation on labelled rows.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use super::artifact::{
 use super::dataset::Dataset;
 use super::features::{FeatureRow, FEATURE_NAMES};
 use super::metrics::{Metrics, Spread};
-use super::split::{holdout, k_folds};
+use super::split::{grouped_k_folds, SplitRule};
 
 /// What started a training; recorded on the card and in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +46,9 @@ pub struct TrainOptions {
     pub spec: ModelSpec,
     /// Share of rows held out for evaluation, in [0, 0.9]. Zero trains on every row.
     pub holdout: f64,
-    /// Seed of the holdout split.
-    pub split_seed: u64,
+    /// Key of the row hash that decides which rows are held out (see [`super::split`]).
+    /// Models are comparable only when trained with the same key.
+    pub split_key: u64,
     pub source: DataSource,
     pub trigger: Trigger,
 }
@@ -55,8 +57,17 @@ pub struct TrainOptions {
 #[derive(Debug)]
 pub struct TrainedModel {
     pub artifact: ModelArtifact,
-    pub holdout_rows: Vec<FeatureRow>,
-    pub holdout_targets: Vec<f64>,
+    pub holdout: Arc<HeldOut>,
+}
+
+/// The rows a model was not trained on, with its predictions for them.
+#[derive(Debug, Default)]
+pub struct HeldOut {
+    /// The rule that chose these rows (also on the card).
+    pub split: SplitRule,
+    pub rows: Vec<FeatureRow>,
+    pub targets: Vec<f64>,
+    pub predictions: Vec<f64>,
 }
 
 #[derive(Debug, Error)]
@@ -69,30 +80,37 @@ pub enum TrainError {
         rows: usize,
         max: usize,
     },
+    #[error("all {rows} rows fell into the holdout (they have too few distinct feature values); lower --holdout or add data")]
+    NothingToTrainOn { rows: usize },
     #[error(transparent)]
     Fit(#[from] FitError),
 }
 
-/// Trains on the dataset minus a seeded holdout, and scores the holdout.
+/// Trains on the dataset minus the rows its split rule holds out, and scores those rows.
 pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, TrainError> {
     if !(0.0..=0.9).contains(&options.holdout) || options.holdout.is_nan() {
         return Err(TrainError::BadHoldout(options.holdout));
     }
-    let split = holdout(dataset.rows.len(), options.holdout, options.split_seed);
+    let rule = SplitRule::new(options.split_key, options.holdout);
+    let split = rule.split(&dataset.rows);
+    if split.train.is_empty() {
+        return Err(TrainError::NothingToTrainOn {
+            rows: dataset.rows.len(),
+        });
+    }
     let (train_rows, train_targets) = select(dataset, &split.train);
     let (holdout_rows, holdout_targets) = select(dataset, &split.test);
 
     let started = Instant::now();
     let regressor = Regressor::fit(&options.spec, &train_rows, &train_targets)?;
     let fit_seconds = started.elapsed().as_secs_f64();
-    let metrics = if holdout_rows.is_empty() {
-        None
+    let predictions = if holdout_rows.is_empty() {
+        Vec::new()
     } else {
-        Some(Metrics::compute(
-            &regressor.predict(&holdout_rows)?,
-            &holdout_targets,
-        ))
+        regressor.predict(&holdout_rows)?
     };
+    let metrics =
+        (!holdout_rows.is_empty()).then(|| Metrics::compute(&predictions, &holdout_targets));
 
     let now = SystemTime::now();
     let unix = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -108,6 +126,8 @@ pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, 
         feature_stats: feature_stats(&train_rows),
         metrics,
         holdout: options.holdout,
+        split: Some(rule),
+        comparison: None,
         training_rows: train_rows.len(),
         data_sha256: dataset.sha256.clone(),
         source: options.source.clone(),
@@ -116,12 +136,16 @@ pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, 
     };
     Ok(TrainedModel {
         artifact: ModelArtifact { card, regressor },
-        holdout_rows,
-        holdout_targets,
+        holdout: Arc::new(HeldOut {
+            split: rule,
+            rows: holdout_rows,
+            targets: holdout_targets,
+            predictions,
+        }),
     })
 }
 
-/// Mean ± sd of each metric over k shuffled folds.
+/// Mean ± sd of each metric over k folds that keep identical feature rows together.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrossValidation {
     pub folds: usize,
@@ -132,7 +156,8 @@ pub struct CrossValidation {
     pub within_1_0: Spread,
 }
 
-/// K-fold cross-validation; `on_fold` is called after each fold (for progress display).
+/// K-fold cross-validation with identical feature rows kept in one fold (so no fold is scored
+/// on copies of its training rows); `on_fold` is called after each fold (for progress display).
 pub fn cross_validate(
     dataset: &Dataset,
     spec: &ModelSpec,
@@ -146,7 +171,10 @@ pub fn cross_validate(
         return Err(TrainError::BadFolds { folds, rows, max });
     }
     let mut scores = Vec::with_capacity(folds);
-    for (i, fold) in k_folds(rows, folds, seed).iter().enumerate() {
+    for (i, fold) in grouped_k_folds(&dataset.rows, folds, seed)
+        .iter()
+        .enumerate()
+    {
         let (train_rows, train_targets) = select(dataset, &fold.train);
         let (test_rows, test_targets) = select(dataset, &fold.test);
         let regressor = Regressor::fit(spec, &train_rows, &train_targets)?;

@@ -1,14 +1,30 @@
 //! Champion/challenger rules: when a newly trained model replaces the serving one.
+//!
+//! The two models are compared only on rows that neither trained on (see
+//! [`crate::model::split`]), paired row by row. The challenger is promoted when, with 95 %
+//! confidence, it is not worse than the champion by more than the tolerance: the upper end of
+//! the 95 % interval of the mean difference of squared errors lies within the margin that
+//! the relative RMSE tolerance allows. When no fair comparison is possible, the champion
+//! stays unless the promotion is forced.
 
 use serde::Serialize;
 
-/// The outcome of comparing a challenger with the champion on the same holdout rows.
+use crate::model::comparison::PairedComparison;
+
+/// The fewest rows unseen by both models that make a comparison, by default.
+pub const DEFAULT_MIN_COMPARABLE_ROWS: usize = 30;
+
+/// The outcome of comparing a challenger with the champion.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub promote: bool,
     pub reason: String,
+    /// The challenger's RMSE on the compared rows (else on its own holdout).
     pub challenger_rmse: Option<f64>,
+    /// The champion's RMSE on the compared rows.
     pub champion_rmse: Option<f64>,
+    /// The paired comparison behind the decision, when one was possible.
+    pub comparison: Option<PairedComparison>,
 }
 
 /// What is known about the current champion.
@@ -16,62 +32,87 @@ pub struct Decision {
 pub enum ChampionScore {
     /// No champion exists.
     None,
-    /// The champion's RMSE on the challenger's holdout.
-    Rmse(f64),
+    /// Both models scored on the rows neither trained on.
+    Compared(PairedComparison),
+    /// A champion exists, but no fair comparison is possible (why).
+    NotComparable(String),
     /// A champion exists but cannot be loaded or scored (e.g. written by an incompatible build).
     Unusable(String),
 }
 
-/// Promote when the challenger's RMSE is at most `champion * (1 + tolerance)`, when there is
-/// no (usable) champion, or when forced. Without holdout rows there is nothing to compare.
+/// Decides from the champion's score; `challenger_rmse` is the challenger's holdout RMSE
+/// (`None` when it was trained on every row).
 pub fn decide(
     challenger_rmse: Option<f64>,
     champion: &ChampionScore,
     tolerance: f64,
     force: bool,
 ) -> Decision {
-    let champion_rmse = match champion {
-        ChampionScore::Rmse(r) => Some(*r),
+    let comparison = match champion {
+        ChampionScore::Compared(c) => Some(*c),
         _ => None,
     };
     let decision = |promote: bool, reason: String| Decision {
         promote,
         reason,
-        challenger_rmse,
-        champion_rmse,
+        challenger_rmse: comparison.map_or(challenger_rmse, |c| Some(c.challenger_rmse)),
+        champion_rmse: comparison.map(|c| c.champion_rmse),
+        comparison,
     };
-    if force {
-        return decision(true, "promotion forced".to_string());
-    }
-    match (champion, challenger_rmse) {
-        (ChampionScore::None, _) => decision(true, "no champion yet".to_string()),
-        (ChampionScore::Unusable(why), _) => {
+    let forced = |reason: String| format!("promotion forced ({reason})");
+    match champion {
+        ChampionScore::None => decision(true, "no champion yet".to_string()),
+        ChampionScore::Unusable(why) => {
             decision(true, format!("the current champion cannot be used ({why})"))
         }
-        (ChampionScore::Rmse(_), None) => decision(
+        ChampionScore::NotComparable(why) if force => decision(true, forced(why.clone())),
+        ChampionScore::NotComparable(why) => decision(
             false,
-            "trained without a holdout, so it cannot be compared with the champion; use --force to promote".to_string(),
+            format!("the models cannot be compared fairly: {why}; the champion stays (use --force to promote)"),
         ),
-        (ChampionScore::Rmse(champion), Some(challenger)) => {
-            let limit = champion * (1.0 + tolerance);
-            if challenger <= limit {
-                decision(
-                    true,
-                    format!("RMSE {challenger:.4} is within {:.1}% of the champion's {champion:.4}", tolerance * 100.0),
-                )
+        ChampionScore::Compared(c) => {
+            let verdict = verdict(c, tolerance);
+            if force {
+                decision(true, forced(verdict))
             } else {
-                decision(
-                    false,
-                    format!("RMSE {challenger:.4} is worse than the champion's {champion:.4} by more than {:.1}%", tolerance * 100.0),
-                )
+                decision(c.not_worse_beyond(tolerance), verdict)
             }
         }
+    }
+}
+
+/// The comparison in words: both RMSEs, the interval and what it means for the tolerance.
+fn verdict(c: &PairedComparison, tolerance: f64) -> String {
+    let [low, high] = c.interval_95;
+    let evidence = format!(
+        "on {} rows neither model trained on, RMSE {:.4} vs the champion's {:.4}; \
+         mean difference of squared errors {:+.4}, 95 % interval [{low:+.4}, {high:+.4}]",
+        c.rows, c.challenger_rmse, c.champion_rmse, c.mean_squared_error_difference
+    );
+    let margin = c.margin(tolerance);
+    let percent = tolerance * 100.0;
+    if c.not_worse_beyond(tolerance) {
+        format!("{evidence}: not worse than the champion by more than {percent:.1}% (upper end ≤ {margin:+.4}) with 95 % confidence")
+    } else {
+        format!("{evidence}: the interval's upper end exceeds {margin:+.4}, so it may be worse than the champion by more than {percent:.1}%")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::comparison::IntervalMethod;
+
+    fn compared(champion: f64, challenger: f64, interval: [f64; 2]) -> ChampionScore {
+        ChampionScore::Compared(PairedComparison {
+            rows: 100,
+            champion_rmse: champion,
+            challenger_rmse: challenger,
+            mean_squared_error_difference: (interval[0] + interval[1]) / 2.0,
+            interval_95: interval,
+            method: IntervalMethod::PairedBootstrap,
+        })
+    }
 
     #[test]
     fn first_model_is_always_promoted() {
@@ -80,30 +121,51 @@ mod tests {
     }
 
     #[test]
-    fn tolerance_is_relative() {
-        let champion = ChampionScore::Rmse(0.60);
-        assert!(decide(Some(0.6059), &champion, 0.01, false).promote);
-        assert!(!decide(Some(0.6061), &champion, 0.01, false).promote);
-        assert!(decide(Some(0.55), &champion, 0.0, false).promote);
-        assert!(
-            decide(Some(0.60), &champion, 0.0, false).promote,
-            "a tie keeps the newer model"
-        );
+    fn promotion_needs_confidence_within_the_tolerance() {
+        // Champion MSE 0.36; 1 % on the RMSE allows +0.007236 on the MSE.
+        let better = decide(Some(0.5), &compared(0.6, 0.55, [-0.08, -0.04]), 0.01, false);
+        assert!(better.promote, "{}", better.reason);
+        assert!(better.reason.contains("95 %"), "{}", better.reason);
+        assert_eq!(better.champion_rmse, Some(0.6));
+        assert_eq!(better.challenger_rmse, Some(0.55));
+        assert!(better.comparison.is_some());
+
+        let unsure = decide(Some(0.5), &compared(0.6, 0.6, [-0.02, 0.02]), 0.01, false);
+        assert!(!unsure.promote, "{}", unsure.reason);
+        assert!(unsure.reason.contains("may be worse"), "{}", unsure.reason);
+
+        let tie = decide(Some(0.5), &compared(0.6, 0.6, [0.0, 0.0]), 0.0, false);
+        assert!(tie.promote, "a tie keeps the newer model");
+        assert!(decide(Some(0.5), &compared(0.6, 0.6, [-0.02, 0.007]), 0.01, false).promote);
     }
 
     #[test]
-    fn worse_models_are_kept_but_not_promoted_unless_forced() {
-        let champion = ChampionScore::Rmse(0.5);
-        let kept = decide(Some(0.8), &champion, 0.01, false);
+    fn not_comparable_keeps_the_champion_unless_forced() {
+        let score = ChampionScore::NotComparable("the champion was trained on every row".into());
+        let kept = decide(Some(0.5), &score, 0.01, false);
         assert!(!kept.promote);
-        assert!(kept.reason.contains("worse"), "{}", kept.reason);
-        assert_eq!(kept.champion_rmse, Some(0.5));
-        assert!(decide(Some(0.8), &champion, 0.01, true).promote);
+        assert!(
+            kept.reason.contains("cannot be compared fairly"),
+            "{}",
+            kept.reason
+        );
+        assert!(kept.reason.contains("every row"), "{}", kept.reason);
+        assert_eq!(kept.champion_rmse, None);
+        let forced = decide(Some(0.5), &score, 0.01, true);
+        assert!(forced.promote && forced.reason.contains("forced"));
     }
 
     #[test]
-    fn without_holdout_a_champion_stays() {
-        assert!(!decide(None, &ChampionScore::Rmse(0.5), 0.01, false).promote);
+    fn worse_models_are_kept_but_promoted_when_forced() {
+        let worse = compared(0.5, 0.8, [0.3, 0.4]);
+        let kept = decide(Some(0.8), &worse, 0.01, false);
+        assert!(!kept.promote);
+        let forced = decide(Some(0.8), &worse, 0.01, true);
+        assert!(forced.promote && forced.reason.contains("forced"));
+        assert!(
+            forced.comparison.is_some(),
+            "the evidence is kept when forced"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides, DEFAULT_SEED};
+use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
 use crate::model::dataset::{read_training_data, sha256_hex};
+use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{TrainError, TrainOptions, Trigger};
 use crate::registry::{RegistryError, StoreError};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
@@ -72,7 +73,7 @@ async fn run(
     let options = TrainOptions {
         spec,
         holdout: HOLDOUT,
-        split_seed: DEFAULT_SEED,
+        split_key: DEFAULT_SPLIT_KEY,
         source: data.source,
         trigger,
     };
@@ -103,6 +104,7 @@ async fn run(
     let context = TrainingContext::new(&options, &dataset);
     let policy = PromotionPolicy {
         tolerance: state.settings.promotion_tolerance,
+        min_comparable_rows: state.settings.min_comparable_rows,
         force,
         keep_versions: state.settings.keep_versions,
     };

@@ -289,6 +289,15 @@ impl Inner {
         if let Some(rmse) = report.champion_rmse {
             values.push(("champion_rmse", rmse));
         }
+        if let Some(c) = &report.comparison {
+            values.extend([
+                ("compared_rows", c.rows as f64),
+                ("compared_challenger_rmse", c.challenger_rmse),
+                ("compared_mse_difference", c.mean_squared_error_difference),
+                ("compared_mse_difference_low", c.interval_95[0]),
+                ("compared_mse_difference_high", c.interval_95[1]),
+            ]);
+        }
         values.push(("fit_seconds", report.fit_seconds));
         let metrics: Vec<Metric> = values
             .into_iter()
