@@ -9,6 +9,7 @@ use sommelier::model::algorithm::{
 use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
+use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
 fn bundled() -> Dataset {
@@ -80,7 +81,7 @@ fn options(algorithm: Algorithm) -> TrainOptions {
     TrainOptions {
         spec: spec(algorithm),
         holdout: 0.25,
-        split_key: sommelier::model::split::DEFAULT_SPLIT_KEY,
+        split_key: DEFAULT_SPLIT_KEY,
         source: DataSource {
             name: "bundled".into(),
             etag: None,

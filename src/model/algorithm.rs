@@ -403,8 +403,9 @@ fn fit_part(
 ) -> Result<SmartcoreRegressor, FitError> {
     let rows = y.len();
     let leaf = effective_min_samples_leaf(params, rows);
-    // A node of fewer than two leaves' rows cannot be split: skip trying.
-    let split = params.min_samples_split.max(2 * leaf);
+    // Not raised to two leaves' rows: trying to split a node draws from the tree's random
+    // stream even when no split can result, so skipping those nodes would change the trees.
+    let split = params.min_samples_split;
     let seed = seed.wrapping_add(part.first as u64);
     let fit_error = |e: smartcore::error::Failed| FitError::Fit(e.to_string());
     Ok(if bootstrap {
