@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Trees in the ensemble (forests) [default: 100].
     #[arg(long, value_name = "N")]
     pub trees: Option<usize>,
-    /// Features tried at each split, 1 to 11 (forests) [default: 8 for extra-trees, 2 for random-forest].
+    /// Features tried at each split, 1 to 11 (forests) [default: 5 for extra-trees, 2 for random-forest].
     #[arg(long, value_name = "M")]
     pub max_features: Option<usize>,
     /// Maximum tree depth (forests) [default: unlimited].

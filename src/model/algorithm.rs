@@ -131,7 +131,7 @@ impl ModelSpec {
                 seed,
             },
             Algorithm::ExtraTrees => ModelSpec::ExtraTrees {
-                params: forest_params(overrides, 8, 2),
+                params: forest_params(overrides, 5, 2),
                 seed,
             },
             Algorithm::ElasticNet => ModelSpec::ElasticNet {

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::features::{
-    feature_index, normalize_name, parse_feature, parse_value, FeatureRow, ValueProblem, FEATURE_COUNT,
-    FEATURE_NAMES, TARGET_NAME,
+    feature_index, normalize_name, parse_feature, parse_value, FeatureRow, ValueProblem,
+    FEATURE_COUNT, FEATURE_NAMES, TARGET_NAME,
 };
 
 /// The fewest labelled rows a model may be trained on.
@@ -579,7 +579,10 @@ mod tests {
             matches!(&error, DatasetError::BadValue { line: 3, column, problem: ValueProblem::OutOfRange { .. }, .. } if column == "residual_sugar"),
             "{error:?}"
         );
-        assert!(error.to_string().contains("outside the physical range"), "{error}");
+        assert!(
+            error.to_string().contains("outside the physical range"),
+            "{error}"
+        );
     }
 
     #[test]

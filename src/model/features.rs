@@ -86,7 +86,10 @@ pub enum ValueProblem {
     NaN,
     Infinite,
     /// Finite, but outside the feature's [`FEATURE_BOUNDS`].
-    OutOfRange { min: f64, max: f64 },
+    OutOfRange {
+        min: f64,
+        max: f64,
+    },
 }
 
 impl ValueProblem {
