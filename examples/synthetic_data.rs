@@ -5,6 +5,7 @@
 //! Run: `cargo run --release --example synthetic_data -- ROWS [SEED] > data.csv`
 //! (`scripts/bench` uses it for 1×, 10×, 100× and 1,000× the bundled rows).
 
+use sommelier::model::split::SplitMix64;
 use std::io::{BufWriter, Write};
 
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
@@ -15,22 +16,9 @@ const NOISE: f64 = 0.02;
 /// Significant digits written: the bundled data has at most five.
 const DIGITS: i32 = 5;
 
-/// SplitMix64: small, fast and good enough to resample.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn signed_unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+/// Uniform in [-1, 1), from the library's pinned SplitMix64 stream.
+fn signed_unit(stream: &mut SplitMix64) -> f64 {
+    (stream.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
 /// `value` rounded to [`DIGITS`] significant digits.
@@ -55,11 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("the bundled data has no header")?;
     writeln!(out, "{header}")?;
-    let mut stream = Stream(seed);
+    let mut stream = SplitMix64::new(seed);
     for _ in 0..rows {
-        let pick = (stream.next() % bundled.rows.len() as u64) as usize;
+        let pick = (stream.next_u64() % bundled.rows.len() as u64) as usize;
         for value in bundled.rows[pick] {
-            let noisy = round_significant(value * (1.0 + NOISE * stream.signed_unit()));
+            let noisy = round_significant(value * (1.0 + NOISE * signed_unit(&mut stream)));
             write!(out, "{noisy},")?;
         }
         writeln!(out, "{}", bundled.targets[pick])?;

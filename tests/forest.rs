@@ -9,6 +9,7 @@ use sommelier::model::algorithm::{
 use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
+use sommelier::model::split::SplitMix64;
 use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
@@ -16,28 +17,15 @@ fn bundled() -> Dataset {
     read_training_data(WINE_QUALITY_RED_CSV).expect("bundled data is valid")
 }
 
-/// A small deterministic generator (SplitMix64), so the rows are the same on every run.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// Uniform in [0, 1), from the library's pinned SplitMix64 stream (the same rows on every run).
+fn unit(stream: &mut SplitMix64) -> f64 {
+    (stream.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Rows drawn uniformly from a box a little wider than the bundled data's ranges, and some
 /// rows that are exactly the training values (which sit on split thresholds' neighbours).
 fn random_rows(data: &Dataset, count: usize, seed: u64) -> Vec<FeatureRow> {
-    let mut stream = Stream(seed);
+    let mut stream = SplitMix64::new(seed);
     let mut low = [f64::INFINITY; FEATURE_COUNT];
     let mut high = [f64::NEG_INFINITY; FEATURE_COUNT];
     for row in &data.rows {
@@ -51,7 +39,7 @@ fn random_rows(data: &Dataset, count: usize, seed: u64) -> Vec<FeatureRow> {
             let mut row = [0.0; FEATURE_COUNT];
             for i in 0..FEATURE_COUNT {
                 let span = high[i] - low[i];
-                row[i] = low[i] - 0.1 * span + 1.2 * span * stream.unit();
+                row[i] = low[i] - 0.1 * span + 1.2 * span * unit(&mut stream);
             }
             row
         })
@@ -60,13 +48,13 @@ fn random_rows(data: &Dataset, count: usize, seed: u64) -> Vec<FeatureRow> {
 
 /// The bundled rows resampled with 2 % multiplicative noise on every feature.
 fn resampled(data: &Dataset, count: usize, seed: u64) -> (Vec<FeatureRow>, Vec<f64>) {
-    let mut stream = Stream(seed);
+    let mut stream = SplitMix64::new(seed);
     (0..count)
         .map(|_| {
-            let pick = (stream.next() % data.rows.len() as u64) as usize;
+            let pick = (stream.next_u64() % data.rows.len() as u64) as usize;
             let mut row = data.rows[pick];
             for value in row.iter_mut() {
-                *value *= 1.0 + 0.04 * (stream.unit() - 0.5);
+                *value *= 1.0 + 0.04 * (unit(&mut stream) - 0.5);
             }
             (row, data.targets[pick])
         })
