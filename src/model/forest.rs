@@ -14,6 +14,16 @@
 //! `f64` throughout, predictions are bit-identical to smartcore's: same comparisons, and leaf
 //! values summed in the same tree order.
 //!
+//! Walk. In memory a leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds
+//! NaN, and its "false" child is itself: a NaN compares false, so one more step of the walk
+//! stays on the leaf. Every step is then the same branch-free load, compare and select,
+//! whether the node is a leaf or not, and several walks (the trees of one row, or the rows of
+//! one tree) advance in lockstep until none of them moves. Their node loads are independent,
+//! so the processor overlaps them instead of waiting for each in turn: a walk is a chain of
+//! dependent loads, and the chain, not arithmetic, is what a prediction costs. The artifact
+//! stores leaves with the feature [`STORED_LEAF`] instead; the two forms convert on encode and
+//! decode.
+//!
 //! Not here: fitting (see `algorithm`), the artifact's envelope (see `artifact`).
 
 use std::fmt;
@@ -24,12 +34,26 @@ use thiserror::Error;
 
 use super::features::{FeatureRow, FEATURE_COUNT};
 
-/// The `feature` of a leaf node. Any value of at least [`FEATURE_COUNT`] would do: a walk
-/// reads the feature with `row.get()`, which is `None` for a leaf.
-const LEAF: u32 = u32::MAX;
+/// The `feature` of a leaf node in the artifact.
+const STORED_LEAF: u32 = u32::MAX;
 
-/// Rows walked through a tree together in batch prediction.
-const LANES: usize = 8;
+/// The `feature` of a leaf node in memory: a slot of the walk's row buffer past the model's
+/// inputs, which always holds NaN (see the module documentation).
+const NAN_SLOT: u32 = FEATURE_COUNT as u32;
+
+/// Slots of the walk's row buffer: the inputs, then NaN. A power of two, so that masking a
+/// node's feature with `ROW_SLOTS - 1` keeps every read in bounds without a check.
+const ROW_SLOTS: usize = 16;
+
+/// A row as the walk reads it: the features, then NaN up to [`ROW_SLOTS`].
+type WalkRow = [f64; ROW_SLOTS];
+
+/// Walks of one row in flight at once: enough independent chains of loads to overlap their
+/// latency, few enough that their state stays in registers.
+const LANES: usize = 4;
+
+/// Trees whose leaves one pass of [`Forest::find_leaves`] records (a buffer on the stack).
+const TREES_PER_PASS: usize = 128;
 
 /// One node of the flat layout.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -38,16 +62,33 @@ struct Node {
     /// The split threshold (a row goes to the next node when its value is `<=` this), or the
     /// prediction of a leaf.
     value: f64,
-    /// The feature compared at this node, or [`LEAF`].
+    /// The feature compared at this node; for a leaf [`NAN_SLOT`] in memory and
+    /// [`STORED_LEAF`] in the artifact.
     feature: u32,
-    /// Index (in the whole forest's node vector) of the child for values above the threshold.
+    /// Index (in the whole forest's node vector) of the child for values above the threshold;
+    /// for a leaf its own index in memory and 0 in the artifact.
     right: u32,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        self.feature == NAN_SLOT
+    }
 }
 
 /// A tree ensemble in the flat layout. The prediction is the mean of the trees' leaf values.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredForest", into = "StoredForest")]
 pub struct Forest {
     /// Index of each tree's root in `nodes`; tree `t` spans up to the next root.
+    roots: Vec<u32>,
+    nodes: Vec<Node>,
+}
+
+/// A forest as the artifact stores it: leaves marked by [`STORED_LEAF`], so that the stored
+/// form does not depend on how the walk finds its way out of a leaf.
+#[derive(Serialize, Deserialize)]
+struct StoredForest {
     roots: Vec<u32>,
     nodes: Vec<Node>,
 }
@@ -74,6 +115,39 @@ impl fmt::Debug for Forest {
     }
 }
 
+impl TryFrom<StoredForest> for Forest {
+    type Error = ForestError;
+
+    /// Marks every leaf for the walk, then checks the result: bytes read from a store can
+    /// hold anything.
+    fn try_from(stored: StoredForest) -> Result<Forest, ForestError> {
+        let StoredForest { roots, mut nodes } = stored;
+        for (at, node) in nodes.iter_mut().enumerate() {
+            if node.feature == STORED_LEAF {
+                node.feature = NAN_SLOT;
+                node.right = u32::try_from(at).map_err(|_| ForestError::TooLarge)?;
+            } else if node.feature >= NAN_SLOT {
+                // Not a feature and not a leaf: make sure `validate` refuses it.
+                node.feature = u32::MAX - 1;
+            }
+        }
+        let forest = Forest { roots, nodes };
+        forest.validate()?;
+        Ok(forest)
+    }
+}
+
+impl From<Forest> for StoredForest {
+    fn from(forest: Forest) -> StoredForest {
+        let Forest { roots, mut nodes } = forest;
+        for node in nodes.iter_mut().filter(|node| node.is_leaf()) {
+            node.feature = STORED_LEAF;
+            node.right = 0;
+        }
+        StoredForest { roots, nodes }
+    }
+}
+
 impl Forest {
     /// Number of trees.
     pub fn trees(&self) -> usize {
@@ -87,28 +161,20 @@ impl Forest {
 
     /// Number of leaves of all trees.
     pub fn leaves(&self) -> usize {
-        self.nodes.iter().filter(|n| n.feature == LEAF).count()
+        self.nodes.iter().filter(|n| n.is_leaf()).count()
     }
 
-    /// Mean number of nodes a row visits per tree (the cost of a prediction).
+    /// Mean number of nodes a row visits per tree, leaf included (the cost of a prediction).
     pub fn mean_path(&self, rows: &[FeatureRow]) -> f64 {
         let mut visits = 0usize;
-        for &root in &self.roots {
-            for row in rows {
+        for row in rows {
+            let row = walk_row(row);
+            for &root in &self.roots {
                 let mut at = root as usize;
-                loop {
+                visits += 1;
+                while !self.nodes[at].is_leaf() {
+                    at = self.step(at, &row);
                     visits += 1;
-                    let node = &self.nodes[at];
-                    match row.get(node.feature as usize) {
-                        None => break,
-                        Some(&x) => {
-                            at = if x <= node.value {
-                                at + 1
-                            } else {
-                                node.right as usize
-                            }
-                        }
-                    }
                 }
             }
         }
@@ -120,76 +186,82 @@ impl Forest {
         self.nodes.len() * std::mem::size_of::<Node>() + self.roots.len() * 4
     }
 
-    /// The prediction for one row: no allocation.
+    /// The prediction for one row, without allocation.
     pub fn predict_row(&self, row: &FeatureRow) -> f64 {
+        self.tree_sum(&walk_row(row)) / self.roots.len() as f64
+    }
+
+    /// The sum of the trees' leaf values for one row, in tree order.
+    fn tree_sum(&self, row: &WalkRow) -> f64 {
+        let mut leaves = [0; TREES_PER_PASS + 1];
         let mut sum = 0.0;
-        for &root in &self.roots {
-            sum += self.leaf_value(root as usize, row);
+        for roots in self.roots.chunks(TREES_PER_PASS) {
+            self.find_leaves(roots, row, &mut leaves);
+            for &leaf in &leaves[..roots.len()] {
+                sum += self.nodes[leaf].value;
+            }
         }
-        sum / self.roots.len() as f64
+        sum
     }
 
-    /// Predictions for `rows` into `out` (same length), tree by tree over the rows, so that a
-    /// tree's nodes stay in cache while every row walks it. Same sums as [`predict_row`].
+    /// Walks `row` down every tree of `roots` (at most [`TREES_PER_PASS`]) and writes the
+    /// leaf it reaches in tree `t` to `leaves[t]`.
     ///
-    /// [`predict_row`]: Forest::predict_row
+    /// [`LANES`] walks are in flight at once, each on its own tree. A walk that reaches its
+    /// leaf records it and takes the next tree in the same step, so that no lane idles while
+    /// the others finish deeper trees. Everything a step does is chosen without a branch:
+    /// a walk that has not ended records its node into the spare slot `leaves[roots.len()]`;
+    /// a lane left without a tree stays on the forest's last node, which is always a leaf
+    /// (pre-order), and keeps recording into the spare slot.
+    #[inline(always)]
+    fn find_leaves(&self, roots: &[u32], row: &WalkRow, leaves: &mut [usize; TREES_PER_PASS + 1]) {
+        let trees = roots.len().min(TREES_PER_PASS);
+        let park = self.nodes.len() - 1;
+        let root_of = |tree: usize| roots.get(tree).map_or(park, |&root| root as usize);
+        let mut tree: [usize; LANES] = std::array::from_fn(|lane| lane.min(trees));
+        let mut at: [usize; LANES] = std::array::from_fn(root_of);
+        let mut next = LANES.min(trees);
+        let mut found = 0;
+        while found < trees {
+            for lane in 0..LANES {
+                let here = at[lane];
+                let step = self.step(here, row);
+                let ended = step == here;
+                leaves[if ended { tree[lane] } else { trees }] = here;
+                found += usize::from(ended & (tree[lane] < trees));
+                tree[lane] = if ended { next } else { tree[lane] };
+                at[lane] = if ended { root_of(next) } else { step };
+                next = (next + usize::from(ended)).min(trees);
+            }
+        }
+    }
+
+    /// Predictions for `rows` into `out` (same length), row by row: each row keeps several
+    /// walks in flight (see [`find_leaves`]), and a forest of the default size stays in the
+    /// processor's cache across rows. (Walking tree by tree over the rows measured slower: the
+    /// row-major walk overlaps more loads.)
+    ///
+    /// [`find_leaves`]: Forest::find_leaves
     pub fn predict_into(&self, rows: &[FeatureRow], out: &mut [f64]) {
-        out.fill(0.0);
-        for &root in &self.roots {
-            let root = root as usize;
-            let mut row_groups = rows.chunks_exact(LANES);
-            let mut sum_groups = out.chunks_exact_mut(LANES);
-            for (group, sums) in (&mut row_groups).zip(&mut sum_groups) {
-                let leaves = self.leaf_values(root, group);
-                for (sum, leaf) in sums.iter_mut().zip(leaves) {
-                    *sum += leaf;
-                }
-            }
-            let rest = row_groups.remainder().iter();
-            for (row, sum) in rest.zip(sum_groups.into_remainder().iter_mut()) {
-                *sum += self.leaf_value(root, row);
-            }
-        }
-        let trees = self.roots.len() as f64;
-        out.iter_mut().for_each(|sum| *sum /= trees);
-    }
-
-    /// Walks one tree with [`LANES`] rows at once: their walks are independent, so the
-    /// processor overlaps their node loads instead of waiting for each in turn.
-    #[inline]
-    fn leaf_values(&self, root: usize, rows: &[FeatureRow]) -> [f64; LANES] {
-        let mut at = [root; LANES];
-        loop {
-            let mut walking = false;
-            for (at, row) in at.iter_mut().zip(rows) {
-                let node = &self.nodes[*at];
-                if let Some(&x) = row.get(node.feature as usize) {
-                    *at = next_node(*at, node, x);
-                    walking = true;
-                }
-            }
-            if !walking {
-                return at.map(|leaf| self.nodes[leaf].value);
-            }
+        for (row, prediction) in rows.iter().zip(out.iter_mut()) {
+            *prediction = self.predict_row(row);
         }
     }
 
-    /// Walks one tree. Terminates on any validated forest: indices only grow inside a tree.
-    #[inline]
-    fn leaf_value(&self, root: usize, row: &FeatureRow) -> f64 {
-        let mut at = root;
-        loop {
-            let node = &self.nodes[at];
-            match row.get(node.feature as usize) {
-                None => return node.value,
-                Some(&x) => at = next_node(at, node, x),
-            }
-        }
+    /// One step of a walk, chosen without a branch: which way a row goes is as good as
+    /// random, and a mispredicted branch costs more than the node's load.
+    #[inline(always)]
+    fn step(&self, at: usize, row: &WalkRow) -> usize {
+        let node = &self.nodes[at];
+        let x = row[node.feature as usize & (ROW_SLOTS - 1)];
+        let left = ((x <= node.value) as usize).wrapping_neg();
+        ((at + 1) & left) | (node.right as usize & !left)
     }
 
     /// Checks what the walk relies on, so that a forest read from bytes can neither panic
     /// nor loop: roots in order, every internal node's children inside its tree and after
-    /// it, every feature one of the model's inputs, every leaf value finite.
+    /// it, every feature one of the model's inputs, every leaf its own "false" child with a
+    /// finite value.
     pub fn validate(&self) -> Result<(), ForestError> {
         if self.roots.is_empty() {
             return Err(ForestError::Empty);
@@ -212,13 +284,16 @@ impl Forest {
                 .enumerate()
                 .map(|(i, n)| (start + i, n))
             {
-                if node.feature == LEAF {
+                let right = node.right as usize;
+                if node.is_leaf() {
                     if !node.value.is_finite() {
                         return bad(format!("leaf {at} has the value {}", node.value));
                     }
+                    if right != at {
+                        return bad(format!("leaf {at} does not end its walk"));
+                    }
                     continue;
                 }
-                let right = node.right as usize;
                 if node.feature as usize >= FEATURE_COUNT {
                     return bad(format!("node {at} splits on feature {}", node.feature));
                 }
@@ -241,12 +316,10 @@ impl Forest {
                 roots.push(shift(root)?);
             }
             for node in part.nodes {
-                let right = if node.feature == LEAF {
-                    0
-                } else {
-                    shift(node.right)?
-                };
-                nodes.push(Node { right, ..node });
+                nodes.push(Node {
+                    right: shift(node.right)?,
+                    ..node
+                });
             }
         }
         let forest = Forest { roots, nodes };
@@ -318,8 +391,8 @@ impl Forest {
                 }
                 _ => self.nodes.push(Node {
                     value: node.output,
-                    feature: LEAF,
-                    right: 0,
+                    feature: NAN_SLOT,
+                    right: here_u32,
                 }),
             }
         }
@@ -327,12 +400,12 @@ impl Forest {
     }
 }
 
-/// The child a value leads to, chosen without a branch: which way a row goes is as good as
-/// random, and a mispredicted branch costs more than the node's load.
+/// A row in the walk's buffer: its features, then NaN.
 #[inline(always)]
-fn next_node(at: usize, node: &Node, x: f64) -> usize {
-    let left = ((x <= node.value) as usize).wrapping_neg();
-    ((at + 1) & left) | (node.right as usize & !left)
+fn walk_row(row: &FeatureRow) -> WalkRow {
+    let mut slots = [f64::NAN; ROW_SLOTS];
+    slots[..FEATURE_COUNT].copy_from_slice(row);
+    slots
 }
 
 // Mirrors of smartcore 0.7's serialized forest regressor, field for field.
@@ -398,7 +471,7 @@ mod tests {
     fn leaf(value: f64) -> Node {
         Node {
             value,
-            feature: LEAF,
+            feature: STORED_LEAF,
             right: 0,
         }
     }
@@ -413,7 +486,11 @@ mod tests {
 
     /// Two stumps: alcohol (10) <= 10 gives 5 else 6; pH (8) <= 3.3 gives 4 else 7.
     fn stumps() -> Forest {
-        Forest {
+        Forest::try_from(stored_stumps()).unwrap()
+    }
+
+    fn stored_stumps() -> StoredForest {
+        StoredForest {
             roots: vec![0, 3],
             nodes: vec![
                 split(10, 10.0, 2),
@@ -481,5 +558,50 @@ mod tests {
             .validate(),
             Err(ForestError::Empty)
         );
+    }
+
+    #[test]
+    fn the_artifact_keeps_the_stored_leaf_marker() {
+        let stored = postcard::to_allocvec(&stored_stumps()).unwrap();
+        assert_eq!(postcard::to_allocvec(&stumps()).unwrap(), stored);
+        let decoded: Forest = postcard::from_bytes(&stored).unwrap();
+        assert_eq!(decoded, stumps());
+        assert_eq!(decoded.nodes[1].right, 1, "a leaf ends its walk in memory");
+    }
+
+    #[test]
+    fn a_stored_split_on_the_nan_slot_is_refused() {
+        let mut stored = stored_stumps();
+        stored.nodes[0].feature = NAN_SLOT;
+        assert!(Forest::try_from(stored).is_err());
+        let mut stored = stored_stumps();
+        stored.nodes[3].feature = u32::MAX - 1;
+        assert!(Forest::try_from(stored).is_err());
+    }
+
+    #[test]
+    fn batches_of_any_length_sum_like_single_rows() {
+        // 13 stumps over varied thresholds: more than one lane group and a remainder.
+        let parts = (0..13).map(|i| {
+            let mut stored = stored_stumps();
+            stored.nodes[0].value = 9.0 + 0.25 * f64::from(i);
+            stored.nodes[1].value = 0.1 * f64::from(i);
+            Forest::try_from(stored).unwrap()
+        });
+        let forest = Forest::concat(parts.collect()).unwrap();
+        let rows: Vec<FeatureRow> = (0..19)
+            .map(|i| {
+                let mut row = [3.0 + 0.05 * f64::from(i); FEATURE_COUNT];
+                row[10] = 8.0 + 0.3 * f64::from(i);
+                row
+            })
+            .collect();
+        for len in 0..rows.len() {
+            let mut out = vec![0.0; len];
+            forest.predict_into(&rows[..len], &mut out);
+            for (row, got) in rows.iter().zip(&out) {
+                assert_eq!(got.to_bits(), forest.predict_row(row).to_bits());
+            }
+        }
     }
 }
