@@ -21,6 +21,10 @@
 //!    kept as records, so the store never fills with them.
 //! 5. Retention removes claims past the expiry (left by instances that died).
 //!
+//! The cost of answering other deliveries with "already being trained" rather than an error:
+//! if the holder dies mid-training, deliveries before the expiry do not train either; the data
+//! is trained by the first delivery after it (a re-upload).
+//!
 //! The expiry is compared with the time the claim records, so it tolerates clock skew between
 //! instances far smaller than the expiry. It exceeds the Functions host's invocation timeout
 //! (30 minutes in host.json): no live training holds a claim that long.
