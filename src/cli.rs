@@ -145,6 +145,10 @@ pub struct PredictArgs {
 pub struct ModelsArgs {
     #[command(subcommand)]
     pub action: Option<ModelsAction>,
+    /// Also download and decode every version's model and report any that fails (the
+    /// listing alone compares stored lengths with the cards, downloading nothing).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -582,7 +586,10 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
         return promote(&registry, &tracker, &version, output).await;
     }
     let champion = registry.champion().await?.map(|p| p.champion.version);
-    let entries = registry.versions().await?;
+    let mut entries = registry.versions().await?;
+    if args.verify {
+        entries = registry.verify_versions(entries).await?;
+    }
     let run_ids = if tracker.is_enabled() {
         tracker
             .run_ids(
@@ -598,6 +605,7 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     let value = json!({
         "champion": champion,
         "store": registry.store_location(),
+        "verified": args.verify,
         "versions": entries.iter().map(|e| {
             let is_champion = Some(&e.version) == champion.as_ref();
             match &e.card {
@@ -605,7 +613,8 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
                     "version": c.version, "algorithm": c.spec.algorithm(), "created_at": c.created_at,
                     "metrics": c.metrics, "training_rows": c.training_rows, "trigger": c.trigger,
                     "source": c.source, "champion": is_champion,
-                    "mlflow_run_id": run_ids.get(&c.version),
+                    "mlflow_run_id": run_ids.get(&c.version), "problem": e.artifact_problem,
+                    "artifact": e.artifact,
                 }),
                 Err(problem) => json!({
                     "version": e.version, "champion": is_champion, "problem": problem,
@@ -691,6 +700,9 @@ fn models_table(
         ));
         if let Some(run_id) = run_ids.get(&c.version) {
             text.push_str(&format!("  mlflow run {run_id}"));
+        }
+        if let Some(problem) = &entry.artifact_problem {
+            text.push_str(&format!("\n  {:<28} BROKEN: {problem}", ""));
         }
     }
     text.push_str("\n(* champion)");

@@ -8,8 +8,13 @@ use super::schema::{ModelSummary, ModelsResponse, PromoteResponse};
 use crate::server::state::SharedState;
 
 /// Lists every stored version, newest last, and the champion. A version whose card cannot
-/// be read is listed with its problem; so is the champion when this instance could not
-/// serve it.
+/// be read, or whose `model.bin` is missing or not the length its card records, is listed
+/// with its problem; so is the champion when this instance could not serve it.
+///
+/// The listing reads metadata only. A full verification (download and decode every version)
+/// is `sommelier models --verify`, not a query parameter here: this route is open to the
+/// prediction clients' key, and a request that downloads every stored model is not theirs to
+/// send.
 #[utoipa::path(get, path = "/api/models", responses((status = 200, body = ModelsResponse), (status = 503, body = super::error::ErrorBody)))]
 pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsResponse>, ApiError> {
     let champion = state.registry.champion().await?.map(|p| p.champion.version);
@@ -30,7 +35,9 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsRespons
                 Ok(c) => ModelSummary {
                     mlflow_run_id,
                     champion: is_champion,
-                    problem: champion_problem.clone().filter(|_| is_champion),
+                    problem: entry
+                        .artifact_problem
+                        .or_else(|| champion_problem.clone().filter(|_| is_champion)),
                     algorithm: c.spec.algorithm().name().to_string(),
                     version: c.version,
                     created_at: c.created_at,

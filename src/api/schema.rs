@@ -132,8 +132,9 @@ pub struct ModelSummary {
     pub trigger: String,
     pub source: String,
     pub champion: bool,
-    /// Why this version cannot serve (its card is unreadable, or it is the champion and
-    /// failed to load); absent when it is fine.
+    /// Why this version cannot serve (its card is unreadable, its `model.bin` is missing or
+    /// not the length its card records, or it is the champion and failed to load); absent
+    /// when it is fine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The MLflow run that recorded this version, when tracking is on.

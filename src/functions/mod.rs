@@ -2,6 +2,12 @@
 //! functions-host-protocol §2–3): `POST /retrain-on-schedule` (timer) and
 //! `POST /retrain-on-upload` (blob trigger). Every answer is 2xx with a JSON object, except a
 //! transient failure (store unreachable), which answers 503 so that the host retries.
+//!
+//! Both run their training in a task that owns the training lock, so an invocation the host
+//! cancels never releases the lock while a fit is still running. An upload is trained at
+//! most once across instances: the instance that claims its data in the store trains it, any
+//! other delivery of the same data answers `already_training` (or `duplicate` once the
+//! version is stored).
 
 pub mod envelope;
 
@@ -15,10 +21,11 @@ use serde_json::{json, Value};
 use crate::model::artifact::DataSource;
 use crate::model::dataset::sha256_hex;
 use crate::model::training::Trigger;
+use crate::registry::claims::{ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::RegistryError;
 use crate::retraining::RetrainError;
 use crate::server::state::SharedState;
-use crate::server::training::train_on;
+use crate::server::training::{run_exclusive, train_on};
 use crate::stores::{
     is_rejection_report, load_training_data_or_bundled, report_rejected_upload, TrainingData,
     TrainingSource,
@@ -43,12 +50,36 @@ pub async fn retrain_on_schedule(
     let past_due = invocation
         .as_ref()
         .is_some_and(Invocation::timer_is_past_due);
-    let _guard = state.start_training().await;
+    exclusive(&state, move |state| async move {
+        scheduled(&state, past_due).await
+    })
+    .await
+}
+
+/// Runs an envelope's training in a task that owns the training lock (see
+/// [`run_exclusive`]): a cancelled invocation stops waiting, never the training.
+async fn exclusive<F, Fut>(state: &SharedState, work: F) -> Answer
+where
+    F: FnOnce(SharedState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    match run_exclusive(state, work).await {
+        Some(answer) => answer,
+        None => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec!["the training task failed".to_string()],
+            json!({"status": "failed", "reason": "the training task failed"}),
+        ),
+    }
+}
+
+/// The timer's work, under the training lock.
+async fn scheduled(state: &SharedState, past_due: bool) -> Answer {
     let source = TrainingSource::from_settings(&state.settings);
     let data = match load_training_data_or_bundled(&state.settings, &source).await {
         Ok(data) => data,
         Err(error) if error.is_configuration() => {
-            return store_failed(&state, "training_data", error.into())
+            return store_failed(state, "training_data", error.into())
         }
         Err(error) if error.is_transient() => {
             return answer(
@@ -66,7 +97,7 @@ pub async fn retrain_on_schedule(
         }
     };
     let sha = sha256_hex(&data.bytes);
-    match champion_trained_on(&state, &sha).await {
+    match champion_trained_on(state, &sha).await {
         Ok(Some(version)) => {
             let message = format!(
                 "nothing changed since champion {version} was trained on {}",
@@ -79,13 +110,13 @@ pub async fn retrain_on_schedule(
             );
         }
         Ok(None) => {}
-        Err(error) => return store_failed(&state, "read_champion", error),
+        Err(error) => return store_failed(state, "read_champion", error),
     }
     let mut logs = vec![format!(
         "scheduled retraining on {} (past due: {past_due})",
         data.source.name
     )];
-    outcome(&state, Trigger::Schedule, data, &mut logs, None).await
+    outcome(state, Trigger::Schedule, data, &mut logs, None).await
 }
 
 /// Blob trigger: validates the uploaded CSV, trains, and promotes per the rules. A bad upload
@@ -122,12 +153,60 @@ pub async fn retrain_on_upload(
         Ok(bytes) => bytes,
         Err(reason) => return reject(&state, &blob, reason).await,
     };
-    // Under the training lock, so concurrent deliveries of one blob on this instance see
-    // each other's version; and against the store, so a redelivery to another instance
-    // after the first training finished finds it too.
-    let _guard = state.start_training().await;
+    let etag = invocation.blob_etag();
+    exclusive(&state, move |state| async move {
+        claimed_upload(&state, blob, bytes, etag).await
+    })
+    .await
+}
+
+/// The upload's work, under the training lock: claims the data in the store (so that of
+/// several instances receiving the same blob only one trains, see
+/// [`crate::registry::claims`]), skips data a stored version was already trained on,
+/// trains, and gives the claim back.
+async fn claimed_upload(
+    state: &SharedState,
+    blob: String,
+    bytes: Vec<u8>,
+    etag: Option<String>,
+) -> Answer {
     let sha = sha256_hex(&bytes);
-    match version_trained_on(&state, &sha).await {
+    let instance = &state.settings.instance_id;
+    let held = match state.registry.claim(&sha, instance, CLAIM_EXPIRY).await {
+        Ok(ClaimOutcome::Acquired(held)) => held,
+        Ok(ClaimOutcome::Held(claim)) => {
+            let message = format!(
+                "{blob} is already being trained by instance {} (since {}); nothing to do",
+                claim.instance, claim.claimed_at
+            );
+            return answer(
+                StatusCode::OK,
+                vec![message.clone()],
+                json!({"status": "already_training", "blob": blob, "instance": claim.instance,
+                       "claimed_at": claim.claimed_at, "reason": message}),
+            );
+        }
+        Err(error) => return store_failed(state, "claim", error),
+    };
+    if let Some(previous) = &held.took_over {
+        tracing::warn!(%blob, instance = %previous.instance, claimed_at = %previous.claimed_at,
+            "took over the expired training claim of an instance that stopped");
+    }
+    let answer = upload(state, &blob, bytes, etag, &sha).await;
+    state.registry.release_claim(&held).await;
+    answer
+}
+
+/// Trains on an upload unless a stored version was trained on the same data (a redelivery);
+/// the caller holds the lock and the claim.
+async fn upload(
+    state: &SharedState,
+    blob: &str,
+    bytes: Vec<u8>,
+    etag: Option<String>,
+    sha: &str,
+) -> Answer {
+    match version_trained_on(state, sha).await {
         Ok(Some(version)) => {
             let message = format!("{blob} was already trained as version {version}; nothing to do");
             return answer(
@@ -137,20 +216,20 @@ pub async fn retrain_on_upload(
             );
         }
         Ok(None) => {}
-        Err(error) => return store_failed(&state, "list_versions", error),
+        Err(error) => return store_failed(state, "list_versions", error),
     }
     let data = TrainingData {
         bytes,
         source: DataSource {
-            name: blob.clone(),
-            etag: invocation.blob_etag(),
+            name: blob.to_string(),
+            etag,
         },
     };
     let mut logs = vec![format!(
         "retraining on upload {blob} ({} bytes)",
         data.bytes.len()
     )];
-    outcome(&state, Trigger::Upload, data, &mut logs, Some(&blob)).await
+    outcome(state, Trigger::Upload, data, &mut logs, Some(blob)).await
 }
 
 /// Trains and turns the result into the envelope answer.

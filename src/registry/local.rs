@@ -8,7 +8,13 @@
 //! power loss leaves either the old or the new state. An empty or unreadable pointer (a
 //! filesystem that lost it anyway, or a hand edit) is repaired from the newest complete
 //! version, with an error line in the log.
+//!
+//! Claims live in `.claims/<key>.json` (a name no version can have). Every change to them
+//! happens under an exclusive file lock: creation uses `create_new` and is fsynced with the
+//! directory, a replacement or deletion first compares the claim's content tag, so the
+//! create-only and compare-and-swap rules hold across processes on one machine.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +34,11 @@ const LOCK_FILE: &str = ".champion.lock";
 const STAGING_PREFIX: &str = ".partial-";
 /// Prefix of the pointer's staging file (`.champion.<pid>`).
 const POINTER_STAGING_PREFIX: &str = ".champion.";
+/// Directory of the claims (`.claims/<key>.json`); its name is no valid version id.
+const CLAIMS_DIR: &str = ".claims";
+/// Serialises claim changes across processes (like the pointer's lock).
+const CLAIMS_LOCK: &str = ".lock";
+const CLAIM_SUFFIX: &str = ".json";
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -200,6 +211,53 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
     } else {
         fs::remove_file(path)
     }
+}
+
+/// The claims directory and the path of claim `key` in it.
+fn claim_path(root: &Path, key: &str) -> Result<(PathBuf, PathBuf), StoreError> {
+    check_version_name(key)?;
+    let dir = root.join(CLAIMS_DIR);
+    let path = dir.join(format!("{key}{CLAIM_SUFFIX}"));
+    Ok((dir, path))
+}
+
+/// Takes the claims' exclusive lock (released when the file is dropped, or by the kernel if
+/// the process dies).
+fn lock_claims(dir: &Path) -> Result<fs::File, StoreError> {
+    fs::create_dir_all(dir).map_err(|e| io_error(CLAIMS_DIR, e))?;
+    let lock = fs::File::create(dir.join(CLAIMS_LOCK)).map_err(|e| io_error(CLAIMS_LOCK, e))?;
+    lock.lock().map_err(|e| io_error(CLAIMS_LOCK, e))?;
+    Ok(lock)
+}
+
+/// The claim's current bytes and tag; the caller holds the claims' lock.
+fn read_claim_file(path: &Path) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let etag = etag_of(&bytes);
+            Ok(Some((bytes, etag)))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(CLAIMS_DIR, e)),
+    }
+}
+
+/// Creates a claim file that must not exist yet (`create_new`), fsynced with its directory.
+fn create_claim_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<ETag, StoreError> {
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(StoreError::Conflict),
+        Err(e) => return Err(io_error(CLAIMS_DIR, e)),
+    };
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(CLAIMS_DIR, e))?;
+    sync_dir(dir).map_err(|e| io_error(CLAIMS_DIR, e))?;
+    Ok(etag_of(bytes))
 }
 
 impl ModelStore for LocalStore {
@@ -381,6 +439,110 @@ impl ModelStore for LocalStore {
                 return Err(StoreError::NotFound(champion.version.clone()));
             }
             replace_pointer(&root, &champion)
+        })
+        .await
+    }
+
+    async fn model_lengths(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let entries = match fs::read_dir(&root) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(HashMap::new()),
+                Err(e) => return Err(io_error("store directory", e)),
+            };
+            Ok(entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    check_version_name(&name).ok()?;
+                    let length = fs::metadata(e.path().join(MODEL_FILE)).ok()?.len();
+                    Some((name, length))
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn create_claim(&self, key: &str, bytes: Vec<u8>) -> Result<ETag, StoreError> {
+        let (dir, path) = claim_path(&self.root, key)?;
+        blocking(move || {
+            let _lock = lock_claims(&dir)?;
+            create_claim_file(&dir, &path, &bytes)
+        })
+        .await
+    }
+
+    async fn read_claim(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+        let (dir, path) = claim_path(&self.root, key)?;
+        blocking(move || {
+            if !dir.is_dir() {
+                return Ok(None);
+            }
+            let _lock = lock_claims(&dir)?;
+            read_claim_file(&path)
+        })
+        .await
+    }
+
+    async fn replace_claim(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: &ETag,
+    ) -> Result<ETag, StoreError> {
+        let (dir, path) = claim_path(&self.root, key)?;
+        let expected = expected.clone();
+        blocking(move || {
+            let _lock = lock_claims(&dir)?;
+            match read_claim_file(&path)? {
+                Some((_, current)) if current == expected => {}
+                _ => return Err(StoreError::Conflict),
+            }
+            let staging = dir.join(format!(".staging.{}", std::process::id()));
+            write_synced(&staging, &bytes).map_err(|e| io_error(CLAIMS_DIR, e))?;
+            fs::rename(&staging, &path).map_err(|e| io_error(CLAIMS_DIR, e))?;
+            sync_dir(&dir).map_err(|e| io_error(CLAIMS_DIR, e))?;
+            Ok(etag_of(&bytes))
+        })
+        .await
+    }
+
+    async fn delete_claim(&self, key: &str, expected: &ETag) -> Result<bool, StoreError> {
+        let (dir, path) = claim_path(&self.root, key)?;
+        let expected = expected.clone();
+        blocking(move || {
+            if !dir.is_dir() {
+                return Ok(false);
+            }
+            let _lock = lock_claims(&dir)?;
+            match read_claim_file(&path)? {
+                Some((_, current)) if current == expected => {}
+                _ => return Ok(false),
+            }
+            fs::remove_file(&path).map_err(|e| io_error(CLAIMS_DIR, e))?;
+            sync_dir(&dir).map_err(|e| io_error(CLAIMS_DIR, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_claims(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join(CLAIMS_DIR);
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_error(CLAIMS_DIR, e)),
+            };
+            let mut keys: Vec<String> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|name| name.strip_suffix(CLAIM_SUFFIX).map(str::to_string))
+                .filter(|key| check_version_name(key).is_ok())
+                .collect();
+            keys.sort();
+            Ok(keys)
         })
         .await
     }

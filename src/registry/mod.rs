@@ -6,12 +6,14 @@
 //! on its ETag, so concurrent trainings can neither lose an update nor point at a missing model.
 
 pub mod blob;
+pub mod claims;
 pub mod faults;
 pub mod local;
 pub mod promotion;
 mod retention;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -154,6 +156,42 @@ pub trait ModelStore: Send + Sync {
         champion: &Champion,
         expected: Option<&ETag>,
     ) -> impl Future<Output = Result<ETag, StoreError>> + Send;
+    /// The byte length of every stored `model.bin`, by version: metadata only, no download
+    /// (one listing on Blob Storage, one `stat` per version locally).
+    fn model_lengths(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<String, u64>, StoreError>> + Send;
+
+    // Claims (see [`claims`]): small markers outside the version namespace, created only if
+    // absent and replaced or deleted only under their tag, so that instances sharing the
+    // store agree on who trains which data.
+
+    /// Creates the claim `key` unless it exists (`Conflict` then); returns its tag.
+    fn create_claim(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<ETag, StoreError>> + Send;
+    /// The claim's bytes and tag, or `None` if there is no such claim.
+    fn read_claim(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, ETag)>, StoreError>> + Send;
+    /// Replaces the claim if it still carries `expected` (`Conflict` if it changed or is gone).
+    fn replace_claim(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: &ETag,
+    ) -> impl Future<Output = Result<ETag, StoreError>> + Send;
+    /// Deletes the claim if it still carries `expected`; `false` if it changed or is gone.
+    fn delete_claim(
+        &self,
+        key: &str,
+        expected: &ETag,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The keys of every claim.
+    fn list_claims(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// The configured store.
@@ -206,6 +244,24 @@ impl ModelStore for Store {
     async fn write_champion(&self, c: &Champion, e: Option<&ETag>) -> Result<ETag, StoreError> {
         delegate!(self, s => s.write_champion(c, e).await)
     }
+    async fn model_lengths(&self) -> Result<HashMap<String, u64>, StoreError> {
+        delegate!(self, s => s.model_lengths().await)
+    }
+    async fn create_claim(&self, k: &str, b: Vec<u8>) -> Result<ETag, StoreError> {
+        delegate!(self, s => s.create_claim(k, b).await)
+    }
+    async fn read_claim(&self, k: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+        delegate!(self, s => s.read_claim(k).await)
+    }
+    async fn replace_claim(&self, k: &str, b: Vec<u8>, e: &ETag) -> Result<ETag, StoreError> {
+        delegate!(self, s => s.replace_claim(k, b, e).await)
+    }
+    async fn delete_claim(&self, k: &str, e: &ETag) -> Result<bool, StoreError> {
+        delegate!(self, s => s.delete_claim(k, e).await)
+    }
+    async fn list_claims(&self) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.list_claims().await)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -250,6 +306,30 @@ impl RegistryError {
     }
 }
 
+/// The model file of a version, as named in problems.
+const MODEL_FILE: &str = "model.bin";
+
+/// The card file: the card's own fields plus what the store recorded about the model.
+fn card_file(card: &ModelCard, artifact: &ArtifactDigest) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(card)?;
+    if let serde_json::Value::Object(fields) = &mut value {
+        fields.insert("artifact".to_string(), serde_json::to_value(artifact)?);
+    }
+    serde_json::to_vec_pretty(&value)
+}
+
+/// The problem a model's length shows: missing, or not the length its card records.
+fn length_problem(found: Option<u64>, recorded: Option<&ArtifactDigest>) -> Option<String> {
+    match (found, recorded) {
+        (None, _) => Some(format!("{MODEL_FILE} is missing")),
+        (Some(found), Some(recorded)) if found != recorded.bytes => Some(format!(
+            "{MODEL_FILE} is {found} bytes; its card records {}",
+            recorded.bytes
+        )),
+        _ => None,
+    }
+}
+
 /// How many times a lost compare-and-swap of a manual promotion is retried.
 const MAX_PROMOTE_ATTEMPTS: usize = 16;
 /// How many cards are read at once when listing.
@@ -260,6 +340,48 @@ const CARD_READS_IN_FLIGHT: usize = 8;
 pub struct VersionEntry {
     pub version: String,
     pub card: Result<ModelCard, String>,
+    /// What the card records about the stored `model.bin` (absent on cards written before
+    /// the store recorded it).
+    pub artifact: Option<ArtifactDigest>,
+    /// Why the version's `model.bin` cannot serve, when the card is readable: missing, not
+    /// the length the card records, or (after [`Registry::verify_versions`]) not the bytes
+    /// the card records or not decodable.
+    pub artifact_problem: Option<String>,
+}
+
+impl VersionEntry {
+    /// The version's problem, if it has one (the card's first).
+    pub fn problem(&self) -> Option<&str> {
+        match &self.card {
+            Err(problem) => Some(problem),
+            Ok(_) => self.artifact_problem.as_deref(),
+        }
+    }
+}
+
+/// The stored `model.bin` as its version's `card.json` records it (the `artifact` field of
+/// the card file; the card inside the model cannot record its own container's hash). A
+/// listing compares the length with the store's metadata; a verification the hash too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl ArtifactDigest {
+    pub fn of(model: &[u8]) -> ArtifactDigest {
+        ArtifactDigest {
+            bytes: model.len() as u64,
+            sha256: crate::model::dataset::sha256_hex(model),
+        }
+    }
+}
+
+/// The extra field a card file carries next to the card's own.
+#[derive(Deserialize)]
+struct CardFileExtras {
+    #[serde(default)]
+    artifact: Option<ArtifactDigest>,
 }
 
 /// The model to serve for a pointer, and why it is not the champion when it is not.
@@ -300,9 +422,11 @@ impl Registry {
                 version: version.clone(),
                 reason,
             })?;
-        let card = serde_json::to_vec_pretty(&artifact.card).map_err(|e| RegistryError::Card {
-            version: version.clone(),
-            message: e.to_string(),
+        let card = card_file(&artifact.card, &ArtifactDigest::of(&model)).map_err(|e| {
+            RegistryError::Card {
+                version: version.clone(),
+                message: e.to_string(),
+            }
         })?;
         Ok(self.store.put_version(&version, model, card).await?)
     }
@@ -318,15 +442,26 @@ impl Registry {
     }
 
     pub async fn card(&self, version: &str) -> Result<ModelCard, RegistryError> {
+        Ok(self.stored_card(version).await?.0)
+    }
+
+    /// The card and what it records about the stored model.
+    pub async fn stored_card(
+        &self,
+        version: &str,
+    ) -> Result<(ModelCard, Option<ArtifactDigest>), RegistryError> {
         let bytes = self
             .store
             .get_card(version)
             .await
             .map_err(|e| not_found_as_version(e, version))?;
-        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Card {
+        let unreadable = |e: serde_json::Error| RegistryError::Card {
             version: version.to_string(),
             message: e.to_string(),
-        })
+        };
+        let card: ModelCard = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        let extras: CardFileExtras = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        Ok((card, extras.artifact))
     }
 
     /// A conditional pointer read (cheap when `known` still matches).
@@ -359,14 +494,19 @@ impl Registry {
         Ok(cards)
     }
 
-    /// Every complete version, oldest first, with its card or the card's problem. Cards are
-    /// read a few at a time; an unreachable or refused store fails the whole listing.
+    /// Every complete version, oldest first, with its card or the card's problem, and the
+    /// problem of its `model.bin` as far as metadata shows it (missing, or not the length its
+    /// card records): no model is downloaded. Cards are read a few at a time; an unreachable
+    /// or refused store fails the whole listing.
     pub async fn versions(&self) -> Result<Vec<VersionEntry>, RegistryError> {
         let versions = self.store.list_versions().await?;
+        // After the listing: a listed version's model was written before its card.
+        let lengths = self.store.model_lengths().await?;
+        let lengths = &lengths;
         let entries: Vec<Result<VersionEntry, RegistryError>> = futures::stream::iter(versions)
             .map(|version| async move {
-                match self.card(&version).await {
-                    Ok(card) => {
+                match self.stored_card(&version).await {
+                    Ok((card, artifact)) => {
                         let card = match verify::card_problem(&card) {
                             Some(problem) => Err(problem),
                             None if card.version != version => {
@@ -374,12 +514,21 @@ impl Registry {
                             }
                             None => Ok(card),
                         };
-                        Ok(VersionEntry { version, card })
+                        let artifact_problem =
+                            length_problem(lengths.get(&version).copied(), artifact.as_ref());
+                        Ok(VersionEntry {
+                            version,
+                            card,
+                            artifact,
+                            artifact_problem,
+                        })
                     }
                     Err(error) if error.is_access_problem() => Err(error),
                     Err(error) => Ok(VersionEntry {
                         version,
                         card: Err(error.to_string()),
+                        artifact: None,
+                        artifact_problem: None,
                     }),
                 }
             })
@@ -387,6 +536,62 @@ impl Registry {
             .collect()
             .await;
         entries.into_iter().collect()
+    }
+
+    /// Downloads, checks and decodes the model of every listed version whose card is
+    /// readable and whose listing showed no problem: its bytes must be those the card
+    /// records, decode, and predict finite values. Versions are checked one at a time (a
+    /// forest is megabytes); store access failures fail the verification.
+    pub async fn verify_versions(
+        &self,
+        entries: Vec<VersionEntry>,
+    ) -> Result<Vec<VersionEntry>, RegistryError> {
+        let mut verified = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            if entry.problem().is_none() {
+                entry.artifact_problem = self.artifact_problem(&entry).await?;
+            }
+            verified.push(entry);
+        }
+        Ok(verified)
+    }
+
+    /// Why a version's stored model cannot serve, found by downloading it.
+    async fn artifact_problem(
+        &self,
+        entry: &VersionEntry,
+    ) -> Result<Option<String>, RegistryError> {
+        let version = &entry.version;
+        let bytes = match self.store.get_model(version).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound(_)) => return Ok(Some(format!("{MODEL_FILE} is missing"))),
+            Err(other) => return Err(other.into()),
+        };
+        if let Some(recorded) = &entry.artifact {
+            let found = ArtifactDigest::of(&bytes);
+            if let Some(problem) = length_problem(Some(found.bytes), Some(recorded)) {
+                return Ok(Some(problem));
+            }
+            if found.sha256 != recorded.sha256 {
+                return Ok(Some(format!(
+                    "{MODEL_FILE} is not the file its card records (SHA-256 {}, recorded {})",
+                    &found.sha256[..12],
+                    &recorded.sha256[..recorded.sha256.len().min(12)]
+                )));
+            }
+        }
+        let artifact = match decode_blocking(version, bytes).await {
+            Ok(artifact) => artifact,
+            Err(error) if error.is_access_problem() => return Err(error),
+            Err(error) => return Ok(Some(error.to_string())),
+        };
+        if artifact.card.version != *version {
+            return Ok(Some(format!(
+                "{MODEL_FILE} holds version `{}`",
+                artifact.card.version
+            )));
+        }
+        Ok(verify::serving_problem(&artifact))
     }
 
     /// Loads a version and checks it can serve: its readable card (what listings, the timer
@@ -541,18 +746,19 @@ impl Registry {
 
     /// Deletes all but the newest `keep` versions, never the champion or the previous
     /// champion (rollback needs it), and removes leftovers of crashed writers older than an
-    /// hour. Returns the deleted versions.
+    /// hour, and training claims past their expiry. Returns the deleted versions.
     pub async fn retain(&self, keep: usize) -> Result<Vec<String>, RegistryError> {
         Ok(self.retain_with(keep, retention::ORPHAN_AGE).await?.deleted)
     }
 
-    /// Retention with a chosen age for crash leftovers (see [`retention`]).
+    /// Retention with a chosen age for crash leftovers (see [`retention`]); claims expire
+    /// after [`claims::CLAIM_EXPIRY`].
     pub async fn retain_with(
         &self,
         keep: usize,
         orphan_age: Duration,
     ) -> Result<RetentionReport, RegistryError> {
-        retention::run(self, keep, orphan_age).await
+        retention::run(self, keep, orphan_age, claims::CLAIM_EXPIRY).await
     }
 }
 

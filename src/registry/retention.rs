@@ -1,5 +1,6 @@
 //! Retention: keep the newest versions, the champion and its `previous`; delete the rest
-//! without ever racing a promotion; sweep what crashed writers left behind.
+//! without ever racing a promotion; sweep what crashed writers left behind, including
+//! training claims past their expiry (see [`super::claims`]).
 //!
 //! Deleting version `v` is three steps, each guarded by the pointer:
 //! 1. re-read the pointer (a conditional read on its ETag) and skip `v` if it is protected;
@@ -26,6 +27,8 @@ pub struct RetentionReport {
     pub spared: Vec<String>,
     /// Crash leftovers removed (blob names or paths relative to the store).
     pub swept: Vec<String>,
+    /// Expired training claims removed (their data's SHA-256), left by instances that died.
+    pub claims: Vec<String>,
 }
 
 /// The versions the pointer protects, with the tag they were read under.
@@ -69,6 +72,7 @@ pub(super) async fn run(
     registry: &Registry,
     keep: usize,
     orphan_age: Duration,
+    claim_expiry: Duration,
 ) -> Result<RetentionReport, RegistryError> {
     let mut report = RetentionReport::default();
     let versions = registry.store().list_versions().await?;
@@ -88,6 +92,10 @@ pub(super) async fn run(
     report.swept = registry.store().sweep_incomplete(orphan_age).await?;
     if !report.swept.is_empty() {
         tracing::info!(swept = ?report.swept, "removed leftovers of interrupted writes");
+    }
+    report.claims = registry.remove_expired_claims(claim_expiry).await?;
+    if !report.claims.is_empty() {
+        tracing::info!(claims = ?report.claims, "removed expired training claims");
     }
     Ok(report)
 }

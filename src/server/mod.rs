@@ -92,6 +92,8 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
 }
 
 /// Loads the champion; with an empty store, trains one on the configured (or bundled) data.
+/// Runs in its own task (never in a request's future), so the training lock it takes is held
+/// until the first training ends; only shutdown abandons it.
 async fn load_or_train(state: SharedState) {
     let started = Instant::now();
     match state.refresh().await {

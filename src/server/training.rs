@@ -96,6 +96,25 @@ pub async fn start_http_training(
     done_rx.await.unwrap_or(Err(StartError::Lost))
 }
 
+/// Runs `work` in its own task once the training lock is free; the task owns the lock's guard
+/// until `work` ends. The caller only waits for the result: if its future is dropped (the
+/// Functions host cancelled the invocation, the connection closed), the work and the lock go
+/// on to the end, so no second training can start while a fit is still running. `None` if
+/// the task panicked.
+pub async fn run_exclusive<T, F, Fut>(state: &SharedState, work: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(SharedState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        let _guard = state.start_training().await;
+        work(state.clone()).await
+    });
+    task.await.ok()
+}
+
 /// Trains on `data` with the default recipe; the caller holds the training lock.
 pub async fn train_on(
     state: &SharedState,
@@ -105,6 +124,7 @@ pub async fn train_on(
     force: bool,
 ) -> Result<Retrained, RetrainError> {
     let started = Instant::now();
+    tracing::info!(trigger = trigger.as_str(), source = %data.source.name, "training started");
     let result = run(state, trigger, data, algorithm, force).await;
     let seconds = started.elapsed().as_secs_f64();
     match &result {

@@ -6,6 +6,8 @@
 //!   card exists: a writer that dies half-way leaves nothing visible.
 //! - The champion pointer moves by compare-and-swap on its ETag (`If-Match`, or
 //!   `If-None-Match: *` to create it), and only to a version whose card exists.
+//! - Claims (`.claims/<key>.json`) are created with `If-None-Match: *` and replaced or
+//!   deleted with `If-Match`, so exactly one instance holds a claim at a time.
 //! - Reading the pointer with a known ETag is a conditional GET: an unchanged pointer costs one
 //!   small request answered `304 Not Modified`.
 //!
@@ -17,7 +19,7 @@
 mod auth;
 mod shared_key;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +27,9 @@ use std::time::Duration;
 use azure_core::error::ErrorKind;
 use azure_core::http::{Etag, RequestContent, StatusCode, Url};
 use azure_core::time::OffsetDateTime;
-use azure_storage_blob::models::{BlobClientDownloadOptions, BlobClientUploadOptions};
+use azure_storage_blob::models::{
+    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientUploadOptions,
+};
 use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
 use futures::StreamExt;
 use thiserror::Error;
@@ -41,6 +45,14 @@ pub use shared_key::{AccountKey, ConnectionStringError, EMULATOR_ACCOUNT};
 const MODEL_FILE: &str = "model.bin";
 const CARD_FILE: &str = "card.json";
 const POINTER_BLOB: &str = "champion";
+/// Claims are `.claims/<key>.json`: no version id starts with a dot, so no clash.
+const CLAIM_PREFIX: &str = ".claims/";
+const CLAIM_SUFFIX: &str = ".json";
+
+fn claim_blob(key: &str) -> Result<String, StoreError> {
+    check_version_name(key)?;
+    Ok(format!("{CLAIM_PREFIX}{key}{CLAIM_SUFFIX}"))
+}
 
 /// Why a blob store could not be set up (before any request is sent).
 #[derive(Debug, Error)]
@@ -400,6 +412,27 @@ impl Container {
         }
     }
 
+    /// Deletes a blob only if it still has the ETag `expected`; `false` if it changed or is
+    /// gone.
+    pub async fn delete_if_match(&self, name: &str, expected: &str) -> Result<bool, StoreError> {
+        let options = BlobClientDeleteOptions {
+            if_match: Some(Etag::from(expected)),
+            ..Default::default()
+        };
+        match self.blob(name).delete(Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.http_status(),
+                    Some(StatusCode::NotFound) | Some(StatusCode::PreconditionFailed)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(name, e)),
+        }
+    }
+
     /// Every blob in the container (none if the container does not exist).
     pub async fn list(&self) -> Result<Vec<BlobEntry>, StoreError> {
         let mut pager = self
@@ -652,6 +685,82 @@ impl ModelStore for BlobStore {
             .write(POINTER_BLOB, bytes, condition, "application/json")
             .await?;
         Ok(ETag(etag))
+    }
+
+    async fn model_lengths(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let suffix = format!("/{MODEL_FILE}");
+        Ok(self
+            .container
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|entry| {
+                let version = entry.name.strip_suffix(&suffix)?.to_string();
+                Some((version, entry.size?))
+            })
+            .collect())
+    }
+
+    async fn create_claim(&self, key: &str, bytes: Vec<u8>) -> Result<ETag, StoreError> {
+        let name = claim_blob(key)?;
+        let etag = self
+            .container
+            .write(&name, bytes, WriteCondition::CreateOnly, "application/json")
+            .await?;
+        Ok(ETag(etag))
+    }
+
+    async fn read_claim(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+        let name = claim_blob(key)?;
+        match self.container.read(&name).await {
+            Ok(blob) => {
+                let etag = blob
+                    .etag
+                    .ok_or_else(|| StoreError::Other(format!("{name} has no ETag")))?;
+                Ok(Some((blob.bytes, ETag(etag))))
+            }
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn replace_claim(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: &ETag,
+    ) -> Result<ETag, StoreError> {
+        let name = claim_blob(key)?;
+        let condition = WriteCondition::IfMatch(expected.0.clone());
+        let etag = self
+            .container
+            .write(&name, bytes, condition, "application/json")
+            .await?;
+        Ok(ETag(etag))
+    }
+
+    async fn delete_claim(&self, key: &str, expected: &ETag) -> Result<bool, StoreError> {
+        let name = claim_blob(key)?;
+        self.container.delete_if_match(&name, &expected.0).await
+    }
+
+    async fn list_claims(&self) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = self
+            .container
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|entry| {
+                entry
+                    .name
+                    .strip_prefix(CLAIM_PREFIX)?
+                    .strip_suffix(CLAIM_SUFFIX)
+                    .map(str::to_string)
+            })
+            .filter(|key| check_version_name(key).is_ok())
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 }
 
