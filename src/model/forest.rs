@@ -11,16 +11,18 @@
 //! holds its threshold, or for a leaf its prediction, as an `f64`: a threshold rounded to
 //! `f32` would send inputs that lie within a rounding step of it down the other branch, and an
 //! `f32` leaf value would not make the node smaller (the node stays 16 bytes, aligned). With
-//! `f64` throughout, predictions are bit-identical to smartcore's: same comparisons, and leaf
-//! values summed in the same tree order.
+//! `f64` throughout, every tree ends on the same leaf as in smartcore (same comparisons); the
+//! prediction differs from smartcore's at most in its last bits, because the leaf values are
+//! added in another order (see [`Forest::predict_row`]).
 //!
 //! Walk. In memory a leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds
 //! NaN, and its "false" child is itself: a NaN compares false, so one more step of the walk
 //! stays on the leaf. Every step is then the same branch-free load, compare and select,
-//! whether the node is a leaf or not, and several walks (the trees of one row, or the rows of
-//! one tree) advance in lockstep until none of them moves. Their node loads are independent,
-//! so the processor overlaps them instead of waiting for each in turn: a walk is a chain of
-//! dependent loads, and the chain, not arithmetic, is what a prediction costs. The artifact
+//! whether the node is a leaf or not. A walk is a chain of dependent loads, and the chain,
+//! not arithmetic, is what a prediction costs; so several walks (trees of one row) advance
+//! together, and the processor overlaps their independent loads instead of waiting for each
+//! in turn. A lane whose walk ends takes the next tree at once; a lane with no tree left waits
+//! on a parking leaf of value 0 placed after the last tree (in memory only). The artifact
 //! stores leaves with the feature [`STORED_LEAF`] instead; the two forms convert on encode and
 //! decode.
 //!
@@ -49,11 +51,8 @@ const ROW_SLOTS: usize = 16;
 type WalkRow = [f64; ROW_SLOTS];
 
 /// Walks of one row in flight at once: enough independent chains of loads to overlap their
-/// latency, few enough that their state stays in registers.
-const LANES: usize = 4;
-
-/// Trees whose leaves one pass of [`Forest::find_leaves`] records (a buffer on the stack).
-const TREES_PER_PASS: usize = 128;
+/// latency, few enough that their state (a node index and a sum each) stays in registers.
+const LANES: usize = 8;
 
 /// One node of the flat layout.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -82,6 +81,7 @@ impl Node {
 pub struct Forest {
     /// Index of each tree's root in `nodes`; tree `t` spans up to the next root.
     roots: Vec<u32>,
+    /// The trees' nodes, then the [parking leaf](Forest::parking).
     nodes: Vec<Node>,
 }
 
@@ -131,15 +131,14 @@ impl TryFrom<StoredForest> for Forest {
                 node.feature = u32::MAX - 1;
             }
         }
-        let forest = Forest { roots, nodes };
-        forest.validate()?;
-        Ok(forest)
+        Forest::finish(roots, nodes)
     }
 }
 
 impl From<Forest> for StoredForest {
     fn from(forest: Forest) -> StoredForest {
         let Forest { roots, mut nodes } = forest;
+        nodes.pop();
         for node in nodes.iter_mut().filter(|node| node.is_leaf()) {
             node.feature = STORED_LEAF;
             node.right = 0;
@@ -149,6 +148,31 @@ impl From<Forest> for StoredForest {
 }
 
 impl Forest {
+    /// Completes a forest from its trees' nodes: appends the parking leaf, then checks the
+    /// whole.
+    fn finish(roots: Vec<u32>, mut nodes: Vec<Node>) -> Result<Forest, ForestError> {
+        let parking = u32::try_from(nodes.len()).map_err(|_| ForestError::TooLarge)?;
+        nodes.push(Node {
+            value: 0.0,
+            feature: NAN_SLOT,
+            right: parking,
+        });
+        let forest = Forest { roots, nodes };
+        forest.validate()?;
+        Ok(forest)
+    }
+
+    /// The leaf a walk lane stays on once no tree is left for it: not part of any tree, and
+    /// its value is 0, so that the steps it takes add nothing.
+    fn parking(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// The nodes of the trees (without the parking leaf).
+    fn tree_nodes(&self) -> &[Node] {
+        &self.nodes[..self.parking()]
+    }
+
     /// Number of trees.
     pub fn trees(&self) -> usize {
         self.roots.len()
@@ -156,12 +180,12 @@ impl Forest {
 
     /// Number of nodes of all trees (internal nodes and leaves).
     pub fn nodes(&self) -> usize {
-        self.nodes.len()
+        self.tree_nodes().len()
     }
 
     /// Number of leaves of all trees.
     pub fn leaves(&self) -> usize {
-        self.nodes.iter().filter(|n| n.is_leaf()).count()
+        self.tree_nodes().iter().filter(|n| n.is_leaf()).count()
     }
 
     /// Mean number of nodes a row visits per tree, leaf included (the cost of a prediction).
@@ -173,7 +197,7 @@ impl Forest {
                 let mut at = root as usize;
                 visits += 1;
                 while !self.nodes[at].is_leaf() {
-                    at = self.step(at, &row);
+                    at = step(at, &self.nodes[at], &row);
                     visits += 1;
                 }
             }
@@ -191,77 +215,55 @@ impl Forest {
         self.tree_sum(&walk_row(row)) / self.roots.len() as f64
     }
 
-    /// The sum of the trees' leaf values for one row, in tree order.
-    fn tree_sum(&self, row: &WalkRow) -> f64 {
-        let mut leaves = [0; TREES_PER_PASS + 1];
-        let mut sum = 0.0;
-        for roots in self.roots.chunks(TREES_PER_PASS) {
-            self.find_leaves(roots, row, &mut leaves);
-            for &leaf in &leaves[..roots.len()] {
-                sum += self.nodes[leaf].value;
-            }
-        }
-        sum
-    }
-
-    /// Walks `row` down every tree of `roots` (at most [`TREES_PER_PASS`]) and writes the
-    /// leaf it reaches in tree `t` to `leaves[t]`.
+    /// The sum of the trees' leaf values for one row.
     ///
-    /// [`LANES`] walks are in flight at once, each on its own tree. A walk that reaches its
-    /// leaf records it and takes the next tree in the same step, so that no lane idles while
-    /// the others finish deeper trees. Everything a step does is chosen without a branch:
-    /// a walk that has not ended records its node into the spare slot `leaves[roots.len()]`;
-    /// a lane left without a tree stays on the forest's last node, which is always a leaf
-    /// (pre-order), and keeps recording into the spare slot.
-    #[inline(always)]
-    fn find_leaves(&self, roots: &[u32], row: &WalkRow, leaves: &mut [usize; TREES_PER_PASS + 1]) {
-        let trees = roots.len().min(TREES_PER_PASS);
-        let park = self.nodes.len() - 1;
-        let root_of = |tree: usize| roots.get(tree).map_or(park, |&root| root as usize);
-        let mut tree: [usize; LANES] = std::array::from_fn(|lane| lane.min(trees));
+    /// [`LANES`] walks are in flight at once, each on its own tree, each adding the leaf
+    /// values it reaches to its own sum. A walk that reaches its leaf takes the next tree in
+    /// the same step, so that no lane idles while the others finish deeper trees. Every step
+    /// is chosen without a branch: a walk that has not ended adds 0, and a lane left without
+    /// a tree stays on the parking leaf, whose value is 0. The lanes' sums are added at the
+    /// end, so the order of the additions differs from tree order: the result can differ
+    /// from a tree-order sum in its last bits, never by a leaf.
+    #[inline]
+    fn tree_sum(&self, row: &WalkRow) -> f64 {
+        let trees = self.roots.len();
+        let parking = self.parking();
+        let root_of = |tree: usize| self.roots.get(tree).map_or(parking, |&root| root as usize);
         let mut at: [usize; LANES] = std::array::from_fn(root_of);
-        let mut next = LANES.min(trees);
-        let mut found = 0;
-        while found < trees {
-            for lane in 0..LANES {
-                let here = at[lane];
-                let step = self.step(here, row);
+        let mut sums = [0.0; LANES];
+        let mut next = LANES;
+        let mut ended_walks = 0;
+        while ended_walks < trees {
+            for (at, sum) in at.iter_mut().zip(sums.iter_mut()) {
+                let here = *at;
+                let node = &self.nodes[here];
+                let step = step(here, node, row);
                 let ended = step == here;
-                leaves[if ended { tree[lane] } else { trees }] = here;
-                found += usize::from(ended & (tree[lane] < trees));
-                tree[lane] = if ended { next } else { tree[lane] };
-                at[lane] = if ended { root_of(next) } else { step };
-                next = (next + usize::from(ended)).min(trees);
+                *sum += if ended { node.value } else { 0.0 };
+                ended_walks += usize::from(ended & (here != parking));
+                *at = if ended { root_of(next) } else { step };
+                next += usize::from(ended);
             }
         }
+        sums.iter().sum()
     }
 
     /// Predictions for `rows` into `out` (same length), row by row: each row keeps several
-    /// walks in flight (see [`find_leaves`]), and a forest of the default size stays in the
+    /// walks in flight (see [`tree_sum`]), and a forest of the default size stays in the
     /// processor's cache across rows. (Walking tree by tree over the rows measured slower: the
     /// row-major walk overlaps more loads.)
     ///
-    /// [`find_leaves`]: Forest::find_leaves
+    /// [`tree_sum`]: Forest::tree_sum
     pub fn predict_into(&self, rows: &[FeatureRow], out: &mut [f64]) {
         for (row, prediction) in rows.iter().zip(out.iter_mut()) {
             *prediction = self.predict_row(row);
         }
     }
 
-    /// One step of a walk, chosen without a branch: which way a row goes is as good as
-    /// random, and a mispredicted branch costs more than the node's load.
-    #[inline(always)]
-    fn step(&self, at: usize, row: &WalkRow) -> usize {
-        let node = &self.nodes[at];
-        let x = row[node.feature as usize & (ROW_SLOTS - 1)];
-        let left = ((x <= node.value) as usize).wrapping_neg();
-        ((at + 1) & left) | (node.right as usize & !left)
-    }
-
     /// Checks what the walk relies on, so that a forest read from bytes can neither panic
     /// nor loop: roots in order, every internal node's children inside its tree and after
     /// it, every feature one of the model's inputs, every leaf its own "false" child with a
-    /// finite value.
+    /// finite value, and the parking leaf last.
     pub fn validate(&self) -> Result<(), ForestError> {
         if self.roots.is_empty() {
             return Err(ForestError::Empty);
@@ -269,17 +271,29 @@ impl Forest {
         if u32::try_from(self.nodes.len()).is_err() {
             return Err(ForestError::TooLarge);
         }
+        let parking = self.nodes.len().checked_sub(1);
+        let parked = |node: &Node| node.is_leaf() && node.value == 0.0;
+        match parking.map(|at| (at, &self.nodes[at])) {
+            Some((at, node)) if parked(node) && node.right as usize == at => {}
+            _ => {
+                return Err(ForestError::BadTree {
+                    tree: self.roots.len(),
+                    problem: "the parking leaf is missing".into(),
+                })
+            }
+        }
+        let nodes = self.tree_nodes();
         for (tree, &root) in self.roots.iter().enumerate() {
             let start = root as usize;
             let end = self
                 .roots
                 .get(tree + 1)
-                .map_or(self.nodes.len(), |&next| next as usize);
+                .map_or(nodes.len(), |&next| next as usize);
             let bad = |problem: String| Err(ForestError::BadTree { tree, problem });
-            if (tree == 0 && start != 0) || start >= end || end > self.nodes.len() {
+            if (tree == 0 && start != 0) || start >= end || end > nodes.len() {
                 return bad(format!("nodes {start}..{end} are not a valid range"));
             }
-            for (at, node) in self.nodes[start..end]
+            for (at, node) in nodes[start..end]
                 .iter()
                 .enumerate()
                 .map(|(i, n)| (start + i, n))
@@ -312,19 +326,17 @@ impl Forest {
         for part in parts {
             let offset = u32::try_from(nodes.len()).map_err(|_| ForestError::TooLarge)?;
             let shift = |index: u32| index.checked_add(offset).ok_or(ForestError::TooLarge);
-            for root in part.roots {
+            for &root in &part.roots {
                 roots.push(shift(root)?);
             }
-            for node in part.nodes {
+            for node in part.tree_nodes() {
                 nodes.push(Node {
                     right: shift(node.right)?,
-                    ..node
+                    ..*node
                 });
             }
         }
-        let forest = Forest { roots, nodes };
-        forest.validate()?;
-        Ok(forest)
+        Forest::finish(roots, nodes)
     }
 
     /// Reads a fitted smartcore forest regressor (random forest or extra trees) from its serde
@@ -342,13 +354,12 @@ impl Forest {
             .ok_or(ForestError::Empty)?;
         let mut forest = Forest {
             roots: Vec::with_capacity(trees.len()),
-            nodes: Vec::with_capacity(trees.iter().map(|t| t.nodes.len()).sum()),
+            nodes: Vec::with_capacity(trees.iter().map(|t| t.nodes.len()).sum::<usize>() + 1),
         };
         for (index, tree) in trees.iter().enumerate() {
             forest.push_tree(index, &tree.nodes)?;
         }
-        forest.validate()?;
-        Ok(forest)
+        Forest::finish(forest.roots, forest.nodes)
     }
 
     /// Appends one smartcore tree in pre-order.
@@ -398,6 +409,15 @@ impl Forest {
         }
         Ok(())
     }
+}
+
+/// One step of a walk from the node `node` at index `at`, chosen without a branch: which way
+/// a row goes is as good as random, and a mispredicted branch costs more than the node's load.
+#[inline(always)]
+fn step(at: usize, node: &Node, row: &WalkRow) -> usize {
+    let x = row[node.feature as usize & (ROW_SLOTS - 1)];
+    let left = ((x <= node.value) as usize).wrapping_neg();
+    ((at + 1) & left) | (node.right as usize & !left)
 }
 
 /// A row in the walk's buffer: its features, then NaN.
