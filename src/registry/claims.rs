@@ -23,7 +23,8 @@
 //!
 //! The cost of answering other deliveries with "already being trained" rather than an error:
 //! if the holder dies mid-training, deliveries before the expiry do not train either; the data
-//! is trained by the first delivery after it (a re-upload).
+//! is trained by the first delivery after it (a re-upload), or by the next scheduled
+//! retraining if it is the newest data in the training container.
 //!
 //! The expiry is compared with the time the claim records, so it tolerates clock skew between
 //! instances far smaller than the expiry. It exceeds the Functions host's invocation timeout
