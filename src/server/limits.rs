@@ -4,8 +4,9 @@
 //! A prediction body is admitted before it is read: its declared length (or, without one,
 //! the largest body allowed) is reserved from the budget, and a request that does not fit
 //! gets 503 with `Retry-After` at once instead of being buffered. The body is then read into
-//! one buffer of exactly that size, so a body costs its own size once, plus what the parsers
-//! build (rows, at most 88 bytes each).
+//! one buffer of exactly that size (a small body that arrives in one piece is kept as it
+//! arrived), so a body costs its own size once, plus what the parsers build (rows, at most 88
+//! bytes each).
 //!
 //! Sizing (defaults): 128 MiB of buffered bodies, at most 4 of them above 1 MiB. Parsing a
 //! body holds at most about 3x its size at the peak, so the worst burst holds about 384 MiB,
@@ -21,7 +22,8 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::config::ServingLimits;
@@ -36,24 +38,64 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 /// The shared budget. Cheap to clone.
 #[derive(Clone)]
 pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
-    large: Arc<Semaphore>,
+    bytes: Arc<Counter>,
+    large: Arc<Counter>,
     settings: ServingLimits,
     /// Largest body a route accepts.
     max_body: usize,
 }
 
+/// A count of free units, taken and given back with atomic operations: requests never wait
+/// for one (a request that does not fit is refused at once), so no queue and no lock is
+/// needed, and small requests on every core update it without contending for a mutex.
+struct Counter {
+    free: AtomicUsize,
+}
+
+impl Counter {
+    fn new(units: usize) -> Counter {
+        Counter {
+            free: AtomicUsize::new(units),
+        }
+    }
+
+    /// Takes `units` if that many are free.
+    fn try_take(self: &Arc<Self>, units: usize) -> Option<Taken> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(units)
+            })
+            .ok()?;
+        Some(Taken {
+            counter: self.clone(),
+            units,
+        })
+    }
+}
+
+/// Units given back when dropped.
+struct Taken {
+    counter: Arc<Counter>,
+    units: usize,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.counter.free.fetch_add(self.units, Ordering::AcqRel);
+    }
+}
+
 /// Bytes (and, for a large body, a large-request slot) held until the request is answered.
 pub struct Reservation {
-    _bytes: OwnedSemaphorePermit,
-    _large: Option<OwnedSemaphorePermit>,
+    _bytes: Taken,
+    _large: Option<Taken>,
 }
 
 impl BodyBudget {
     pub fn new(settings: ServingLimits, max_body: usize) -> BodyBudget {
         BodyBudget {
-            bytes: Arc::new(Semaphore::new(settings.max_buffered_bytes.div_ceil(UNIT))),
-            large: Arc::new(Semaphore::new(settings.max_large_requests)),
+            bytes: Arc::new(Counter::new(settings.max_buffered_bytes.div_ceil(UNIT))),
+            large: Arc::new(Counter::new(settings.max_large_requests)),
             settings,
             max_body,
         }
@@ -65,16 +107,12 @@ impl BodyBudget {
             retry_after_seconds: RETRY_AFTER_SECONDS,
         };
         let large = if length > LARGE_BODY_BYTES {
-            Some(self.large.clone().try_acquire_owned().map_err(|_| busy())?)
+            Some(self.large.try_take(1).ok_or_else(busy)?)
         } else {
             None
         };
-        let units = u32::try_from(length.div_ceil(UNIT).max(1)).map_err(|_| busy())?;
-        let bytes = self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(units)
-            .map_err(|_| busy())?;
+        let units = length.div_ceil(UNIT).max(1);
+        let bytes = self.bytes.try_take(units).ok_or_else(busy)?;
         Ok(Reservation {
             _bytes: bytes,
             _large: large,
@@ -83,7 +121,7 @@ impl BodyBudget {
 
     /// Bytes free in the budget now (for tests and the bench).
     pub fn available_bytes(&self) -> usize {
-        self.bytes.available_permits() * UNIT
+        self.bytes.free.load(Ordering::Acquire) * UNIT
     }
 }
 
@@ -123,15 +161,42 @@ async fn admitted(budget: &BodyBudget, request: Request, next: Next) -> Result<R
     Ok(response)
 }
 
+/// Bodies up to this size that arrive in one chunk are kept as that chunk, not copied.
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
 /// Reads a body into one buffer of its declared size; more than `limit` bytes is a 413.
+/// A small body that arrives whole (the usual single prediction) is kept as it came.
 async fn read_body(body: Body, expected: usize, limit: usize) -> Result<Bytes, ApiError> {
-    let mut buffer = Vec::with_capacity(expected.min(limit));
+    let read_error =
+        |e: axum::Error| ApiError::BadRequest(format!("cannot read the request body: {e}"));
+    let too_large = || ApiError::BodyTooLarge { limit_bytes: limit };
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let data = chunk
-            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+    let Some(first) = stream.next().await else {
+        return Ok(Bytes::new());
+    };
+    let first = first.map_err(read_error)?;
+    if first.len() > limit {
+        return Err(too_large());
+    }
+    let second = if first.len() <= SMALL_BODY_BYTES {
+        match stream.next().await {
+            None => return Ok(first),
+            Some(second) => Some(second.map_err(read_error)?),
+        }
+    } else {
+        None
+    };
+    let mut buffer = Vec::with_capacity(expected.min(limit));
+    for data in std::iter::once(first).chain(second) {
         if buffer.len() + data.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit_bytes: limit });
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&data);
+    }
+    while let Some(chunk) = stream.next().await {
+        let data = chunk.map_err(read_error)?;
+        if buffer.len() + data.len() > limit {
+            return Err(too_large());
         }
         buffer.extend_from_slice(&data);
     }

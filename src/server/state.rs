@@ -71,6 +71,12 @@ impl AppState {
         self.serving.load_full()
     }
 
+    /// The current serving model, borrowed: cheaper than [`AppState::model`] (no shared
+    /// reference count to update), for a request that uses it briefly and without awaiting.
+    pub fn model_guard(&self) -> arc_swap::Guard<Option<Arc<ServingModel>>> {
+        self.serving.load()
+    }
+
     /// Installs the champion (after a load, a promotion or a refresh).
     pub fn install(&self, artifact: Arc<ModelArtifact>, etag: Option<ETag>, load_seconds: f64) {
         self.install_model(artifact, etag, load_seconds);
