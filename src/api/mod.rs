@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use tracing::Instrument;
 
 use crate::functions;
-use crate::server::limits::{self, BodyBudget};
+use crate::server::limits;
 use crate::server::state::SharedState;
 use crate::telemetry::metrics::{InFlight, METRICS};
 
@@ -38,11 +38,11 @@ pub const UPLOAD_BODY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// The whole router.
 pub fn router(state: SharedState) -> Router {
-    let budget = BodyBudget::new(state.settings.serving, PREDICT_BODY_LIMIT);
-    // Prediction bodies are admitted against the memory budget and read within the deadline.
+    // Prediction bodies are admitted against the memory budget and read within the deadline
+    // (`/api/predict` does it in its handler, one layer less on the hottest route).
     let admitted = |route: MethodRouter<SharedState>| {
         route.route_layer(middleware::from_fn_with_state(
-            budget.clone(),
+            state.budget.clone(),
             limits::admit,
         ))
     };
@@ -53,10 +53,7 @@ pub fn router(state: SharedState) -> Router {
         ))
     };
     let api = Router::new()
-        .route(
-            "/api/predict",
-            get(form::form_page).merge(admitted(post(predict::predict))),
-        )
+        .route("/api/predict", get(form::form_page).post(predict::predict))
         .route("/api/invocations", admitted(post(invocations::invocations)))
         .route(
             "/api/train",
@@ -70,19 +67,25 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/health", get(health::health))
         .route("/api/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
-        .route("/retrain-on-schedule", post(functions::retrain_on_schedule))
-        .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
+        .route("/retrain-on-schedule", post(functions::retrain_on_schedule));
     let upload = Router::new()
         .route("/retrain-on-upload", post(functions::retrain_on_upload))
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
-    Router::new()
+    let routes = Router::new()
         .route("/", get(health::ready))
         .merge(api)
         .merge(upload)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    // The layers every request passes go around the routed whole, not around each route:
+    // a layer added to a router wraps every route in one more boxed service, which each
+    // request clones, so per-route layers cost allocations at every level of every request.
+    // The upload route's own body limit, set closer to its handler, overrides this one.
+    Router::new()
+        .fallback_service(routes)
+        .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT))
         .layer(middleware::from_fn(observe))
-        .with_state(state)
 }
 
 /// The media type of a request, lower case, without parameters.

@@ -16,9 +16,12 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -127,8 +130,28 @@ impl BodyBudget {
 
 /// Middleware of the prediction routes: admit, read the body within the deadline, answer.
 pub async fn admit(State(budget): State<BodyBudget>, request: Request, next: Next) -> Response {
+    answer_admitted(&budget, request, |parts, body| {
+        next.run(Request::from_parts(parts, Body::from(body)))
+    })
+    .await
+}
+
+/// What [`admit`] does around a handler, for a handler that does it itself (one layer less
+/// on the hottest route): admits the body against the budget, reads it, and answers it with
+/// `answer`, all within the request deadline. The reservation is held until the answer is.
+pub async fn answer_admitted<F, Fut>(budget: &BodyBudget, request: Request, answer: F) -> Response
+where
+    F: FnOnce(Parts, Bytes) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let deadline = budget.settings.request_timeout;
-    match tokio::time::timeout(deadline, admitted(&budget, request, next)).await {
+    let work = async {
+        let (parts, body, reservation) = admit_and_read(budget, request).await?;
+        let response = answer(parts, body).await;
+        drop(reservation);
+        Ok::<_, ApiError>(response)
+    };
+    match tokio::time::timeout(deadline, work).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),
         Err(_) => ApiError::Timeout {
@@ -138,27 +161,25 @@ pub async fn admit(State(budget): State<BodyBudget>, request: Request, next: Nex
     }
 }
 
-async fn admitted(budget: &BodyBudget, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn admit_and_read(
+    budget: &BodyBudget,
+    request: Request,
+) -> Result<(Parts, Bytes, Reservation), ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let too_large = ApiError::BodyTooLarge {
-        limit_bytes: budget.max_body,
-    };
     if declared.is_some_and(|length| length > budget.max_body) {
-        return Err(too_large);
+        return Err(ApiError::BodyTooLarge {
+            limit_bytes: budget.max_body,
+        });
     }
     let reserve = declared.unwrap_or(budget.max_body);
     let reservation = budget.reserve(reserve)?;
     let (parts, body) = request.into_parts();
     let bytes = read_body(body, reserve, budget.max_body).await?;
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    drop(reservation);
-    Ok(response)
+    Ok((parts, bytes, reservation))
 }
 
 /// Bodies up to this size that arrive in one chunk are kept as that chunk, not copied.
