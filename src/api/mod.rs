@@ -52,8 +52,9 @@ pub fn router(state: SharedState) -> Router {
             local_only::same_machine,
         ))
     };
+    // `/api/predict` reads its body itself, within its own limit: no extractor limit to set.
+    let predict = Router::new().route("/api/predict", get(form::form_page).post(predict::predict));
     let api = Router::new()
-        .route("/api/predict", get(form::form_page).post(predict::predict))
         .route("/api/invocations", admitted(post(invocations::invocations)))
         .route(
             "/api/train",
@@ -67,24 +68,24 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/health", get(health::health))
         .route("/api/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
-        .route("/retrain-on-schedule", post(functions::retrain_on_schedule));
+        .route("/retrain-on-schedule", post(functions::retrain_on_schedule))
+        .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     let upload = Router::new()
         .route("/retrain-on-upload", post(functions::retrain_on_upload))
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
     let routes = Router::new()
         .route("/", get(health::ready))
+        .merge(predict)
         .merge(api)
         .merge(upload)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    // The layers every request passes go around the routed whole, not around each route:
+    // The layer every request passes goes around the routed whole, not around each route:
     // a layer added to a router wraps every route in one more boxed service, which each
     // request clones, so per-route layers cost allocations at every level of every request.
-    // The upload route's own body limit, set closer to its handler, overrides this one.
     Router::new()
         .fallback_service(routes)
-        .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT))
         .layer(middleware::from_fn(observe))
 }
 
