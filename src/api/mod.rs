@@ -73,20 +73,17 @@ pub fn router(state: SharedState) -> Router {
     let upload = Router::new()
         .route("/retrain-on-upload", post(functions::retrain_on_upload))
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
-    let routes = Router::new()
+    // Each layer added to a router wraps every route in one more boxed service that each
+    // request clones: the prediction route has no layer but `observe`, like `GET /`.
+    Router::new()
         .route("/", get(health::ready))
         .merge(predict)
         .merge(api)
         .merge(upload)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
-    // The layer every request passes goes around the routed whole, not around each route:
-    // a layer added to a router wraps every route in one more boxed service, which each
-    // request clones, so per-route layers cost allocations at every level of every request.
-    Router::new()
-        .fallback_service(routes)
         .layer(middleware::from_fn(observe))
+        .with_state(state)
 }
 
 /// The media type of a request, lower case, without parameters.

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use std::future::Future;
 
-use axum::body::{Body, Bytes};
+use std::task::Poll;
+
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
@@ -90,7 +92,9 @@ impl Drop for Taken {
 
 /// Bytes (and, for a large body, a large-request slot) held until the request is answered.
 pub struct Reservation {
-    _bytes: Taken,
+    /// The bytes reserved: what the body may be read into.
+    bytes: usize,
+    _units: Taken,
     _large: Option<Taken>,
 }
 
@@ -117,7 +121,8 @@ impl BodyBudget {
         let units = length.div_ceil(UNIT).max(1);
         let bytes = self.bytes.try_take(units).ok_or_else(busy)?;
         Ok(Reservation {
-            _bytes: bytes,
+            bytes: length,
+            _units: bytes,
             _large: large,
         })
     }
@@ -145,8 +150,17 @@ where
     Fut: Future<Output = Response>,
 {
     let deadline = budget.settings.request_timeout;
+    let (parts, body, reservation) = match admit_request(budget, request) {
+        Ok(admitted) => admitted,
+        Err(error) => return error.into_response(),
+    };
+    let mut stream = body.into_data_stream();
+    // The first chunk is taken before the deadline is armed when it is already at hand (the
+    // usual small prediction): the timer is then only polled, and registered, for a request
+    // that actually waits on its client or on the heavy lane.
+    let at_hand = chunk_at_hand(&mut stream).await;
     let work = async {
-        let (parts, body, reservation) = admit_and_read(budget, request).await?;
+        let body = read_body(stream, at_hand, reservation.bytes, budget.max_body).await?;
         let response = answer(parts, body).await;
         drop(reservation);
         Ok::<_, ApiError>(response)
@@ -161,10 +175,11 @@ where
     }
 }
 
-async fn admit_and_read(
+/// Checks the declared length and reserves it (or the largest body allowed, without one).
+fn admit_request(
     budget: &BodyBudget,
     request: Request,
-) -> Result<(Parts, Bytes, Reservation), ApiError> {
+) -> Result<(Parts, Body, Reservation), ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -178,8 +193,20 @@ async fn admit_and_read(
     let reserve = declared.unwrap_or(budget.max_body);
     let reservation = budget.reserve(reserve)?;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(body, reserve, budget.max_body).await?;
-    Ok((parts, bytes, reservation))
+    Ok((parts, body, reservation))
+}
+
+/// A chunk of the body the connection has already read, if any: the stream is polled once,
+/// and once more after letting the connection's task hand over what it holds.
+async fn chunk_at_hand(stream: &mut BodyDataStream) -> Option<Option<Result<Bytes, axum::Error>>> {
+    if let Poll::Ready(next) = futures::poll!(stream.next()) {
+        return Some(next);
+    }
+    tokio::task::yield_now().await;
+    match futures::poll!(stream.next()) {
+        Poll::Ready(next) => Some(next),
+        Poll::Pending => None,
+    }
 }
 
 /// Bodies up to this size that arrive in one chunk are kept as that chunk, not copied.
@@ -187,12 +214,21 @@ const SMALL_BODY_BYTES: usize = 64 * 1024;
 
 /// Reads a body into one buffer of its declared size; more than `limit` bytes is a 413.
 /// A small body that arrives whole (the usual single prediction) is kept as it came.
-async fn read_body(body: Body, expected: usize, limit: usize) -> Result<Bytes, ApiError> {
+/// `at_hand` is what [`chunk_at_hand`] already took from the stream.
+async fn read_body(
+    mut stream: BodyDataStream,
+    at_hand: Option<Option<Result<Bytes, axum::Error>>>,
+    expected: usize,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let read_error =
         |e: axum::Error| ApiError::BadRequest(format!("cannot read the request body: {e}"));
     let too_large = || ApiError::BodyTooLarge { limit_bytes: limit };
-    let mut stream = body.into_data_stream();
-    let Some(first) = stream.next().await else {
+    let first = match at_hand {
+        Some(first) => first,
+        None => stream.next().await,
+    };
+    let Some(first) = first else {
         return Ok(Bytes::new());
     };
     let first = first.map_err(read_error)?;
