@@ -376,6 +376,9 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             report.rows,
             report.fit_seconds
         );
+        if let Some(bytes) = report.peak_memory_bytes {
+            text.push_str(&format!(", peak memory {:.0} MB", bytes as f64 / 1e6));
+        }
         match &report.metrics {
             Some(m) => text.push_str(&format!("\nHoldout ({} rows): {}", m.rows, metrics_line(m))),
             None => text.push_str("\nNo holdout: trained on every row, not evaluated."),

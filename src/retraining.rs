@@ -13,7 +13,7 @@ use crate::model::artifact::ModelArtifact;
 use crate::model::comparison::PairedComparison;
 use crate::model::dataset::{Dataset, DatasetError};
 use crate::model::metrics::Metrics;
-use crate::model::training::{train, HeldOut, TrainError, TrainOptions, TrainedModel};
+use crate::model::training::{train_owned, HeldOut, TrainError, TrainOptions, TrainedModel};
 use crate::registry::promotion::{decide, ChampionScore, Decision};
 use crate::registry::{Champion, ChampionPointer, ModelStore, Registry, RegistryError, StoreError};
 
@@ -48,6 +48,9 @@ pub struct TrainingReport {
     /// The paired comparison with the champion on rows neither model trained on.
     pub comparison: Option<PairedComparison>,
     pub fit_seconds: f64,
+    /// Peak resident memory of the process while it trained, in bytes (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
     pub ignored_columns: Vec<String>,
     pub data_sha256: String,
 }
@@ -107,7 +110,7 @@ pub async fn train_and_publish(
     let rows = dataset.rows.len();
     let ignored_columns = dataset.ignored_columns.clone();
     let data_sha256 = dataset.sha256.clone();
-    let trained = tokio::task::spawn_blocking(move || train(&dataset, &options))
+    let trained = tokio::task::spawn_blocking(move || train_owned(dataset, &options))
         .await
         .map_err(|e| {
             RegistryError::Store(StoreError::Other(format!("training task failed: {e}")))
@@ -140,6 +143,7 @@ pub async fn train_and_publish(
         champion_rmse: decision.champion_rmse,
         comparison: decision.comparison,
         fit_seconds: card.fit_seconds,
+        peak_memory_bytes: card.peak_memory_bytes,
         ignored_columns,
         data_sha256,
     };

@@ -3,6 +3,8 @@
 //! stalls other requests.
 
 use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use crate::model::input::{csv, form, json, BodyError, ParseLimits, ParsedBody};
@@ -13,12 +15,34 @@ pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
 /// A body parser: linear in the body, bounded by the limits.
 pub type Parser = fn(&[u8], &ParseLimits) -> Result<ParsedBody, BodyError>;
 
-/// The parser of `/api/predict` for a media type.
-pub fn predict_parser(media_type: &str) -> Option<Parser> {
-    match media_type {
-        "application/json" => Some(json::parse_predict),
-        "application/x-www-form-urlencoded" => Some(form::parse_form),
-        _ => None,
+/// A parser chosen from a request's headers.
+#[derive(Clone, Copy)]
+pub struct ChosenParser {
+    pub parse: Parser,
+    /// The body is an HTML form (which may want an HTML answer).
+    pub form: bool,
+}
+
+/// The parser of `/api/predict` for a request's `Content-Type` (JSON or an HTML form),
+/// compared in place without regard to case or parameters.
+pub fn predict_parser_of(headers: &HeaderMap) -> Option<ChosenParser> {
+    let media_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)?;
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Some(ChosenParser {
+            parse: json::parse_predict,
+            form: false,
+        })
+    } else if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Some(ChosenParser {
+            parse: form::parse_form,
+            form: true,
+        })
+    } else {
+        None
     }
 }
 

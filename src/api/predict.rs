@@ -1,20 +1,20 @@
 //! `POST /api/predict`: one wine (JSON object or form fields) or a batch (`{"instances": [...]}`).
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 
 use std::sync::Arc;
 
 use super::error::ApiError;
 use super::schema::{BatchPredictionResponse, PredictionResponse};
-use super::{body, form, media_type, PREDICT_BODY_LIMIT};
+use super::{body, form};
 use crate::model::algorithm::FitError;
-use crate::model::features::FeatureRow;
+use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use crate::model::input::{ParseLimits, ParsedBody};
 use crate::server::state::{ServingModel, SharedState};
 use crate::telemetry::metrics::METRICS;
@@ -43,14 +43,24 @@ const INLINE_ROWS: usize = 64;
         (status = 503, description = "No model loaded yet", body = super::error::ErrorBody),
     )
 )]
-pub async fn predict(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+pub async fn predict(State(state): State<SharedState>, request: Request) -> Response {
+    // The body is admitted against the memory budget and read within the deadline here
+    // rather than in a route layer: the same checks, one boxed layer less per request.
+    let state = &state;
+    crate::server::limits::answer_admitted(&state.budget, request, |parts, body| async move {
+        respond(state, &parts.headers, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
+}
+
+async fn respond(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| ApiError::from_body_rejection(r, PREDICT_BODY_LIMIT))?;
-    let content_type = media_type(&headers);
-    let Some(parser) = body::predict_parser(&content_type) else {
+    let Some(parser) = body::predict_parser_of(headers) else {
         return Err(ApiError::UnsupportedMediaType {
             found: headers
                 .get(CONTENT_TYPE)
@@ -60,23 +70,24 @@ pub async fn predict(
             expected: "application/json or application/x-www-form-urlencoded",
         });
     };
-    let parsed = body::parse(body, parse_limits(&state), parser).await;
-    let outcome = match parsed {
-        Ok(parsed) => answer(&state, parsed).await,
-        Err(error) => Err(error),
-    };
-    let wants_html = content_type == "application/x-www-form-urlencoded"
+    let wants_html = parser.form
         && headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
+    let parsed = body::parse(body, parse_limits(state), parser.parse).await;
     if !wants_html {
-        return outcome.map(|answer| match answer {
-            Answer::One(one) => Json(one).into_response(),
-            Answer::Batch(batch) => Json(batch).into_response(),
-        });
+        let parsed = parsed?;
+        if parsed.single {
+            return one_as_json(state, &parsed);
+        }
+        return answer(state, parsed).await.map(Answer::into_json);
     }
     // A browser without JavaScript: answer with the page, result or error inline.
+    let outcome = match parsed {
+        Ok(parsed) => answer(state, parsed).await,
+        Err(error) => Err(error),
+    };
     let page = match &outcome {
         Ok(Answer::One(answer)) => form::page(Some(form::Outcome::Prediction(answer))),
         Ok(Answer::Batch(_)) => form::page(None),
@@ -88,6 +99,66 @@ pub async fn predict(
     Ok((status, Html(page)).into_response())
 }
 
+/// The answer for one wine as JSON, the hot path: the row is predicted in place and the body
+/// is written from borrowed values (the same JSON as [`PredictionResponse`]).
+fn one_as_json(state: &SharedState, parsed: &ParsedBody) -> Result<Response, ApiError> {
+    let guard = state.model_guard();
+    let Some(model) = guard.as_ref() else {
+        return Err(no_model(state));
+    };
+    let row = parsed.rows.first().copied().unwrap_or_default();
+    let prediction = predict_row(model, &row)?;
+    record(state, std::slice::from_ref(&row), &[prediction], model);
+    let answer = OneWine {
+        prediction,
+        model_version: &model.artifact.card.version,
+        out_of_range: OutOfRange(out_of_range_mask(model, &row)),
+        ignored_fields: &parsed.ignored_fields,
+    };
+    let mut bytes = Vec::with_capacity(160);
+    serde_json::to_writer(&mut bytes, &answer)
+        .map_err(|e| ApiError::Internal(format!("cannot encode the answer: {e}")))?;
+    Ok((
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        bytes,
+    )
+        .into_response())
+}
+
+/// [`PredictionResponse`] from borrowed values.
+#[derive(Serialize)]
+struct OneWine<'a> {
+    prediction: f64,
+    model_version: &'a str,
+    out_of_range: OutOfRange,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    ignored_fields: &'a [String],
+}
+
+/// The names of the features whose bit is set, in feature order.
+struct OutOfRange(u16);
+
+impl OutOfRange {
+    fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        FEATURE_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| self.0 & (1 << index) != 0)
+            .map(|(_, name)| *name)
+    }
+}
+
+impl Serialize for OutOfRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.count_ones() as usize))?;
+        for name in self.names() {
+            seq.serialize_element(name)?;
+        }
+        seq.end()
+    }
+}
+
 /// The parse limits of this server.
 pub fn parse_limits(state: &SharedState) -> ParseLimits {
     ParseLimits::new(state.settings.max_batch_rows)
@@ -96,6 +167,15 @@ pub fn parse_limits(state: &SharedState) -> ParseLimits {
 enum Answer {
     One(PredictionResponse),
     Batch(BatchPredictionResponse),
+}
+
+impl Answer {
+    fn into_json(self) -> Response {
+        match self {
+            Answer::One(one) => Json(one).into_response(),
+            Answer::Batch(batch) => Json(batch).into_response(),
+        }
+    }
 }
 
 async fn answer(state: &SharedState, parsed: ParsedBody) -> Result<Answer, ApiError> {
@@ -125,13 +205,27 @@ async fn answer(state: &SharedState, parsed: ParsedBody) -> Result<Answer, ApiEr
 }
 
 pub fn serving_model(state: &SharedState) -> Result<Arc<ServingModel>, ApiError> {
-    state.model().ok_or_else(|| {
-        ApiError::NoModel(
-            state
-                .startup_problem()
-                .unwrap_or_else(|| "the model is loading".into()),
-        )
-    })
+    state.model().ok_or_else(|| no_model(state))
+}
+
+fn no_model(state: &SharedState) -> ApiError {
+    ApiError::NoModel(
+        state
+            .startup_problem()
+            .unwrap_or_else(|| "the model is loading".into()),
+    )
+}
+
+fn model_error(error: FitError) -> ApiError {
+    match error {
+        FitError::NonFinite => ApiError::Unscorable(error.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// One row's prediction, in place (no allocation).
+fn predict_row(model: &ServingModel, row: &FeatureRow) -> Result<f64, ApiError> {
+    model.artifact.predict_row(row).map_err(model_error)
 }
 
 /// Runs the model, off the async runtime (in the heavy lane) for large batches. A model that
@@ -142,10 +236,7 @@ pub async fn run_model(
     rows: &[FeatureRow],
 ) -> Result<Vec<f64>, ApiError> {
     let predict = |model: &ServingModel, rows: &[FeatureRow]| {
-        model.artifact.predict(rows).map_err(|e| match e {
-            FitError::NonFinite => ApiError::Unscorable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
-        })
+        model.artifact.predict(rows).map_err(model_error)
     };
     if rows.len() <= INLINE_ROWS {
         return predict(model, rows);
@@ -156,12 +247,23 @@ pub async fn run_model(
 }
 
 fn out_of_range(model: &ServingModel, row: &FeatureRow) -> Vec<String> {
-    model
-        .artifact
-        .out_of_range(row)
-        .into_iter()
+    OutOfRange(out_of_range_mask(model, row))
+        .names()
         .map(str::to_string)
         .collect()
+}
+
+/// Bit `i` set when feature `i` of `row` is outside the range the model was trained on.
+fn out_of_range_mask(model: &ServingModel, row: &FeatureRow) -> u16 {
+    model
+        .artifact
+        .card
+        .feature_stats
+        .iter()
+        .zip(row)
+        .enumerate()
+        .filter(|(_, (stats, value))| !stats.contains(**value))
+        .fold(0, |mask, (index, _)| mask | 1 << index)
 }
 
 /// Feeds the model-behaviour metrics.
@@ -172,10 +274,48 @@ pub fn record(state: &SharedState, rows: &[FeatureRow], predictions: &[f64], mod
         METRICS.predicted_quality.observe(*p);
     }
     for row in rows {
-        for feature in model.artifact.out_of_range(row) {
-            METRICS.out_of_range.with_label_values(&[feature]).inc();
+        let mask = out_of_range_mask(model, row);
+        if mask != 0 {
+            for feature in 0..FEATURE_COUNT {
+                if mask & (1 << feature) != 0 {
+                    METRICS.record_out_of_range(feature);
+                }
+            }
         }
     }
     METRICS.drift_observed.inc_by(rows.len() as u64);
     state.drift.observe(rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_borrowed_answer_is_the_schema_json() {
+        for (mask, ignored) in [
+            (0u16, vec![]),
+            (0b100_0000_0101, vec!["colour".to_string()]),
+        ] {
+            let borrowed = serde_json::to_string(&OneWine {
+                prediction: 5.066_666_666_666_667,
+                model_version: "20261201T163332084Z-3374054",
+                out_of_range: OutOfRange(mask),
+                ignored_fields: &ignored,
+            })
+            .unwrap();
+            let owned = serde_json::to_string(&PredictionResponse {
+                prediction: 5.066_666_666_666_667,
+                model_version: "20261201T163332084Z-3374054".into(),
+                out_of_range: OutOfRange(mask).names().map(str::to_string).collect(),
+                ignored_fields: ignored.clone(),
+            })
+            .unwrap();
+            assert_eq!(borrowed, owned);
+        }
+        assert_eq!(
+            OutOfRange(0b101).names().collect::<Vec<_>>(),
+            ["fixed_acidity", "citric_acid"]
+        );
+    }
 }

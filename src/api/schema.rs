@@ -105,6 +105,11 @@ pub struct TrainResponse {
     pub comparison: Option<crate::model::comparison::PairedComparison>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
+    /// Seconds spent fitting.
+    pub fit_seconds: f64,
+    /// Peak resident memory of the process while it trained, in bytes (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// What `GET /api/train` reports: this instance's last training, changing nothing.

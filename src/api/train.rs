@@ -92,5 +92,7 @@ fn response(report: TrainingReport) -> TrainResponse {
         champion_rmse: report.champion_rmse,
         comparison: report.comparison,
         ignored_columns: report.ignored_columns,
+        fit_seconds: report.fit_seconds,
+        peak_memory_bytes: report.peak_memory_bytes,
     }
 }

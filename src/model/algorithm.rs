@@ -294,6 +294,35 @@ pub enum FitError {
 /// same model on any number of cores.
 const RANDOM_FOREST_TREES_PER_PART: usize = 25;
 
+/// Training rows in the layout smartcore's fit reads, with their targets: one row-major
+/// vector of the feature values (the matrix's own storage, read in place by every part of a
+/// forest) and one vector of targets. Built once per fit; the caller can release its rows as
+/// soon as this exists, so that one copy of the numbers is held while fitting.
+pub struct TrainingMatrix {
+    x: Matrix,
+    y: Vec<f64>,
+}
+
+impl TrainingMatrix {
+    /// Copies `rows` into the matrix; `targets` (one per row) is kept as it is.
+    pub fn new(rows: &[FeatureRow], targets: Vec<f64>) -> Result<TrainingMatrix, FitError> {
+        if rows.len() != targets.len() {
+            return Err(FitError::Fit(format!(
+                "{} rows but {} targets",
+                rows.len(),
+                targets.len()
+            )));
+        }
+        let x = matrix(rows).map_err(|e| FitError::Fit(e.to_string()))?;
+        Ok(TrainingMatrix { x, y: targets })
+    }
+
+    /// Rows in the matrix.
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+}
+
 /// Builds a row-major matrix from feature rows.
 fn matrix(rows: &[FeatureRow]) -> Result<Matrix, FitError> {
     let values: Vec<f64> = rows.iter().flatten().copied().collect();
@@ -507,14 +536,18 @@ impl Regressor {
     /// cores, and returns the model in its inference layout. CPU-bound: call from a blocking
     /// thread in async code.
     pub fn fit(spec: &ModelSpec, rows: &[FeatureRow], targets: &[f64]) -> Result<Self, FitError> {
-        let x = matrix(rows).map_err(|e| FitError::Fit(e.to_string()))?;
-        let y = targets.to_vec();
+        Self::fit_matrix(spec, &TrainingMatrix::new(rows, targets.to_vec())?)
+    }
+
+    /// [`Regressor::fit`] on rows already in smartcore's layout.
+    pub fn fit_matrix(spec: &ModelSpec, data: &TrainingMatrix) -> Result<Self, FitError> {
+        let (x, y) = (&data.x, &data.y);
         match *spec {
             ModelSpec::RandomForest { params, seed } | ModelSpec::ExtraTrees { params, seed } => {
                 let bootstrap = spec.algorithm() == Algorithm::RandomForest;
-                fit_forest(bootstrap, &params, seed, &x, &y).map(Regressor::Forest)
+                fit_forest(bootstrap, &params, seed, x, y).map(Regressor::Forest)
             }
-            ModelSpec::ElasticNet { params } => fit_linear(&params, &x, &y)?.to_regressor(),
+            ModelSpec::ElasticNet { params } => fit_linear(&params, x, y)?.to_regressor(),
         }
     }
 

@@ -110,6 +110,10 @@ pub struct ModelCard {
     pub trigger: String,
     /// Seconds spent fitting.
     pub fit_seconds: f64,
+    /// Peak resident memory of the training process while it trained, in bytes (Linux only;
+    /// absent elsewhere and on cards written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// A fitted model and its card.

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::algorithm::{FitError, ModelSpec, Regressor};
+use super::algorithm::{FitError, ModelSpec, Regressor, TrainingMatrix};
 use super::artifact::{
     feature_stats, new_version_id, rfc3339_utc, DataSource, ModelArtifact, ModelCard,
     FORMAT_VERSION, SMARTCORE_VERSION, SOMMELIER_VERSION,
@@ -14,7 +14,7 @@ use super::artifact::{
 use super::dataset::Dataset;
 use super::features::{FeatureRow, FEATURE_NAMES};
 use super::metrics::{Metrics, Spread};
-use super::split::{grouped_k_folds, SplitRule};
+use super::split::{grouped_k_folds, Holdout, SplitRule};
 
 /// What started a training; recorded on the card and in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,23 +87,73 @@ pub enum TrainError {
 }
 
 /// Trains on the dataset minus the rows its split rule holds out, and scores those rows.
+/// Holds the dataset, a copy of its training rows in smartcore's layout and the held-out
+/// rows while fitting; [`train_owned`] does without the first.
 pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, TrainError> {
+    crate::telemetry::memory::reset_peak();
+    let split = split_rows(dataset, options)?;
+    let (train_rows, train_targets) = select(dataset, &split.train);
+    let held_out = select(dataset, &split.test);
+    fit_and_describe(dataset, train_rows, train_targets, held_out, options)
+}
+
+/// [`train`], consuming the dataset: its rows are released once the training rows are in
+/// smartcore's layout, so one copy of the numbers (plus the held-out rows) is held while
+/// fitting. What the trainings of the CLI and the server use.
+pub fn train_owned(
+    mut dataset: Dataset,
+    options: &TrainOptions,
+) -> Result<TrainedModel, TrainError> {
+    crate::telemetry::memory::reset_peak();
+    let split = split_rows(&dataset, options)?;
+    let held_out = select(&dataset, &split.test);
+    let mut rows = std::mem::take(&mut dataset.rows);
+    let mut targets = std::mem::take(&mut dataset.targets);
+    // The training rows move to the front in place (the indices ascend), so no second
+    // vector of rows is built.
+    for (to, &from) in split.train.iter().enumerate() {
+        rows[to] = rows[from];
+        targets[to] = targets[from];
+    }
+    rows.truncate(split.train.len());
+    targets.truncate(split.train.len());
+    targets.shrink_to_fit();
+    fit_and_describe(&dataset, rows, targets, held_out, options)
+}
+
+/// The holdout rule's split of the dataset's rows, after checking the options.
+fn split_rows(dataset: &Dataset, options: &TrainOptions) -> Result<Holdout, TrainError> {
     if !(0.0..=0.9).contains(&options.holdout) || options.holdout.is_nan() {
         return Err(TrainError::BadHoldout(options.holdout));
     }
-    let rule = SplitRule::new(options.split_key, options.holdout);
-    let split = rule.split(&dataset.rows);
+    let split = SplitRule::new(options.split_key, options.holdout).split(&dataset.rows);
     if split.train.is_empty() {
         return Err(TrainError::NothingToTrainOn {
             rows: dataset.rows.len(),
         });
     }
-    let (train_rows, train_targets) = select(dataset, &split.train);
-    let (holdout_rows, holdout_targets) = select(dataset, &split.test);
+    Ok(split)
+}
+
+/// Fits the training rows (released as soon as they are in smartcore's layout), scores the
+/// held-out rows and writes the card. `dataset` names the data (its rows may be gone).
+fn fit_and_describe(
+    dataset: &Dataset,
+    train_rows: Vec<FeatureRow>,
+    train_targets: Vec<f64>,
+    (holdout_rows, holdout_targets): (Vec<FeatureRow>, Vec<f64>),
+    options: &TrainOptions,
+) -> Result<TrainedModel, TrainError> {
+    let rule = SplitRule::new(options.split_key, options.holdout);
+    let training_rows = train_rows.len();
+    let stats = feature_stats(&train_rows);
+    let data = TrainingMatrix::new(&train_rows, train_targets)?;
+    drop(train_rows);
 
     let started = Instant::now();
-    let regressor = Regressor::fit(&options.spec, &train_rows, &train_targets)?;
+    let regressor = Regressor::fit_matrix(&options.spec, &data)?;
     let fit_seconds = started.elapsed().as_secs_f64();
+    drop(data);
     let predictions = if holdout_rows.is_empty() {
         Vec::new()
     } else {
@@ -111,6 +161,7 @@ pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, 
     };
     let metrics =
         (!holdout_rows.is_empty()).then(|| Metrics::compute(&predictions, &holdout_targets));
+    let peak_memory_bytes = crate::telemetry::memory::peak_resident_bytes();
 
     let now = SystemTime::now();
     let unix = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -123,16 +174,17 @@ pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, 
         created_unix_seconds: unix,
         spec: options.spec,
         feature_names: FEATURE_NAMES.iter().map(|n| n.to_string()).collect(),
-        feature_stats: feature_stats(&train_rows),
+        feature_stats: stats,
         metrics,
         holdout: options.holdout,
         split: Some(rule),
         comparison: None,
-        training_rows: train_rows.len(),
+        training_rows,
         data_sha256: dataset.sha256.clone(),
         source: options.source.clone(),
         trigger: options.trigger.as_str().to_string(),
         fit_seconds,
+        peak_memory_bytes,
     };
     Ok(TrainedModel {
         artifact: ModelArtifact { card, regressor },
@@ -206,4 +258,63 @@ fn select(dataset: &Dataset, indices: &[usize]) -> (Vec<FeatureRow>, Vec<f64>) {
         .iter()
         .map(|&i| (dataset.rows[i], dataset.targets[i]))
         .unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::algorithm::{Algorithm, SpecOverrides};
+    use crate::model::artifact::DataSource;
+    use crate::model::dataset::read_training_data;
+    use crate::model::split::DEFAULT_SPLIT_KEY;
+
+    fn options(algorithm: Algorithm) -> TrainOptions {
+        let overrides = SpecOverrides {
+            n_trees: Some(8),
+            ..Default::default()
+        };
+        TrainOptions {
+            spec: ModelSpec::build(algorithm, &overrides).unwrap(),
+            holdout: 0.25,
+            split_key: DEFAULT_SPLIT_KEY,
+            source: DataSource {
+                name: "bundled".into(),
+                etag: None,
+            },
+            trigger: Trigger::Cli,
+        }
+    }
+
+    #[test]
+    fn training_on_the_consumed_dataset_gives_the_same_model() {
+        let dataset = read_training_data(crate::bundled::WINE_QUALITY_RED_CSV).unwrap();
+        for algorithm in [Algorithm::ExtraTrees, Algorithm::ElasticNet] {
+            let options = options(algorithm);
+            let borrowed = train(&dataset, &options).unwrap();
+            let owned = train_owned(dataset.clone(), &options).unwrap();
+            assert_eq!(owned.artifact.regressor, borrowed.artifact.regressor);
+            let (a, b) = (&owned.artifact.card, &borrowed.artifact.card);
+            assert_eq!(a.feature_stats, b.feature_stats);
+            assert_eq!((a.training_rows, a.metrics), (b.training_rows, b.metrics));
+            assert_eq!(owned.holdout.rows, borrowed.holdout.rows);
+            assert_eq!(owned.holdout.targets, borrowed.holdout.targets);
+        }
+    }
+
+    #[test]
+    fn the_card_reports_a_plausible_peak_memory_on_linux() {
+        let dataset = read_training_data(crate::bundled::WINE_QUALITY_RED_CSV).unwrap();
+        let card = train_owned(dataset, &options(Algorithm::ExtraTrees))
+            .unwrap()
+            .artifact
+            .card;
+        if cfg!(target_os = "linux") {
+            let peak = card.peak_memory_bytes.expect("Linux reports the peak");
+            // More than the process's code and the data; far less than any real machine.
+            assert!(peak > 4 << 20 && peak < 64 << 30, "{peak}");
+        } else {
+            assert_eq!(card.peak_memory_bytes, None);
+        }
+        assert!(card.fit_seconds >= 0.0);
+    }
 }

@@ -4,8 +4,9 @@
 //! A prediction body is admitted before it is read: its declared length (or, without one,
 //! the largest body allowed) is reserved from the budget, and a request that does not fit
 //! gets 503 with `Retry-After` at once instead of being buffered. The body is then read into
-//! one buffer of exactly that size, so a body costs its own size once, plus what the parsers
-//! build (rows, at most 88 bytes each).
+//! one buffer of exactly that size (a small body that arrives in one piece is kept as it
+//! arrived), so a body costs its own size once, plus what the parsers build (rows, at most 88
+//! bytes each).
 //!
 //! Sizing (defaults): 128 MiB of buffered bodies, at most 4 of them above 1 MiB. Parsing a
 //! body holds at most about 3x its size at the peak, so the worst burst holds about 384 MiB,
@@ -15,13 +16,19 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use std::future::Future;
+
+use std::task::Poll;
+
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_LENGTH;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::config::ServingLimits;
@@ -36,24 +43,66 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 /// The shared budget. Cheap to clone.
 #[derive(Clone)]
 pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
-    large: Arc<Semaphore>,
+    bytes: Arc<Counter>,
+    large: Arc<Counter>,
     settings: ServingLimits,
     /// Largest body a route accepts.
     max_body: usize,
 }
 
+/// A count of free units, taken and given back with atomic operations: requests never wait
+/// for one (a request that does not fit is refused at once), so no queue and no lock is
+/// needed, and small requests on every core update it without contending for a mutex.
+struct Counter {
+    free: AtomicUsize,
+}
+
+impl Counter {
+    fn new(units: usize) -> Counter {
+        Counter {
+            free: AtomicUsize::new(units),
+        }
+    }
+
+    /// Takes `units` if that many are free.
+    fn try_take(self: &Arc<Self>, units: usize) -> Option<Taken> {
+        self.free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(units)
+            })
+            .ok()?;
+        Some(Taken {
+            counter: self.clone(),
+            units,
+        })
+    }
+}
+
+/// Units given back when dropped.
+struct Taken {
+    counter: Arc<Counter>,
+    units: usize,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.counter.free.fetch_add(self.units, Ordering::AcqRel);
+    }
+}
+
 /// Bytes (and, for a large body, a large-request slot) held until the request is answered.
 pub struct Reservation {
-    _bytes: OwnedSemaphorePermit,
-    _large: Option<OwnedSemaphorePermit>,
+    /// The bytes reserved: what the body may be read into.
+    bytes: usize,
+    _units: Taken,
+    _large: Option<Taken>,
 }
 
 impl BodyBudget {
     pub fn new(settings: ServingLimits, max_body: usize) -> BodyBudget {
         BodyBudget {
-            bytes: Arc::new(Semaphore::new(settings.max_buffered_bytes.div_ceil(UNIT))),
-            large: Arc::new(Semaphore::new(settings.max_large_requests)),
+            bytes: Arc::new(Counter::new(settings.max_buffered_bytes.div_ceil(UNIT))),
+            large: Arc::new(Counter::new(settings.max_large_requests)),
             settings,
             max_body,
         }
@@ -65,32 +114,58 @@ impl BodyBudget {
             retry_after_seconds: RETRY_AFTER_SECONDS,
         };
         let large = if length > LARGE_BODY_BYTES {
-            Some(self.large.clone().try_acquire_owned().map_err(|_| busy())?)
+            Some(self.large.try_take(1).ok_or_else(busy)?)
         } else {
             None
         };
-        let units = u32::try_from(length.div_ceil(UNIT).max(1)).map_err(|_| busy())?;
-        let bytes = self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(units)
-            .map_err(|_| busy())?;
+        let units = length.div_ceil(UNIT).max(1);
+        let bytes = self.bytes.try_take(units).ok_or_else(busy)?;
         Ok(Reservation {
-            _bytes: bytes,
+            bytes: length,
+            _units: bytes,
             _large: large,
         })
     }
 
     /// Bytes free in the budget now (for tests and the bench).
     pub fn available_bytes(&self) -> usize {
-        self.bytes.available_permits() * UNIT
+        self.bytes.free.load(Ordering::Acquire) * UNIT
     }
 }
 
 /// Middleware of the prediction routes: admit, read the body within the deadline, answer.
 pub async fn admit(State(budget): State<BodyBudget>, request: Request, next: Next) -> Response {
+    answer_admitted(&budget, request, |parts, body| {
+        next.run(Request::from_parts(parts, Body::from(body)))
+    })
+    .await
+}
+
+/// What [`admit`] does around a handler, for a handler that does it itself (one layer less
+/// on the hottest route): admits the body against the budget, reads it, and answers it with
+/// `answer`, all within the request deadline. The reservation is held until the answer is.
+pub async fn answer_admitted<F, Fut>(budget: &BodyBudget, request: Request, answer: F) -> Response
+where
+    F: FnOnce(Parts, Bytes) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let deadline = budget.settings.request_timeout;
-    match tokio::time::timeout(deadline, admitted(&budget, request, next)).await {
+    let (parts, body, reservation) = match admit_request(budget, request) {
+        Ok(admitted) => admitted,
+        Err(error) => return error.into_response(),
+    };
+    let mut stream = body.into_data_stream();
+    // The first chunk is taken before the deadline is armed when it is already at hand (the
+    // usual small prediction): the timer is then only polled, and registered, for a request
+    // that actually waits on its client or on the heavy lane.
+    let at_hand = chunk_at_hand(&mut stream).await;
+    let work = async {
+        let body = read_body(stream, at_hand, reservation.bytes, budget.max_body).await?;
+        let response = answer(parts, body).await;
+        drop(reservation);
+        Ok::<_, ApiError>(response)
+    };
+    match tokio::time::timeout(deadline, work).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),
         Err(_) => ApiError::Timeout {
@@ -100,38 +175,85 @@ pub async fn admit(State(budget): State<BodyBudget>, request: Request, next: Nex
     }
 }
 
-async fn admitted(budget: &BodyBudget, request: Request, next: Next) -> Result<Response, ApiError> {
+/// Checks the declared length and reserves it (or the largest body allowed, without one).
+fn admit_request(
+    budget: &BodyBudget,
+    request: Request,
+) -> Result<(Parts, Body, Reservation), ApiError> {
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let too_large = ApiError::BodyTooLarge {
-        limit_bytes: budget.max_body,
-    };
     if declared.is_some_and(|length| length > budget.max_body) {
-        return Err(too_large);
+        return Err(ApiError::BodyTooLarge {
+            limit_bytes: budget.max_body,
+        });
     }
     let reserve = declared.unwrap_or(budget.max_body);
     let reservation = budget.reserve(reserve)?;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(body, reserve, budget.max_body).await?;
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    drop(reservation);
-    Ok(response)
+    Ok((parts, body, reservation))
 }
 
+/// A chunk of the body the connection has already read, if any: the stream is polled once,
+/// and once more after letting the connection's task hand over what it holds.
+async fn chunk_at_hand(stream: &mut BodyDataStream) -> Option<Option<Result<Bytes, axum::Error>>> {
+    if let Poll::Ready(next) = futures::poll!(stream.next()) {
+        return Some(next);
+    }
+    tokio::task::yield_now().await;
+    match futures::poll!(stream.next()) {
+        Poll::Ready(next) => Some(next),
+        Poll::Pending => None,
+    }
+}
+
+/// Bodies up to this size that arrive in one chunk are kept as that chunk, not copied.
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
 /// Reads a body into one buffer of its declared size; more than `limit` bytes is a 413.
-async fn read_body(body: Body, expected: usize, limit: usize) -> Result<Bytes, ApiError> {
+/// A small body that arrives whole (the usual single prediction) is kept as it came.
+/// `at_hand` is what [`chunk_at_hand`] already took from the stream.
+async fn read_body(
+    mut stream: BodyDataStream,
+    at_hand: Option<Option<Result<Bytes, axum::Error>>>,
+    expected: usize,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let read_error =
+        |e: axum::Error| ApiError::BadRequest(format!("cannot read the request body: {e}"));
+    let too_large = || ApiError::BodyTooLarge { limit_bytes: limit };
+    let first = match at_hand {
+        Some(first) => first,
+        None => stream.next().await,
+    };
+    let Some(first) = first else {
+        return Ok(Bytes::new());
+    };
+    let first = first.map_err(read_error)?;
+    if first.len() > limit {
+        return Err(too_large());
+    }
+    let second = if first.len() <= SMALL_BODY_BYTES {
+        match stream.next().await {
+            None => return Ok(first),
+            Some(second) => Some(second.map_err(read_error)?),
+        }
+    } else {
+        None
+    };
     let mut buffer = Vec::with_capacity(expected.min(limit));
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let data = chunk
-            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+    for data in std::iter::once(first).chain(second) {
         if buffer.len() + data.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit_bytes: limit });
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&data);
+    }
+    while let Some(chunk) = stream.next().await {
+        let data = chunk.map_err(read_error)?;
+        if buffer.len() + data.len() > limit {
+            return Err(too_large());
         }
         buffer.extend_from_slice(&data);
     }

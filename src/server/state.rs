@@ -12,6 +12,8 @@ use crate::model::artifact::ModelArtifact;
 use crate::registry::{ChampionPointer, ETag, PointerRead, Registry, RegistryError, StoreError};
 use crate::retraining::Retrained;
 use crate::telemetry::drift::DriftMonitor;
+
+use super::limits::BodyBudget;
 use crate::telemetry::metrics::{DegradedReason, METRICS};
 use crate::telemetry::push::PushTrigger;
 use crate::tracking::Tracker;
@@ -32,6 +34,8 @@ pub struct AppState {
     /// Held for the whole of a training: one at a time per instance.
     training: AsyncMutex<()>,
     pub drift: DriftMonitor,
+    /// The request-body budget of the prediction routes.
+    pub budget: BodyBudget,
     pub push: PushTrigger,
     /// Why the model store could not be used at the last check, if it could not.
     store_problem: Mutex<Option<StoreProblem>>,
@@ -52,6 +56,7 @@ struct StoreProblem {
 
 impl AppState {
     pub fn new(settings: Settings, registry: Registry) -> AppState {
+        let budget = BodyBudget::new(settings.serving, crate::api::PREDICT_BODY_LIMIT);
         AppState {
             tracker: Tracker::from_settings(&settings),
             settings,
@@ -59,6 +64,7 @@ impl AppState {
             serving: ArcSwapOption::empty(),
             training: AsyncMutex::new(()),
             drift: DriftMonitor::new(),
+            budget,
             push: PushTrigger::default(),
             store_problem: Mutex::new(None),
             champion_problem: Mutex::new(None),
@@ -69,6 +75,12 @@ impl AppState {
     /// The current serving model, if one is loaded.
     pub fn model(&self) -> Option<Arc<ServingModel>> {
         self.serving.load_full()
+    }
+
+    /// The current serving model, borrowed: cheaper than [`AppState::model`] (no shared
+    /// reference count to update), for a request that uses it briefly and without awaiting.
+    pub fn model_guard(&self) -> arc_swap::Guard<Option<Arc<ServingModel>>> {
+        self.serving.load()
     }
 
     /// Installs the champion (after a load, a promotion or a refresh).

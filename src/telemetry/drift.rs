@@ -1,7 +1,7 @@
 //! Input drift: a rolling window of recent feature values, binned like the champion's
 //! training histograms, compared with them as a Population Stability Index per feature.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -20,18 +20,40 @@ const EMPTY_SLOT: u64 = u64::MAX;
 
 const _: () = assert!(HISTOGRAM_BINS < 1 << BIN_BITS && FEATURE_COUNT * BIN_BITS as usize <= 64);
 
-/// The window's bin counts for one reference (one champion). Lock-free: every request's
-/// rows go in with a few atomic additions, so concurrent predictions never wait for each
-/// other here. A slot holds one row's bins packed in a `u64`; the row that overwrites it
-/// takes its bins back out of the counts.
+/// The window for one reference (one champion). Lock-free and cheap to write: a row costs
+/// its eleven bin look-ups, one counter increment and one store of its bins packed in a
+/// `u64` into the next slot; the bin counts are summed from the slots only when the PSI is
+/// asked for (a metrics scrape or push), so concurrent predictions share no counters but the
+/// slot cursor.
 struct Window {
     reference: Vec<FeatureStats>,
     slots: Box<[AtomicU64]>,
     next: AtomicUsize,
-    counts: [[AtomicU32; HISTOGRAM_BINS]; FEATURE_COUNT],
 }
 
-/// Thread-safe drift monitor; a row costs eleven bin look-ups and a few atomic updates.
+impl Window {
+    /// The bin counts of the rows in the window now, per feature.
+    fn counts(&self) -> [[u32; HISTOGRAM_BINS]; FEATURE_COUNT] {
+        let mut counts = [[0u32; HISTOGRAM_BINS]; FEATURE_COUNT];
+        for slot in self.slots.iter() {
+            let packed = slot.load(Ordering::Acquire);
+            if packed == EMPTY_SLOT {
+                continue;
+            }
+            for (feature, counts) in counts.iter_mut().enumerate() {
+                counts[unpack(packed, feature)] += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Feature `feature`'s bin in a packed slot.
+fn unpack(packed: u64, feature: usize) -> usize {
+    (packed >> (feature as u32 * BIN_BITS)) as usize & ((1 << BIN_BITS) - 1)
+}
+
+/// Thread-safe drift monitor; a row costs eleven bin look-ups and two atomic operations.
 pub struct DriftMonitor {
     window: ArcSwapOption<Window>,
 }
@@ -58,7 +80,6 @@ impl DriftMonitor {
                 .map(|_| AtomicU64::new(EMPTY_SLOT))
                 .collect(),
             next: AtomicUsize::new(0),
-            counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(0))),
         })));
     }
 
@@ -68,25 +89,20 @@ impl DriftMonitor {
         let Some(window) = guard.as_ref() else {
             return;
         };
-        if window.reference.len() != FEATURE_COUNT {
+        if window.reference.len() != FEATURE_COUNT || rows.is_empty() {
             return;
         }
-        for row in rows {
+        // One cursor move for the whole request: its rows take consecutive slots.
+        let first = window.next.fetch_add(rows.len(), Ordering::Relaxed);
+        // Only the last WINDOW_ROWS rows of a large batch would stay in the window.
+        let skip = rows.len().saturating_sub(WINDOW_ROWS);
+        for (offset, row) in rows.iter().enumerate().skip(skip) {
             let mut packed = 0u64;
             for (feature, value) in row.iter().enumerate() {
                 let bin = window.reference[feature].bin_of(*value);
                 packed |= (bin as u64) << (feature as u32 * BIN_BITS);
-                window.counts[feature][bin].fetch_add(1, Ordering::Relaxed);
             }
-            let slot = window.next.fetch_add(1, Ordering::Relaxed) % WINDOW_ROWS;
-            // AcqRel: the additions of the row taken out happen before its subtraction.
-            let old = window.slots[slot].swap(packed, Ordering::AcqRel);
-            if old != EMPTY_SLOT {
-                for (feature, counts) in window.counts.iter().enumerate() {
-                    let bin = (old >> (feature as u32 * BIN_BITS)) as usize & ((1 << BIN_BITS) - 1);
-                    counts[bin].fetch_sub(1, Ordering::Relaxed);
-                }
-            }
+            window.slots[first.wrapping_add(offset) % WINDOW_ROWS].store(packed, Ordering::Release);
         }
     }
 
@@ -97,12 +113,11 @@ impl DriftMonitor {
         if window.next.load(Ordering::Relaxed) == 0 || window.reference.len() != FEATURE_COUNT {
             return None;
         }
+        let counts = window.counts();
         let mut out = [0.0; FEATURE_COUNT];
         for (feature, value) in out.iter_mut().enumerate() {
-            let counts = window.counts[feature]
-                .each_ref()
-                .map(|c| c.load(Ordering::Relaxed));
-            *value = population_stability_index(&window.reference[feature].bin_counts, &counts);
+            *value =
+                population_stability_index(&window.reference[feature].bin_counts, &counts[feature]);
         }
         Some(out)
     }
@@ -165,8 +180,8 @@ mod tests {
         });
         let guard = monitor.window.load();
         let window = guard.as_ref().unwrap();
-        for counts in &window.counts {
-            let total: u32 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        for counts in window.counts() {
+            let total: u32 = counts.iter().sum();
             assert_eq!(total as usize, WINDOW_ROWS);
         }
     }
@@ -189,5 +204,24 @@ mod tests {
         let psi = monitor.psi().unwrap();
         assert!(psi[10] > 0.2, "{psi:?}");
         assert!(psi[0] < 0.05, "{psi:?}");
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_window_leaves_its_last_rows() {
+        let training: Vec<FeatureRow> = (0..1000)
+            .map(|i| [(i % 100) as f64; FEATURE_COUNT])
+            .collect();
+        let mut batch = training.clone();
+        for row in &mut batch[1000 - WINDOW_ROWS..] {
+            row[3] += 60.0;
+        }
+        let whole = DriftMonitor::new();
+        whole.reset(&feature_stats(&training));
+        whole.observe(&batch);
+        let tail = DriftMonitor::new();
+        tail.reset(&feature_stats(&training));
+        tail.observe(&batch[1000 - WINDOW_ROWS..]);
+        assert_eq!(whole.psi(), tail.psi());
+        assert!(whole.psi().unwrap()[3] > 0.2);
     }
 }

@@ -2,7 +2,7 @@
 //! Names follow Prometheus conventions (base units, `_total` counters, bounded labels).
 //! Everything is registered in the default registry, which other modules may also use.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
@@ -43,6 +43,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub serving_degraded: IntGaugeVec,
     pub store_auth_failures: IntCounter,
+    pub training_peak_memory: IntGauge,
 }
 
 /// Registration can only fail on a duplicate name, which is a programming error caught by
@@ -196,7 +197,52 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Model store requests refused with 401/403 (a configuration error)."
         )
         .expect("register"),
+        training_peak_memory: register_int_gauge!(
+            "sommelier_training_peak_memory_bytes",
+            "Peak resident memory of the process during the last training (Linux only)."
+        )
+        .expect("register"),
     }
+});
+
+/// The `function` label values whose series are resolved once per process (see
+/// [`Metrics::record_request`]); any other value is looked up per request.
+const FUNCTIONS: [&str; 11] = [
+    "predict",
+    "invocations",
+    "train",
+    "health",
+    "metrics",
+    "openapi",
+    "retrain-on-schedule",
+    "retrain-on-upload",
+    "models",
+    "readiness",
+    "other",
+];
+
+/// One function's request series, resolved on its first request: later requests cost the
+/// observations alone, not a label hash and a registry lock per metric. Created lazily so
+/// that a function never called has no series, as before.
+struct FunctionSeries {
+    duration: OnceLock<Histogram>,
+    /// `status="200"`, by far the most frequent; other codes are looked up.
+    ok: OnceLock<IntCounter>,
+}
+
+static FUNCTION_SERIES: [FunctionSeries; FUNCTIONS.len()] = [const {
+    FunctionSeries {
+        duration: OnceLock::new(),
+        ok: OnceLock::new(),
+    }
+}; FUNCTIONS.len()];
+
+/// The out-of-range counter of each feature, in feature order, resolved once.
+static OUT_OF_RANGE: LazyLock<Vec<IntCounter>> = LazyLock::new(|| {
+    crate::model::features::FEATURE_NAMES
+        .iter()
+        .map(|feature| METRICS.out_of_range.with_label_values(&[feature]))
+        .collect()
 });
 
 /// Training outcomes, the `outcome` label.
@@ -270,6 +316,44 @@ impl Drop for InFlight {
 }
 
 impl Metrics {
+    /// Counts and times one answered request of `function`.
+    pub fn record_request(&self, function: &str, status: &str, seconds: f64) {
+        let Some(index) = FUNCTIONS.iter().position(|f| *f == function) else {
+            self.http_duration
+                .with_label_values(&[function])
+                .observe(seconds);
+            self.count_request(function, status);
+            return;
+        };
+        let series = &FUNCTION_SERIES[index];
+        series
+            .duration
+            .get_or_init(|| self.http_duration.with_label_values(&[function]))
+            .observe(seconds);
+        if status == "200" {
+            series
+                .ok
+                .get_or_init(|| self.http_requests.with_label_values(&[function, "200"]))
+                .inc();
+        } else {
+            self.count_request(function, status);
+        }
+    }
+
+    fn count_request(&self, function: &str, status: &str) {
+        self.http_requests
+            .with_label_values(&[function, status])
+            .inc();
+    }
+
+    /// Counts one input value outside the serving model's training range.
+    pub fn record_out_of_range(&self, feature: usize) {
+        match OUT_OF_RANGE.get(feature) {
+            Some(counter) => counter.inc(),
+            None => tracing::warn!(feature, "no out-of-range counter for this feature index"),
+        }
+    }
+
     /// Records the process start (once per process), and creates every labelled counter at
     /// zero so that Prometheus sees the first increase of each (a series that appears with a
     /// value has no visible rate).
@@ -341,6 +425,10 @@ impl Metrics {
             .observe(seconds);
         if let Some(report) = report {
             self.training_rows.set(report.rows as i64);
+            if let Some(bytes) = report.peak_memory_bytes {
+                self.training_peak_memory
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
             self.last_success.set(unix_now());
             if let Some(m) = report.metrics {
                 self.model_rmse

@@ -2,5 +2,6 @@
 
 pub mod drift;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod push;

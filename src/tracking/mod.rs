@@ -299,6 +299,9 @@ impl Inner {
             ]);
         }
         values.push(("fit_seconds", report.fit_seconds));
+        if let Some(bytes) = report.peak_memory_bytes {
+            values.push(("peak_memory_bytes", bytes as f64));
+        }
         let metrics: Vec<Metric> = values
             .into_iter()
             // JSON has no NaN: a metric that could not be computed is left out.
