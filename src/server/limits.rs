@@ -28,7 +28,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Semaphore;
 
 use crate::api::error::ApiError;
 use crate::config::ServingLimits;
@@ -260,29 +259,14 @@ async fn read_body(
     Ok(Bytes::from(buffer))
 }
 
-/// The lane for CPU-heavy work (parsing a large body, predicting a large batch): at most one
-/// such job per core but one, so a burst of large requests queues here and leaves a core to
-/// the async workers, and small predictions keep their latency.
-static HEAVY_LANE: std::sync::LazyLock<Arc<Semaphore>> = std::sync::LazyLock::new(|| {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    Arc::new(Semaphore::new(cores.saturating_sub(1).max(1)))
-});
-
-/// Runs `job` on a blocking thread once the heavy lane has room.
+/// Runs `job` in the heavy lane (see [`super::heavy_lane`]): off the async workers, at a lower
+/// priority, at most one job per core but one.
 pub async fn run_heavy<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = HEAVY_LANE
-        .clone()
-        .acquire_owned()
+    super::heavy_lane::run(job)
         .await
-        .map_err(|e| ApiError::Internal(format!("heavy lane closed: {e}")))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        job()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))
+        .map_err(|e| ApiError::Internal(format!("heavy lane: {e}")))
 }
 
 #[cfg(test)]
