@@ -310,7 +310,10 @@ impl RegistryError {
 const MODEL_FILE: &str = "model.bin";
 
 /// The card file: the card's own fields plus what the store recorded about the model.
-fn card_file(card: &ModelCard, artifact: &ArtifactDigest) -> Result<Vec<u8>, serde_json::Error> {
+pub fn card_file(
+    card: &ModelCard,
+    artifact: &ArtifactDigest,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut value = serde_json::to_value(card)?;
     if let serde_json::Value::Object(fields) = &mut value {
         fields.insert("artifact".to_string(), serde_json::to_value(artifact)?);

@@ -323,7 +323,10 @@ impl Inner {
         let artifact = Arc::clone(&retrained.artifact);
         let encoded = tokio::task::spawn_blocking(move || {
             let model = artifact.encode().map_err(|e| e.to_string())?;
-            let card = serde_json::to_vec_pretty(&artifact.card).map_err(|e| e.to_string())?;
+            // The card file exactly as the registry stores it, artifact digest included.
+            let digest = crate::registry::ArtifactDigest::of(&model);
+            let card =
+                crate::registry::card_file(&artifact.card, &digest).map_err(|e| e.to_string())?;
             Ok::<_, String>((model, card))
         })
         .await
