@@ -39,11 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = trained.artifact;
     if let sommelier::model::algorithm::Regressor::Forest(forest) = &model.regressor {
         println!(
-            "forest: {} trees, {} nodes ({:.1} MB in memory), {:.1} nodes visited per tree and row",
+            "forest: {} trees, {} nodes ({:.1} MB in memory), per tree and row {:.1} nodes on the path, {:.1} steps in lock-step",
             forest.trees(),
             forest.nodes(),
             forest.memory_bytes() as f64 / 1e6,
-            forest.mean_path(&dataset.rows)
+            forest.mean_path(&dataset.rows),
+            forest.mean_lock_step()
         );
     }
 

@@ -1,30 +1,33 @@
 //! The compact inference layout of a tree ensemble: every tree of the forest in one flat
-//! vector of 16-byte nodes, walked without allocation.
+//! vector of 16-byte nodes, walked without allocation and without a branch per node.
 //!
 //! smartcore trains the trees; this module only reads them. A fitted smartcore forest is
 //! turned into this layout once, right after fitting (or when an artifact of the first format
-//! is migrated), and the artifact stores the layout itself, so loading a model is a plain
-//! decode and a bounds check, and serving never touches smartcore's structures.
+//! is migrated); loading a model is a decode, a check and one pass that lays the nodes out for
+//! the walk, and serving never touches smartcore's structures.
 //!
-//! Layout. The nodes of each tree are stored in pre-order: the "true" child (`x <= threshold`)
-//! of an internal node is the next node, the "false" child is at the stored index. A node
-//! holds its threshold, or for a leaf its prediction, as an `f64`: a threshold rounded to
-//! `f32` would send inputs that lie within a rounding step of it down the other branch, and an
-//! `f32` leaf value would not make the node smaller (the node stays 16 bytes, aligned). With
-//! `f64` throughout, every tree ends on the same leaf as in smartcore (same comparisons); the
-//! prediction differs from smartcore's at most in its last bits, because the leaf values are
-//! added in another order (see [`Forest::predict_row`]).
+//! Two layouts. The artifact stores each tree in pre-order: the "true" child (`x <= threshold`)
+//! of an internal node is the next node, the "false" child is at the stored index, a leaf is
+//! marked by [`STORED_LEAF`]. In memory the two children of a node are neighbours: the node
+//! holds the index of its "false" child, and the "true" child is the one after it, so a step
+//! of the walk is an addition (`children + (x <= threshold)`), never a choice between two
+//! values. (A choice compiles to a conditional move that the compiler may turn back into a
+//! branch, and which way a row goes is as good as random: a mispredicted branch costs more
+//! than the node's load.) A node holds its threshold, or for a leaf its prediction, as an
+//! `f64`: a threshold rounded to `f32` would send inputs that lie within a rounding step of
+//! it down the other branch, and an `f32` leaf value would not make the node smaller (the node
+//! stays 16 bytes, aligned). With `f64` throughout, every tree ends on the same leaf as in
+//! smartcore (same comparisons); the prediction differs from smartcore's at most in its last
+//! bits, because the leaf values are added in another order (see [`Forest::predict_row`]).
 //!
-//! Walk. In memory a leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds
-//! NaN, and its "false" child is itself: a NaN compares false, so one more step of the walk
-//! stays on the leaf. Every step is then the same branch-free load, compare and select,
-//! whether the node is a leaf or not. A walk is a chain of dependent loads, and the chain,
-//! not arithmetic, is what a prediction costs; so several walks (trees of one row) advance
-//! together, and the processor overlaps their independent loads instead of waiting for each
-//! in turn. A lane whose walk ends takes the next tree at once; a lane with no tree left waits
-//! on a parking leaf of value 0 placed after the last tree (in memory only). The artifact
-//! stores leaves with the feature [`STORED_LEAF`] instead; the two forms convert on encode and
-//! decode.
+//! Walk. A leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds NaN, and
+//! its "false" child is itself: a NaN compares false, so one more step stays on the leaf.
+//! Every step is then the same load, compare and add, whether the node is a leaf or not, and
+//! a walk may take as many steps as the tree is deep without checking where it is. Walks run
+//! in lock-step: a single row walks [`ROW_LANES`] trees at once, a batch walks one tree with
+//! [`BATCH_LANES`] rows at once, each for as many steps as the deepest of its trees needs. A
+//! walk is a chain of dependent loads, and the chain, not arithmetic, is what a prediction
+//! costs; walks in lock-step are independent chains that the processor overlaps.
 //!
 //! Not here: fitting (see `algorithm`), the artifact's envelope (see `artifact`).
 
@@ -50,47 +53,79 @@ const ROW_SLOTS: usize = 16;
 /// A row as the walk reads it: the features, then NaN up to [`ROW_SLOTS`].
 type WalkRow = [f64; ROW_SLOTS];
 
-/// Walks of one row in flight at once: enough independent chains of loads to overlap their
-/// latency, few enough that their state (a node index and a sum each) stays in registers.
-const LANES: usize = 8;
+/// Trees one row walks at once: enough independent chains of loads to overlap their latency,
+/// few enough that their positions stay in registers. Also the number of partial sums a
+/// prediction is added up in (see [`Forest::predict_row`]).
+const ROW_LANES: usize = 10;
 
-/// One node of the flat layout.
+/// Rows a batch walks through one tree at once. The tree stays in the processor's nearest
+/// cache while they do.
+const BATCH_LANES: usize = 16;
+
+/// One node of the artifact's layout (pre-order).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[repr(C)]
-struct Node {
+struct StoredNode {
     /// The split threshold (a row goes to the next node when its value is `<=` this), or the
     /// prediction of a leaf.
     value: f64,
-    /// The feature compared at this node; for a leaf [`NAN_SLOT`] in memory and
-    /// [`STORED_LEAF`] in the artifact.
+    /// The feature compared at this node; [`STORED_LEAF`] for a leaf.
     feature: u32,
     /// Index (in the whole forest's node vector) of the child for values above the threshold;
-    /// for a leaf its own index in memory and 0 in the artifact.
+    /// 0 for a leaf.
     right: u32,
+}
+
+/// A node as [`StoredForest::push_pre_order`] reads it: its value and, for a split, its
+/// feature, "true" child and "false" child.
+type PreOrderNode = (f64, Option<(u32, usize, usize)>);
+
+/// One node of the walk's layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+struct Node {
+    /// As in [`StoredNode`].
+    value: f64,
+    /// The feature compared at this node; [`NAN_SLOT`] for a leaf.
+    feature: u32,
+    /// Index of the child for values above the threshold (or NaN); the child for values at or
+    /// below it is the next index. A leaf's own index.
+    children: u32,
 }
 
 impl Node {
     fn is_leaf(&self) -> bool {
         self.feature == NAN_SLOT
     }
+
+    fn leaf(value: f64, at: u32) -> Node {
+        Node {
+            value,
+            feature: NAN_SLOT,
+            children: at,
+        }
+    }
 }
 
-/// A tree ensemble in the flat layout. The prediction is the mean of the trees' leaf values.
+/// A tree ensemble in the walk's layout. The prediction is the mean of the trees' leaf values.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "StoredForest", into = "StoredForest")]
 pub struct Forest {
-    /// Index of each tree's root in `nodes`; tree `t` spans up to the next root.
+    /// Index of each tree's root in `nodes`, in the artifact's order.
     roots: Vec<u32>,
     /// The trees' nodes, then the [parking leaf](Forest::parking).
     nodes: Vec<Node>,
+    /// Per tree: the steps from its root to its deepest leaf.
+    depths: Vec<u32>,
+    /// The trees by increasing depth: the order in which walks take them, so that trees
+    /// walked in lock-step need about as many steps each.
+    walk_order: Vec<u32>,
 }
 
-/// A forest as the artifact stores it: leaves marked by [`STORED_LEAF`], so that the stored
-/// form does not depend on how the walk finds its way out of a leaf.
+/// A forest as the artifact stores it.
 #[derive(Serialize, Deserialize)]
 struct StoredForest {
     roots: Vec<u32>,
-    nodes: Vec<Node>,
+    nodes: Vec<StoredNode>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -115,55 +150,204 @@ impl fmt::Debug for Forest {
     }
 }
 
+fn index(at: usize) -> Result<u32, ForestError> {
+    u32::try_from(at).map_err(|_| ForestError::TooLarge)
+}
+
 impl TryFrom<StoredForest> for Forest {
     type Error = ForestError;
 
-    /// Marks every leaf for the walk, then checks the result: bytes read from a store can
-    /// hold anything.
+    /// Checks the stored trees (bytes read from a store can hold anything), then lays each
+    /// one out for the walk.
     fn try_from(stored: StoredForest) -> Result<Forest, ForestError> {
-        let StoredForest { roots, mut nodes } = stored;
-        for (at, node) in nodes.iter_mut().enumerate() {
-            if node.feature == STORED_LEAF {
-                node.feature = NAN_SLOT;
-                node.right = u32::try_from(at).map_err(|_| ForestError::TooLarge)?;
-            } else if node.feature >= NAN_SLOT {
-                // Not a feature and not a leaf: make sure `validate` refuses it.
-                node.feature = u32::MAX - 1;
-            }
+        if stored.roots.is_empty() {
+            return Err(ForestError::Empty);
+        }
+        index(stored.nodes.len())?;
+        let mut nodes = Vec::with_capacity(stored.nodes.len() + 1);
+        let mut roots = Vec::with_capacity(stored.roots.len());
+        for (tree, range) in stored.tree_ranges().into_iter().enumerate() {
+            roots.push(index(nodes.len())?);
+            lay_out_tree(&stored.nodes, range, &mut nodes)
+                .map_err(|problem| ForestError::BadTree { tree, problem })?;
         }
         Forest::finish(roots, nodes)
     }
 }
 
 impl From<Forest> for StoredForest {
+    /// Writes each tree back in pre-order.
     fn from(forest: Forest) -> StoredForest {
-        let Forest { roots, mut nodes } = forest;
-        nodes.pop();
-        for node in nodes.iter_mut().filter(|node| node.is_leaf()) {
-            node.feature = STORED_LEAF;
-            node.right = 0;
+        let mut stored = StoredForest {
+            roots: Vec::with_capacity(forest.roots.len()),
+            nodes: Vec::with_capacity(forest.nodes.len()),
+        };
+        for &root in &forest.roots {
+            stored.roots.push(stored.nodes.len() as u32);
+            let written = stored.push_pre_order(root as usize, forest.nodes.len(), |at| {
+                let node = &forest.nodes[at];
+                let children = node.children as usize;
+                let split = (!node.is_leaf()).then_some((node.feature, children + 1, children));
+                Ok((node.value, split))
+            });
+            // A validated forest is made of trees: nothing to refuse.
+            debug_assert!(written.is_ok());
         }
-        StoredForest { roots, nodes }
+        stored
     }
 }
 
+impl StoredForest {
+    /// The node range of each tree, as far as the roots say: `lay_out_tree` checks the rest.
+    fn tree_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let ends = self.roots[1..]
+            .iter()
+            .map(|&root| root as usize)
+            .chain([self.nodes.len()]);
+        self.roots
+            .iter()
+            .map(|&root| root as usize)
+            .zip(ends)
+            .map(|(start, end)| start..end)
+            .collect()
+    }
+
+    /// Appends one tree in pre-order, read through `node`. Refuses to write more than
+    /// `limit` nodes, which only a tree with a node reachable twice (or a cycle) would need.
+    fn push_pre_order<F>(&mut self, root: usize, limit: usize, mut node: F) -> Result<(), String>
+    where
+        F: FnMut(usize) -> Result<PreOrderNode, String>,
+    {
+        let start = self.nodes.len();
+        // (node to write, stored node whose `right` must point at it)
+        let mut pending = vec![(root, None)];
+        while let Some((at, parent)) = pending.pop() {
+            if self.nodes.len() - start >= limit {
+                return Err("a node is reachable twice".into());
+            }
+            let here = u32::try_from(self.nodes.len()).map_err(|_| "too many nodes".to_string())?;
+            if let Some(parent) = parent {
+                let parent: &mut StoredNode = &mut self.nodes[parent as usize];
+                parent.right = here;
+            }
+            let (value, split) = node(at)?;
+            let feature = match split {
+                Some((feature, true_child, false_child)) => {
+                    pending.push((false_child, Some(here)));
+                    pending.push((true_child, None));
+                    feature
+                }
+                None => STORED_LEAF,
+            };
+            self.nodes.push(StoredNode {
+                value,
+                feature,
+                right: 0,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lays out the stored tree `range` of `stored` for the walk, appending it to `nodes`, and
+/// refuses anything that is not one tree in pre-order: every node reached exactly once,
+/// children inside the tree and after their parent, features the model has, finite leaves.
+/// Each node's children are placed side by side, the "true" child's subtree first, so that a
+/// walk that keeps going "true" reads nodes that are close together.
+fn lay_out_tree(
+    stored: &[StoredNode],
+    range: std::ops::Range<usize>,
+    nodes: &mut Vec<Node>,
+) -> Result<(), String> {
+    if range.is_empty() || range.end > stored.len() {
+        return Err(format!(
+            "nodes {}..{} are not a valid range",
+            range.start, range.end
+        ));
+    }
+    let first = nodes.len();
+    nodes.push(Node::leaf(0.0, 0));
+    // (stored node, its place in `nodes`)
+    let mut pending = vec![(range.start, first)];
+    while let Some((at, place)) = pending.pop() {
+        if nodes.len() - first > range.len() {
+            return Err("a node is reachable twice".into());
+        }
+        let node = &stored[at];
+        let place_u32 = u32::try_from(place).map_err(|_| "too many nodes".to_string())?;
+        if node.feature == STORED_LEAF {
+            if !node.value.is_finite() {
+                return Err(format!("leaf {at} has the value {}", node.value));
+            }
+            nodes[place] = Node::leaf(node.value, place_u32);
+            continue;
+        }
+        if node.feature as usize >= FEATURE_COUNT {
+            return Err(format!("node {at} splits on feature {}", node.feature));
+        }
+        let right = node.right as usize;
+        if !(at + 1 < right && right < range.end) {
+            return Err(format!("node {at} has its children outside the tree"));
+        }
+        let children = nodes.len();
+        nodes.push(Node::leaf(0.0, 0));
+        nodes.push(Node::leaf(0.0, 0));
+        nodes[place] = Node {
+            value: node.value,
+            feature: node.feature,
+            children: u32::try_from(children).map_err(|_| "too many nodes".to_string())?,
+        };
+        pending.push((right, children));
+        pending.push((at + 1, children + 1));
+    }
+    if nodes.len() - first != range.len() {
+        return Err(format!(
+            "{} of its {} nodes are not reachable",
+            range.len() - (nodes.len() - first),
+            range.len()
+        ));
+    }
+    Ok(())
+}
+
 impl Forest {
-    /// Completes a forest from its trees' nodes: appends the parking leaf, then checks the
-    /// whole.
+    /// Completes a forest from its trees' nodes: appends the parking leaf, measures the
+    /// trees' depths, then checks the whole.
     fn finish(roots: Vec<u32>, mut nodes: Vec<Node>) -> Result<Forest, ForestError> {
-        let parking = u32::try_from(nodes.len()).map_err(|_| ForestError::TooLarge)?;
-        nodes.push(Node {
-            value: 0.0,
-            feature: NAN_SLOT,
-            right: parking,
-        });
-        let forest = Forest { roots, nodes };
+        let parking = index(nodes.len())?;
+        nodes.push(Node::leaf(0.0, parking));
+        let mut forest = Forest {
+            roots,
+            nodes,
+            depths: Vec::new(),
+            walk_order: Vec::new(),
+        };
         forest.validate()?;
+        forest.depths = forest.measure_depths();
+        let mut order: Vec<u32> = (0..forest.roots.len() as u32).collect();
+        order.sort_by_key(|&tree| forest.depths[tree as usize]);
+        forest.walk_order = order;
         Ok(forest)
     }
 
-    /// The leaf a walk lane stays on once no tree is left for it: not part of any tree, and
-    /// its value is 0, so that the steps it takes add nothing.
+    /// Each tree's depth, in one backward pass: children come after their parent.
+    fn measure_depths(&self) -> Vec<u32> {
+        let mut below = vec![0u32; self.nodes.len()];
+        for at in (0..self.parking()).rev() {
+            let node = &self.nodes[at];
+            if !node.is_leaf() {
+                let children = node.children as usize;
+                below[at] = 1 + below[children].max(below[children + 1]);
+            }
+        }
+        self.roots
+            .iter()
+            .map(|&root| below[root as usize])
+            .collect()
+    }
+
+    /// The leaf a walk lane stays on when it has no tree: not part of any tree, and its value
+    /// is 0, so that what it adds changes nothing.
     fn parking(&self) -> usize {
         self.nodes.len() - 1
     }
@@ -188,7 +372,8 @@ impl Forest {
         self.tree_nodes().iter().filter(|n| n.is_leaf()).count()
     }
 
-    /// Mean number of nodes a row visits per tree, leaf included (the cost of a prediction).
+    /// Mean number of nodes a row visits per tree, leaf included: the work a walk that stops
+    /// at its leaf would do.
     pub fn mean_path(&self, rows: &[FeatureRow]) -> f64 {
         let mut visits = 0usize;
         for row in rows {
@@ -197,7 +382,7 @@ impl Forest {
                 let mut at = root as usize;
                 visits += 1;
                 while !self.nodes[at].is_leaf() {
-                    at = step(at, &self.nodes[at], &row);
+                    at = step(&self.nodes[at], &row);
                     visits += 1;
                 }
             }
@@ -205,76 +390,103 @@ impl Forest {
         visits as f64 / (rows.len().max(1) * self.roots.len()) as f64
     }
 
-    /// Bytes the nodes and roots occupy in memory.
+    /// Mean number of nodes a row visits per tree in lock-step walks, leaf included: the work
+    /// a prediction does.
+    pub fn mean_lock_step(&self) -> f64 {
+        let steps: u64 = self.depths.iter().map(|&d| u64::from(d) + 1).sum();
+        steps as f64 / self.roots.len() as f64
+    }
+
+    /// Bytes the nodes, roots, depths and walk order occupy in memory.
     pub fn memory_bytes(&self) -> usize {
-        self.nodes.len() * std::mem::size_of::<Node>() + self.roots.len() * 4
+        self.nodes.len() * std::mem::size_of::<Node>() + self.roots.len() * 4 * 3
     }
 
     /// The prediction for one row, without allocation.
-    pub fn predict_row(&self, row: &FeatureRow) -> f64 {
-        self.tree_sum(&walk_row(row)) / self.roots.len() as f64
-    }
-
-    /// The sum of the trees' leaf values for one row.
     ///
-    /// [`LANES`] walks are in flight at once, each on its own tree, each adding the leaf
-    /// values it reaches to its own sum. A walk that reaches its leaf takes the next tree in
-    /// the same step, so that no lane idles while the others finish deeper trees. Every step
-    /// is chosen without a branch: a walk that has not ended adds 0, and a lane left without
-    /// a tree stays on the parking leaf, whose value is 0. The lanes' sums are added at the
-    /// end, so the order of the additions differs from tree order: the result can differ
-    /// from a tree-order sum in its last bits, never by a leaf.
-    #[inline]
-    fn tree_sum(&self, row: &WalkRow) -> f64 {
-        let trees = self.roots.len();
+    /// The trees are taken [`ROW_LANES`] at a time in walk order, each group walked in
+    /// lock-step for as many steps as its deepest tree needs (a lane left without a tree
+    /// waits on the parking leaf). Lane `l` adds the leaves of the trees at positions `l`,
+    /// `l + ROW_LANES`, … of the walk order; the lanes' sums are then added in lane order.
+    /// [`predict_into`](Forest::predict_into) adds in exactly this order, so a row predicted
+    /// alone and in a batch gives the same bits; the order differs from smartcore's tree
+    /// order, so the result can differ from smartcore's in its last bits, never by a leaf.
+    pub fn predict_row(&self, row: &FeatureRow) -> f64 {
+        let row = walk_row(row);
         let parking = self.parking();
-        let root_of = |tree: usize| self.roots.get(tree).map_or(parking, |&root| root as usize);
-        let mut at: [usize; LANES] = std::array::from_fn(root_of);
-        let mut sums = [0.0; LANES];
-        let mut next = LANES;
-        let mut ended_walks = 0;
-        while ended_walks < trees {
-            for (at, sum) in at.iter_mut().zip(sums.iter_mut()) {
-                let here = *at;
-                let node = &self.nodes[here];
-                let step = step(here, node, row);
-                let ended = step == here;
-                *sum += if ended { node.value } else { 0.0 };
-                ended_walks += usize::from(ended & (here != parking));
-                *at = if ended { root_of(next) } else { step };
-                next += usize::from(ended);
+        let mut sums = [0.0; ROW_LANES];
+        for group in self.walk_order.chunks(ROW_LANES) {
+            let mut at = [parking; ROW_LANES];
+            for (at, &tree) in at.iter_mut().zip(group) {
+                *at = self.roots[tree as usize] as usize;
+            }
+            // The walk order is by increasing depth: the group's last tree is its deepest.
+            let steps = group.last().map_or(0, |&tree| self.depths[tree as usize]);
+            for _ in 0..steps {
+                for at in at.iter_mut() {
+                    *at = step(&self.nodes[*at], &row);
+                }
+            }
+            for (sum, &at) in sums.iter_mut().zip(&at) {
+                *sum += self.nodes[at].value;
             }
         }
-        sums.iter().sum()
+        self.mean(&sums)
     }
 
-    /// Predictions for `rows` into `out` (same length), row by row: each row keeps several
-    /// walks in flight (see [`tree_sum`]), and a forest of the default size stays in the
-    /// processor's cache across rows. (Walking tree by tree over the rows measured slower: the
-    /// row-major walk overlaps more loads.)
-    ///
-    /// [`tree_sum`]: Forest::tree_sum
+    /// The prediction from the lanes' sums, added in lane order.
+    #[inline(always)]
+    fn mean(&self, sums: &[f64; ROW_LANES]) -> f64 {
+        let mut total = 0.0;
+        for &sum in sums {
+            total += sum;
+        }
+        total / self.roots.len() as f64
+    }
+
+    /// Predictions for `rows` into `out` (same length), [`BATCH_LANES`] rows at a time, tree
+    /// by tree: the rows walk one tree in lock-step for as many steps as it is deep, while the
+    /// tree stays in the processor's nearest cache. The leaf values are added exactly as
+    /// [`predict_row`](Forest::predict_row) adds them.
     pub fn predict_into(&self, rows: &[FeatureRow], out: &mut [f64]) {
-        for (row, prediction) in rows.iter().zip(out.iter_mut()) {
-            *prediction = self.predict_row(row);
+        for (rows, out) in rows.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
+            // Lanes past the last row walk NaN rows; their sums are dropped.
+            let mut walk = [[f64::NAN; ROW_SLOTS]; BATCH_LANES];
+            for (walk, row) in walk.iter_mut().zip(rows) {
+                walk[..FEATURE_COUNT].copy_from_slice(row);
+            }
+            let mut sums = [[0.0; ROW_LANES]; BATCH_LANES];
+            for (position, &tree) in self.walk_order.iter().enumerate() {
+                let lane = position % ROW_LANES;
+                let mut at = [self.roots[tree as usize] as usize; BATCH_LANES];
+                for _ in 0..self.depths[tree as usize] {
+                    for (at, row) in at.iter_mut().zip(&walk) {
+                        *at = step(&self.nodes[*at], row);
+                    }
+                }
+                for (sums, &at) in sums.iter_mut().zip(&at) {
+                    sums[lane] += self.nodes[at].value;
+                }
+            }
+            for (prediction, sums) in out.iter_mut().zip(&sums) {
+                *prediction = self.mean(sums);
+            }
         }
     }
 
-    /// Checks what the walk relies on, so that a forest read from bytes can neither panic
-    /// nor loop: roots in order, every internal node's children inside its tree and after
-    /// it, every feature one of the model's inputs, every leaf its own "false" child with a
-    /// finite value, and the parking leaf last.
+    /// Checks what the walk relies on, so that neither a prediction nor a depth measurement
+    /// can panic or loop: roots in order, every internal node's two children inside its tree
+    /// and after it, every feature one of the model's inputs, every leaf its own "false" child
+    /// with a finite value, and the parking leaf last.
     pub fn validate(&self) -> Result<(), ForestError> {
         if self.roots.is_empty() {
             return Err(ForestError::Empty);
         }
-        if u32::try_from(self.nodes.len()).is_err() {
-            return Err(ForestError::TooLarge);
-        }
+        index(self.nodes.len())?;
         let parking = self.nodes.len().checked_sub(1);
         let parked = |node: &Node| node.is_leaf() && node.value == 0.0;
         match parking.map(|at| (at, &self.nodes[at])) {
-            Some((at, node)) if parked(node) && node.right as usize == at => {}
+            Some((at, node)) if parked(node) && node.children as usize == at => {}
             _ => {
                 return Err(ForestError::BadTree {
                     tree: self.roots.len(),
@@ -298,12 +510,12 @@ impl Forest {
                 .enumerate()
                 .map(|(i, n)| (start + i, n))
             {
-                let right = node.right as usize;
+                let children = node.children as usize;
                 if node.is_leaf() {
                     if !node.value.is_finite() {
                         return bad(format!("leaf {at} has the value {}", node.value));
                     }
-                    if right != at {
+                    if children != at {
                         return bad(format!("leaf {at} does not end its walk"));
                     }
                     continue;
@@ -311,7 +523,7 @@ impl Forest {
                 if node.feature as usize >= FEATURE_COUNT {
                     return bad(format!("node {at} splits on feature {}", node.feature));
                 }
-                if !(at + 1 < right && right < end) {
+                if !(at < children && children + 1 < end) {
                     return bad(format!("node {at} has its children outside the tree"));
                 }
             }
@@ -324,14 +536,14 @@ impl Forest {
         let mut roots = Vec::with_capacity(parts.iter().map(|p| p.roots.len()).sum());
         let mut nodes = Vec::with_capacity(parts.iter().map(|p| p.nodes.len()).sum());
         for part in parts {
-            let offset = u32::try_from(nodes.len()).map_err(|_| ForestError::TooLarge)?;
-            let shift = |index: u32| index.checked_add(offset).ok_or(ForestError::TooLarge);
+            let offset = index(nodes.len())?;
+            let shift = |at: u32| at.checked_add(offset).ok_or(ForestError::TooLarge);
             for &root in &part.roots {
                 roots.push(shift(root)?);
             }
             for node in part.tree_nodes() {
                 nodes.push(Node {
-                    right: shift(node.right)?,
+                    children: shift(node.children)?,
                     ..*node
                 });
             }
@@ -352,72 +564,26 @@ impl Forest {
             .forest_regressor
             .and_then(|f| f.trees)
             .ok_or(ForestError::Empty)?;
-        let mut forest = Forest {
+        let mut stored = StoredForest {
             roots: Vec::with_capacity(trees.len()),
-            nodes: Vec::with_capacity(trees.iter().map(|t| t.nodes.len()).sum::<usize>() + 1),
+            nodes: Vec::with_capacity(trees.iter().map(|t| t.nodes.len()).sum()),
         };
-        for (index, tree) in trees.iter().enumerate() {
-            forest.push_tree(index, &tree.nodes)?;
+        for (tree, smartcore) in trees.iter().enumerate() {
+            stored.roots.push(index(stored.nodes.len())?);
+            stored
+                .push_pre_order(0, smartcore.nodes.len(), |id| smartcore.node(id))
+                .map_err(|problem| ForestError::BadTree { tree, problem })?;
         }
-        Forest::finish(forest.roots, forest.nodes)
-    }
-
-    /// Appends one smartcore tree in pre-order.
-    fn push_tree(&mut self, tree: usize, source: &[SmartcoreNode]) -> Result<(), ForestError> {
-        let start = self.nodes.len();
-        self.roots
-            .push(u32::try_from(start).map_err(|_| ForestError::TooLarge)?);
-        let bad = |problem: &str| ForestError::BadTree {
-            tree,
-            problem: problem.to_string(),
-        };
-        // (smartcore node, index of the parent whose `right` must point at it)
-        let mut pending: Vec<(usize, Option<usize>)> = vec![(0, None)];
-        while let Some((id, parent)) = pending.pop() {
-            let here = self.nodes.len();
-            if here - start >= source.len() {
-                return Err(bad("a node is reachable twice"));
-            }
-            let here_u32 = u32::try_from(here).map_err(|_| ForestError::TooLarge)?;
-            if let Some(parent) = parent {
-                self.nodes[parent].right = here_u32;
-            }
-            let node = source
-                .get(id)
-                .ok_or_else(|| bad("a child index is out of range"))?;
-            match (node.true_child, node.false_child) {
-                (Some(true_child), Some(false_child)) => {
-                    let feature = u32::try_from(node.split_feature)
-                        .ok()
-                        .filter(|&f| (f as usize) < FEATURE_COUNT)
-                        .ok_or_else(|| bad("a split reads a feature the model does not have"))?;
-                    self.nodes.push(Node {
-                        // smartcore compares with NaN (always false) when a split has no value
-                        value: node.split_value.unwrap_or(f64::NAN),
-                        feature,
-                        right: 0,
-                    });
-                    pending.push((false_child, Some(here)));
-                    pending.push((true_child, None));
-                }
-                _ => self.nodes.push(Node {
-                    value: node.output,
-                    feature: NAN_SLOT,
-                    right: here_u32,
-                }),
-            }
-        }
-        Ok(())
+        Forest::try_from(stored)
     }
 }
 
-/// One step of a walk from the node `node` at index `at`, chosen without a branch: which way
-/// a row goes is as good as random, and a mispredicted branch costs more than the node's load.
+/// One step of a walk from `node`: the index of the "false" child plus one if the row's value
+/// is at or below the threshold. No branch (see the module documentation).
 #[inline(always)]
-fn step(at: usize, node: &Node, row: &WalkRow) -> usize {
+fn step(node: &Node, row: &WalkRow) -> usize {
     let x = row[node.feature as usize & (ROW_SLOTS - 1)];
-    let left = ((x <= node.value) as usize).wrapping_neg();
-    ((at + 1) & left) | (node.right as usize & !left)
+    node.children as usize + usize::from(x <= node.value)
 }
 
 /// A row in the walk's buffer: its features, then NaN.
@@ -473,6 +639,23 @@ enum SmartcoreSplitter {
     Best,
 }
 
+impl SmartcoreTree {
+    /// Node `id` as [`StoredForest::push_pre_order`] reads it.
+    fn node(&self, id: usize) -> Result<PreOrderNode, String> {
+        let node = self.nodes.get(id).ok_or("a child index is out of range")?;
+        let (Some(true_child), Some(false_child)) = (node.true_child, node.false_child) else {
+            return Ok((node.output, None));
+        };
+        let feature = u32::try_from(node.split_feature)
+            .ok()
+            .filter(|&f| (f as usize) < FEATURE_COUNT)
+            .ok_or("a split reads a feature the model does not have")?;
+        // smartcore compares with NaN (always false) when a split has no value
+        let threshold = node.split_value.unwrap_or(f64::NAN);
+        Ok((threshold, Some((feature, true_child, false_child))))
+    }
+}
+
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct SmartcoreNode {
@@ -488,16 +671,16 @@ struct SmartcoreNode {
 mod tests {
     use super::*;
 
-    fn leaf(value: f64) -> Node {
-        Node {
+    fn leaf(value: f64) -> StoredNode {
+        StoredNode {
             value,
             feature: STORED_LEAF,
             right: 0,
         }
     }
 
-    fn split(feature: u32, value: f64, right: u32) -> Node {
-        Node {
+    fn split(feature: u32, value: f64, right: u32) -> StoredNode {
+        StoredNode {
             value,
             feature,
             right,
@@ -545,7 +728,7 @@ mod tests {
     fn concatenation_shifts_indices() {
         let joined = Forest::concat(vec![stumps(), stumps()]).unwrap();
         assert_eq!(joined.roots, vec![0, 3, 6, 9]);
-        assert_eq!(joined.nodes[9].right, 11);
+        assert_eq!(joined.nodes[9].children, 10);
         let row = [3.0; FEATURE_COUNT];
         assert_eq!(joined.predict_row(&row), stumps().predict_row(&row));
     }
@@ -553,13 +736,13 @@ mod tests {
     #[test]
     fn malformed_forests_are_refused() {
         let mut backwards = stumps();
-        backwards.nodes[3].right = 3;
+        backwards.nodes[3].children = 3;
         assert!(matches!(
             backwards.validate(),
             Err(ForestError::BadTree { tree: 1, .. })
         ));
         let mut escaping = stumps();
-        escaping.nodes[0].right = 4;
+        escaping.nodes[0].children = 4;
         assert!(escaping.validate().is_err());
         let mut unknown_feature = stumps();
         unknown_feature.nodes[0].feature = 11;
@@ -570,14 +753,11 @@ mod tests {
         let mut dangling = stumps();
         dangling.nodes.pop();
         assert!(dangling.validate().is_err());
-        assert_eq!(
-            Forest {
-                roots: vec![],
-                nodes: vec![]
-            }
-            .validate(),
-            Err(ForestError::Empty)
-        );
+        let empty = Forest {
+            roots: vec![],
+            ..stumps()
+        };
+        assert_eq!(empty.validate(), Err(ForestError::Empty));
     }
 
     #[test]
@@ -586,7 +766,67 @@ mod tests {
         assert_eq!(postcard::to_allocvec(&stumps()).unwrap(), stored);
         let decoded: Forest = postcard::from_bytes(&stored).unwrap();
         assert_eq!(decoded, stumps());
-        assert_eq!(decoded.nodes[1].right, 1, "a leaf ends its walk in memory");
+        assert_eq!(
+            decoded.nodes[1].children, 1,
+            "a leaf ends its walk in memory"
+        );
+    }
+
+    #[test]
+    fn children_are_neighbours_in_memory() {
+        let forest = stumps();
+        // Tree 0: the root's "false" child (6) then its "true" child (5).
+        let values: Vec<f64> = forest.nodes.iter().map(|n| n.value).collect();
+        assert_eq!(values, [10.0, 6.0, 5.0, 3.3, 7.0, 4.0, 0.0]);
+        assert_eq!((forest.nodes[0].children, forest.nodes[3].children), (1, 4));
+        assert_eq!(forest.depths, [1, 1]);
+    }
+
+    #[test]
+    fn depths_and_walk_order_follow_the_trees() {
+        // A tree of depth 2 (its "true" child splits again) before a stump.
+        let stored = StoredForest {
+            roots: vec![0, 5],
+            nodes: vec![
+                split(10, 10.0, 4),
+                split(8, 3.3, 3),
+                leaf(1.0),
+                leaf(2.0),
+                leaf(3.0),
+                split(8, 3.3, 7),
+                leaf(4.0),
+                leaf(7.0),
+            ],
+        };
+        let forest = Forest::try_from(stored).unwrap();
+        assert_eq!(forest.depths, [2, 1]);
+        assert_eq!(forest.walk_order, [1, 0]);
+        let mut row = [0.0; FEATURE_COUNT];
+        row[10] = 9.0;
+        row[8] = 3.5;
+        assert_eq!(forest.predict_row(&row), (2.0 + 7.0) / 2.0);
+        row[8] = 3.0;
+        assert_eq!(forest.predict_row(&row), (1.0 + 4.0) / 2.0);
+        let encoded = postcard::to_allocvec(&forest).unwrap();
+        let decoded: Forest = postcard::from_bytes(&encoded).unwrap();
+        assert_eq!(decoded, forest);
+    }
+
+    #[test]
+    fn trees_with_shared_or_unreachable_nodes_are_refused() {
+        // Node 1's "false" child is node 0's too.
+        let shared = StoredForest {
+            roots: vec![0],
+            nodes: vec![split(10, 10.0, 3), split(8, 3.3, 3), leaf(1.0), leaf(2.0)],
+        };
+        let error = Forest::try_from(shared).unwrap_err();
+        assert!(error.to_string().contains("reachable twice"), "{error}");
+        let unreachable = StoredForest {
+            roots: vec![0],
+            nodes: vec![split(10, 10.0, 2), leaf(1.0), leaf(2.0), leaf(3.0)],
+        };
+        let error = Forest::try_from(unreachable).unwrap_err();
+        assert!(error.to_string().contains("not reachable"), "{error}");
     }
 
     #[test]
@@ -609,7 +849,7 @@ mod tests {
             Forest::try_from(stored).unwrap()
         });
         let forest = Forest::concat(parts.collect()).unwrap();
-        let rows: Vec<FeatureRow> = (0..19)
+        let rows: Vec<FeatureRow> = (0..2 * BATCH_LANES as u32 + 3)
             .map(|i| {
                 let mut row = [3.0 + 0.05 * f64::from(i); FEATURE_COUNT];
                 row[10] = 8.0 + 0.3 * f64::from(i);
