@@ -294,9 +294,10 @@ pub enum FitError {
 /// same model on any number of cores.
 const RANDOM_FOREST_TREES_PER_PART: usize = 25;
 
-/// Training rows in the layout smartcore's fit reads, with their targets: one row-major
-/// vector of the feature values (the matrix's own storage, read in place by every part of a
-/// forest) and one vector of targets. Built once per fit; the caller can release its rows as
+/// Training rows in the layout smartcore's fit reads, with their targets: a column store, one
+/// vector of the feature values column after column (a column-major matrix's own storage, read
+/// in place by every part of a forest; a split search reads one feature of many rows), and one
+/// vector of targets. Built once per fit; the caller can release its rows as
 /// soon as this exists, so that one copy of the numbers is held while fitting.
 pub struct TrainingMatrix {
     x: Matrix,
@@ -323,10 +324,13 @@ impl TrainingMatrix {
     }
 }
 
-/// Builds a row-major matrix from feature rows.
+/// Builds a column-major matrix (the column store) from feature rows.
 fn matrix(rows: &[FeatureRow]) -> Result<Matrix, FitError> {
-    let values: Vec<f64> = rows.iter().flatten().copied().collect();
-    DenseMatrix::new(rows.len(), FEATURE_COUNT, values, false)
+    let mut values = Vec::with_capacity(rows.len() * FEATURE_COUNT);
+    for feature in 0..FEATURE_COUNT {
+        values.extend(rows.iter().map(|row| row[feature]));
+    }
+    DenseMatrix::new(rows.len(), FEATURE_COUNT, values, true)
         .map_err(|e| FitError::Predict(e.to_string()))
 }
 
@@ -606,6 +610,33 @@ impl Regressor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_column_store_fits_the_trees_of_the_row_major_matrix() {
+        let data = crate::model::dataset::read_training_data(crate::bundled::WINE_QUALITY_RED_CSV)
+            .unwrap();
+        let rows = &data.rows[..400];
+        let targets = data.targets[..400].to_vec();
+        let columns = matrix(rows).unwrap();
+        let values: Vec<f64> = rows.iter().flatten().copied().collect();
+        let row_major = DenseMatrix::new(rows.len(), FEATURE_COUNT, values, false).unwrap();
+        for bootstrap in [false, true] {
+            let params = ForestParams {
+                n_trees: 5,
+                max_features: 5,
+                max_depth: None,
+                min_samples_leaf: 2,
+                min_samples_split: 2,
+                max_leaves: Some(DEFAULT_MAX_LEAVES),
+            };
+            let part = ForestPart { first: 0, trees: 5 };
+            let fit = |x: &Matrix| {
+                let fitted = fit_part(bootstrap, &params, 42, &part, x, &targets).unwrap();
+                fitted.to_regressor().unwrap()
+            };
+            assert_eq!(fit(&columns), fit(&row_major));
+        }
+    }
 
     #[test]
     fn defaults_are_the_measured_ones() {
