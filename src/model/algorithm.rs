@@ -597,14 +597,6 @@ impl Regressor {
             Err(FitError::NonFinite)
         }
     }
-
-    /// Checks a decoded model before it is used (see [`Forest::validate`]).
-    pub fn validate(&self) -> Result<(), ForestError> {
-        match self {
-            Regressor::Forest(forest) => forest.validate(),
-            Regressor::Linear(_) => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ impl TryFrom<StoredForest> for Forest {
             lay_out_tree(&stored.nodes, range, &mut nodes)
                 .map_err(|problem| ForestError::BadTree { tree, problem })?;
         }
+        drop(stored);
         Forest::finish(roots, nodes)
     }
 }
@@ -478,7 +479,7 @@ impl Forest {
     /// can panic or loop: roots in order, every internal node's two children inside its tree
     /// and after it, every feature one of the model's inputs, every leaf its own "false" child
     /// with a finite value, and the parking leaf last.
-    pub fn validate(&self) -> Result<(), ForestError> {
+    fn validate(&self) -> Result<(), ForestError> {
         if self.roots.is_empty() {
             return Err(ForestError::Empty);
         }
