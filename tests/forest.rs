@@ -150,6 +150,11 @@ fn first_format_artifacts_are_migrated_on_load() {
     let current = trained.artifact.encode().expect("encode");
     let reloaded = ModelArtifact::decode(&current).expect("decode");
     assert_eq!(reloaded.regressor, trained.artifact.regressor);
+    assert_eq!(
+        reloaded.encode().expect("encode"),
+        current,
+        "the walk's layout is written back as the same stored trees"
+    );
     let truncated = ModelArtifact::decode(&current[..current.len() / 2]).unwrap_err();
     assert!(
         matches!(truncated, ArtifactError::Corrupt(_)),
@@ -200,4 +205,29 @@ fn the_default_model_stays_bounded_at_ten_times_the_bundled_rows() {
         "without the bound a tree grows to {} leaves",
         one_tree.leaves()
     );
+}
+
+/// A model written by the release before the walk's current layout (artifact format 2: extra
+/// trees, `--trees 4 --max-leaves 32`, bundled data) with that release's predictions of the
+/// bundled rows (`sommelier predict --json`). The format did not change: it loads, predicts
+/// the same rows the same (within the last bits, the leaf values being added in another order)
+/// and is written back byte for byte.
+#[test]
+fn models_written_by_the_previous_release_load_and_predict_the_same() {
+    let stored = include_bytes!("fixtures/format-2-previous-release.bin");
+    let expected: Vec<f64> = include_str!("fixtures/format-2-previous-release-predictions.txt")
+        .lines()
+        .map(|line| line.parse().expect("a prediction"))
+        .collect();
+    let artifact = ModelArtifact::decode(stored).expect("a format-2 artifact loads");
+    let data = bundled();
+    let ours = artifact.predict(&data.rows).expect("predict");
+    assert_eq!(ours.len(), expected.len());
+    for (i, (ours, theirs)) in ours.iter().zip(&expected).enumerate() {
+        assert!(
+            (ours - theirs).abs() <= 1e-13 * theirs.abs(),
+            "row {i}: {ours} now, {theirs} before"
+        );
+    }
+    assert_eq!(artifact.encode().expect("encode"), stored.to_vec());
 }
