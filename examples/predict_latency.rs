@@ -9,7 +9,6 @@ use sommelier::bundled::WINE_QUALITY_RED_CSV;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SmartcoreRegressor, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
-use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -18,16 +17,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dataset = read_training_data(WINE_QUALITY_RED_CSV)?;
-    let options = TrainOptions {
-        spec: ModelSpec::build(Algorithm::default(), &SpecOverrides::default())?,
-        holdout: 0.25,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: "bundled".into(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
-    };
+    let options = TrainOptions::new(
+        ModelSpec::build(Algorithm::default(), &SpecOverrides::default())?,
+        DataSource::named("bundled"),
+        Trigger::Cli,
+    );
     let started = Instant::now();
     let trained = train(&dataset, &options)?;
     println!(

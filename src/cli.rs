@@ -21,7 +21,7 @@ use crate::model::input::{row_from_json, InputError};
 use crate::model::metrics::Metrics;
 use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{
-    cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger,
+    cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger, DEFAULT_HOLDOUT,
 };
 use crate::registry::{Registry, RegistryError, VersionEntry};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError};
@@ -100,7 +100,7 @@ pub struct TrainArgs {
     /// Share of rows held out for evaluation, chosen by a hash of each row's feature values
     /// (identical rows always fall on the same side); 0 trains on every row and skips
     /// evaluation, and such a model can later not be compared with a challenger.
-    #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
+    #[arg(long, default_value_t = DEFAULT_HOLDOUT, value_name = "FRACTION")]
     pub holdout: f64,
     /// Also run K-fold cross-validation and report mean ± sd; identical feature rows are kept
     /// in one fold.

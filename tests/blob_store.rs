@@ -15,7 +15,6 @@ use sommelier::config::Settings;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
-use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
 use sommelier::registry::{Champion, ModelStore, PointerRead, Registry, RegistryError, StoreError};
@@ -63,15 +62,13 @@ fn bundled_csv() -> Vec<u8> {
 
 fn train_options() -> TrainOptions {
     TrainOptions {
-        spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default())
-            .expect("elastic net spec"),
         holdout: 0.2,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: "winequality-red.csv".into(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
+        ..TrainOptions::new(
+            ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default())
+                .expect("elastic net spec"),
+            DataSource::named("winequality-red.csv"),
+            Trigger::Cli,
+        )
     }
 }
 

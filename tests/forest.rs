@@ -10,7 +10,6 @@ use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
 use sommelier::model::split::SplitMix64;
-use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
 fn bundled() -> Dataset {
@@ -66,16 +65,7 @@ fn spec(algorithm: Algorithm) -> ModelSpec {
 }
 
 fn options(algorithm: Algorithm) -> TrainOptions {
-    TrainOptions {
-        spec: spec(algorithm),
-        holdout: 0.25,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: "bundled".into(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
-    }
+    TrainOptions::new(spec(algorithm), DataSource::named("bundled"), Trigger::Cli)
 }
 
 /// Every prediction of the inference layout equals smartcore's: for forests every tree ends

@@ -20,7 +20,6 @@ use sommelier::config::MlflowSettings;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::{read_training_data, sha256_hex};
-use sommelier::model::split::DEFAULT_SPLIT_KEY;
 use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::{LocalStore, ModelStore, Registry, Store};
 use sommelier::retraining::{train_and_publish, PromotionPolicy, Retrained};
@@ -180,14 +179,12 @@ async fn train(
 ) -> (TrainingContext, Retrained) {
     let dataset = read_training_data(bundled::WINE_QUALITY_RED_CSV).expect("bundled data");
     let options = TrainOptions {
-        spec: spec(algorithm),
         holdout: 0.2,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: bundled::SOURCE_NAME.to_string(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
+        ..TrainOptions::new(
+            spec(algorithm),
+            DataSource::named(bundled::SOURCE_NAME),
+            Trigger::Cli,
+        )
     };
     let ctx = TrainingContext::new(&options, &dataset);
     let policy = PromotionPolicy {

@@ -20,16 +20,11 @@ fn bundled() -> Dataset {
 }
 
 fn options(algorithm: Algorithm, overrides: SpecOverrides) -> TrainOptions {
-    TrainOptions {
-        spec: ModelSpec::build(algorithm, &overrides).expect("spec"),
-        holdout: 0.25,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: "bundled".into(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
-    }
+    TrainOptions::new(
+        ModelSpec::build(algorithm, &overrides).expect("spec"),
+        DataSource::named("bundled"),
+        Trigger::Cli,
+    )
 }
 
 fn policy() -> PromotionPolicy {

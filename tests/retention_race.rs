@@ -21,14 +21,12 @@ fn model_bytes() -> Vec<u8> {
     let csv = std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data");
     let dataset = read_training_data(&csv[..]).expect("bundled data parses");
     let options = TrainOptions {
-        spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).expect("spec"),
         holdout: 0.2,
-        split_key: sommelier::model::split::DEFAULT_SPLIT_KEY,
-        source: DataSource {
-            name: "winequality-red.csv".into(),
-            etag: None,
-        },
-        trigger: Trigger::Cli,
+        ..TrainOptions::new(
+            ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).expect("spec"),
+            DataSource::named("winequality-red.csv"),
+            Trigger::Cli,
+        )
     };
     train(&dataset, &options)
         .expect("train")

@@ -77,6 +77,16 @@ pub struct DataSource {
     pub etag: Option<String>,
 }
 
+impl DataSource {
+    /// Data known by its name alone (a file, the bundled data), without an ETag.
+    pub fn named(name: impl Into<String>) -> DataSource {
+        DataSource {
+            name: name.into(),
+            etag: None,
+        }
+    }
+}
+
 /// Everything known about a model, readable as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelCard {

@@ -40,6 +40,10 @@ impl Trigger {
     }
 }
 
+/// Share of rows held out for evaluation unless told otherwise (the CLI's `--holdout`, the
+/// server's trainings).
+pub const DEFAULT_HOLDOUT: f64 = 0.25;
+
 /// How to train.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -51,6 +55,19 @@ pub struct TrainOptions {
     pub split_key: u64,
     pub source: DataSource,
     pub trigger: Trigger,
+}
+
+impl TrainOptions {
+    /// `spec` on the data of `source`, with the default holdout and split key.
+    pub fn new(spec: ModelSpec, source: DataSource, trigger: Trigger) -> TrainOptions {
+        TrainOptions {
+            spec,
+            holdout: DEFAULT_HOLDOUT,
+            split_key: super::split::DEFAULT_SPLIT_KEY,
+            source,
+            trigger,
+        }
+    }
 }
 
 /// A fitted model and the rows it was not trained on (to compare it with the champion).
@@ -266,23 +283,17 @@ mod tests {
     use crate::model::algorithm::{Algorithm, SpecOverrides};
     use crate::model::artifact::DataSource;
     use crate::model::dataset::read_training_data;
-    use crate::model::split::DEFAULT_SPLIT_KEY;
 
     fn options(algorithm: Algorithm) -> TrainOptions {
         let overrides = SpecOverrides {
             n_trees: Some(8),
             ..Default::default()
         };
-        TrainOptions {
-            spec: ModelSpec::build(algorithm, &overrides).unwrap(),
-            holdout: 0.25,
-            split_key: DEFAULT_SPLIT_KEY,
-            source: DataSource {
-                name: "bundled".into(),
-                etag: None,
-            },
-            trigger: Trigger::Cli,
-        }
+        TrainOptions::new(
+            ModelSpec::build(algorithm, &overrides).unwrap(),
+            DataSource::named("bundled"),
+            Trigger::Cli,
+        )
     }
 
     #[test]

@@ -110,14 +110,12 @@ mod tests {
     fn trained() -> ModelArtifact {
         let dataset = read_training_data(WINE_QUALITY_RED_CSV).unwrap();
         let options = TrainOptions {
-            spec: ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).unwrap(),
             holdout: 0.2,
-            split_key: crate::model::split::DEFAULT_SPLIT_KEY,
-            source: DataSource {
-                name: "bundled".into(),
-                etag: None,
-            },
-            trigger: Trigger::Cli,
+            ..TrainOptions::new(
+                ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).unwrap(),
+                DataSource::named("bundled"),
+                Trigger::Cli,
+            )
         };
         train(&dataset, &options).unwrap().artifact
     }

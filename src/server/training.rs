@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
 use crate::model::dataset::{read_training_data, sha256_hex};
-use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{TrainError, TrainOptions, Trigger};
 use crate::registry::{RegistryError, StoreError};
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
@@ -15,9 +14,6 @@ use crate::telemetry::metrics::{TrainingOutcome, METRICS};
 use crate::tracking::TrainingContext;
 
 use super::state::SharedState;
-
-/// Share of rows held out when the server trains.
-pub const HOLDOUT: f64 = 0.25;
 
 /// How the last training on this instance ended (any trigger), for `GET /api/train`.
 #[derive(Debug, Clone)]
@@ -176,13 +172,7 @@ async fn run(
 ) -> Result<Retrained, RetrainError> {
     let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())
         .map_err(|e| RetrainError::Train(TrainError::Fit(FitError::Fit(e.to_string()))))?;
-    let options = TrainOptions {
-        spec,
-        holdout: HOLDOUT,
-        split_key: DEFAULT_SPLIT_KEY,
-        source: data.source,
-        trigger,
-    };
+    let options = TrainOptions::new(spec, data.source, trigger);
     let bytes = data.bytes;
     let sha = sha256_hex(&bytes);
     let read = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
