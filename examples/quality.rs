@@ -41,8 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Spread::of(&dataset.targets).sd
     );
     println!(
-        "{:<14} {:>6} {:>4} {:>5} {:>18} {:>13} {:>8}",
-        "algorithm", "trees", "m", "leaf", "grouped cv rmse", "shuffled cv", "seconds"
+        "{:<14} {:>6} {:>4} {:>5} {:>6} {:>18} {:>13} {:>8}",
+        "algorithm", "trees", "m", "leaf", "depth", "grouped cv rmse", "shuffled cv", "seconds"
     );
     for (algorithm, overrides) in configurations(args.iter().any(|a| a == "--grid")) {
         let spec = ModelSpec::build(algorithm, &overrides)?;
@@ -57,11 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map_or("-".to_string(), |(_, v)| v.clone())
         };
         println!(
-            "{:<14} {:>6} {:>4} {:>5} {:>9.4} ± {:.4} {:>13.4} {:>8.1}",
+            "{:<14} {:>6} {:>4} {:>5} {:>6} {:>9.4} ± {:.4} {:>13.4} {:>8.1}",
             algorithm.name(),
             get("n_trees"),
             get("max_features"),
             get("min_samples_leaf"),
+            get("max_depth"),
             grouped.rmse.mean,
             grouped.rmse.sd,
             shuffled,
@@ -97,6 +98,16 @@ fn configurations(grid: bool) -> Vec<(Algorithm, SpecOverrides)> {
                     n_trees: trees,
                     max_features: Some(m),
                     min_samples_leaf: Some(leaf),
+                    ..Default::default()
+                },
+            ));
+        }
+        // The default recipe at other depth bounds (0: unbounded).
+        for depth in [12, 14, 18, 20, 0] {
+            configs.push((
+                Algorithm::ExtraTrees,
+                SpecOverrides {
+                    max_depth: Some(depth),
                     ..Default::default()
                 },
             ));

@@ -73,7 +73,8 @@ pub struct TrainArgs {
     /// Features tried at each split, 1 to 11 (forests) [default: 5 for extra-trees, 2 for random-forest].
     #[arg(long, value_name = "M")]
     pub max_features: Option<usize>,
-    /// Maximum tree depth (forests) [default: unlimited].
+    /// Most levels per tree (forests): a prediction walks each tree for its depth, so this
+    /// caps the cost of the most expensive row; 0 removes the bound [default: 16].
     #[arg(long, value_name = "D")]
     pub max_depth: Option<u16>,
     /// Minimum rows in a leaf (forests) [default: 2 for extra-trees, 1 for random-forest].

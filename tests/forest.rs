@@ -4,7 +4,8 @@
 
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
 use sommelier::model::algorithm::{
-    Algorithm, ModelSpec, Regressor, SmartcoreRegressor, SpecOverrides, DEFAULT_MAX_LEAVES,
+    Algorithm, ModelSpec, Regressor, SmartcoreRegressor, SpecOverrides, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_LEAVES,
 };
 use sommelier::model::artifact::{ArtifactError, DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
@@ -153,7 +154,7 @@ fn first_format_artifacts_are_migrated_on_load() {
 }
 
 #[test]
-fn the_default_model_stays_bounded_at_ten_times_the_bundled_rows() {
+fn the_default_model_stays_bounded_in_size_and_depth_at_ten_times_the_bundled_rows() {
     let data = bundled();
     let (rows, targets) = resampled(&data, 16_000, 11);
     let large = Dataset {
@@ -181,8 +182,14 @@ fn the_default_model_stays_bounded_at_ten_times_the_bundled_rows() {
         "{} bytes",
         forest.memory_bytes()
     );
+    assert!(
+        forest.levels() <= usize::from(DEFAULT_MAX_DEPTH),
+        "{} levels",
+        forest.levels()
+    );
     let unbounded = SpecOverrides {
         max_leaves: Some(0),
+        max_depth: Some(0),
         n_trees: Some(1),
         ..Default::default()
     };
@@ -194,6 +201,11 @@ fn the_default_model_stays_bounded_at_ten_times_the_bundled_rows() {
         one_tree.leaves() > DEFAULT_MAX_LEAVES,
         "without the bound a tree grows to {} leaves",
         one_tree.leaves()
+    );
+    assert!(
+        one_tree.levels() > usize::from(DEFAULT_MAX_DEPTH),
+        "without the bound a tree grows to {} levels",
+        one_tree.levels()
     );
 }
 

@@ -398,6 +398,11 @@ impl Forest {
         steps as f64 / self.roots.len() as f64
     }
 
+    /// Levels of the deepest tree (a lone leaf is one level): the most steps a walk takes.
+    pub fn levels(&self) -> usize {
+        self.depths.iter().max().map_or(0, |&d| d as usize + 1)
+    }
+
     /// Bytes the nodes, roots, depths and walk order occupy in memory.
     pub fn memory_bytes(&self) -> usize {
         self.nodes.len() * std::mem::size_of::<Node>() + self.roots.len() * 4 * 3
