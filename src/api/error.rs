@@ -139,16 +139,19 @@ impl From<RetrainError> for ApiError {
     }
 }
 
+/// A server-side failure, carried on its response so that the request layer logs it once,
+/// tagged with the request's function and Functions invocation id.
+#[derive(Debug, Clone)]
+pub struct Failure(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "request failed");
-        } else if status.is_server_error() {
-            tracing::debug!(error = %self, "request refused for now");
-        }
         let mut response = (status, Json(self.body())).into_response();
         self.add_headers(&mut response);
+        if status.is_server_error() {
+            response.extensions_mut().insert(Failure(self.to_string()));
+        }
         response
     }
 }
@@ -205,5 +208,20 @@ impl IntoResponse for MlflowError {
         let mut response = (status, Json(json)).into_response();
         self.0.add_headers(&mut response);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_failures_carry_their_message_for_the_request_log() {
+        let response = ApiError::Internal("the disk is full".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let failure = response.extensions().get::<Failure>().expect("a failure");
+        assert!(failure.0.contains("the disk is full"), "{failure:?}");
+        let refused = ApiError::BadRequest("no such field".into()).into_response();
+        assert!(refused.extensions().get::<Failure>().is_none());
     }
 }
