@@ -155,8 +155,7 @@ where
     };
     let mut stream = body.into_data_stream();
     // The first chunk is taken before the deadline is armed when it is already at hand (the
-    // usual small prediction): the timer is then only polled, and registered, for a request
-    // that actually waits on its client or on the heavy lane.
+    // usual small prediction), so that such a request does not wait at all.
     let at_hand = chunk_at_hand(&mut stream).await;
     let work = async {
         let body = read_body(stream, at_hand, reservation.bytes, budget.max_body).await?;
@@ -164,7 +163,15 @@ where
         drop(reservation);
         Ok::<_, ApiError>(response)
     };
-    match tokio::time::timeout(deadline, work).await {
+    let mut work = std::pin::pin!(work);
+    // The deadline starts when the request first waits (on its client or on the heavy lane).
+    // A request that never waits (a small body answered inline) is bounded by the inline
+    // limits alone, and pays for no clock reading and no timer.
+    let outcome = match futures::poll!(work.as_mut()) {
+        Poll::Ready(outcome) => Ok(outcome),
+        Poll::Pending => tokio::time::timeout(deadline, work).await,
+    };
+    match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),
         Err(_) => ApiError::Timeout {
