@@ -268,10 +268,11 @@ fn out_of_range_mask(model: &ServingModel, row: &FeatureRow) -> u16 {
 
 /// Feeds the model-behaviour metrics.
 pub fn record(state: &SharedState, rows: &[FeatureRow], predictions: &[f64], model: &ServingModel) {
-    METRICS.predictions.inc_by(predictions.len() as u64);
-    METRICS.batch_size.observe(rows.len() as f64);
+    METRICS.predictions.local().inc_by(predictions.len() as u64);
+    METRICS.batch_size.local().observe(rows.len() as f64);
+    let quality = METRICS.predicted_quality.local();
     for p in predictions {
-        METRICS.predicted_quality.observe(*p);
+        quality.observe(*p);
     }
     for row in rows {
         let mask = out_of_range_mask(model, row);
@@ -283,7 +284,7 @@ pub fn record(state: &SharedState, rows: &[FeatureRow], predictions: &[f64], mod
             }
         }
     }
-    METRICS.drift_observed.inc_by(rows.len() as u64);
+    METRICS.drift_observed.local().inc_by(rows.len() as u64);
     state.drift.observe(rows);
 }
 

@@ -5,27 +5,31 @@
 use std::sync::{LazyLock, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prometheus::core::Collector;
 use prometheus::{
-    register_gauge, register_gauge_vec, register_histogram, register_histogram_vec,
-    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Encoder, Gauge, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, TextEncoder,
+    register_gauge, register_gauge_vec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder, Gauge, GaugeVec,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    TextEncoder,
 };
+
+use super::striped::{stripe, Striped, STRIPES};
 
 use crate::model::artifact::ModelCard;
 use crate::model::training::Trigger;
 use crate::retraining::TrainingReport;
 
 /// Every collector, created once.
+/// What every prediction updates is [`Striped`]: one copy per thread stripe, collected as one.
 pub struct Metrics {
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
-    pub http_in_flight: IntGauge,
-    pub predictions: IntCounter,
-    pub batch_size: Histogram,
-    pub predicted_quality: Histogram,
+    pub http_requests: Striped<IntCounterVec>,
+    pub http_duration: Striped<HistogramVec>,
+    pub http_in_flight: Striped<IntGauge>,
+    pub predictions: Striped<IntCounter>,
+    pub batch_size: Striped<Histogram>,
+    pub predicted_quality: Striped<Histogram>,
     pub out_of_range: IntCounterVec,
-    pub drift_observed: IntCounter,
+    pub drift_observed: Striped<IntCounter>,
     pub drift_psi: GaugeVec,
     pub model_info: GaugeVec,
     pub model_load_seconds: Gauge,
@@ -55,40 +59,58 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         5.0, 10.0, 30.0,
     ];
     Metrics {
-        http_requests: register_int_counter_vec!(
-            "sommelier_http_requests_total",
-            "HTTP requests and envelope invocations by function and status code.",
-            &["function", "status"]
-        )
+        http_requests: register_striped(|| {
+            IntCounterVec::new(
+                Opts::new(
+                    "sommelier_http_requests_total",
+                    "HTTP requests and envelope invocations by function and status code.",
+                ),
+                &["function", "status"],
+            )
+        })
         .expect("register"),
-        http_duration: register_histogram_vec!(
-            "sommelier_http_request_duration_seconds",
-            "Time to answer a request, by function.",
-            &["function"],
-            latency
-        )
+        http_duration: register_striped(|| {
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "sommelier_http_request_duration_seconds",
+                    "Time to answer a request, by function.",
+                )
+                .buckets(latency.clone()),
+                &["function"],
+            )
+        })
         .expect("register"),
-        http_in_flight: register_int_gauge!(
-            "sommelier_http_requests_in_flight",
-            "Requests being handled now."
-        )
+        http_in_flight: register_striped(|| {
+            IntGauge::new(
+                "sommelier_http_requests_in_flight",
+                "Requests being handled now.",
+            )
+        })
         .expect("register"),
-        predictions: register_int_counter!(
-            "sommelier_predictions_total",
-            "Rows predicted."
-        )
+        predictions: register_striped(|| {
+            IntCounter::new("sommelier_predictions_total", "Rows predicted.")
+        })
         .expect("register"),
-        batch_size: register_histogram!(
-            "sommelier_prediction_batch_size",
-            "Rows per prediction request.",
-            vec![1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0]
-        )
+        batch_size: register_striped(|| {
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "sommelier_prediction_batch_size",
+                    "Rows per prediction request.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
+                ]),
+            )
+        })
         .expect("register"),
-        predicted_quality: register_histogram!(
-            "sommelier_predicted_quality",
-            "Predicted quality scores.",
-            vec![3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0]
-        )
+        predicted_quality: register_striped(|| {
+            Histogram::with_opts(
+                HistogramOpts::new("sommelier_predicted_quality", "Predicted quality scores.")
+                    .buckets(vec![
+                        3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0,
+                    ]),
+            )
+        })
         .expect("register"),
         out_of_range: register_int_counter_vec!(
             "sommelier_feature_out_of_range_total",
@@ -96,10 +118,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["feature"]
         )
         .expect("register"),
-        drift_observed: register_int_counter!(
-            "sommelier_feature_values_observed_total",
-            "Rows seen by the drift monitor."
-        )
+        drift_observed: register_striped(|| {
+            IntCounter::new(
+                "sommelier_feature_values_observed_total",
+                "Rows seen by the drift monitor.",
+            )
+        })
         .expect("register"),
         drift_psi: register_gauge_vec!(
             "sommelier_feature_drift_psi",
@@ -205,6 +229,15 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// Registers the [`STRIPES`] copies made by `make` as one collector.
+fn register_striped<M: Collector + Clone + 'static>(
+    make: impl Fn() -> prometheus::Result<M>,
+) -> prometheus::Result<Striped<M>> {
+    let striped = Striped::new(make)?;
+    prometheus::register(Box::new(striped.clone()))?;
+    Ok(striped)
+}
+
 /// The `function` label values whose series are resolved once per process (see
 /// [`Metrics::record_request`]); any other value is looked up per request.
 const FUNCTIONS: [&str; 11] = [
@@ -230,12 +263,15 @@ struct FunctionSeries {
     ok: OnceLock<IntCounter>,
 }
 
-static FUNCTION_SERIES: [FunctionSeries; FUNCTIONS.len()] = [const {
-    FunctionSeries {
-        duration: OnceLock::new(),
-        ok: OnceLock::new(),
-    }
-}; FUNCTIONS.len()];
+/// Per stripe, per function.
+static FUNCTION_SERIES: [[FunctionSeries; FUNCTIONS.len()]; STRIPES] = [const {
+    [const {
+        FunctionSeries {
+            duration: OnceLock::new(),
+            ok: OnceLock::new(),
+        }
+    }; FUNCTIONS.len()]
+}; STRIPES];
 
 /// The out-of-range counter of each feature, in feature order, resolved once.
 static OUT_OF_RANGE: LazyLock<Vec<IntCounter>> = LazyLock::new(|| {
@@ -304,46 +340,43 @@ pub struct InFlight(());
 
 impl InFlight {
     pub fn start() -> InFlight {
-        METRICS.http_in_flight.inc();
+        METRICS.http_in_flight.local().inc();
         InFlight(())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        METRICS.http_in_flight.dec();
+        METRICS.http_in_flight.local().dec();
     }
 }
 
 impl Metrics {
     /// Counts and times one answered request of `function`.
     pub fn record_request(&self, function: &str, status: &str, seconds: f64) {
+        let stripe = stripe();
+        let (durations, requests) = (
+            &self.http_duration.all()[stripe],
+            &self.http_requests.all()[stripe],
+        );
         let Some(index) = FUNCTIONS.iter().position(|f| *f == function) else {
-            self.http_duration
-                .with_label_values(&[function])
-                .observe(seconds);
-            self.count_request(function, status);
+            durations.with_label_values(&[function]).observe(seconds);
+            requests.with_label_values(&[function, status]).inc();
             return;
         };
-        let series = &FUNCTION_SERIES[index];
+        let series = &FUNCTION_SERIES[stripe][index];
         series
             .duration
-            .get_or_init(|| self.http_duration.with_label_values(&[function]))
+            .get_or_init(|| durations.with_label_values(&[function]))
             .observe(seconds);
         if status == "200" {
             series
                 .ok
-                .get_or_init(|| self.http_requests.with_label_values(&[function, "200"]))
+                .get_or_init(|| requests.with_label_values(&[function, "200"]))
                 .inc();
         } else {
-            self.count_request(function, status);
+            requests.with_label_values(&[function, status]).inc();
         }
-    }
-
-    fn count_request(&self, function: &str, status: &str) {
-        self.http_requests
-            .with_label_values(&[function, status])
-            .inc();
     }
 
     /// Counts one input value outside the serving model's training range.

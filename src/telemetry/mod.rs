@@ -5,3 +5,4 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod push;
+pub mod striped;
