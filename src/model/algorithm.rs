@@ -78,7 +78,7 @@ pub struct ForestParams {
 
 /// The default leaf budget per tree. 100 trees of at most 4,096 leaves (8,191 nodes of 16
 /// bytes) take at most 13.1 MB, in memory and in the artifact, at any row count; the bundled
-/// data (1,599 rows) stays below the budget, so its models are the unbounded ones.
+/// data (1,599 rows) stays below the budget: its trees are bounded by depth alone.
 pub const DEFAULT_MAX_LEAVES: usize = 4096;
 
 /// The default depth bound of a tree, counted in levels (a lone leaf is one level). A

@@ -19,8 +19,8 @@ use crate::model::artifact::ModelCard;
 use crate::model::training::Trigger;
 use crate::retraining::TrainingReport;
 
-/// Every collector, created once.
-/// What every prediction updates is [`Striped`]: one copy per thread stripe, collected as one.
+/// Every collector, created once. What every prediction updates is [`Striped`]: one copy
+/// per thread stripe, collected as one.
 pub struct Metrics {
     pub http_requests: Striped<IntCounterVec>,
     pub http_duration: Striped<HistogramVec>,
