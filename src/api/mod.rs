@@ -173,14 +173,74 @@ async fn observe(request: Request, next: Next) -> Response {
         next.run(request).instrument(span).await
     };
     drop(in_flight);
-    let status = response.status();
-    METRICS.record_request(function, status.as_str(), started.elapsed().as_secs_f64());
-    if let Some(error::Failure(error)) = response.extensions().get() {
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(%error, function, invocation_id = invocation(), "request failed");
-        } else {
-            tracing::debug!(%error, function, invocation_id = invocation(), "request refused for now");
+    METRICS.record_request(
+        function,
+        response.status().as_str(),
+        started.elapsed().as_secs_f64(),
+    );
+    log_failure(&response, function, invocation());
+    response
+}
+
+/// Logs the server-side failure `response` carries, if any, tagged with its request.
+fn log_failure(response: &Response, function: &str, invocation_id: &str) {
+    let Some(error::Failure(error)) = response.extensions().get() else {
+        return;
+    };
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%error, function, invocation_id, "request failed");
+    } else {
+        tracing::debug!(%error, function, invocation_id, "request refused for now");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// A log destination the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
-    response
+
+    fn logged(response: &Response) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_failure(response, "predict", "6f1c2d4e-invocation");
+        });
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_failed_request_is_logged_with_its_function_and_invocation_id() {
+        let line = logged(&error::ApiError::Internal("the disk is full".into()).into_response());
+        for part in [
+            "ERROR",
+            "request failed",
+            "the disk is full",
+            "function=\"predict\"",
+            "invocation_id=\"6f1c2d4e-invocation\"",
+        ] {
+            assert!(line.contains(part), "{part} missing from {line:?}");
+        }
+        let refused = error::ApiError::BadRequest("no such field".into()).into_response();
+        assert_eq!(logged(&refused), "");
+    }
 }
