@@ -9,6 +9,7 @@ pub mod csv;
 pub mod form;
 pub mod json;
 mod limits;
+mod plain;
 
 pub use limits::{BodyError, IgnoredFields, ParseLimits, ParsedBody};
 

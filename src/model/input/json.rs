@@ -23,8 +23,23 @@ pub const INVOCATION_FIELDS: [&str; 4] = [
     "inputs",
 ];
 
-/// Parses a `/api/predict` JSON body.
+/// Parses a `/api/predict` JSON body: the usual single wine directly (see `plain`), any other
+/// body with the general parser.
 pub fn parse_predict(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
+    if limits.max_rows > 0 {
+        if let Some(row) = super::plain::one_wine(body) {
+            return Ok(ParsedBody {
+                rows: vec![row],
+                ignored_fields: Vec::new(),
+                single: true,
+            });
+        }
+    }
+    parse_general(body, limits)
+}
+
+/// Parses a `/api/predict` JSON body with the general parser.
+pub(crate) fn parse_general(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
     run(body, limits, None, predict_body)
 }
 
