@@ -26,6 +26,7 @@ pub const INVOCATION_FIELDS: [&str; 4] = [
 /// Parses a `/api/predict` JSON body: the usual single wine directly (see `plain`), any other
 /// body with the general parser.
 pub fn parse_predict(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
+    // A cap of no rows refuses every body; the general parser says so.
     if limits.max_rows > 0 {
         if let Some(row) = super::plain::one_wine(body) {
             return Ok(ParsedBody {
@@ -39,7 +40,7 @@ pub fn parse_predict(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, Bo
 }
 
 /// Parses a `/api/predict` JSON body with the general parser.
-pub(crate) fn parse_general(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
+pub(super) fn parse_general(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
     run(body, limits, None, predict_body)
 }
 
