@@ -809,21 +809,25 @@ mod tests {
         assert_eq!(forest.depths, [1, 1]);
     }
 
+    /// A tree of depth 2 (its "true" child splits again), then a stump (root at 5).
+    fn deep_tree_then_stump() -> Vec<StoredNode> {
+        vec![
+            split(10, 10.0, 4),
+            split(8, 3.3, 3),
+            leaf(1.0),
+            leaf(2.0),
+            leaf(3.0),
+            split(8, 3.3, 7),
+            leaf(4.0),
+            leaf(7.0),
+        ]
+    }
+
     #[test]
     fn depths_and_walk_order_follow_the_trees() {
-        // A tree of depth 2 (its "true" child splits again) before a stump.
         let stored = StoredForest {
             roots: vec![0, 5],
-            nodes: vec![
-                split(10, 10.0, 4),
-                split(8, 3.3, 3),
-                leaf(1.0),
-                leaf(2.0),
-                leaf(3.0),
-                split(8, 3.3, 7),
-                leaf(4.0),
-                leaf(7.0),
-            ],
+            nodes: deep_tree_then_stump(),
         };
         let forest = Forest::try_from(stored).unwrap();
         assert_eq!(forest.depths, [2, 1]);
@@ -898,23 +902,18 @@ mod tests {
     /// assertions, on in tests, stop at the first read outside).
     #[test]
     fn every_forest_that_passes_the_checks_walks_inside_its_nodes() {
+        // A third tree of depth 2, its "false" child splitting again.
+        let mut nodes = deep_tree_then_stump();
+        nodes.extend([
+            split(0, 7.5, 10),
+            leaf(0.5),
+            split(1, 0.6, 12),
+            leaf(1.5),
+            leaf(2.5),
+        ]);
         let base = StoredForest {
             roots: vec![0, 5, 8],
-            nodes: vec![
-                split(10, 10.0, 4),
-                split(8, 3.3, 3),
-                leaf(1.0),
-                leaf(2.0),
-                leaf(3.0),
-                split(8, 3.3, 7),
-                leaf(4.0),
-                leaf(7.0),
-                split(0, 7.5, 10),
-                leaf(0.5),
-                split(1, 0.6, 12),
-                leaf(1.5),
-                leaf(2.5),
-            ],
+            nodes,
         };
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |below: u64| {
