@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -127,6 +127,11 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
         .into_response()
 }
 
+/// The header naming the Functions invocation a proxied request belongs to; the other name
+/// some host versions use. Named once: a header name given as text is parsed at every look-up.
+const INVOCATION_ID: HeaderName = HeaderName::from_static("x-azure-functions-invocationid");
+const INVOCATION_ID_ALTERNATIVE: HeaderName = HeaderName::from_static("x-ms-invocation-id");
+
 /// The function a path belongs to: the bounded `function` label.
 fn function_of(path: &str) -> &'static str {
     match path {
@@ -153,8 +158,8 @@ async fn observe(request: Request, next: Next) -> Response {
     }
     let invocation_id = request
         .headers()
-        .get("x-azure-functions-invocationid")
-        .or_else(|| request.headers().get("x-ms-invocation-id"))
+        .get(&INVOCATION_ID)
+        .or_else(|| request.headers().get(&INVOCATION_ID_ALTERNATIVE))
         .cloned();
     let invocation = || {
         invocation_id

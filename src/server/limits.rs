@@ -20,9 +20,9 @@ use std::future::Future;
 
 use std::task::Poll;
 
+use axum::body::HttpBody;
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -182,15 +182,17 @@ where
 }
 
 /// Checks the declared length and reserves it (or the largest body allowed, without one).
+/// The declared length is the body's exact size as the connection framed it from
+/// `Content-Length` (already checked there), so the header is not read again.
 fn admit_request(
     budget: &BodyBudget,
     request: Request,
 ) -> Result<(Parts, Body, Reservation), ApiError> {
     let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
+        .body()
+        .size_hint()
+        .exact()
+        .and_then(|length| usize::try_from(length).ok());
     if declared.is_some_and(|length| length > budget.max_body) {
         return Err(ApiError::BodyTooLarge {
             limit_bytes: budget.max_body,

@@ -83,18 +83,26 @@ impl Reader<'_> {
     /// converted with correct rounding, as the general parser converts it.
     fn number(&mut self) -> Option<f64> {
         let start = self.at;
-        self.eat(b'-');
+        let negative = self.eat(b'-');
+        let mut decimal = Decimal::default();
         match self.body.get(self.at)? {
             b'0' => self.at += 1,
-            b'1'..=b'9' => self.digits()?,
+            b'1'..=b'9' => self.digits(&mut decimal)?,
             _ => return None,
         }
         if self.eat(b'.') {
-            self.digits()?;
+            let before = decimal.digits;
+            self.digits(&mut decimal)?;
+            decimal.fraction_digits = decimal.digits - before;
         }
+        let mut exact = true;
         if self.eat(b'e') || self.eat(b'E') {
             let _ = self.eat(b'+') || self.eat(b'-');
-            self.digits()?;
+            self.digits(&mut Decimal::default())?;
+            exact = false;
+        }
+        if let Some(value) = decimal.value().filter(|_| exact) {
+            return Some(if negative { -value } else { value });
         }
         // Only ASCII digits, signs, '.' and exponent letters were taken.
         let text = std::str::from_utf8(&self.body[start..self.at]).ok()?;
@@ -108,14 +116,53 @@ impl Reader<'_> {
         found
     }
 
-    /// One or more decimal digits.
-    fn digits(&mut self) -> Option<()> {
-        let count = self.body[self.at..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        self.at += count;
-        (count > 0).then_some(())
+    /// One or more decimal digits, added to `decimal`.
+    fn digits(&mut self, decimal: &mut Decimal) -> Option<()> {
+        let start = self.at;
+        while let Some(&byte) = self.body.get(self.at).filter(|b| b.is_ascii_digit()) {
+            decimal.push(byte - b'0');
+            self.at += 1;
+        }
+        (self.at > start).then_some(())
+    }
+}
+
+/// The digits of a number without exponent as one integer, and how many of them follow the
+/// point: what most bodies send (`0.076`, `11`), converted without the general routine.
+#[derive(Default)]
+struct Decimal {
+    mantissa: u64,
+    digits: u32,
+    fraction_digits: u32,
+}
+
+/// Decimal digits that always fit a `f64`'s 53-bit significand exactly.
+const EXACT_DIGITS: u32 = 15;
+
+/// The powers of ten a `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+impl Decimal {
+    fn push(&mut self, digit: u8) {
+        // Past EXACT_DIGITS the value is left to the general conversion; the integer only has
+        // to stay inside u64 until then.
+        if self.digits < EXACT_DIGITS {
+            self.mantissa = self.mantissa * 10 + u64::from(digit);
+        }
+        self.digits += 1;
+    }
+
+    /// The correctly rounded value when the integer and the power of ten are both exact
+    /// `f64`s: one division, which IEEE 754 rounds correctly (Clinger's fast path).
+    fn value(&self) -> Option<f64> {
+        if self.digits > EXACT_DIGITS {
+            return None;
+        }
+        let power = *EXACT_POWERS_OF_TEN.get(self.fraction_digits as usize)?;
+        Some(self.mantissa as f64 / power)
     }
 }
 
@@ -175,6 +222,54 @@ mod tests {
         assert!(agrees(
             &WINE.replace("\"citric_acid\":0", "\"citric_acid\":-0")
         ));
+    }
+
+    /// What the fast path's number reader makes of `text`, which must be the whole input.
+    fn read_number(text: &str) -> Option<f64> {
+        let mut reader = Reader {
+            body: text.as_bytes(),
+            at: 0,
+        };
+        reader.number().filter(|_| reader.at == text.len())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_convert_to_the_bits_of_the_standard_conversion(
+            text in "-?(0|[1-9][0-9]{0,17})(\\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
+        ) {
+            let expected: f64 = text.parse().unwrap();
+            let read = read_number(&text).unwrap();
+            proptest::prop_assert_eq!(read.to_bits(), expected.to_bits(), "{}", text);
+        }
+    }
+
+    #[test]
+    fn numbers_at_the_edge_of_the_short_conversion_convert_exactly() {
+        for text in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.000",
+            "999999999999999",
+            "9999999999999999",
+            "0.999999999999999",
+            "0.9999999999999999",
+            "123456789012345.6",
+            "0.000000000000001",
+            "0.1",
+            "0.2",
+            "0.3",
+            "9007199254740993",
+            "1.7976931348623157",
+        ] {
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(
+                read_number(text).map(f64::to_bits),
+                Some(expected.to_bits()),
+                "{text}"
+            );
+        }
     }
 
     #[test]
