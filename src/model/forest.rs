@@ -13,15 +13,19 @@
 //! of the walk is an addition (`children + (x <= threshold)`), never a choice between two
 //! values. (A choice compiles to a conditional move that the compiler may turn back into a
 //! branch, and which way a row goes is as good as random: a mispredicted branch costs more
-//! than the node's load.) A node holds its threshold, or for a leaf its prediction, as an
-//! `f64`: a threshold rounded to `f32` would send inputs that lie within a rounding step of
-//! it down the other branch, and an `f32` leaf value would not make the node smaller (the node
-//! stays 16 bytes, aligned). With `f64` throughout, every tree ends on the same leaf as in
-//! smartcore (same comparisons); the prediction differs from smartcore's at most in its last
-//! bits, because the leaf values are added in another order (see [`Forest::predict_row`]).
+//! than the node's load.) A node keeps its `f64` threshold exactly, as an order key: an
+//! unsigned integer whose order is the numbers' order (see [`order_key`]); the walk turns the
+//! row's values into keys once and then compares integers, which the processor does faster
+//! than two `f64`, with the same outcome for every pair of numbers. A leaf keeps its prediction
+//! as the bits of its `f64`. (A threshold rounded to `f32` would send inputs that lie within a
+//! rounding step of it down the other branch, and an `f32` leaf value would not make the node
+//! smaller: it stays 16 bytes, aligned.) So every tree ends on the same leaf as in smartcore
+//! (same comparisons); the prediction differs from smartcore's at most in its last bits,
+//! because the leaf values are added in another order (see [`Forest::predict_row`]).
 //!
-//! Walk. A leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds NaN, and
-//! its "false" child is itself: a NaN compares false, so one more step stays on the leaf.
+//! Walk. A leaf reads the feature slot [`NAN_SLOT`] of the row, which always holds the largest
+//! key (a NaN's: it compares false), and its "false" child is itself, so one more step stays
+//! on the leaf.
 //! Every step is then the same load, compare and add, whether the node is a leaf or not, and
 //! a walk may take as many steps as the tree is deep without checking where it is. Walks run
 //! in lock-step: a single row walks [`ROW_LANES`] trees at once, a batch walks one tree with
@@ -43,15 +47,19 @@ use super::features::{FeatureRow, FEATURE_COUNT};
 const STORED_LEAF: u32 = u32::MAX;
 
 /// The `feature` of a leaf node in memory: a slot of the walk's row buffer past the model's
-/// inputs, which always holds NaN (see the module documentation).
+/// inputs, which always holds a NaN's key (see the module documentation).
 const NAN_SLOT: u32 = FEATURE_COUNT as u32;
 
-/// Slots of the walk's row buffer: the inputs, then NaN (the walk reads the slot a node names
-/// without a check: [`Forest::validate`] accepts no other feature).
+/// Slots of the walk's row buffer: the inputs, then NaN's (the walk reads the slot a node
+/// names without a check: [`Forest::validate`] accepts no other feature).
 const ROW_SLOTS: usize = 16;
 
-/// A row as the walk reads it: the features, then NaN up to [`ROW_SLOTS`].
-type WalkRow = [f64; ROW_SLOTS];
+/// A row as the walk reads it: the features' [value keys](value_key), then NaN's key up to
+/// [`ROW_SLOTS`].
+type WalkRow = [u64; ROW_SLOTS];
+
+/// The key of a NaN, the largest: no threshold's key reaches it, so it compares false.
+const NAN_KEY: u64 = u64::MAX;
 
 /// Trees one row walks at once: enough independent chains of loads to overlap their latency,
 /// few enough that their positions stay in registers. Also the number of partial sums a
@@ -83,8 +91,9 @@ type PreOrderNode = (f64, Option<(u32, usize, usize)>);
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 struct Node {
-    /// As in [`StoredNode`].
-    value: f64,
+    /// A split's threshold as its [key](threshold_key); a leaf's prediction as the bits of its
+    /// `f64`, which compare above every row key but NaN's, which is what a leaf reads.
+    word: u64,
     /// The feature compared at this node; [`NAN_SLOT`] for a leaf.
     feature: u32,
     /// Index of the child for values above the threshold (or NaN); the child for values at or
@@ -99,10 +108,79 @@ impl Node {
 
     fn leaf(value: f64, at: u32) -> Node {
         Node {
-            value,
+            word: value.to_bits(),
             feature: NAN_SLOT,
             children: at,
         }
+    }
+
+    fn split(threshold: f64, feature: u32, children: u32) -> Node {
+        Node {
+            word: threshold_key(threshold),
+            feature,
+            children,
+        }
+    }
+
+    /// A leaf's prediction.
+    fn leaf_value(&self) -> f64 {
+        f64::from_bits(self.word)
+    }
+
+    /// A split's threshold, as stored (a -0 threshold comes back as +0: the same comparisons).
+    fn threshold(&self) -> f64 {
+        threshold_of_key(self.word)
+    }
+
+    /// The threshold of a split, the prediction of a leaf.
+    fn value(&self) -> f64 {
+        if self.is_leaf() {
+            self.leaf_value()
+        } else {
+            self.threshold()
+        }
+    }
+}
+
+/// The order key of a number that is not NaN: an unsigned integer such that `x <= t` exactly
+/// when `order_key(x) <= order_key(t)`. Positive numbers keep their bits with the top bit set
+/// (their bits grow with them); negative numbers have all their bits flipped (their bits grow
+/// as they fall). -0 is taken as +0 first, since the two are equal as numbers.
+fn order_key(x: f64) -> u64 {
+    let bits = (x + 0.0).to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// A row value's key. NaN, which is never `<=` a threshold, takes [`NAN_KEY`], above every
+/// threshold's key.
+fn value_key(x: f64) -> u64 {
+    if x.is_nan() {
+        NAN_KEY
+    } else {
+        order_key(x)
+    }
+}
+
+/// A threshold's key. A NaN threshold, which no value is `<=`, takes 0, below every value's
+/// key (the smallest, -∞'s, is above 2^52).
+fn threshold_key(threshold: f64) -> u64 {
+    if threshold.is_nan() {
+        0
+    } else {
+        order_key(threshold)
+    }
+}
+
+/// The threshold a key stands for (NaN for 0).
+fn threshold_of_key(key: u64) -> f64 {
+    if key >> 63 == 1 {
+        f64::from_bits(key & !(1 << 63))
+    } else {
+        f64::from_bits(!key)
     }
 }
 
@@ -189,7 +267,7 @@ impl From<Forest> for StoredForest {
                 let node = &forest.nodes[at];
                 let children = node.children as usize;
                 let split = (!node.is_leaf()).then_some((node.feature, children + 1, children));
-                Ok((node.value, split))
+                Ok((node.value(), split))
             });
             // A validated forest is made of trees: nothing to refuse.
             debug_assert!(written.is_ok());
@@ -293,11 +371,8 @@ fn lay_out_tree(
         let children = nodes.len();
         nodes.push(Node::leaf(0.0, 0));
         nodes.push(Node::leaf(0.0, 0));
-        nodes[place] = Node {
-            value: node.value,
-            feature: node.feature,
-            children: u32::try_from(children).map_err(|_| "too many nodes".to_string())?,
-        };
+        let children_u32 = u32::try_from(children).map_err(|_| "too many nodes".to_string())?;
+        nodes[place] = Node::split(node.value, node.feature, children_u32);
         pending.push((right, children));
         pending.push((at + 1, children + 1));
     }
@@ -437,7 +512,7 @@ impl Forest {
                 }
             }
             for (sum, &at) in sums.iter_mut().zip(&at) {
-                *sum += self.nodes[at].value;
+                *sum += self.nodes[at].leaf_value();
             }
         }
         self.mean(&sums)
@@ -460,9 +535,9 @@ impl Forest {
     pub fn predict_into(&self, rows: &[FeatureRow], out: &mut [f64]) {
         for (rows, out) in rows.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
             // Lanes past the last row walk NaN rows; their sums are dropped.
-            let mut walk = [[f64::NAN; ROW_SLOTS]; BATCH_LANES];
+            let mut walk = [[NAN_KEY; ROW_SLOTS]; BATCH_LANES];
             for (walk, row) in walk.iter_mut().zip(rows) {
-                walk[..FEATURE_COUNT].copy_from_slice(row);
+                *walk = walk_row(row);
             }
             let mut sums = [[0.0; ROW_LANES]; BATCH_LANES];
             for (position, &tree) in self.walk_order.iter().enumerate() {
@@ -475,7 +550,7 @@ impl Forest {
                     }
                 }
                 for (sums, &at) in sums.iter_mut().zip(&at) {
-                    sums[lane] += self.nodes[at].value;
+                    sums[lane] += self.nodes[at].leaf_value();
                 }
             }
             for (prediction, sums) in out.iter_mut().zip(&sums) {
@@ -494,7 +569,7 @@ impl Forest {
         }
         index(self.nodes.len())?;
         let parking = self.nodes.len().checked_sub(1);
-        let parked = |node: &Node| node.is_leaf() && node.value == 0.0;
+        let parked = |node: &Node| node.is_leaf() && node.leaf_value() == 0.0;
         match parking.map(|at| (at, &self.nodes[at])) {
             Some((at, node)) if parked(node) && node.children as usize == at => {}
             _ => {
@@ -522,8 +597,8 @@ impl Forest {
             {
                 let children = node.children as usize;
                 if node.is_leaf() {
-                    if !node.value.is_finite() {
-                        return bad(format!("leaf {at} has the value {}", node.value));
+                    if !node.leaf_value().is_finite() {
+                        return bad(format!("leaf {at} has the value {}", node.leaf_value()));
                     }
                     if children != at {
                         return bad(format!("leaf {at} does not end its walk"));
@@ -610,14 +685,16 @@ unsafe fn step(nodes: &[Node], at: usize, row: &WalkRow) -> usize {
     // SAFETY: a validated node's feature is an input (below FEATURE_COUNT) or NAN_SLOT, both
     // below ROW_SLOTS, the row's length.
     let x = unsafe { *row.get_unchecked(node.feature as usize) };
-    node.children as usize + usize::from(x <= node.value)
+    node.children as usize + usize::from(x <= node.word)
 }
 
-/// A row in the walk's buffer: its features, then NaN.
+/// A row in the walk's buffer: its features' keys, then NaN's.
 #[inline(always)]
 fn walk_row(row: &FeatureRow) -> WalkRow {
-    let mut slots = [f64::NAN; ROW_SLOTS];
-    slots[..FEATURE_COUNT].copy_from_slice(row);
+    let mut slots = [NAN_KEY; ROW_SLOTS];
+    for (slot, &value) in slots.iter_mut().zip(row) {
+        *slot = value_key(value);
+    }
     slots
 }
 
@@ -775,8 +852,11 @@ mod tests {
         unknown_feature.nodes[0].feature = 11;
         assert!(unknown_feature.validate().is_err());
         let mut infinite = stumps();
-        infinite.nodes[1].value = f64::INFINITY;
+        infinite.nodes[1].word = f64::INFINITY.to_bits();
         assert!(infinite.validate().is_err());
+        let mut not_a_number = stumps();
+        not_a_number.nodes[1].word = NAN_KEY;
+        assert!(not_a_number.validate().is_err());
         let mut dangling = stumps();
         dangling.nodes.pop();
         assert!(dangling.validate().is_err());
@@ -785,6 +865,48 @@ mod tests {
             ..stumps()
         };
         assert_eq!(empty.validate(), Err(ForestError::Empty));
+    }
+
+    /// Numbers at every edge of the `f64` order: infinities, the largest, the smallest
+    /// normal and subnormal, both zeros, and some ordinary values.
+    const EDGES: [f64; 14] = [
+        f64::NEG_INFINITY,
+        f64::MIN,
+        -1.5,
+        -f64::MIN_POSITIVE,
+        -5e-324,
+        -0.0,
+        0.0,
+        5e-324,
+        f64::MIN_POSITIVE,
+        0.9978,
+        1.0,
+        1.0000000000000002,
+        f64::MAX,
+        f64::INFINITY,
+    ];
+
+    #[test]
+    fn keys_compare_as_the_numbers_do() {
+        let with_nan = EDGES.iter().copied().chain([f64::NAN, -f64::NAN]);
+        for x in with_nan.clone() {
+            for t in with_nan.clone() {
+                assert_eq!(value_key(x) <= threshold_key(t), x <= t, "{x} <= {t}");
+            }
+            // A leaf's word, which NaN's slot is compared with, never compares true.
+            if x.is_finite() {
+                assert!(NAN_KEY > x.to_bits(), "leaf {x}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_compare_as_any_numbers_do(x in proptest::num::f64::ANY, t in proptest::num::f64::ANY) {
+            proptest::prop_assert_eq!(value_key(x) <= threshold_key(t), x <= t);
+            let back = threshold_of_key(threshold_key(t));
+            proptest::prop_assert!(back == t || (back.is_nan() && t.is_nan()));
+        }
     }
 
     #[test]
@@ -803,7 +925,7 @@ mod tests {
     fn children_are_neighbours_in_memory() {
         let forest = stumps();
         // Tree 0: the root's "false" child (6) then its "true" child (5).
-        let values: Vec<f64> = forest.nodes.iter().map(|n| n.value).collect();
+        let values: Vec<f64> = forest.nodes.iter().map(Node::value).collect();
         assert_eq!(values, [10.0, 6.0, 5.0, 3.3, 7.0, 4.0, 0.0]);
         assert_eq!((forest.nodes[0].children, forest.nodes[3].children), (1, 4));
         assert_eq!(forest.depths, [1, 1]);
