@@ -98,7 +98,8 @@ type PreOrderNode = (f64, Option<(u32, usize, usize)>);
 #[repr(C)]
 struct Node {
     /// A split's threshold as its [key](threshold_key); a leaf's prediction as the bits of its
-    /// `f64`, which compare above every row key but NaN's, which is what a leaf reads.
+    /// `f64`. A leaf reads the NaN slot, and [`NAN_KEY`] is above the bits of every finite
+    /// number, so a leaf's comparison is false.
     word: u64,
     /// The feature compared at this node; [`NAN_SLOT`] for a leaf.
     feature: u32,
@@ -172,7 +173,7 @@ fn value_key(x: f64) -> u64 {
 }
 
 /// A threshold's key. A NaN threshold, which no value is `<=`, takes 0, below every value's
-/// key (the smallest, -∞'s, is above 2^52).
+/// key (the smallest, -∞'s, is 2^52 - 1).
 fn threshold_key(threshold: f64) -> u64 {
     if threshold.is_nan() {
         0

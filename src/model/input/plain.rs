@@ -95,13 +95,10 @@ impl Reader<'_> {
             self.digits(&mut decimal)?;
             decimal.fraction_digits = decimal.digits - before;
         }
-        let mut exact = true;
         if self.eat(b'e') || self.eat(b'E') {
             let _ = self.eat(b'+') || self.eat(b'-');
             self.digits(&mut Decimal::default())?;
-            exact = false;
-        }
-        if let Some(value) = decimal.value().filter(|_| exact) {
+        } else if let Some(value) = decimal.value() {
             return Some(if negative { -value } else { value });
         }
         // Only ASCII digits, signs, '.' and exponent letters were taken.
@@ -139,10 +136,9 @@ struct Decimal {
 /// Decimal digits that always fit a `f64`'s 53-bit significand exactly.
 const EXACT_DIGITS: u32 = 15;
 
-/// The powers of ten a `f64` holds exactly.
-const EXACT_POWERS_OF_TEN: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+/// The powers of ten up to 10^[`EXACT_DIGITS`], all exact `f64`s.
+const EXACT_POWERS_OF_TEN: [f64; EXACT_DIGITS as usize + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 
 impl Decimal {
