@@ -20,8 +20,7 @@ use std::future::Future;
 
 use std::task::Poll;
 
-use axum::body::HttpBody;
-use axum::body::{Body, BodyDataStream, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
