@@ -21,8 +21,7 @@ const NICENESS: i32 = 10;
 static LANE: LazyLock<Mutex<Sender<Job>>> = LazyLock::new(|| {
     let (sender, receiver) = channel::<Job>();
     let receiver = Arc::new(Mutex::new(receiver));
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    for index in 0..cores.saturating_sub(1).max(1) {
+    for index in 0..threads() {
         let receiver = receiver.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("heavy-lane-{index}"))
@@ -33,6 +32,12 @@ static LANE: LazyLock<Mutex<Sender<Job>>> = LazyLock::new(|| {
     }
     Mutex::new(sender)
 });
+
+/// The lane's threads: one per core but one (one on a single core).
+pub(super) fn threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    cores.saturating_sub(1).max(1)
+}
 
 /// Why a job did not produce its result.
 #[derive(Debug, thiserror::Error)]
