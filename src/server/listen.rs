@@ -87,9 +87,10 @@ mod tests {
 
     /// Keeps every lane thread busy until the returned senders are dropped.
     async fn occupy_the_lane() -> Vec<std::sync::mpsc::Sender<()>> {
+        let threads = heavy_lane::threads();
         let (started, mut all_started) = unbounded_channel();
         let mut releases = Vec::new();
-        for _ in 0..heavy_lane::threads() {
+        for _ in 0..threads {
             let (release, wait) = std::sync::mpsc::channel::<()>();
             let started = started.clone();
             tokio::spawn(heavy_lane::run(move || {
@@ -98,7 +99,7 @@ mod tests {
             }));
             releases.push(release);
         }
-        for _ in 0..heavy_lane::threads() {
+        for _ in 0..threads {
             all_started.recv().await.unwrap();
         }
         releases
@@ -107,8 +108,9 @@ mod tests {
     /// Returns once every lane thread has finished what it had taken before this call: one
     /// job per thread, all waiting for each other, can only run when every thread is free.
     async fn drain_the_lane() {
-        let barrier = Arc::new(Barrier::new(heavy_lane::threads()));
-        let jobs: Vec<_> = (0..heavy_lane::threads())
+        let threads = heavy_lane::threads();
+        let barrier = Arc::new(Barrier::new(threads));
+        let jobs: Vec<_> = (0..threads)
             .map(|_| {
                 let barrier = barrier.clone();
                 tokio::spawn(heavy_lane::run(move || {
