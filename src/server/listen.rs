@@ -13,6 +13,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+/// The size hyper's read buffer grows to on each connection. A read fills the buffer's spare
+/// room, so one read returns at most about twice this, and a connection's turn on a worker
+/// (at most sixteen reads) a couple of MiB; with hyper's default (about 400 KiB) one turn
+/// could read and copy many MiB of a large upload while the small requests behind it wait.
+/// The extra reads cost a large body nothing measurable. A request head (request line and
+/// headers) that outgrows the buffer is refused with 431.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
@@ -29,7 +37,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(READ_BUFFER_BYTES);
     let connections = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -172,5 +181,81 @@ mod tests {
             "{answer}"
         );
         assert!(ran.load(Ordering::SeqCst));
+    }
+
+    /// Starts [`serve`] on a free port with `app` and long deadlines.
+    async fn serving(app: Router) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let long = Duration::from_secs(30);
+        tokio::spawn(serve(listener, app, long, long, std::future::pending()));
+        address
+    }
+
+    /// Sends `request` on a new connection and returns the answer's status line.
+    async fn status_line(address: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_body_is_read_in_pieces_of_at_most_twice_the_read_buffer() {
+        let body_bytes = 4 * 1024 * 1024;
+        let app = Router::new().route(
+            "/upload",
+            post(|body: axum::body::Body| async move {
+                let mut stream = body.into_data_stream();
+                let (mut total, mut largest) = (0, 0);
+                while let Some(piece) = futures::StreamExt::next(&mut stream).await {
+                    let piece = piece.unwrap();
+                    total += piece.len();
+                    largest = largest.max(piece.len());
+                }
+                format!("{total} {largest}")
+            }),
+        );
+        let address = serving(app).await;
+        let mut request =
+            format!("POST /upload HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {body_bytes}\r\n\r\n")
+                .into_bytes();
+        request.resize(request.len() + body_bytes, b'x');
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client.write_all(&request).await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let (total, largest) = answer
+            .rsplit("\r\n\r\n")
+            .next()
+            .and_then(|counts| counts.split_once(' '))
+            .unwrap();
+        assert_eq!(total.parse::<usize>().unwrap(), body_bytes, "{answer}");
+        assert!(
+            largest.parse::<usize>().unwrap() <= 2 * READ_BUFFER_BYTES,
+            "a piece of {largest} bytes was read at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_head_that_outgrows_the_read_buffer_is_refused_with_431() {
+        let address =
+            serving(Router::new().route("/", axum::routing::get(|| async { "ok" }))).await;
+        let head = |cookie_bytes: usize| {
+            let cookie = "c".repeat(cookie_bytes);
+            format!("GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncookie: {cookie}\r\n\r\n")
+        };
+        assert_eq!(
+            status_line(address, head(4 * READ_BUFFER_BYTES).as_bytes()).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        // Large but plausible headers (a long token or cookie) still pass.
+        assert_eq!(
+            status_line(address, head(16 * 1024).as_bytes()).await,
+            "HTTP/1.1 200 OK"
+        );
     }
 }
