@@ -1,7 +1,8 @@
 //! The accept loop: HTTP/1.1 connections with a deadline for request headers, and a shutdown
-//! that is bounded. A client that sends half a header is disconnected when the deadline
-//! passes; at shutdown, idle connections close at once, requests in flight get the grace
-//! period, and whatever is still open after it is dropped.
+//! that is bounded. A client that sends half a header, or keeps a connection open without a
+//! next request, is disconnected when the deadline passes; at shutdown, idle connections
+//! close at once, requests in flight get the grace period, and whatever is still open after
+//! it is dropped.
 
 use std::future::Future;
 use std::time::Duration;
@@ -257,5 +258,33 @@ mod tests {
             status_line(address, head(16 * 1024).as_bytes()).await,
             "HTTP/1.1 200 OK"
         );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_when_the_header_deadline_passes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let header_deadline = Duration::from_millis(300);
+        tokio::spawn(serve(
+            listener,
+            app,
+            header_deadline,
+            Duration::from_secs(30),
+            std::future::pending(),
+        ));
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 1024];
+        let read = client.read(&mut answer).await.unwrap();
+        assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+        // The connection is kept alive for a next request, but not held without one.
+        let rest = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+            .await
+            .expect("the server kept an idle connection open past the header deadline");
+        assert!(rest.is_ok());
     }
 }
