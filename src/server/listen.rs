@@ -86,6 +86,9 @@ mod tests {
     use super::*;
     use crate::server::heavy_lane;
 
+    /// A header deadline no test reaches.
+    const LONG: Duration = Duration::from_secs(30);
+
     /// Sends once when dropped: tells the test that a request's future is gone.
     struct SignalOnDrop(UnboundedSender<()>);
 
@@ -93,6 +96,21 @@ mod tests {
         fn drop(&mut self) {
             let _ = self.0.send(());
         }
+    }
+
+    /// Starts [`serve`] on a free port with `app`, the given header deadline and a long grace.
+    async fn serving(app: Router, header_deadline: Duration) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let grace = Duration::from_secs(30);
+        tokio::spawn(serve(
+            listener,
+            app,
+            header_deadline,
+            grace,
+            std::future::pending(),
+        ));
+        address
     }
 
     /// Keeps every lane thread busy until the returned senders are dropped.
@@ -151,10 +169,7 @@ mod tests {
                 }
             }),
         );
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let long = Duration::from_secs(30);
-        tokio::spawn(serve(listener, app, long, long, std::future::pending()));
+        let address = serving(app, LONG).await;
         let request = b"POST /heavy HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\n\r\n";
 
         let releases = occupy_the_lane().await;
@@ -184,15 +199,6 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst));
     }
 
-    /// Starts [`serve`] on a free port with `app` and long deadlines.
-    async fn serving(app: Router) -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let long = Duration::from_secs(30);
-        tokio::spawn(serve(listener, app, long, long, std::future::pending()));
-        address
-    }
-
     /// Sends `request` on a new connection and returns the answer's status line.
     async fn status_line(address: std::net::SocketAddr, request: &[u8]) -> String {
         let mut client = TcpStream::connect(address).await.unwrap();
@@ -219,7 +225,7 @@ mod tests {
                 format!("{total} {largest}")
             }),
         );
-        let address = serving(app).await;
+        let address = serving(app, LONG).await;
         let mut request =
             format!("POST /upload HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {body_bytes}\r\n\r\n")
                 .into_bytes();
@@ -243,8 +249,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_head_that_outgrows_the_read_buffer_is_refused_with_431() {
-        let address =
-            serving(Router::new().route("/", axum::routing::get(|| async { "ok" }))).await;
+        let address = serving(
+            Router::new().route("/", axum::routing::get(|| async { "ok" })),
+            LONG,
+        )
+        .await;
         let head = |cookie_bytes: usize| {
             let cookie = "c".repeat(cookie_bytes);
             format!("GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncookie: {cookie}\r\n\r\n")
@@ -262,17 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed_when_the_header_deadline_passes() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let header_deadline = Duration::from_millis(300);
-        tokio::spawn(serve(
-            listener,
-            app,
-            header_deadline,
-            Duration::from_secs(30),
-            std::future::pending(),
-        ));
+        let address = serving(app, Duration::from_millis(300)).await;
         let mut client = TcpStream::connect(address).await.unwrap();
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
