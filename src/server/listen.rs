@@ -199,14 +199,24 @@ mod tests {
         assert!(ran.load(Ordering::SeqCst));
     }
 
-    /// Sends `request` on a new connection and returns the answer's status line.
-    async fn status_line(address: std::net::SocketAddr, request: &[u8]) -> String {
+    /// Sends `request` on a new connection and returns what the server sends until it closes it.
+    async fn whole_answer(address: std::net::SocketAddr, request: &[u8]) -> String {
         let mut client = TcpStream::connect(address).await.unwrap();
         client.write_all(request).await.unwrap();
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
-        let answer = String::from_utf8_lossy(&answer).into_owned();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Sends `request` on a new connection and returns the answer's status line.
+    async fn status_line(address: std::net::SocketAddr, request: &[u8]) -> String {
+        let answer = whole_answer(address, request).await;
         answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    /// A server with one route, `GET /`, answering "ok".
+    fn answering_ok() -> Router {
+        Router::new().route("/", axum::routing::get(|| async { "ok" }))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,11 +240,7 @@ mod tests {
             format!("POST /upload HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {body_bytes}\r\n\r\n")
                 .into_bytes();
         request.resize(request.len() + body_bytes, b'x');
-        let mut client = TcpStream::connect(address).await.unwrap();
-        client.write_all(&request).await.unwrap();
-        let mut answer = Vec::new();
-        client.read_to_end(&mut answer).await.unwrap();
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = whole_answer(address, &request).await;
         let (total, largest) = answer
             .rsplit("\r\n\r\n")
             .next()
@@ -249,11 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_head_that_outgrows_the_read_buffer_is_refused_with_431() {
-        let address = serving(
-            Router::new().route("/", axum::routing::get(|| async { "ok" })),
-            LONG,
-        )
-        .await;
+        let address = serving(answering_ok(), LONG).await;
         let head = |cookie_bytes: usize| {
             let cookie = "c".repeat(cookie_bytes);
             format!("GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncookie: {cookie}\r\n\r\n")
@@ -271,8 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed_when_the_header_deadline_passes() {
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let address = serving(app, Duration::from_millis(300)).await;
+        let address = serving(answering_ok(), Duration::from_millis(300)).await;
         let mut client = TcpStream::connect(address).await.unwrap();
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
