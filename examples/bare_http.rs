@@ -45,20 +45,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
-    let stop = async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        }
-    };
     listen::serve(
         listener,
         app,
         Duration::from_secs(30),
         Duration::from_secs(1),
-        stop,
+        sommelier::server::shutdown_signal(),
     )
     .await;
     Ok(())

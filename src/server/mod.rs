@@ -184,7 +184,8 @@ pub fn metrics_snapshot(state: &AppState) -> String {
     crate::telemetry::metrics::encode_text()
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM (what the host sends) or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
