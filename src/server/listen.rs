@@ -4,15 +4,19 @@
 //! close at once, requests in flight get the grace period, and whatever is still open after
 //! it is dropped.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
-use axum::Router;
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower_service::Service;
 
 /// The size hyper's read buffer grows to on each connection. A read fills the buffer's spare
 /// room, so one read returns at most about twice this, and a connection's turn on a worker
@@ -23,13 +27,16 @@ use tokio::net::TcpListener;
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at most `grace`.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     header_timeout: Duration,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = http1::Builder::new();
     // Half-closed connections stay unsupported (hyper's default): while a request is in
     // flight, hyper reads on to notice a client that hangs up, and drops the request when it
@@ -85,6 +92,7 @@ mod tests {
 
     use super::*;
     use crate::server::heavy_lane;
+    use axum::Router;
 
     /// A header deadline no test reaches.
     const LONG: Duration = Duration::from_secs(30);

@@ -63,7 +63,7 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
     tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
     let pusher = start_pusher(&state, stop_rx.clone());
 
-    let app = crate::api::router(state.clone());
+    let app = crate::api::app(state.clone());
     let serving = state.settings.serving;
     let shutdown = async move {
         shutdown_signal().await;
