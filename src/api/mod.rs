@@ -33,6 +33,7 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::functions;
+use crate::server::drain::{DrainOnDrop, Drainable};
 use crate::server::limits;
 use crate::server::state::SharedState;
 use crate::telemetry::metrics::{InFlight, METRICS};
@@ -47,7 +48,8 @@ pub const UPLOAD_BODY_LIMIT: usize = 256 * 1024 * 1024;
 /// load, answered before it. Through the router a request passes one boxed and cloned service
 /// per level (router, request metrics, method router, handler); the prediction gets the same
 /// request metrics and the same handler without them. Every other method and path, including
-/// `GET /api/predict` (the form), goes to the router.
+/// `GET /api/predict` (the form), goes to the router. A body answered before its end is read
+/// on and thrown away (see [`crate::server::drain`]).
 #[derive(Clone)]
 pub struct App {
     router: Router,
@@ -64,7 +66,7 @@ pub fn app(state: SharedState) -> App {
 
 impl<B> Service<HttpRequest<B>> for App
 where
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes> + Drainable,
     B::Error: Into<BoxError>,
 {
     type Response = Response;
@@ -76,9 +78,9 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+        let request = request.map(|body| Body::new(DrainOnDrop::new(body)));
         if request.method() == Method::POST && request.uri().path() == "/api/predict" {
             let state = self.state.clone();
-            let request = request.map(Body::new);
             return Either::Left(Box::pin(async move {
                 Ok(observed(request, |request| predict::predict(State(state), request)).await)
             }));
@@ -125,7 +127,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/retrain-on-upload", post(functions::retrain_on_upload))
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
     // Each layer added to a router wraps every route in one more boxed service that each
-    // request clones: the prediction route has no layer but `observe`, like `GET /`.
+    // request clones: the prediction route has no layer but `observe`, like `GET /`. (The
+    // server answers `POST /api/predict` before the router, see [`App`]; the route stays here
+    // for the methods it allows and for requests given to the router alone.)
     Router::new()
         .route("/", get(health::ready))
         .merge(predict)

@@ -8,6 +8,7 @@
 //! stores make a version visible only once complete, so nothing partial is left behind. The
 //! process exits within `max(SOMMELIER_SHUTDOWN_SECONDS, 6 s)` plus about a second.
 
+pub mod drain;
 mod heavy_lane;
 pub mod limits;
 pub mod listen;
