@@ -226,28 +226,30 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
         .map(|_| String::from_utf8_lossy(&answer).into_owned())
 }
 
-/// Opens a connection and declares a large body, sending only its first bytes.
-async fn hold_large_body(server: &Server, declared: usize) -> TcpStream {
+/// Opens a connection and sends `text` on it.
+async fn connect_and_send(server: &Server, text: &[u8]) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", server.port))
         .await
         .expect("connect");
+    stream.write_all(text).await.expect("write");
+    stream
+}
+
+/// Opens a connection and declares a large body, sending only its first bytes.
+async fn hold_large_body(server: &Server, declared: usize) -> TcpStream {
     let head = format!(
         "POST /api/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{{\"inputs\": ["
     );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    stream
+    connect_and_send(server, head.as_bytes()).await
 }
 
 /// Sends a request with a JSON body of `length` spaces, all of it, then reads the answer: what
 /// a client that writes its whole body before reading does. Panics if the body cannot be sent.
 async fn send_whole_body(server: &Server, path: &str, length: usize) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("connect");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
     );
-    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut stream = connect_and_send(server, head.as_bytes()).await;
     stream
         .write_all(&vec![b' '; length])
         .await
@@ -300,12 +302,7 @@ async fn the_memory_budget_and_the_deadlines_hold() {
     assert_eq!(status, 400, "the budget is free again: {answer}");
 
     // Half a header: the connection is closed, not held.
-    let mut half = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .expect("connect");
-    half.write_all(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0")
-        .await
-        .expect("write");
+    let mut half = connect_and_send(&server, b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0").await;
     let answer = read_until_closed(&mut half, Duration::from_secs(30)).await;
     assert!(
         answer.is_some(),
