@@ -9,7 +9,7 @@ mkdir -p "$TOOLS"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(prometheus prometheus-pushgateway caddy chromium shellcheck musl-tools zip unzip curl ca-certificates python3-venv openssl)
+APT_PACKAGES=(prometheus prometheus-pushgateway prometheus-alertmanager caddy chromium shellcheck musl-tools zip unzip curl ca-certificates python3-venv openssl)
 # Root installs directly (CI containers, our machines); anyone else through sudo.
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
