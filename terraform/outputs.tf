@@ -129,6 +129,16 @@ output "ansible_inventory_yaml" {
             caddy_site_address = local.monitoring_fqdn
             caddy_admin_cidrs  = var.admin_cidrs
             caddy_acme_email   = var.grafana_acme_email
+            # Alertmanager's receivers (alerts.tf keeps the secrets in Key Vault too).
+            alertmanager_email_to          = join(", ", var.alert_email_addresses)
+            alertmanager_smtp_smarthost    = var.alertmanager_smtp_smarthost
+            alertmanager_smtp_from         = var.alertmanager_smtp_from
+            alertmanager_smtp_username     = var.alertmanager_smtp_username
+            alertmanager_smtp_password     = var.alertmanager_smtp_password
+            alertmanager_slack_webhook_url = var.alertmanager_slack_webhook_url
+            alertmanager_webhook_url       = var.alertmanager_webhook_url
+            alertmanager_heartbeat_url     = var.alertmanager_heartbeat_url
+            alertmanager_runbook_base_url  = var.runbook_base_url
           }
         }
       }
@@ -139,4 +149,14 @@ output "ansible_inventory_yaml" {
 output "monitoring_nsg_name" {
   description = "Name of the network security group on the monitoring subnet (the deploy workflow opens SSH to its runner there for the duration of the Ansible run)."
   value       = azurerm_network_security_group.monitoring.name
+}
+
+output "alert_action_group_id" {
+  description = "Azure Monitor action group every Azure-side alert notifies (attach other alerts to it)."
+  value       = azurerm_monitor_action_group.main.id
+}
+
+output "availability_test_url" {
+  description = "The URL the Application Insights availability test calls from each location (GET, expects 200)."
+  value       = local.health_url
 }

@@ -378,3 +378,179 @@ variable "blob_soft_delete_days" {
     error_message = "blob_soft_delete_days must be between 1 and 365."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Alerting: Azure Monitor's action group and the monitoring VM's Alertmanager (alerts.tf)
+# ---------------------------------------------------------------------------------------------
+
+variable "alert_email_addresses" {
+  type        = list(string)
+  description = "Who receives the alerts by e-mail, from both planes: Azure Monitor's action group and the VM's Alertmanager. Stored in Key Vault and handed to Ansible. Empty: no e-mail receiver. Pass it through TF_VAR_alert_email_addresses."
+  default     = []
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for a in var.alert_email_addresses : can(regex("^[^@\\s,]+@[^@\\s,]+\\.[^@\\s,]+$", a))])
+    error_message = "alert_email_addresses must be e-mail addresses."
+  }
+}
+
+variable "alert_webhook_url" {
+  type        = string
+  description = "Webhook of Azure Monitor's action group (common alert schema), for example a Logic App or Teams workflow that renders it. Empty: none. Pass it through TF_VAR_alert_webhook_url."
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alert_webhook_url == "" || can(regex("^https://\\S+$", var.alert_webhook_url))
+    error_message = "alert_webhook_url must be empty or an https URL."
+  }
+}
+
+variable "alertmanager_smtp_smarthost" {
+  type        = string
+  description = "HOST:PORT of the authenticated SMTP relay the VM's Alertmanager sends e-mail through: port 587 with STARTTLS (Azure blocks outbound port 25). Needed when alert_email_addresses is set."
+  default     = ""
+
+  validation {
+    condition     = var.alertmanager_smtp_smarthost == "" || (can(regex("^[^:\\s]+:[0-9]+$", var.alertmanager_smtp_smarthost)) && !endswith(var.alertmanager_smtp_smarthost, ":25"))
+    error_message = "alertmanager_smtp_smarthost must be HOST:PORT, and not port 25 (blocked from Azure): use the relay's submission port, 587."
+  }
+}
+
+variable "alertmanager_smtp_from" {
+  type        = string
+  description = "Sender address of the Alertmanager's e-mails (one the relay accepts)."
+  default     = ""
+
+  validation {
+    condition     = var.alertmanager_smtp_from == "" || can(regex("^[^@\\s]+@[^@\\s]+$", var.alertmanager_smtp_from))
+    error_message = "alertmanager_smtp_from must be empty or an e-mail address."
+  }
+}
+
+variable "alertmanager_smtp_username" {
+  type        = string
+  description = "User name at the SMTP relay. Empty: no authentication."
+  default     = ""
+}
+
+variable "alertmanager_smtp_password" {
+  type        = string
+  description = "Password at the SMTP relay. Stored in Key Vault and handed to Ansible, which writes it to a file only the service reads. Pass it through TF_VAR_alertmanager_smtp_password."
+  default     = ""
+  sensitive   = true
+}
+
+variable "alertmanager_slack_webhook_url" {
+  type        = string
+  description = "Slack incoming webhook the VM's Alertmanager posts to. Stored in Key Vault and handed to Ansible. Empty: none."
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alertmanager_slack_webhook_url == "" || can(regex("^https://\\S+$", var.alertmanager_slack_webhook_url))
+    error_message = "alertmanager_slack_webhook_url must be empty or an https URL."
+  }
+}
+
+variable "alertmanager_webhook_url" {
+  type        = string
+  description = "Generic webhook the VM's Alertmanager posts its own JSON to (for example a Teams workflow). Stored in Key Vault and handed to Ansible. Empty: none."
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alertmanager_webhook_url == "" || can(regex("^https://\\S+$", var.alertmanager_webhook_url))
+    error_message = "alertmanager_webhook_url must be empty or an https URL."
+  }
+}
+
+variable "alertmanager_heartbeat_url" {
+  type        = string
+  description = "Dead man's switch (any heartbeat service) the always-firing Watchdog alert is sent to every minute; set its grace period above a minute plus the repeat interval, e.g. 5 minutes. Stored in Key Vault and handed to Ansible. Empty: silence goes unnoticed."
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alertmanager_heartbeat_url == "" || can(regex("^https://\\S+$", var.alertmanager_heartbeat_url))
+    error_message = "alertmanager_heartbeat_url must be empty or an https URL."
+  }
+}
+
+variable "runbook_base_url" {
+  type        = string
+  description = "Where monitoring/README.md is published (for example its page in the repository): every Alertmanager notification links to <this>#<alert name in lower case>. Empty: notifications carry the runbook text without a link."
+  default     = ""
+
+  validation {
+    condition     = var.runbook_base_url == "" || can(regex("^https?://\\S+$", var.runbook_base_url))
+    error_message = "runbook_base_url must be empty or an http(s) URL."
+  }
+}
+
+variable "availability_test_locations" {
+  type        = list(string)
+  description = "Application Insights test locations that call GET /api/health (each run is billed)."
+  default     = ["emea-nl-ams-azr", "emea-gb-db3-azr", "emea-fr-pra-edge", "emea-ru-msa-edge", "us-va-ash-azr"]
+
+  validation {
+    condition     = length(var.availability_test_locations) >= 1 && length(var.availability_test_locations) <= 16
+    error_message = "availability_test_locations must list 1 to 16 locations."
+  }
+}
+
+variable "availability_test_frequency" {
+  type        = number
+  description = "Seconds between two runs of the availability test at each location: 300, 600 or 900."
+  default     = 300
+
+  validation {
+    condition     = contains([300, 600, 900], var.availability_test_frequency)
+    error_message = "availability_test_frequency must be 300, 600 or 900."
+  }
+}
+
+variable "availability_failed_locations" {
+  type        = number
+  description = "Locations that must fail at once before the availability alert fires (one failing location is usually that location's network)."
+  default     = 2
+
+  validation {
+    condition     = var.availability_failed_locations >= 1
+    error_message = "availability_failed_locations must be at least 1."
+  }
+}
+
+variable "http_5xx_threshold" {
+  type        = number
+  description = "Server errors (Http5xx) in 5 minutes above which Azure Monitor alerts."
+  default     = 5
+
+  validation {
+    condition     = var.http_5xx_threshold >= 0
+    error_message = "http_5xx_threshold must not be negative."
+  }
+}
+
+variable "failed_requests_threshold" {
+  type        = number
+  description = "Failed requests in Application Insights over 15 minutes above which Azure Monitor alerts."
+  default     = 10
+
+  validation {
+    condition     = var.failed_requests_threshold >= 0
+    error_message = "failed_requests_threshold must not be negative."
+  }
+}
+
+variable "push_failures_threshold" {
+  type        = number
+  description = "Failed or refused pushes to the Pushgateway logged over 15 minutes above which Azure Monitor alerts (an instance pushes 60 times in 15 minutes at the default interval)."
+  default     = 20
+
+  validation {
+    condition     = var.push_failures_threshold >= 0
+    error_message = "push_failures_threshold must not be negative."
+  }
+}

@@ -1005,3 +1005,98 @@ def test_remove_script_waits_for_the_restarted_app(fake_az, tmp_path):
 def test_remove_script_is_shellchecked(tool):
     result = subprocess.run([tool("shellcheck"), str(REMOVE_SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# Azure Monitor alerts (alerts.tf)
+# ------------------------------------------------------------------------------------------
+
+ALERT_TYPES = {
+    "azurerm_monitor_metric_alert", "azurerm_monitor_scheduled_query_rules_alert_v2",
+    "azurerm_monitor_activity_log_alert",
+}
+
+
+def _alerts(root) -> dict[str, dict[str, Any]]:
+    return {a: b for a, b in root.resources().items() if a.split(".")[0] in ALERT_TYPES}
+
+
+def test_every_alert_notifies_the_action_group(root):
+    alerts = _alerts(root)
+    assert len(alerts) >= 6, sorted(alerts)
+    for address, body in alerts.items():
+        actions = body.get("action")
+        assert actions, f"{address} has no action: it would notify nobody"
+        action = _block(actions)
+        target = action.get("action_group_id") or action.get("action_groups")
+        assert "azurerm_monitor_action_group.main.id" in str(target), f"{address}: {action}"
+
+
+def test_every_log_alert_resolves_itself(root):
+    log_alerts = {a: b for a, b in root.resources().items()
+                  if a.startswith("azurerm_monitor_scheduled_query_rules_alert_v2.")}
+    assert set(log_alerts) >= {"azurerm_monitor_scheduled_query_rules_alert_v2.failed_requests",
+                               "azurerm_monitor_scheduled_query_rules_alert_v2.push_failures"}
+    for address, body in log_alerts.items():
+        # The default, false, leaves a fired log alert open forever.
+        assert body.get("auto_mitigation_enabled") is True, f"{address} must set auto_mitigation_enabled = true"
+        assert "mute_actions_after_alert_duration" not in body, address
+        assert body["scopes"] == ["${azurerm_application_insights.main.id}"], address
+
+
+def test_action_group_receivers_come_from_sensitive_variables(root):
+    group = root.resource("azurerm_monitor_action_group.main")
+    assert 1 <= len(group["short_name"]) <= 12
+    text = json.dumps(group)
+    assert "var.alert_email_addresses" in text and "var.alert_webhook_url" in text
+    assert text.count("use_common_alert_schema") == 2
+    variables = root.variables()
+    for name in ("alert_email_addresses", "alert_webhook_url", "alertmanager_smtp_password",
+                 "alertmanager_slack_webhook_url", "alertmanager_webhook_url", "alertmanager_heartbeat_url"):
+        assert variables[name].get("sensitive") is True, f"variable {name} must be sensitive"
+        assert variables[name].get("default") in ("", []), name
+
+
+def test_availability_test_and_its_alert(root):
+    test = root.resource("azurerm_application_insights_standard_web_test.health")
+    assert test["location"] == "${azurerm_application_insights.main.location}"
+    assert "hidden-link" not in json.dumps(test.get("tags", ""))
+    request = _block(test["request"])
+    assert request["http_verb"] == "GET" and request["url"] == "${local.health_url}"
+    assert root.locals()["health_url"].endswith("/api/health")
+    assert _block(test["validation_rules"])["expected_status_code"] == 200
+    alert = root.resource("azurerm_monitor_metric_alert.availability")
+    # Both the test and the component, or Azure refuses the alert.
+    assert set(alert["scopes"]) == {"${azurerm_application_insights_standard_web_test.health.id}",
+                                    "${azurerm_application_insights.main.id}"}
+    criteria = _block(alert["application_insights_web_test_location_availability_criteria"])
+    assert criteria["component_id"] == "${azurerm_application_insights.main.id}"
+    locations = root.variables()["availability_test_locations"]["default"]
+    assert len(locations) >= 3
+
+
+def test_monitoring_vm_is_watched_twice(root):
+    metric = root.resource("azurerm_monitor_metric_alert.monitoring_vm_availability")
+    criteria = _block(metric["criteria"])
+    assert criteria["metric_name"] == "VmAvailabilityMetric" and criteria["operator"] == "LessThan"
+    # A VM stopped through the API has no metric value at all: Resource Health covers it.
+    health = root.resource("azurerm_monitor_activity_log_alert.monitoring_vm_health")
+    assert _block(health["criteria"])["category"] == "ResourceHealth"
+    assert set(_block(_block(health["criteria"])["resource_health"])["current"]) == {"Degraded", "Unavailable", "Unknown"}
+    for alert in (metric, health):
+        assert alert["scopes"] == ["${azurerm_linux_virtual_machine.monitoring.id}"]
+
+
+def test_alertmanager_receivers_reach_the_vm_through_key_vault_and_the_inventory(root):
+    inventory = root.outputs()["ansible_inventory_yaml"]["value"]
+    for name in ("alertmanager_email_to", "alertmanager_smtp_smarthost", "alertmanager_smtp_from",
+                 "alertmanager_smtp_username", "alertmanager_smtp_password", "alertmanager_slack_webhook_url",
+                 "alertmanager_webhook_url", "alertmanager_heartbeat_url", "alertmanager_runbook_base_url"):
+        assert name in inventory, f"ansible_inventory_yaml lacks {name}"
+    secrets = {a for a in root.resources() if a.startswith("azurerm_key_vault_secret.")}
+    for name in ("alert_email_addresses", "alertmanager_smtp_password", "alertmanager_slack_webhook_url",
+                 "alertmanager_webhook_url", "alertmanager_heartbeat_url"):
+        assert f"azurerm_key_vault_secret.{name}" in secrets
+    # Port 25 is blocked from Azure: the relay's submission port is enforced.
+    smarthost = _variable_block("alertmanager_smtp_smarthost")
+    assert ':25")' in smarthost
