@@ -752,3 +752,145 @@ def test_e2e_graceful_shutdown_deletes_the_instance_group(tool, tmp_path):
     finally:
         for service in started:
             service.stop()
+
+
+# ---------------------------------------------------------------- the stack on one machine
+
+COMPOSE = REPO / "compose.yaml"
+COMPOSE_SCHEMA = Path(__file__).resolve().parent / "schema" / "compose-spec.json"
+LOCAL_ALERTMANAGER = MONITORING / "alertmanager" / "local.yml"
+
+
+def test_compose_file_matches_the_compose_specification():
+    import jsonschema  # noqa: PLC0415
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(load_yaml(COMPOSE))]
+    assert not errors, "\n".join(errors)
+    # The schema does catch a mistake.
+    broken = load_yaml(COMPOSE)
+    broken["services"]["prometheus"]["volumes"] = "not a list"
+    broken["services"]["grafana"]["imag"] = "grafana/grafana"
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_compose_runs_the_stack_with_the_repositorys_own_configuration():
+    compose = load_yaml(COMPOSE)
+    services = compose["services"]
+    assert set(services) == {"pushgateway", "prometheus", "alertmanager", "notifications", "grafana", "mlflow", "sommelier"}
+    mounts = {}
+    for name, service in services.items():
+        image = service["image"]
+        assert re.search(r":v?\d+(\.\d+)+(-\w+)?$", image) or image.endswith(":bookworm-slim"), f"{name}: {image} is not pinned"
+        assert service["network_mode"] == "host", name  # one host, like the VM: localhost targets work
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("./"):
+                mounts[target] = source
+                if not source.startswith("./target/") and "SOMMELIER_BINARY" not in source:
+                    assert (REPO / source).exists(), f"{name}: {source} does not exist"
+                assert volume.endswith(":ro"), f"{name}: {volume} should be read-only"
+    # One source of truth: the files the VM gets, not copies.
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./monitoring/prometheus/prometheus.yml"
+    assert mounts["/etc/prometheus/rules"] == "./monitoring/prometheus/rules"
+    assert mounts["/etc/alertmanager/alertmanager.yml"] == "./monitoring/alertmanager/local.yml"
+    assert mounts["/etc/grafana/provisioning/datasources"] == "./monitoring/grafana/provisioning/datasources"
+    assert mounts["/etc/grafana/provisioning/dashboards"] == "./monitoring/grafana/provisioning/dashboards"
+    provider = load_yaml(MONITORING / "grafana" / "provisioning" / "dashboards" / "sommelier.yml")["providers"][0]
+    assert mounts[provider["options"]["path"]] == "./monitoring/grafana/dashboards"
+    # Loopback only, as on the VM, and no Alertmanager gossip.
+    flags = " ".join(str(a) for s in services.values() for a in (s.get("command") or []))
+    for port in (9090, 9091, 9093):
+        assert f"--web.listen-address=127.0.0.1:{port}" in flags
+    assert "--cluster.listen-address=" in services["alertmanager"]["command"]
+    assert services["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+    assert "--host=127.0.0.1" in services["mlflow"]["command"]
+    # The addresses the repository's configuration uses are the ones the services listen on.
+    prometheus = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in prometheus["scrape_configs"]}
+    assert targets == {"pushgateway": "localhost:9091", "prometheus": "localhost:9090", "alertmanager": "127.0.0.1:9093"}
+    assert load_yaml(DATASOURCES)["datasources"][0]["url"] == "http://localhost:9090"
+
+
+def _route_tree(route: dict) -> list:
+    return [(r["receiver"], r.get("matchers"), r.get("group_by")) for r in route.get("routes", [])]
+
+
+def test_local_alertmanager_routes_like_the_vm(tool, tmp_path):
+    """local.yml is the role's routing with a printing receiver: same routes, same inhibition."""
+    from test_alerting import ALL_RECEIVERS, render_role  # noqa: PLC0415
+
+    result = run([tool("amtool"), "check-config", str(LOCAL_ALERTMANAGER)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = load_yaml(LOCAL_ALERTMANAGER)
+    vm = load_yaml(render_role(tmp_path, **ALL_RECEIVERS))
+    assert _route_tree(local["route"]) == _route_tree(vm["route"])
+    assert local["route"]["receiver"] == vm["route"]["receiver"]
+    assert local["route"]["group_by"] == vm["route"]["group_by"]
+    assert local["inhibit_rules"] == vm["inhibit_rules"]
+    assert [r["name"] for r in local["receivers"]] == [r["name"] for r in vm["receivers"]]
+    printer = "http://127.0.0.1:9095/"
+    for receiver in local["receivers"]:
+        if receiver["name"] != "heartbeat":
+            assert receiver["webhook_configs"] == [{"url": printer, "send_resolved": True}]
+
+
+def test_stack_up_status_down(tool, tmp_path):
+    """scripts/stack up --blob, status, down: every service answers, and nothing is left running."""
+    require_binaries(tool)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOMMELIER_", "MLFLOW_", "STACK_"))}
+    env.update({f"STACK_{name}_PORT": str(free_port()) for name in
+                ("PROMETHEUS", "PUSHGATEWAY", "ALERTMANAGER", "NOTIFICATIONS", "MLFLOW", "SOMMELIER", "AZURITE")})
+    env["SOMMELIER_STACK_DIR"] = str(tmp_path / "stack")
+    env["PATH"] = f"{REPO / '.tools' / 'venv' / 'bin'}:{env.get('PATH', '')}"
+
+    def stack(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(REPO / "scripts" / "stack"), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    ports = {name: env[f"STACK_{name.upper()}_PORT"] for name in
+             ("prometheus", "pushgateway", "alertmanager", "notifications", "mlflow", "sommelier", "azurite")}
+    try:
+        started = time.monotonic()
+        up = stack("up", "--blob")
+        print(f"\nscripts/stack up --blob: {time.monotonic() - started:.1f} s")
+        assert up.returncode == 0, up.stdout + up.stderr
+        for name in ("sommelier", "prometheus", "alertmanager", "pushgateway", "mlflow"):
+            assert f"127.0.0.1:{ports[name]}" in up.stdout, f"{name}'s URL not printed:\n{up.stdout}"
+        status = stack("status", timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        states = dict(line.split()[:2] for line in status.stdout.splitlines())
+        assert states == {name: "up" for name in ports}, status.stdout
+
+        # The services are wired: the instance's pushes reach Prometheus through the gateway, the
+        # model lives in Azurite, and an alert posted to Alertmanager is printed.
+        prometheus = f"http://127.0.0.1:{ports['prometheus']}"
+        wait_until("the instance's metrics in Prometheus", lambda: bool(json.loads(http(
+            "GET", f"{prometheus}/api/v1/query?query=sommelier_model_info")[1])["data"]["result"]),
+            timeout=60, services=[])
+        models = subprocess.run(
+            [str(SOMMELIER), "models", "--json", "--store", f"http://127.0.0.1:{ports['azurite']}/devstoreaccount1/models"],
+            env={**env, "SOMMELIER_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"},
+            capture_output=True, text=True, timeout=60)
+        assert models.returncode == 0 and "champion" in models.stdout, models.stdout + models.stderr
+        alert = [{"labels": {"alertname": "StackSmokeTest", "severity": "critical", "instance": "local"},
+                  "annotations": {"summary": "printed by the local receiver", "runbook": "nothing to do"}}]
+        status_code, text = http("POST", f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts", body=alert)
+        assert status_code == 200, text
+        log = tmp_path / "stack" / "notifications.log"
+        wait_until("the notification printed", lambda: "FIRING StackSmokeTest (critical)" in log.read_text(),
+                   timeout=30, services=[], interval=0.2)
+        print(log.read_text().strip())
+    finally:
+        down = stack("down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    after = stack("status", timeout=60)
+    assert after.returncode == 1
+    assert all(line.split()[1] == "down" for line in after.stdout.splitlines()), after.stdout
+    # Nothing listens on the stack's ports any more.
+    for name, port in ports.items():
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", int(port))) != 0, f"{name} still listens on {port}"
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True).stdout.split()
+    assert not leftovers, f"processes left running: {leftovers}"
