@@ -894,3 +894,27 @@ def test_stack_up_status_down(tool, tmp_path):
             assert s.connect_ex(("127.0.0.1", int(port))) != 0, f"{name} still listens on {port}"
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True).stdout.split()
     assert not leftovers, f"processes left running: {leftovers}"
+
+
+# ---------------------------------------------------------------- monitoring/README.md cannot drift
+
+def test_monitoring_readme_generated_sections_are_current(tool):
+    result = run([tool("python"), str(MONITORING / "readme.py"), "--check"])
+    assert result.returncode == 0, result.stdout + result.stderr + "\nrun: python3 monitoring/readme.py"
+    text = (MONITORING / "README.md").read_text(encoding="utf-8")
+    # Every alert is listed with its runbook section, which notifications link to by name.
+    for rule in alerts():
+        assert f"\n### {rule['alert']}\n" in text, rule["alert"]
+        assert f"(#{rule['alert'].lower()})" in text, rule["alert"]
+
+
+def test_monitoring_readme_names_every_file_it_describes():
+    text = (MONITORING / "README.md").read_text(encoding="utf-8")
+    roles = sorted(p.name for p in (MONITORING / "ansible" / "roles").iterdir() if p.is_dir())
+    files = (
+        [p.name for p in RULES] + [p.name for p in DASHBOARDS]
+        + [p.name for p in (MONITORING / "alertmanager").iterdir() if p.is_file()]
+        + [f"`{role}`" for role in roles]
+    )
+    missing = [name for name in files if name not in text]
+    assert not missing, f"monitoring/README.md does not mention {missing}"
