@@ -379,3 +379,259 @@ def test_deploy_reads_outputs_that_terraform_declares(deploy: dict, repo: Path):
                 used.add(name[0])
     assert used, "deploy.yml reads no Terraform output"
     assert used <= declared, f"outputs not declared in terraform/outputs.tf: {sorted(used - declared)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy.yml on a first real deploy: fresh logins, time limits, retries (issue 36)
+# ---------------------------------------------------------------------------------------------
+
+# The Azure CLI session azure/login leaves behind is not refreshed: its access token lasts about
+# an hour (the GitHub OIDC token it was exchanged for expires within minutes). The steps between
+# a login and the last az call relying on it may take at most this long, by their time limits.
+LOGIN_BUDGET_MINUTES = 45
+AZ_CALL = re.compile(r"(?:^|[\s;&|(!])az\s+[a-z]", re.M)
+WAITS_OR_DEPLOYS = re.compile(r"\bsleep\b|config-zip|terraform (?:init|plan|apply)|ansible-playbook|\baz\s+[a-z]")
+
+
+def deploy_job(deploy: dict) -> dict:
+    return deploy["jobs"][job_using(deploy, "azure/login")[0]]
+
+
+def is_login(step: dict) -> bool:
+    return uses_of(step).lower().startswith("azure/login@")
+
+
+def uses_azure_cli(step: dict) -> bool:
+    """Runs az itself, or a terraform apply (whose local-exec runs az at its end)."""
+    script = step.get("run") or ""
+    return bool(AZ_CALL.search(script)) or "terraform apply" in script
+
+
+def test_deploy_logs_in_again_before_each_group_of_az_calls(deploy: dict):
+    steps = steps_of(deploy_job(deploy))
+    logins = [index for index, step in enumerate(steps) if is_login(step)]
+    assert len(logins) > 1, "deploy.yml logs in to Azure once for the whole job"
+    groups = 0
+    for index, step in enumerate(steps):
+        if not uses_azure_cli(step):
+            continue
+        groups += 1
+        earlier = [login for login in logins if login < index]
+        assert earlier, f"step {step['name']!r} runs az before any azure/login"
+        login = steps[earlier[-1]]
+        since = steps[earlier[-1] + 1:index + 1]
+        untimed = [s["name"] for s in since if "timeout-minutes" not in s]
+        assert not untimed, f"steps between the login and {step['name']!r} have no time limit: {untimed}"
+        minutes = sum(int(s["timeout-minutes"]) for s in since)
+        assert minutes <= LOGIN_BUDGET_MINUTES, (
+            f"{step['name']!r} may run {minutes} minutes after its login ({login['name']!r}): the session may have expired"
+        )
+        if "always()" in str(step.get("if", "")):
+            # A clean-up step runs whatever failed before: so does its login, which may fail alone.
+            assert "always()" in str(login.get("if", "")), f"the login before {step['name']!r} is skipped after a failure"
+            assert login.get("continue-on-error") is True, f"a failed login before {step['name']!r} would stop it"
+    # phase 1 apply, the state check, the package, phase 2, opening and closing SSH, the smoke test
+    assert groups >= 7, groups
+
+
+def test_every_step_that_waits_or_deploys_has_a_time_limit(deploy: dict):
+    for job_name, job in deploy["jobs"].items():
+        for step in steps_of(job):
+            if WAITS_OR_DEPLOYS.search(step.get("run") or ""):
+                limit = step.get("timeout-minutes")
+                assert isinstance(limit, int) and 0 < limit <= job["timeout-minutes"], (
+                    f"{job_name}: step {step.get('name')!r} waits or deploys without a time limit"
+                )
+
+
+def step_running(deploy: dict, text: str) -> dict:
+    (step,) = [step for step in steps_of(deploy_job(deploy)) if text in (step.get("run") or "")]
+    return step
+
+
+STAND_IN_AZ = r'''#!/usr/bin/env python3
+"""Stand-in for the Azure CLI: logs its arguments, answers from a plan (one list of answers per
+command, consumed in order; the last one repeats)."""
+import json, os, sys, time
+args = sys.argv[1:]
+with open(os.environ["AZ_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+plan = json.load(open(os.environ["AZ_PLAN"]))
+for key, answers in plan.items():
+    if args[:len(key.split())] == key.split():
+        state = os.environ["AZ_LOG"] + "." + key.replace(" ", "_")
+        count = int(open(state).read()) if os.path.exists(state) else 0
+        open(state, "w").write(str(count + 1))
+        answer = answers[min(count, len(answers) - 1)]
+        time.sleep(answer.get("sleep", 0))
+        sys.stdout.write(answer.get("out", ""))
+        sys.stderr.write(answer.get("err", ""))
+        sys.exit(answer.get("code", 0))
+sys.exit(0)
+'''
+
+STAND_IN_CURL = r'''#!/usr/bin/env bash
+# Stand-in for curl: the GitHub OIDC token endpoint, and nothing else.
+printf '%s\n' "$*" >> "$CURL_LOG"
+printf '{"value": "oidc-token-for-test"}'
+'''
+
+
+def run_step(step: dict, tmp_path: Path, plan: dict, **env) -> tuple[subprocess.CompletedProcess, list]:
+    """Runs a step's script as GitHub does (bash -eo pipefail) with stand-ins for az and curl."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("az", STAND_IN_AZ), ("curl", STAND_IN_CURL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    (tmp_path / "step.sh").write_text(step["run"])
+    literal = {k: str(v) for k, v in (step.get("env") or {}).items() if "${{" not in str(v)}
+    environment = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+        "AZ_LOG": str(tmp_path / "az.log"), "AZ_PLAN": str(tmp_path / "plan.json"), "CURL_LOG": str(tmp_path / "curl.log"),
+        "ARM_CLIENT_ID": "client", "ARM_TENANT_ID": "tenant", "ARM_SUBSCRIPTION_ID": "subscription",
+        **literal, **env,
+    }
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+    log = tmp_path / "az.log"
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls
+
+
+FORBIDDEN_WHILE_ROLE_PROPAGATES = {
+    "code": 1,
+    "err": "ERROR: Status Code: 400, Details: Failed to upload the package: (AuthorizationPermissionMismatch) "
+           "This request is not authorized to perform this operation using this permission. (403)\n",
+}
+UNHEALTHY = {"code": 1, "err": "ERROR: Deployment was successful but the app appears to be unhealthy, please check the app logs.\n"}
+DEPLOY_ENV = {"RESOURCE_GROUP": "rg", "FUNCTION_APP": "app", "RETRY_PAUSE_SECONDS": "0"}
+
+
+def config_zip_calls(calls: list) -> int:
+    return sum(1 for call in calls if call[:4] == ["functionapp", "deployment", "source", "config-zip"])
+
+
+def test_package_deploy_retries_while_the_storage_role_propagates(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "config-zip")
+    plan = {"functionapp deployment source config-zip": [FORBIDDEN_WHILE_ROLE_PROPAGATES, FORBIDDEN_WHILE_ROLE_PROPAGATES, {}]}
+    result, calls = run_step(step, tmp_path, plan, **DEPLOY_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls[0] == ["version", "--output", "json"], "az version is not printed first"
+    assert config_zip_calls(calls) == 3
+    assert int(step["env"]["ATTEMPTS"]) > 1 and int(step["env"]["RETRY_PAUSE_SECONDS"]) > 0
+
+
+def test_package_deploy_gives_up_after_its_attempts(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "config-zip")
+    result, calls = run_step(step, tmp_path, {"functionapp deployment source config-zip": [FORBIDDEN_WHILE_ROLE_PROPAGATES]},
+                             **DEPLOY_ENV)
+    assert result.returncode != 0
+    assert config_zip_calls(calls) == int(step["env"]["ATTEMPTS"])
+
+
+def test_package_deploy_fails_at_once_on_other_errors(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "config-zip")
+    plan = {"functionapp deployment source config-zip": [{"code": 3, "err": "ERROR: (ResourceNotFound) The Resource 'app' was not found.\n"}]}
+    result, calls = run_step(step, tmp_path, plan, **DEPLOY_ENV)
+    assert result.returncode != 0 and config_zip_calls(calls) == 1
+
+
+def test_package_deploy_leaves_an_unhealthy_start_to_the_health_wait(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "config-zip")
+    result, calls = run_step(step, tmp_path, {"functionapp deployment source config-zip": [UNHEALTHY]}, **DEPLOY_ENV)
+    assert result.returncode == 0 and config_zip_calls(calls) == 1
+    assert "::warning::" in result.stdout
+    # The health wait comes next and decides.
+    steps = steps_of(deploy_job(deploy))
+    following = steps[steps.index(step) + 1:]
+    assert any("/api/health" in (s.get("run") or "") for s in following[:2])
+
+
+def test_package_deploy_bounds_each_attempt(deploy: dict, tmp_path: Path):
+    # An older CLI never returns from its health check: each attempt is cut off and retried.
+    step = step_running(deploy, "config-zip")
+    plan = {"functionapp deployment source config-zip": [{"sleep": 30}]}
+    result, calls = run_step(step, tmp_path, plan, **DEPLOY_ENV, ATTEMPTS="2", ATTEMPT_SECONDS="1")
+    assert result.returncode != 0 and config_zip_calls(calls) == 2
+    attempts, seconds = int(step["env"]["ATTEMPTS"]), int(step["env"]["ATTEMPT_SECONDS"])
+    pause = int(step["env"]["RETRY_PAUSE_SECONDS"])
+    assert attempts * seconds + (attempts - 1) * pause < step["timeout-minutes"] * 60
+
+
+def test_closing_ssh_logs_in_again_when_the_session_expired(deploy: dict, tmp_path: Path):
+    (step,) = [s for s in steps_of(deploy_job(deploy)) if "nsg rule delete" in (s.get("run") or "")]
+    assert "always()" in step["if"]
+    expired = {"code": 1, "err": "ERROR: AADSTS700024: Client assertion is not within its valid time range.\n"}
+    plan = {"network nsg rule delete": [expired, {}], "login": [{}], "account set": [{}]}
+    result, calls = run_step(step, tmp_path, plan, RESOURCE_GROUP="rg", NSG="nsg", RULE="gha-ansible-1",
+                             RETRY_PAUSE_SECONDS="0", ACTIONS_ID_TOKEN_REQUEST_URL="https://token.example/?x=1",
+                             ACTIONS_ID_TOKEN_REQUEST_TOKEN="request-token")
+    assert result.returncode == 0, result.stdout + result.stderr
+    verbs = [" ".join(call[:4]) for call in calls]
+    assert verbs[0].startswith("network nsg rule delete") and verbs[-1].startswith("network nsg rule delete")
+    (login,) = [call for call in calls if call[0] == "login"]
+    assert login[login.index("--federated-token") + 1] == "oidc-token-for-test"
+    assert login[login.index("--username") + 1] == "client" and "--service-principal" in login
+    assert "audience=api://AzureADTokenExchange" in (tmp_path / "curl.log").read_text()
+
+
+def test_closing_ssh_fails_loudly_when_the_rule_stays(deploy: dict, tmp_path: Path):
+    (step,) = [s for s in steps_of(deploy_job(deploy)) if "nsg rule delete" in (s.get("run") or "")]
+    plan = {"network nsg rule delete": [{"code": 1, "err": "ERROR: AADSTS700024\n"}], "login": [{"code": 1}]}
+    result, _ = run_step(step, tmp_path, plan, RESOURCE_GROUP="rg", NSG="nsg", RULE="r", RETRY_PAUSE_SECONDS="0",
+                         ACTIONS_ID_TOKEN_REQUEST_URL="https://token.example/?x=1", ACTIONS_ID_TOKEN_REQUEST_TOKEN="t")
+    assert result.returncode != 0
+    assert "::error::port 22 is still open" in result.stdout
+
+
+def test_state_access_is_checked_before_terraform_init(deploy: dict, tmp_path: Path):
+    steps = steps_of(deploy_job(deploy))
+    check = step_running(deploy, "az storage blob list")
+    init = next(s for s in steps if (s.get("run") or "").lstrip().startswith(("terraform init", "#")) and "terraform init" in s["run"])
+    assert steps.index(check) < steps.index(init)
+    env = {"TF_STATE_STORAGE_ACCOUNT": "sttfstate", "TF_STATE_CONTAINER": "tfstate"}
+    denied = {"code": 1, "err": "ERROR: You do not have the required permissions needed to perform this operation.\n"
+                                "ErrorCode:AuthorizationPermissionMismatch\n"}
+    result, calls = run_step(check, tmp_path, {"storage blob list": [denied]}, **env)
+    assert result.returncode != 0
+    assert "::error::" in result.stdout and "Storage Blob Data Contributor" in result.stdout
+    listing = next(call for call in calls if call[:3] == ["storage", "blob", "list"])
+    assert "--auth-mode" in listing and listing[listing.index("--auth-mode") + 1] == "login"
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    result, _ = run_step(check, allowed, {"storage blob list": [{}]}, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def markdown_section(text: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no '## {heading}' section"
+    return match.group(1)
+
+
+def test_bootstrap_names_the_state_data_role_the_backend_needs(deploy: dict, repo: Path):
+    # With Entra ID auth on the backend, the state is read and locked with the principal's data
+    # role on the container: Contributor (a management role) does not reach blobs.
+    versions = (repo / "terraform" / "versions.tf").read_text()
+    assert re.search(r'backend\s+"azurerm"', versions)
+    lines = run_lines(deploy_job(deploy))
+    init_flags = " ".join(lines[first_index(lines, r"terraform init"):])
+    readme = (repo / "terraform" / "README.md").read_text()
+    entra_id = '-backend-config="use_azuread_auth=true"' in init_flags or re.search(r"use_azuread_auth\s*=\s*true", readme)
+    assert entra_id, "the backend no longer uses Entra ID: revisit this check"
+    bootstrap = markdown_section(readme, "Bootstrap")
+    assert "Storage Blob Data Contributor" in bootstrap
+    assert re.search(r'--role "Storage Blob Data Contributor"[^\n]*\\\n[^\n]*/blobServices/default/containers/', bootstrap), (
+        "the bootstrap does not assign the data role on the state container"
+    )
+    # The container and account the bootstrap creates are the ones the backend example uses.
+    backend = dict(re.findall(r'^(\w+)\s*=\s*"([^"]+)"', markdown_section(readme, "Remote state"), re.M))
+    assert f"-n {backend['storage_account_name']} " in bootstrap and f"-n {backend['container_name']}" in bootstrap
+    header = "\n".join(line for line in (repo / ".github" / "workflows" / "deploy.yml").read_text().splitlines()
+                       if line.startswith("#"))
+    assert "Storage Blob Data" in header and "Contributor on the state container" in " ".join(header.replace("#", " ").split())
