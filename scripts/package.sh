@@ -5,28 +5,36 @@
 #   <name>/function.json   one folder per function, from functions/<name>/function.json
 #   sommelier              the custom handler: a static x86_64 Linux (musl) executable, mode 0755
 #
-# and nothing else (no local.settings.json, no directory entries).
+# and nothing else (no local.settings.json, no directory entries). Beside the zip it writes
+# its bill of materials, <name>.cdx.json for <name>.zip: a CycloneDX SBOM of every crate the
+# executable is built from (scripts/sbom.py). The executable itself carries its dependency
+# list too (built with `cargo auditable`), so a deployed binary can be audited on its own:
+#   cargo audit bin sommelier
 #
 # Usage:
 #   scripts/package.sh [--binary PATH] [--out PATH] [--no-install] [--check]
 #
-#   --binary PATH  pack this executable instead of building one
-#                  (default: cargo build --release --locked --target x86_64-unknown-linux-musl)
-#   --out PATH     where to write the zip (default: dist/sommelier-functions.zip)
+#   --binary PATH  pack this executable instead of building one (default: cargo auditable
+#                  build --release --locked --target x86_64-unknown-linux-musl)
+#   --out PATH     where to write the zip (default: dist/sommelier-functions.zip; the SBOM
+#                  goes beside it)
 #   --no-install   never install a missing prerequisite: stop and say what to run
 #   --check        only check (and install) the prerequisites, build nothing
 #
-# The build needs cargo, the musl target, a musl C compiler (for the TLS stack's C code;
-# musl-gcc from Debian/Ubuntu's musl-tools, or $CC_x86_64_unknown_linux_musl) and python3
-# (writes the zip). The script adds the musl target with rustup, and installs musl-tools and
-# python3 with apt-get when it runs as root; otherwise it stops and prints the exact commands:
+# The build needs cargo, the musl target, cargo-auditable, a musl C compiler (for the TLS
+# stack's C code; musl-gcc from Debian/Ubuntu's musl-tools, or $CC_x86_64_unknown_linux_musl)
+# and python3 3.11 or newer (writes the zip and the SBOM; the SBOM needs cargo even with
+# --binary). The script adds the musl target with rustup, installs cargo-auditable with cargo,
+# and installs musl-tools and python3 with apt-get when it runs as root; otherwise it stops and
+# prints the exact commands:
 #   rustup target add x86_64-unknown-linux-musl
+#   cargo install --locked --version 0.7.7 cargo-auditable
 #   sudo apt-get install musl-tools python3
 #
 # The zip is reproducible: entries sorted by name, every timestamp fixed at
 # 1980-01-01 00:00:00, Unix modes stored explicitly (0755 for the executable,
 # 0644 for the JSON files), deflate at level 9. Packing the same inputs twice
-# gives identical bytes.
+# gives identical bytes, and so does the SBOM (no timestamp, sorted).
 #
 # Deploy it to the Flex Consumption app with
 #   az functionapp deployment source config-zip --src dist/sommelier-functions.zip -g <resource group> -n <app>
@@ -36,6 +44,7 @@ cd "$(dirname "$0")/.."
 
 TARGET="x86_64-unknown-linux-musl"
 EXECUTABLE="sommelier"
+CARGO_AUDITABLE_VERSION="0.7.7"
 
 usage() {
   sed -n '/^# Usage:/,/^#   --check/p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -98,6 +107,7 @@ absolute() {
 }
 [ -z "$binary" ] || binary="$(absolute "$binary")"
 if [ -z "$out" ]; then out="dist/sommelier-functions.zip"; else out="$(absolute "$out")"; fi
+sbom="${out%.zip}.cdx.json"
 
 # Installs a Debian/Ubuntu package when allowed and possible (root with apt-get); else false.
 apt_install() {
@@ -114,6 +124,11 @@ musl_target_installed() {
   [ -d "$libdir" ] && [ -n "$(ls -A "$libdir")" ]
 }
 
+# Whether cargo-auditable is installed at the pinned version.
+cargo_auditable_installed() {
+  cargo install --list 2>/dev/null | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:"
+}
+
 # Checks what the build needs, installs what it can, and says exactly what to run otherwise.
 ensure_prerequisites() {
   local need_build="$1" sudo="sudo " problems=()
@@ -121,10 +136,19 @@ ensure_prerequisites() {
   if ! command -v python3 >/dev/null && ! apt_install python3; then
     problems+=("python3 is missing: run  ${sudo}apt-get install python3")
   fi
-  if [ -n "$need_build" ]; then
-    if ! command -v cargo >/dev/null; then
-      problems+=("cargo is missing: install the Rust toolchain with rustup, then run  rustup target add $TARGET")
-    elif ! musl_target_installed; then
+  if ! command -v cargo >/dev/null; then
+    problems+=("cargo is missing: install the Rust toolchain with rustup, then run  rustup target add $TARGET")
+  elif [ -n "$need_build" ]; then
+    if ! cargo_auditable_installed; then
+      local install_auditable="cargo install --locked --version $CARGO_AUDITABLE_VERSION cargo-auditable"
+      if [ -n "$install" ]; then
+        printf 'package: %s\n' "$install_auditable" >&2
+        $install_auditable >&2 || problems+=("cargo-auditable could not be installed: run  $install_auditable")
+      else
+        problems+=("cargo-auditable $CARGO_AUDITABLE_VERSION is not installed: run  $install_auditable")
+      fi
+    fi
+    if ! musl_target_installed; then
       if [ -n "$install" ] && command -v rustup >/dev/null; then
         printf 'package: rustup target add %s\n' "$TARGET" >&2
         rustup target add "$TARGET" >&2 || problems+=("the Rust target $TARGET could not be added: run  rustup target add $TARGET")
@@ -154,8 +178,10 @@ if [ -n "$check_only" ]; then
 fi
 
 if [ -z "$binary" ]; then
-  printf 'package: cargo build --release --locked --target %s\n' "$TARGET" >&2
-  cargo build --release --locked --target "$TARGET" --bin "$EXECUTABLE"
+  # cargo auditable embeds the dependency list in the executable (a `.dep-v0` section); the
+  # code is compiled exactly as by cargo build.
+  printf 'package: cargo auditable build --release --locked --target %s\n' "$TARGET" >&2
+  cargo auditable build --release --locked --target "$TARGET" --bin "$EXECUTABLE"
   binary="target/$TARGET/release/$EXECUTABLE"
 fi
 [ -f "$binary" ] || die "no executable at $binary"
@@ -213,3 +239,5 @@ with zipfile.ZipFile(tmp, "w") as archive:
 os.replace(tmp, out)
 print(f"package: wrote {out} ({out.stat().st_size} bytes, {len(entries)} entries)", file=sys.stderr)
 PY
+
+python3 scripts/sbom.py --target "$TARGET" --bin "$EXECUTABLE" --out "$sbom"

@@ -5,8 +5,11 @@ several minutes of cargo on two cores), unpacks it, and checks what the
 Functions host needs: host.json at the root, one folder per function, the
 executable `sommelier` stored with mode 0755, nothing else; that the
 executable is statically linked and runs; that packing twice gives the same
-bytes; and that the packed executable passes the host-playing harness
-(`cargo test --test host_harness` with SOMMELIER_BIN pointing at it).
+bytes, zip and bill of materials alike; that the executable carries its
+dependency list (cargo auditable) and that the bill of materials beside the
+zip names every crate the executable shows; and that the packed executable
+passes the host-playing harness (`cargo test --test host_harness` with
+SOMMELIER_BIN pointing at it).
 
 Set SOMMELIER_PACKAGE_BINARY to pack an already built executable instead of
 building one (scripts/package.sh --binary).
@@ -14,11 +17,14 @@ building one (scripts/package.sh --binary).
 
 import json
 import os
+import re
 import shutil
 import stat
 import struct
 import subprocess
+import tomllib
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -62,6 +68,11 @@ def unpacked(package: Path, tmp_path_factory) -> Path:
     return root
 
 
+def sbom_of(package: Path) -> Path:
+    """The bill of materials scripts/package.sh writes beside <name>.zip: <name>.cdx.json."""
+    return package.with_name(package.stem + ".cdx.json")
+
+
 def expected_entries(repo: Path) -> set:
     functions = {f"{path.parent.name}/function.json" for path in (repo / "functions").glob("*/function.json")}
     return {"host.json", EXECUTABLE} | functions
@@ -101,6 +112,25 @@ def elf_facts(data: bytes) -> dict:
         "segment_types": [segment[0] for segment in segments],
         "needed": needed,
     }
+
+
+def elf_section(data: bytes, wanted: str) -> bytes | None:
+    """The contents of a named section of a 64-bit little-endian ELF file, or None."""
+    e_shoff = struct.unpack_from("<Q", data, 40)[0]
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 58)
+
+    def header(index: int) -> tuple:
+        _name, _type, _flags, _addr, offset, size = struct.unpack_from("<IIQQQQ", data, e_shoff + index * e_shentsize)
+        return _name, offset, size
+
+    _, names_offset, names_size = header(e_shstrndx)
+    names = data[names_offset:names_offset + names_size]
+    for index in range(e_shnum):
+        name_index, offset, size = header(index)
+        name = names[name_index:names.index(b"\0", name_index)].decode()
+        if name == wanted:
+            return data[offset:offset + size]
+    return None
 
 
 def test_elf_reader_tells_static_from_dynamic():
@@ -222,6 +252,38 @@ def test_packing_twice_gives_identical_bytes(package: Path, unpacked: Path, repo
     again = tmp_path / "again.zip"
     run_package(repo, again, str(unpacked / EXECUTABLE))
     assert again.read_bytes() == package.read_bytes()
+    assert sbom_of(again).read_bytes() == sbom_of(package).read_bytes(), "the SBOM differs between two runs"
+
+
+def test_executable_carries_its_dependency_list(unpacked: Path, package: Path, repo: Path):
+    """cargo auditable's `.dep-v0` section: zlib-compressed JSON of the crates, readable from
+    the deployed file alone (`cargo audit bin`, trivy, syft...)."""
+    section = elf_section((unpacked / EXECUTABLE).read_bytes(), ".dep-v0")
+    assert section, "no .dep-v0 section: the executable was not built with cargo auditable"
+    embedded = json.loads(zlib.decompress(section))["packages"]
+    roots = [entry for entry in embedded if entry.get("root")]
+    assert [entry["name"] for entry in roots] == [EXECUTABLE]
+    locked = {(entry["name"], entry["version"]) for entry in tomllib.loads((repo / "Cargo.lock").read_text())["package"]}
+    assert {(entry["name"], entry["version"]) for entry in embedded} <= locked
+    # Every crate the bill of materials says is linked in is in the embedded list as such.
+    linked_in = {(entry["name"], entry["version"]) for entry in embedded if entry.get("kind", "runtime") == "runtime"}
+    components = json.loads(sbom_of(package).read_text())["components"]
+    required = {(c["name"], c["version"]) for c in components if c["scope"] == "required"}
+    assert required <= linked_in, f"in the SBOM, not embedded: {sorted(required - linked_in)}"
+
+
+def test_sbom_names_every_crate_the_executable_shows(unpacked: Path, package: Path):
+    """The executable keeps the source path of each crate whose panics it can report
+    (`.../<name>-<version>/src/...`): each such crate must be in the SBOM as linked in."""
+    data = (unpacked / EXECUTABLE).read_bytes()
+    seen = {
+        (match.group(1).decode(), match.group(2).decode())
+        for match in re.finditer(rb"/registry/src/[^/\0]+/([A-Za-z0-9_-]+?)-(\d+\.\d+\.\d+(?:[-+][A-Za-z0-9.]+)?)/", data)
+    }
+    assert len(seen) >= 10, f"only {len(seen)} crate paths found in the executable: {sorted(seen)}"
+    components = json.loads(sbom_of(package).read_text())["components"]
+    required = {(c["name"], c["version"]) for c in components if c["scope"] == "required"}
+    assert seen <= required, f"in the executable, not in the SBOM: {sorted(seen - required)}"
 
 
 def test_packed_executable_passes_the_host_harness(unpacked: Path, repo: Path):
