@@ -16,8 +16,13 @@ import yaml
 
 WORKFLOWS = ("ci.yml", "deploy.yml")
 
-# owner/repo[/path]@ref, where ref is a full commit SHA or a released version tag.
-PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_./-]+)?@(?:[0-9a-f]{40}|v\d+(?:\.\d+){0,2})$")
+# owner/repo[/path]@ref, where ref is a full commit SHA (a tag can be moved; a commit cannot).
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_./-]+)?@[0-9a-f]{40}$")
+# The `uses:` line as written: the commit, then the release it is, as a comment.
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(?:\s+#\s*(\S+))?\s*$")
+RELEASE_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
+# Jobs that sign something hold an OIDC token: Azure logins, and build provenance attestations.
+OIDC_ACTIONS = ("azure/login", "actions/attest-build-provenance")
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 
 
@@ -111,10 +116,26 @@ def test_actionlint_is_clean(repo: Path, tool, tool_env: dict):
     assert result.returncode == 0, f"actionlint found problems:\n{result.stdout}{result.stderr}"
 
 
-def test_checkov_github_actions_has_no_failures(repo: Path, tool, tool_env: dict):
+# What checkov's workflow schema (checkov 3.3.30) does not know yet, although GitHub does: a
+# workflow holding one of these is skipped whole, silently. The copy checkov reads has each such
+# line replaced by a comment (so line numbers and inline skips stay where they are).
+CHECKOV_SCHEMA_GAPS = (
+    (re.compile(r"^(\s*)attestations: (?:read|write)\s*$", re.M), r"\1# attestations permission"),
+    (re.compile(r"^(\s*)cancel-in-progress: \$\{\{.*\}\}\s*$", re.M), r"\1cancel-in-progress: true"),
+)
+
+
+def test_checkov_github_actions_has_no_failures(repo: Path, tool, tool_env: dict, tmp_path: Path):
     checkov = tool("checkov")
+    copy = tmp_path / ".github"
+    shutil.copytree(repo / ".github", copy)
+    for path in sorted((copy / "workflows").glob("*.y*ml")):
+        text = path.read_text()
+        for pattern, replacement in CHECKOV_SCHEMA_GAPS:
+            text = pattern.sub(replacement, text)
+        path.write_text(text)
     result = subprocess.run(
-        [checkov, "-d", ".github", "--framework", "github_actions", "--skip-download", "--compact", "--quiet"],
+        [checkov, "-d", str(copy), "--framework", "github_actions", "--skip-download", "--compact"],
         cwd=repo, env=tool_env, capture_output=True, text=True, timeout=600,
     )
     output = result.stdout + result.stderr
@@ -122,6 +143,8 @@ def test_checkov_github_actions_has_no_failures(repo: Path, tool, tool_env: dict
     counts = re.search(r"Passed checks: (\d+), Failed checks: (\d+)", output)
     assert counts, f"checkov printed no summary (did it scan anything?):\n{output}"
     assert int(counts.group(1)) > 0 and int(counts.group(2)) == 0, output
+    for name in WORKFLOWS:  # a workflow checkov cannot read yields no result at all
+        assert f"File: /workflows/{name}:" in output, f"checkov did not scan {name}:\n{output[-3000:]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,19 +170,32 @@ def test_every_job_declares_its_own_permissions(workflows: dict):
             permissions = job["permissions"] or {}
             assert isinstance(permissions, dict), f"{name}: job {job_name} permissions {permissions!r}"
             writes = {scope for scope, level in permissions.items() if level == "write"}
-            assert writes <= {"id-token"}, f"{name}: job {job_name} writes {sorted(writes)}"
+            allowed = {"id-token"}
+            if job_name in job_using(workflow, "actions/attest-build-provenance"):
+                allowed.add("attestations")  # stores the attestation it signs, nothing else
+            assert writes <= allowed, f"{name}: job {job_name} writes {sorted(writes)}"
 
 
-def test_id_token_write_only_where_azure_login_is_used(workflows: dict):
+def test_id_token_write_only_where_azure_login_or_an_attestation_is_used(workflows: dict):
     for name, workflow in workflows.items():
         top = workflow.get("permissions")
         assert not isinstance(top, dict) or "id-token" not in top, f"{name}: id-token granted at the top level"
-        oidc_jobs = set(job_using(workflow, "azure/login"))
+        oidc_jobs = {job for action in OIDC_ACTIONS for job in job_using(workflow, action)}
         for job_name, job in workflow["jobs"].items():
             wants_token = (job.get("permissions") or {}).get("id-token") == "write"
             assert wants_token == (job_name in oidc_jobs), (
-                f"{name}: job {job_name}: id-token write {'without' if wants_token else 'missing for'} azure/login"
+                f"{name}: job {job_name}: id-token write {'without' if wants_token else 'missing for'} "
+                f"{' or '.join(OIDC_ACTIONS)}"
             )
+
+
+def test_the_build_job_holds_no_cloud_credential(deploy: dict):
+    """The job that signs the provenance builds the package; it never logs in to Azure."""
+    attesting = set(job_using(deploy, "actions/attest-build-provenance"))
+    assert attesting, "deploy.yml attests nothing"
+    assert not attesting & set(job_using(deploy, "azure/login"))
+    for job_name in attesting:
+        assert "environment" not in deploy["jobs"][job_name], f"{job_name} runs in an environment with secrets"
 
 
 def test_azure_login_uses_oidc_without_a_secret(workflows: dict):
@@ -176,7 +212,26 @@ def test_azure_login_uses_oidc_without_a_secret(workflows: dict):
     assert found, "no azure/login step anywhere"
 
 
-def test_every_action_is_pinned_to_a_release_or_commit(workflows: dict):
+def test_every_action_is_pinned_to_a_commit_with_its_release_in_a_comment(workflow_dir: Path):
+    """`uses: owner/repo@<40 hex>  # vX.Y.Z`: the commit is what runs, the comment what it is.
+    Every use of one action names the same commit (Dependabot moves them together)."""
+    commits: dict = {}
+    for path in sorted(workflow_dir.glob("*.y*ml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = USES_LINE.match(line)
+            if not match or match.group(1).startswith("./"):
+                continue
+            reference, tag = match.groups()
+            assert PINNED.match(reference), f"{path.name}:{number}: {reference!r} is not pinned to a full commit"
+            assert tag and RELEASE_TAG.match(tag), f"{path.name}:{number}: no `# vX.Y.Z` comment after {reference}"
+            action, commit = reference.split("@")
+            commits.setdefault(action.lower(), set()).add((commit, tag))
+    assert commits, "no action is used"
+    for action, pins in commits.items():
+        assert len(pins) == 1, f"{action} is pinned to different commits: {sorted(pins)}"
+
+
+def test_every_action_reference_is_pinned(workflows: dict):
     for name, workflow in workflows.items():
         references = [uses_of(step) for _, step in all_steps(workflow) if uses_of(step)]
         references += [job["uses"] for job in workflow["jobs"].values() if "uses" in job]
@@ -185,7 +240,7 @@ def test_every_action_is_pinned_to_a_release_or_commit(workflows: dict):
             if reference.startswith("./"):
                 continue
             assert not reference.startswith("docker://") or "@sha256:" in reference, f"{name}: {reference}"
-            assert PINNED.match(reference), f"{name}: {reference!r} is not pinned to a version tag or commit SHA"
+            assert PINNED.match(reference), f"{name}: {reference!r} is not pinned to a full commit SHA"
 
 
 def test_no_expressions_inside_run_scripts(workflows: dict):
