@@ -146,6 +146,8 @@ install_rust_components() {
   fi
   # What scripts/package.sh needs, cargo-auditable (its pinned version) included.
   bash scripts/package.sh --check
+  # Every crate of Cargo.lock, for every platform: cargo deny checks them all, offline.
+  cargo fetch --locked --quiet
 }
 
 main() {
