@@ -5,8 +5,10 @@ must change nothing), after which the Pushgateway demands basic auth and Prometh
 
 The real run configures this machine's Debian packages prometheus and prometheus-pushgateway
 (their /etc files and services, on free ports); it needs root, as in CI. The services are
-stopped at the end. The grafana role cannot run here (its apt repository is not reachable):
-it is linted and its templates are rendered with Jinja2.
+stopped at the end. Grafana's apt repository is not reachable here: the grafana role runs
+against a local signed apt repository holding a stand-in `grafana` package
+(tests/infra/fixtures/grafana_stub), with the variables of Terraform's inventory only; the
+repository, the package and the sources entry are removed at the end.
 """
 
 from __future__ import annotations
@@ -225,6 +227,10 @@ def test_grafana_ini_template():
     assert ini["users"]["allow_sign_up"] == "false"
     assert ini["server"]["root_url"] == "https://grafana.example.org/"
     assert ini["paths"]["provisioning"] == "/etc/grafana/provisioning"
+    # The CLI reads only this file: without [paths] data it would use another database.
+    assert ini["paths"]["data"] == "/var/lib/grafana"
+    assert ini["paths"]["logs"] == "/var/log/grafana"
+    assert ini["paths"]["plugins"] == "/var/lib/grafana/plugins"
 
 
 def test_grafana_role_refuses_weak_passwords():
@@ -501,3 +507,289 @@ def get_no_redirect(url: str) -> tuple[int, str]:
         return response.status, response.getheader("Location", "")
     finally:
         connection.close()
+
+
+# ---------------------------------------------------------------- Terraform's inventory is enough
+
+def terraform_inventory_variables() -> set[str]:
+    """Names of the group variables in Terraform's ansible_inventory_yaml output."""
+    text = (REPO / "terraform" / "outputs.tf").read_text()
+    output = re.search(r'^output\s+"ansible_inventory_yaml"\s*\{(.*?)^\}', text, re.M | re.S)
+    assert output, "terraform/outputs.tf has no ansible_inventory_yaml output"
+    block = re.search(r"\bvars\s*=\s*\{(.*?)\n\s*\}", output.group(1), re.S)
+    assert block, "the ansible_inventory_yaml output sets no group vars"
+    return set(re.findall(r"^\s*([a-z_][a-z0-9_]*)\s*=", block.group(1), re.M))
+
+
+def test_every_required_role_input_comes_from_terraforms_inventory():
+    """monitoring/README.md's command runs site.yml with Terraform's inventory and nothing else."""
+    provided = terraform_inventory_variables()
+    assert TERRAFORM_VARIABLES <= provided, TERRAFORM_VARIABLES - provided
+    plays = load_yaml(ANSIBLE / "site.yml")
+    for play in plays:
+        for entry in play["roles"]:
+            role = entry["role"]
+            given = set((entry.get("vars") or {}).keys())
+            options = load_yaml(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+            required = {name for name, spec in options.items() if spec.get("required")}
+            missing = required - provided - given
+            assert not missing, f"role {role} requires {sorted(missing)}, which Terraform's inventory does not set"
+
+
+def test_grafana_repository_defaults_to_grafanas_current_key():
+    defaults = load_yaml(ROLES / "grafana" / "defaults" / "main.yml")
+    assert defaults["grafana_apt_repository_url"] == "https://apt.grafana.com"
+    assert defaults["grafana_apt_key_url"] == "https://apt.grafana.com/gpg-full.key"
+    options = load_yaml(ROLES / "grafana" / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    for name in ("grafana_apt_repository_url", "grafana_apt_key_url"):
+        assert not options[name].get("required") and options[name]["default"] == defaults[name]
+
+
+def test_monitoring_readme_command_uses_terraforms_inventory_alone():
+    text = (REPO / "monitoring" / "README.md").read_text()
+    commands = [line for line in text.splitlines() if "ansible-playbook" in line and "site.yml" in line]
+    assert commands, "monitoring/README.md shows no ansible-playbook command"
+    for command in commands:
+        assert " -e " not in command and "--extra-vars" not in command, command
+    assert "terraform output -raw ansible_inventory_yaml" in text
+    assert "monitoring_ssh_known_hosts" in text
+
+
+def test_grafana_preflight_refuses_the_rotated_out_key(tool, ansible_env, tmp_path):
+    variables = {"grafana_admin_password": "test-run-password-0123",
+                 "grafana_apt_key_url": "https://apt.grafana.com/gpg.key"}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    result = run([tool("ansible-playbook"), "-i", "tests/inventory.yml", "-c", "local", "tests/grafana.yml",
+                  "-e", f"@{tmp_path / 'vars.json'}"], env=ansible_env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "EXPKEYSIG" in output and "gpg-full.key" in output, output[-3000:]
+    # It stops before anything is installed.
+    assert "Add Grafana's apt repository" not in output
+
+
+GRAFANA_STUB = Path(__file__).resolve().parent / "fixtures" / "grafana_stub"
+
+
+def build_stub_repository(root: Path, gnupg: Path) -> None:
+    """A signed apt repository (suite stable, component main) with a stand-in `grafana` package,
+    laid out as Grafana's is, and its public key as gpg-full.key."""
+    package = root / "build" / "grafana"
+    for directory in ("DEBIAN", "usr/share/grafana/bin", "usr/sbin", "etc/init.d", "etc/grafana"):
+        (package / directory).mkdir(parents=True, exist_ok=True)
+    (package / "DEBIAN" / "control").write_text(
+        "Package: grafana\nVersion: 0.0.1-stub\nArchitecture: all\nMaintainer: sommelier tests <tests@example.org>\n"
+        "Depends: python3\nDescription: stand-in for Grafana in sommelier's Ansible tests\n"
+    )
+    (package / "DEBIAN" / "conffiles").write_text("/etc/grafana/grafana.ini\n/etc/init.d/grafana-server\n")
+    postinst = package / "DEBIAN" / "postinst"
+    postinst.write_text(
+        "#!/bin/sh\nset -e\n"
+        "getent group grafana >/dev/null || groupadd --system grafana\n"
+        "getent passwd grafana >/dev/null || useradd --system --gid grafana --home-dir /usr/share/grafana"
+        " --no-create-home --shell /usr/sbin/nologin grafana\n"
+        "install -d -o grafana -g grafana -m 0750 /var/lib/grafana /var/log/grafana\n"
+    )
+    postinst.chmod(0o755)
+    binary = package / "usr" / "share" / "grafana" / "bin" / "grafana"
+    binary.write_bytes((GRAFANA_STUB / "grafana").read_bytes())
+    binary.chmod(0o755)
+    init = package / "etc" / "init.d" / "grafana-server"
+    init.write_bytes((GRAFANA_STUB / "grafana-server.init").read_bytes())
+    init.chmod(0o755)
+    (package / "etc" / "grafana" / "grafana.ini").write_text("[server]\nhttp_port = 3000\n")
+    pool = root / "repo" / "pool" / "main"
+    pool.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(package), str(pool / "grafana_0.0.1-stub_all.deb")],
+                   check=True, capture_output=True)
+    architecture = subprocess.run(["dpkg", "--print-architecture"], check=True, capture_output=True, text=True).stdout.strip()
+    index = root / "repo" / "dists" / "stable" / "main" / f"binary-{architecture}"
+    index.mkdir(parents=True)
+    scan = subprocess.run(["dpkg-scanpackages", "--multiversion", "pool"], cwd=root / "repo",
+                          check=True, capture_output=True, text=True)
+    (index / "Packages").write_text(scan.stdout)
+    import hashlib  # noqa: PLC0415
+    packages = (index / "Packages").read_bytes()
+    (root / "repo" / "dists" / "stable" / "Release").write_text(
+        "Origin: sommelier-tests\nLabel: grafana stand-in\nSuite: stable\nCodename: stable\n"
+        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S UTC', time.gmtime())}\n"
+        f"Architectures: {architecture}\nComponents: main\nSHA256:\n"
+        f" {hashlib.sha256(packages).hexdigest()} {len(packages)} main/binary-{architecture}/Packages\n"
+    )
+    gpg = ["gpg", "--homedir", str(gnupg), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    gnupg.mkdir(mode=0o700)
+    subprocess.run([*gpg, "--quick-gen-key", "sommelier tests <tests@example.org>", "ed25519", "sign", "never"],
+                   check=True, capture_output=True)
+    subprocess.run([*gpg, "--clearsign", "--output", str(root / "repo" / "dists" / "stable" / "InRelease"),
+                    str(root / "repo" / "dists" / "stable" / "Release")], check=True, capture_output=True)
+    key = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True)
+    (root / "repo" / "gpg-full.key").write_bytes(key.stdout)
+
+
+def grafana_user(port: int, password: str) -> int:
+    return get(f"http://127.0.0.1:{port}/api/user", auth=("admin", password))[0]
+
+
+@pytest.fixture(scope="module")
+def grafana_deployed(tool, ansible_env, tmp_path_factory):
+    """The grafana role applied to this machine with Terraform's inventory variables (plus the port
+    and the stand-in repository), then again with a new admin password (as when Terraform's
+    generated password changes)."""
+    import functools  # noqa: PLC0415
+    import http.server  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        pytest.fail("the grafana role installs a system package: run this test as root (as CI does)")
+    for command in ("gpg", "dpkg-deb", "dpkg-scanpackages"):
+        assert shutil.which(command), f"{command} is missing (Debian packages gnupg, dpkg-dev)"
+    if Path("/etc/apt/sources.list.d/grafana.sources").exists():
+        pytest.fail("/etc/apt/sources.list.d/grafana.sources exists already: this machine has Grafana's repository")
+    tmp = tmp_path_factory.mktemp("grafana")
+    build_stub_repository(tmp, tmp / "gnupg")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp / "repo"))
+    handler.log_message = lambda *args: None
+    repository = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=repository.serve_forever, daemon=True).start()
+    repository_url = f"http://127.0.0.1:{repository.server_address[1]}"
+    port = free_port()
+    # Terraform's inventory sets grafana_admin_password and grafana_root_url; this machine needs a
+    # free port and the stand-in repository (the role's default is Grafana's own).
+    assert {"grafana_admin_password", "grafana_root_url"} <= terraform_inventory_variables()
+    variables = {
+        "grafana_admin_password": "first-password-0123",
+        "grafana_root_url": "https://mon.example.org/",
+        "grafana_http_port": port,
+        "grafana_apt_repository_url": repository_url,
+        "grafana_apt_key_url": f"{repository_url}/gpg-full.key",
+    }
+    runs = []
+
+    def play(**overrides) -> str:
+        (tmp / "vars.json").write_text(json.dumps({**variables, **overrides}))
+        started = time.monotonic()
+        result = run([tool("ansible-playbook"), "-i", "tests/inventory.yml", "-c", "local", "tests/grafana.yml",
+                      "-e", f"@{tmp / 'vars.json'}"], env=ansible_env)
+        output = result.stdout + result.stderr
+        print(f"\ngrafana run {len(runs) + 1}: {time.monotonic() - started:.1f}s")
+        assert result.returncode == 0, output[-6000:]
+        runs.append(output)
+        return output
+
+    try:
+        first = play()
+        first_login = grafana_user(port, variables["grafana_admin_password"])
+        second = play(grafana_admin_password="second-password-4567")
+        yield {"port": port, "first": first, "second": second, "first_login": first_login}
+    finally:
+        subprocess.run(["service", "grafana-server", "stop"], capture_output=True, timeout=60)
+        subprocess.run(["apt-get", "purge", "-y", "-q", "grafana"], capture_output=True, timeout=300,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        for path in ("/etc/apt/sources.list.d/grafana.sources", "/etc/apt/keyrings/grafana.asc",
+                     "/etc/apt/keyrings/grafana.gpg"):
+            Path(path).unlink(missing_ok=True)
+        for path in Path("/var/lib/apt/lists").glob(f"127.0.0.1:{repository.server_address[1]}_*"):
+            path.unlink(missing_ok=True)
+        for path in ("/var/lib/grafana", "/var/log/grafana", "/etc/grafana", "/usr/share/grafana"):
+            shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["gpgconf", "--homedir", str(tmp / "gnupg"), "--kill", "all"], capture_output=True)
+        repository.shutdown()
+
+
+def test_grafana_role_installs_and_runs_grafana(grafana_deployed):
+    assert recap(grafana_deployed["first"])["failed"] == 0
+    # The database was created on the first start with grafana.ini's password: no reset needed.
+    assert grafana_deployed["first_login"] == 200
+    status, body = get(f"http://127.0.0.1:{grafana_deployed['port']}/api/health")
+    assert status == 200, body
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read("/etc/grafana/grafana.ini")
+    assert ini["paths"]["data"] == "/var/lib/grafana"
+    assert ini["server"]["root_url"] == "https://mon.example.org/"
+    assert Path("/etc/apt/keyrings/grafana.asc").exists()
+
+
+def changed_tasks(output: str) -> list[str]:
+    """Names of the tasks and handlers that reported a change, in order."""
+    names, current = [], None
+    for line in output.splitlines():
+        task = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*?)\]", line)
+        if task:
+            current = task.group(1)
+        elif line.startswith("changed:") and current:
+            names.append(current)
+    return names
+
+
+def test_grafana_role_changes_only_what_the_new_password_needs(grafana_deployed):
+    # The second run differs from the first only in the admin password: the configuration is
+    # rewritten, Grafana restarted and the password reset; nothing else changes.
+    assert changed_tasks(grafana_deployed["second"]) == [
+        "grafana : Write Grafana's configuration",
+        "grafana : Restart grafana",
+        "grafana : Reset the admin password",
+    ], grafana_deployed["second"][-4000:]
+
+
+def test_grafana_admin_password_is_reset_in_the_servers_database(grafana_deployed):
+    port = grafana_deployed["port"]
+    # The new password logs in against the database the running server uses, the old one no longer.
+    assert grafana_user(port, "second-password-4567") == 200
+    assert grafana_user(port, "first-password-0123") == 401
+    log = Path("/var/lib/grafana/cli.log").read_text().splitlines()
+    assert len(log) == 1 and log[0].endswith("/var/lib/grafana/grafana.db"), log
+    assert not Path("/usr/share/grafana/data").exists(), "the CLI created a second database under the home path"
+    # The first run found the password of grafana.ini in place and reset nothing.
+    assert re.search(r"TASK \[grafana : Reset the admin password\][^\n]*\nskipping", grafana_deployed["first"])
+
+
+# ---------------------------------------------------------------- systemd drop-ins
+
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$")
+
+
+def binds_beyond_loopback(role: str) -> bool:
+    """Whether the role's service listens on more than the loopback with its defaults: a listen
+    address that is not a loopback address, or no listen address at all (all interfaces)."""
+    defaults = load_yaml(ROLES / role / "defaults" / "main.yml") or {}
+    addresses = [str(value) for name, value in defaults.items()
+                 if name.endswith(("listen_address", "http_addr")) and value not in ("", None)]
+    return not addresses or any(not LOOPBACK.match(address) for address in addresses)
+
+
+def dropin(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read_string(text)
+    return parser
+
+
+def assert_network_online_and_restart(parser: configparser.ConfigParser, where: str) -> None:
+    assert "network-online.target" in parser["Unit"]["Wants"].split(), where
+    assert "network-online.target" in parser["Unit"]["After"].split(), where
+    assert parser["Service"]["Restart"] == "always", where
+    assert int(parser["Service"]["RestartSec"]) == 5, where
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in ROLES.iterdir() if (p / "defaults" / "main.yml").exists()))
+def test_services_beyond_the_loopback_wait_for_the_network_and_restart(role):
+    if not binds_beyond_loopback(role):
+        pytest.skip(f"{role} listens on the loopback only")
+    template = ROLES / role / "templates" / "systemd-dropin.conf.j2"
+    assert template.exists(), f"{role} listens beyond the loopback and writes no systemd drop-in"
+    assert_network_online_and_restart(dropin(render(role, template.name, **{
+        f"{role}_basic_auth_password": "x" * 16, "ansible_facts": {"default_ipv4": {"address": "10.0.0.4"}}})), role)
+    configure = (ROLES / role / "tasks" / "configure.yml").read_text()
+    assert "src: systemd-dropin.conf.j2" in configure and f"{role}_systemd_dropin_dir" in configure
+
+
+def test_pushgateway_binds_beyond_the_loopback_and_grafana_does_not():
+    assert binds_beyond_loopback("pushgateway") and binds_beyond_loopback("caddy")
+    assert not binds_beyond_loopback("grafana") and not binds_beyond_loopback("prometheus")
+
+
+def test_pushgateway_dropin_is_installed(deployed):
+    path = Path("/etc/systemd/system/prometheus-pushgateway.service.d/sommelier.conf")
+    assert path.exists(), "the pushgateway role wrote no drop-in"
+    assert_network_online_and_restart(dropin(path.read_text()), str(path))
