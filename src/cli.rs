@@ -339,6 +339,7 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             .unwrap_or(settings.min_comparable_rows),
         force: args.force,
         keep_versions: settings.keep_versions,
+        max_label_shift: settings.max_label_shift,
     };
     let bar = spinner(
         output.progress(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::registry::promotion::DEFAULT_MIN_COMPARABLE_ROWS;
+use crate::registry::promotion::{DEFAULT_MAX_LABEL_SHIFT, DEFAULT_MIN_COMPARABLE_ROWS};
 
 /// Where models live.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +66,9 @@ pub struct Settings {
     /// challenger may be compared with the champion.
     pub min_comparable_rows: usize,
     pub keep_versions: usize,
+    /// `SOMMELIER_MAX_LABEL_SHIFT`: label PSI against the champion above which a challenger
+    /// is stored but not promoted.
+    pub max_label_shift: f64,
     pub max_batch_rows: usize,
     pub push: Option<PushSettings>,
     pub mlflow: Option<MlflowSettings>,
@@ -92,6 +95,9 @@ pub struct ServingLimits {
     pub header_timeout: Duration,
     /// `SOMMELIER_REQUEST_TIMEOUT_SECONDS`: time to send a prediction body and get the answer.
     pub request_timeout: Duration,
+    /// `SOMMELIER_BODY_START_TIMEOUT_SECONDS`: time from a request's headers to the first byte
+    /// of its declared body; past it the body's reservation is given back (408).
+    pub body_start_timeout: Duration,
     /// `SOMMELIER_SHUTDOWN_SECONDS`: how long requests in flight may finish after SIGTERM.
     pub shutdown_grace: Duration,
 }
@@ -103,6 +109,7 @@ impl Default for ServingLimits {
             max_large_requests: 4,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            body_start_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -134,6 +141,10 @@ impl ServingLimits {
             request_timeout: seconds(
                 "SOMMELIER_REQUEST_TIMEOUT_SECONDS",
                 defaults.request_timeout,
+            )?,
+            body_start_timeout: seconds(
+                "SOMMELIER_BODY_START_TIMEOUT_SECONDS",
+                defaults.body_start_timeout,
             )?,
             shutdown_grace: seconds("SOMMELIER_SHUTDOWN_SECONDS", defaults.shutdown_grace)?,
         })
@@ -258,6 +269,12 @@ impl Settings {
                 20usize,
                 "a whole number, at least 2",
                 |v| *v >= 2,
+            )?,
+            max_label_shift: parsed(
+                "SOMMELIER_MAX_LABEL_SHIFT",
+                DEFAULT_MAX_LABEL_SHIFT,
+                "a number above 0",
+                |v: &f64| *v > 0.0 && v.is_finite(),
             )?,
             max_batch_rows: parsed(
                 "SOMMELIER_MAX_BATCH_ROWS",

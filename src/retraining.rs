@@ -12,9 +12,10 @@ use crate::model::algorithm::Algorithm;
 use crate::model::artifact::ModelArtifact;
 use crate::model::comparison::PairedComparison;
 use crate::model::dataset::{Dataset, DatasetError};
+use crate::model::metrics::population_stability_index;
 use crate::model::metrics::Metrics;
 use crate::model::training::{train_owned, HeldOut, TrainError, TrainOptions, TrainedModel};
-use crate::registry::promotion::{decide, ChampionScore, Decision};
+use crate::registry::promotion::{decide, hold_for_label_shift, ChampionScore, Decision};
 use crate::registry::{Champion, ChampionPointer, ModelStore, Registry, RegistryError, StoreError};
 
 /// How many times a lost compare-and-swap is re-decided before giving up.
@@ -30,6 +31,9 @@ pub struct PromotionPolicy {
     pub force: bool,
     /// Versions retention keeps after each training (plus the champion and its previous).
     pub keep_versions: usize,
+    /// Label PSI against the champion above which a challenger is held (see
+    /// [`hold_for_label_shift`]).
+    pub max_label_shift: f64,
 }
 
 /// What a training produced and decided.
@@ -47,6 +51,11 @@ pub struct TrainingReport {
     pub champion_rmse: Option<f64>,
     /// The paired comparison with the champion on rows neither model trained on.
     pub comparison: Option<PairedComparison>,
+    /// Label PSI against the champion's training labels, when both are recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_shift: Option<f64>,
+    /// Stored but not promoted because the labels shifted beyond the limit.
+    pub held_for_label_shift: bool,
     pub fit_seconds: f64,
     /// Peak resident memory of the process while it trained, in bytes (Linux only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +74,9 @@ pub enum RetrainError {
     Registry(#[from] RegistryError),
     #[error("the champion pointer kept changing during promotion; try again")]
     Contended,
+    /// A task of the workflow (fit, scoring) panicked or was cancelled.
+    #[error("the {task} task failed: {reason}")]
+    TaskFailed { task: &'static str, reason: String },
 }
 
 impl RetrainError {
@@ -107,13 +119,15 @@ pub async fn train_and_publish(
     options: TrainOptions,
     policy: PromotionPolicy,
 ) -> Result<Retrained, RetrainError> {
+    registry.sweep_leftovers().await;
     let rows = dataset.rows.len();
     let ignored_columns = dataset.ignored_columns.clone();
     let data_sha256 = dataset.sha256.clone();
     let trained = tokio::task::spawn_blocking(move || train_owned(dataset, &options))
         .await
-        .map_err(|e| {
-            RegistryError::Store(StoreError::Other(format!("training task failed: {e}")))
+        .map_err(|e| RetrainError::TaskFailed {
+            task: "training",
+            reason: e.to_string(),
         })??;
     let mut trained = trained;
     let current = registry.champion().await?;
@@ -142,6 +156,8 @@ pub async fn train_and_publish(
         reason: decision.reason,
         champion_rmse: decision.champion_rmse,
         comparison: decision.comparison,
+        label_shift: decision.label_shift,
+        held_for_label_shift: decision.held_for_label_shift,
         fit_seconds: card.fit_seconds,
         peak_memory_bytes: card.peak_memory_bytes,
         ignored_columns,
@@ -195,26 +211,33 @@ async fn judge(
     trained: &TrainedModel,
     policy: PromotionPolicy,
 ) -> Result<Decision, RetrainError> {
+    let mut champion_labels = None;
     let score = match current {
         None => ChampionScore::None,
         Some(pointer) => match load_champion(registry, &pointer.champion.version).await? {
             Err(unusable) => unusable,
             Ok(champion) => {
+                champion_labels = champion.card.label_counts;
                 let held_out = Arc::clone(&trained.holdout);
                 let minimum = policy.min_comparable_rows;
                 tokio::task::spawn_blocking(move || score_champion(&champion, &held_out, minimum))
                     .await
-                    .map_err(|e| {
-                        RegistryError::Store(StoreError::Other(format!("scoring task failed: {e}")))
+                    .map_err(|e| RetrainError::TaskFailed {
+                        task: "scoring",
+                        reason: e.to_string(),
                     })?
             }
         },
     };
     let challenger_rmse = trained.artifact.card.metrics.map(|m| m.rmse);
-    Ok(decide(
-        challenger_rmse,
-        &score,
-        policy.tolerance,
+    let decision = decide(challenger_rmse, &score, policy.tolerance, policy.force);
+    let shift = champion_labels
+        .zip(trained.artifact.card.label_counts)
+        .map(|(champion, challenger)| population_stability_index(&champion, &challenger));
+    Ok(hold_for_label_shift(
+        decision,
+        shift,
+        policy.max_label_shift,
         policy.force,
     ))
 }

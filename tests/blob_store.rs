@@ -78,6 +78,7 @@ fn policy(force: bool) -> PromotionPolicy {
         min_comparable_rows: 30,
         force,
         keep_versions: 50,
+        max_label_shift: sommelier::registry::promotion::DEFAULT_MAX_LABEL_SHIFT,
     }
 }
 

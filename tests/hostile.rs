@@ -464,3 +464,185 @@ async fn sigterm_exits_promptly_and_leaves_no_partial_version() {
     let after = versions(&store);
     assert!(after.len() <= before.len() + 1, "{before:?} -> {after:?}");
 }
+
+/// Sends one raw request (head and body as given, `Connection: close` expected in the head)
+/// and returns the whole answer.
+async fn raw_exchange(server: &Server, request: &str) -> String {
+    let mut stream = connect_and_send(server, request.as_bytes()).await;
+    read_until_closed(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("an answer before the limit")
+}
+
+/// The envelope routes change state like `/api/train`: a cross-site "simple" request (any
+/// web page can send one) is refused before its body is looked at, a body that is not the
+/// host's JSON envelope is refused, and nothing trains. Requests whose Host is ambiguous get
+/// 400 on every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_cannot_reach_the_envelope_routes_and_ambiguous_hosts_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = hostile_server(dir.path(), &[]).await;
+    let store = dir.path().join("store");
+    let before = versions(&store);
+    let csv = String::from_utf8(common::bundled_csv()).expect("utf-8");
+    let port = server.port;
+    for path in ["/retrain-on-upload", "/retrain-on-schedule"] {
+        let cross_site = format!(
+            "POST {path} HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{csv}",
+            csv.len()
+        );
+        let answer = raw_exchange(&server, &cross_site).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+        let rebound_origin = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        let answer = raw_exchange(&server, &rebound_origin).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+        let (status, answer) = post(&server, path, "text/plain", csv.clone().into_bytes()).await;
+        assert_eq!(status, 415, "{path}: {answer}");
+    }
+    let ambiguous = [
+        format!("POST /api/train HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nHost: evil.example\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+        format!("POST http://evil.example/api/train HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+        "POST /api/train HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_string(),
+        "GET /api/health HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    for request in ambiguous {
+        let answer = raw_exchange(&server, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
+    }
+    // A length no body can have is refused from the header, not read.
+    let impossible = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 18446744073709551613\r\n\r\n"
+    );
+    let answer = raw_exchange(&server, &impossible).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(versions(&store), before, "nothing was trained");
+    normal_prediction_succeeds(&server).await;
+}
+
+/// Opens a connection to `path` declaring a JSON body of `declared` bytes and sends `sent`.
+async fn hold_body(server: &Server, path: &str, declared: usize, sent: &str) -> TcpStream {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n{sent}"
+    );
+    connect_and_send(server, head.as_bytes()).await
+}
+
+/// Envelope bodies are admitted against the same budget and read within the same deadline as
+/// predictions: a slow envelope gets 408, one that can never fit or that the timer does not
+/// need gets 413 before it is read, a third large one at once gets 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_bodies_keep_the_budget_and_the_deadlines() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = hostile_server(dir.path(), &[]).await;
+
+    // Slow: the body starts, then stalls. 408 at the request deadline (2 s here).
+    let mut slow = hold_body(&server, "/retrain-on-upload", MB, "{\"Data\": ").await;
+    let started = std::time::Instant::now();
+    let answer = read_until_closed(&mut slow, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Larger than the whole budget (32 MiB here), and a timer body past its few KiB: 413 from
+    // the declared length.
+    for (path, declared) in [
+        ("/retrain-on-upload", 300 * MB),
+        ("/retrain-on-schedule", 15 * MB),
+    ] {
+        let mut stream = hold_body(&server, path, declared, "").await;
+        let answer = read_until_closed(&mut stream, Duration::from_secs(30))
+            .await
+            .expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+
+    // Two large envelopes hold the large-request slots; a third is refused at once.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(hold_body(&server, "/retrain-on-upload", 15 * MB, "{").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = send_whole_body(&server, "/retrain-on-upload", 12 * MB).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    normal_prediction_succeeds(&server).await;
+    for mut stream in held {
+        let answer = read_until_closed(&mut stream, Duration::from_secs(30))
+            .await
+            .expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+}
+
+/// Connections that send headers declaring large bodies and nothing else hold the large slots
+/// only until the body start deadline; meanwhile a small prediction sent chunked (no declared
+/// length) is admitted like a small one, and afterwards a large batch finds a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_only_holders_do_not_lock_out_chunked_or_large_predictions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = hostile_server(
+        dir.path(),
+        &[
+            ("SOMMELIER_REQUEST_TIMEOUT_SECONDS", "30".to_string()),
+            ("SOMMELIER_BODY_START_TIMEOUT_SECONDS", "1".to_string()),
+        ],
+    )
+    .await;
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        holders.push(hold_body(&server, "/api/invocations", 15 * MB, "").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let one = serde_json::to_string(&wine()).expect("json");
+    let chunked = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{one}\r\n0\r\n\r\n",
+        one.len()
+    );
+    let answer = raw_exchange(&server, &chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let started = std::time::Instant::now();
+    for mut holder in holders {
+        let answer = read_until_closed(&mut holder, Duration::from_secs(30))
+            .await
+            .expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not start"), "{answer}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "released at the body start deadline, not the request deadline"
+    );
+    let batch: Vec<Value> = (0..9_000).map(|_| wine()).collect();
+    let body = serde_json::to_vec(&json!({ "instances": batch })).expect("json");
+    assert!(body.len() > MB, "a large body");
+    let (status, answer) = post(&server, "/api/predict", "application/json", body).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// JSON numbers are held to the same 1,000-byte limit as numbers given as text: a number
+/// that long is refused naming its field, never read as some other value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_json_numbers_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = hostile_server(dir.path(), &[]).await;
+    let wine_text = serde_json::to_string(&wine()).expect("json");
+    for long in [
+        format!("0.{}94e1000001", "0".repeat(1_000_000)),
+        format!("9{}", "0".repeat(2_000)),
+    ] {
+        let body = wine_text.replace("\"alcohol\":9.4", &format!("\"alcohol\":{long}"));
+        assert_ne!(body, wine_text);
+        for path in ["/api/predict", "/api/invocations"] {
+            let body = if path == "/api/invocations" {
+                format!("{{\"instances\": [{body}]}}")
+            } else {
+                body.clone()
+            };
+            let (status, answer) = post(&server, path, "application/json", body.into_bytes()).await;
+            assert_eq!(status, 400, "{path}: {answer}");
+            assert_eq!(answer["field"], "alcohol", "{path}: {answer}");
+        }
+    }
+}

@@ -83,6 +83,7 @@ fn status_of(answer: &Value) -> &str {
 fn claim_bytes(instance: &str, unix_seconds: u64) -> Vec<u8> {
     serde_json::to_vec(&Claim {
         instance: instance.to_string(),
+        process: None,
         claimed_at: "2026-01-01T00:00:00Z".to_string(),
         claimed_unix_seconds: unix_seconds,
         token: format!("{instance}-{unix_seconds}"),
@@ -494,5 +495,327 @@ async fn a_cancelled_upload_keeps_its_training_and_the_lock() {
     assert_eq!(
         trainings, 3,
         "the first model and both uploads, one after the other:\n{text}"
+    );
+}
+
+/// The bundled data `times` times over, each copy's alcohol moved by a little: a larger
+/// upload whose training takes several seconds.
+fn larger_csv(times: usize) -> Vec<u8> {
+    let text = String::from_utf8(bundled_csv()).expect("utf-8");
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().expect("header");
+    let rows: Vec<&str> = lines.collect();
+    let mut out = format!("{header}\n");
+    for copy in 0..times {
+        for row in &rows {
+            let mut fields: Vec<String> = row.split(',').map(str::to_string).collect();
+            let alcohol: f64 = fields[10].parse().expect("alcohol");
+            fields[10] = format!("{:.3}", alcohol + copy as f64 * 0.001);
+            out.push_str(&fields.join(","));
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
+}
+
+/// A store outage in the middle of an upload's training: the delivery fails with 503 and the
+/// claim cannot be released then; the host's retry once the store is back trains the upload
+/// (one version), instead of being told for 35 minutes that it is "already being trained".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_a_store_outage_is_trained_on_the_hosts_retry() {
+    let mut azurite = Azurite::start();
+    let models = azurite.container_url("models");
+    let dir = tempfile::tempdir().expect("workdir");
+    let env = vec![
+        ("SOMMELIER_STORE", models.clone()),
+        (
+            "SOMMELIER_STORAGE_CONNECTION_STRING",
+            DEV_STORAGE.to_string(),
+        ),
+    ];
+    let server = Server::start(dir.path(), &env);
+    server.wait_healthy(&client()).await;
+    let mut settings = Settings::from_env(Some(&models)).expect("settings");
+    settings.storage_connection_string = Some(DEV_STORAGE.into());
+    settings.storage_ca_file = None;
+    let registry = open_registry(&settings).await.expect("registry");
+    let before = registry.store().list_versions().await.expect("list").len();
+
+    let body = envelope("outage.csv", &larger_csv(40));
+    let outage = async {
+        let started = Instant::now();
+        while registry
+            .store()
+            .list_claims()
+            .await
+            .expect("claims")
+            .is_empty()
+        {
+            assert!(started.elapsed() < Duration::from_secs(60), "no claim made");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Past Azurite's metadata autosave, so that the claim outlives the crash.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        azurite.kill();
+    };
+    let ((status, first), ()) = tokio::join!(deliver(&server, &body), outage);
+    assert_eq!(
+        status, 503,
+        "the store failed: the host must retry: {first}"
+    );
+    azurite.resume();
+
+    let (status, retried) = deliver(&server, &body).await;
+    assert_eq!(status, 200, "{retried}");
+    assert!(
+        matches!(status_of(&retried), "promoted" | "kept_champion"),
+        "the retry trains the upload: {retried}"
+    );
+    assert_eq!(
+        registry.store().list_versions().await.expect("list").len(),
+        before + 1
+    );
+    assert!(registry
+        .store()
+        .list_claims()
+        .await
+        .expect("claims")
+        .is_empty());
+}
+
+/// A claim names its process: a claim left by an earlier process with this server's id (a
+/// restart after SIGKILL, in a container always the same id) or by a process of this machine
+/// that no longer runs is taken over at once, not respected until it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_dead_processes_on_this_machine_are_taken_over_at_once() {
+    let dir = tempfile::tempdir().expect("workdir");
+    let store = dir.path().join("store");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("SOMMELIER_STORE", store.display().to_string()),
+            ("HOSTNAME", "claims-test-host".to_string()),
+        ],
+    );
+    server.wait_healthy(&client()).await;
+    let registry = Registry::new(sommelier::registry::Store::Local(
+        sommelier::registry::LocalStore::new(&store),
+    ));
+    let mut exited = Command::new("true").spawn().expect("spawn");
+    let dead_pid = exited.id();
+    exited.wait().expect("exit");
+    for (drop, pid) in [(17, server.child.id()), (19, dead_pid)] {
+        let csv = upload_csv(drop);
+        let claim = Claim {
+            process: Some(sommelier::registry::claims::HolderProcess {
+                pid,
+                started_unix_millis: 1,
+            }),
+            ..serde_json::from_slice(&claim_bytes("claims-test-host", now_unix())).expect("claim")
+        };
+        registry
+            .store()
+            .create_claim(&sha256_hex(&csv), serde_json::to_vec(&claim).expect("json"))
+            .await
+            .expect("claim");
+        let (status, answer) = deliver(&server, &envelope("left.csv", &csv)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            matches!(status_of(&answer), "promoted" | "kept_champion"),
+            "pid {pid}: {answer}"
+        );
+    }
+    assert!(registry
+        .store()
+        .list_claims()
+        .await
+        .expect("claims")
+        .is_empty());
+}
+
+/// An upload whose quality labels were all moved (here every wine rated 10) beats the
+/// champion on its own rows by construction; it is stored but not promoted, the reason names
+/// the label shift, and the serving model's predictions do not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_upload_is_stored_but_not_promoted() {
+    let dir = tempfile::tempdir().expect("workdir");
+    let store = dir.path().join("store");
+    let server = Server::start(
+        dir.path(),
+        &[("SOMMELIER_STORE", store.display().to_string())],
+    );
+    server.wait_healthy(&client()).await;
+    let predict = || async {
+        let answer: Value = client()
+            .post(server.url("/api/predict"))
+            .json(&common::wine())
+            .send()
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        answer["prediction"].as_f64().expect("a prediction")
+    };
+    let before = predict().await;
+    let text = String::from_utf8(bundled_csv()).expect("utf-8");
+    let mut poisoned = String::new();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        if i == 0 {
+            poisoned.push_str(line);
+        } else {
+            let (features, _) = line.rsplit_once(',').expect("quality");
+            poisoned.push_str(&format!("{features},10"));
+        }
+        poisoned.push('\n');
+    }
+    let (status, answer) = deliver(&server, &envelope("poisoned.csv", poisoned.as_bytes())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status_of(&answer), "kept_champion", "{answer}");
+    let report = &answer["report"];
+    assert_eq!(report["held_for_label_shift"], true, "{answer}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("label PSI"),
+        "{answer}"
+    );
+    assert_eq!(predict().await, before, "the champion still serves");
+    let metrics = client()
+        .get(server.url("/api/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("sommelier_training_held_for_label_shift 1"),
+        "the alert's gauge is set"
+    );
+}
+
+/// A rejected upload of one 50 MB line (a "header" of one column) is answered, logged and
+/// reported in a few hundred bytes of it, not twice its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_upload_quotes_only_a_little_of_itself() {
+    let dir = tempfile::tempdir().expect("workdir");
+    let store = dir.path().join("store");
+    let log = dir.path().join("server.log");
+    let server = serve_with_log(dir.path(), &store, &log);
+    server.wait_healthy(&client()).await;
+    let line = vec![b'a'; 50 * 1024 * 1024];
+    let response = client()
+        .post(server.url("/retrain-on-upload"))
+        .json(&envelope("one-line.csv", &line))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    assert!(text.len() < 8 * 1024, "answer of {} bytes", text.len());
+    let answer: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(answer["ReturnValue"]["status"], "rejected", "{text}");
+    let logged = std::fs::metadata(&log).expect("log").len();
+    assert!(logged < 64 * 1024, "log of {logged} bytes");
+}
+
+/// A small tmpfs mounted on a directory for a test's life (needs root; unmounted on drop).
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mounting a small tmpfs needs root");
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn make_read_only(&self) {
+        let remounted = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(remounted.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn staging_leftovers(store: &Path) -> Vec<String> {
+    std::fs::read_dir(store)
+        .expect("store")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.starts_with(".partial-"))
+        .collect()
+}
+
+/// A store that fills up: every failed training removes what it staged, health says the
+/// store refuses writes; once it is read-only, the envelope routes answer 503 (the host
+/// retries) or 200, never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_store_leaves_nothing_behind_and_degrades_health() {
+    let dir = tempfile::tempdir().expect("workdir");
+    let store = dir.path().join("store");
+    let disk = SmallDisk::mount(&store, "3m");
+    let server = Server::start(
+        dir.path(),
+        &[("SOMMELIER_STORE", store.display().to_string())],
+    );
+    let http = client();
+    server.wait_healthy(&http).await;
+    let mut refused = 0;
+    for _ in 0..4 {
+        let response = http
+            .post(server.url("/api/train"))
+            .send()
+            .await
+            .expect("an answer");
+        if response.status() != 200 {
+            refused += 1;
+            assert_eq!(staging_leftovers(&store), Vec::<String>::new());
+        }
+    }
+    assert!(refused >= 1, "the 3 MB store filled up");
+    let health = common::get_json(&server, "/api/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["degraded"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused to store"),
+        "{health}"
+    );
+
+    disk.make_read_only();
+    let (status, answer) = deliver(&server, &envelope("read-only.csv", &upload_csv(23))).await;
+    assert_eq!(status, 503, "{answer}");
+    let timer = json!({"Data": {"timer": {"IsPastDue": false}},
+        "Metadata": {"sys": {"MethodName": "retrain-on-schedule", "UtcNow": "2026-11-26T06:00:00Z", "RandGuid": "2"}}});
+    let response = http
+        .post(server.url("/retrain-on-schedule"))
+        .json(&timer)
+        .send()
+        .await
+        .expect("an answer");
+    assert!(
+        matches!(response.status().as_u16(), 200 | 503),
+        "{}",
+        response.status()
     );
 }

@@ -45,6 +45,9 @@ pub enum ApiError {
     Busy { retry_after_seconds: u64 },
     #[error("the request took longer than {seconds} s to arrive and be answered")]
     Timeout { seconds: u64 },
+    /// A declared body whose first byte did not arrive in time: its reservation is given back.
+    #[error("the request body did not start within {seconds} s of its headers")]
+    BodyNotStarted { seconds: u64 },
     #[error("forbidden: {0}")]
     Forbidden(String),
     #[error("internal error: {0}")]
@@ -71,7 +74,9 @@ impl ApiError {
             },
             ApiError::Unscorable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Timeout { .. } | ApiError::BodyNotStarted { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +140,7 @@ impl From<RetrainError> for ApiError {
             RetrainError::Train(e) => ApiError::BadRequest(e.to_string()),
             RetrainError::Registry(e) => e.into(),
             RetrainError::Contended => ApiError::StoreUnavailable(error.to_string()),
+            RetrainError::TaskFailed { .. } => ApiError::Internal(error.to_string()),
         }
     }
 }
@@ -168,7 +174,7 @@ impl ApiError {
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
             }
-            ApiError::Timeout { .. } => {
+            ApiError::Timeout { .. } | ApiError::BodyNotStarted { .. } => {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

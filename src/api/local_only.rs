@@ -3,10 +3,18 @@
 //! name (so a DNS name rebound to 127.0.0.1 is refused) and an `Origin`, when a browser sends
 //! one, must be the server itself (so another site open in the browser cannot POST here).
 //! Under the Functions host the platform's keys guard these routes instead, and the host
-//! forwards the app's public host name, so nothing is checked here.
+//! forwards the app's public host name, so nothing is checked here; the envelope routes of
+//! the non-HTTP functions are then reached by the host alone (the handler listens on
+//! loopback, and the platform routes no outside request to a path without `/api`).
+//!
+//! Every request, on every route, first gets the checks HTTP itself asks for (RFC 9112
+//! §3.2): exactly one `Host` on HTTP/1.1, and a request target in absolute form that names
+//! the same authority as `Host`. Otherwise two parts of a chain could disagree on where the
+//! request goes, which is how a guard like this one is passed.
 
 use axum::extract::{Request, State};
 use axum::http::header::{HOST, ORIGIN};
+use axum::http::{Request as HttpRequest, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -22,6 +30,9 @@ pub async fn same_machine(
     if state.settings.under_functions_host {
         return next.run(request).await;
     }
+    if let Some(problem) = target_problem(&request) {
+        return problem.into_response();
+    }
     let headers = request.headers();
     let text = |v: &axum::http::HeaderValue| v.to_str().unwrap_or("\u{fffd}").to_string();
     let host = headers.get(HOST).map(text);
@@ -30,6 +41,33 @@ pub async fn same_machine(
         Ok(()) => next.run(request).await,
         Err(reason) => ApiError::Forbidden(reason).into_response(),
     }
+}
+
+/// What is wrong with where a request says it goes, if anything: no `Host` on HTTP/1.1,
+/// more than one, or an absolute-form target naming another authority than `Host`.
+pub fn target_problem<B>(request: &HttpRequest<B>) -> Option<ApiError> {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(ApiError::BadRequest(
+            "a request may carry only one Host header".to_string(),
+        ));
+    }
+    let Some(host) = host else {
+        return (request.version() == Version::HTTP_11)
+            .then(|| ApiError::BadRequest("an HTTP/1.1 request needs a Host header".to_string()));
+    };
+    let authority = request.uri().authority()?;
+    if host
+        .as_bytes()
+        .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return None;
+    }
+    Some(ApiError::BadRequest(format!(
+        "the request target names `{}` but its Host header another authority",
+        crate::model::dataset::clip(authority.as_str())
+    )))
 }
 
 /// Accepts a loopback `Host` and, if present, an `Origin` naming that same host.
@@ -79,6 +117,46 @@ fn valid_port(port: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(version: Version, target: &str, hosts: &[&str]) -> HttpRequest<()> {
+        let mut builder = HttpRequest::builder().version(version).uri(target);
+        for host in hosts {
+            builder = builder.header(HOST, *host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn one_host_header_naming_the_targets_authority_is_required() {
+        let ok = |r: &HttpRequest<()>| target_problem(r).is_none();
+        assert!(ok(&request(
+            Version::HTTP_11,
+            "/api/train",
+            &["127.0.0.1:7071"]
+        )));
+        assert!(ok(&request(Version::HTTP_10, "/api/train", &[])));
+        assert!(ok(&request(
+            Version::HTTP_11,
+            "http://127.0.0.1:7071/api/train",
+            &["127.0.0.1:7071"]
+        )));
+        for refused in [
+            request(Version::HTTP_11, "/api/train", &[]),
+            request(
+                Version::HTTP_11,
+                "/api/train",
+                &["127.0.0.1:7071", "evil.example"],
+            ),
+            request(
+                Version::HTTP_11,
+                "http://evil.example/api/train",
+                &["127.0.0.1:7071"],
+            ),
+        ] {
+            let problem = target_problem(&refused).expect("refused");
+            assert_eq!(problem.status(), axum::http::StatusCode::BAD_REQUEST);
+        }
+    }
 
     #[test]
     fn only_loopback_hosts_and_same_origins_pass() {

@@ -41,8 +41,11 @@ use crate::telemetry::metrics::{InFlight, METRICS};
 /// Body limit of prediction routes.
 pub const PREDICT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Body limit of the blob-trigger route: the blob arrives base64-inlined in JSON, so a
-/// 50 MB CSV is about 67 MB on the wire.
+/// 50 MB CSV is about 67 MB on the wire. The memory budget caps it further (an upload is
+/// never larger than the whole budget, 128 MiB by default).
 pub const UPLOAD_BODY_LIMIT: usize = 256 * 1024 * 1024;
+/// Body limit of the timer route: the host sends a few hundred bytes of schedule status.
+pub const SCHEDULE_BODY_LIMIT: usize = 64 * 1024;
 
 /// What the server runs: the router, with `POST /api/predict`, the route that carries the
 /// load, answered before it. Through the router a request passes one boxed and cloned service
@@ -79,6 +82,11 @@ where
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
         let request = request.map(|body| Body::new(DrainOnDrop::new(body)));
+        if let Some(problem) = local_only::target_problem(&request) {
+            return Either::Left(Box::pin(async move {
+                Ok(observed(request, |_| async move { problem.into_response() }).await)
+            }));
+        }
         if request.method() == Method::POST && request.uri().path() == "/api/predict" {
             let state = self.state.clone();
             return Either::Left(Box::pin(async move {
@@ -105,6 +113,19 @@ pub fn router(state: SharedState) -> Router {
             local_only::same_machine,
         ))
     };
+    // The envelope routes change state like `/api/train`: the same guard, a JSON body only
+    // (what the host sends), admitted against the same budget and read within the same
+    // deadline as a prediction, each within its own largest body.
+    let envelope = |route: MethodRouter<SharedState>, limit: usize| {
+        local_only(
+            route
+                .route_layer(middleware::from_fn_with_state(
+                    state.budget.with_limit(limit),
+                    limits::admit_body,
+                ))
+                .route_layer(middleware::from_fn(json_only)),
+        )
+    };
     // `/api/predict` reads its body itself, within its own limit: no extractor limit to set.
     let predict = Router::new().route("/api/predict", get(form::form_page).post(predict::predict));
     let api = Router::new()
@@ -121,10 +142,16 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/health", get(health::health))
         .route("/api/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
-        .route("/retrain-on-schedule", post(functions::retrain_on_schedule))
+        .route(
+            "/retrain-on-schedule",
+            envelope(post(functions::retrain_on_schedule), SCHEDULE_BODY_LIMIT),
+        )
         .layer(DefaultBodyLimit::max(PREDICT_BODY_LIMIT));
     let upload = Router::new()
-        .route("/retrain-on-upload", post(functions::retrain_on_upload))
+        .route(
+            "/retrain-on-upload",
+            envelope(post(functions::retrain_on_upload), UPLOAD_BODY_LIMIT),
+        )
         .layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT));
     // Each layer added to a router wraps every route in one more boxed service that each
     // request clones: the prediction route has no layer but `observe`, like `GET /`. (The
@@ -149,6 +176,20 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default()
+}
+
+/// Refuses an envelope that is not JSON (a cross-site form or `text/plain` "simple" request
+/// cannot send `application/json` without the browser asking first).
+async fn json_only(request: Request, next: Next) -> Response {
+    let found = media_type(request.headers());
+    if found != "application/json" {
+        return error::ApiError::UnsupportedMediaType {
+            found,
+            expected: "application/json (the Functions host's invocation envelope)",
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found(request: Request) -> Response {
@@ -382,6 +423,7 @@ mod tests {
                 let mut builder = HttpRequest::builder()
                     .method(method)
                     .uri(path)
+                    .header(axum::http::header::HOST, "127.0.0.1:7071")
                     .header(axum::http::header::ACCEPT, "text/html,*/*");
                 if !content_type.is_empty() {
                     builder = builder.header(CONTENT_TYPE, content_type);

@@ -63,14 +63,7 @@ where
     F: FnOnce(SharedState) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Answer> + Send + 'static,
 {
-    match run_exclusive(state, work).await {
-        Some(answer) => answer,
-        None => answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            vec!["the training task failed".to_string()],
-            json!({"status": "failed", "reason": "the training task failed"}),
-        ),
-    }
+    run_exclusive(state, work).await.unwrap_or_else(task_failed)
 }
 
 /// The timer's work, under the training lock.
@@ -190,11 +183,24 @@ async fn claimed_upload(
     };
     if let Some(previous) = &held.took_over {
         tracing::warn!(%blob, instance = %previous.instance, claimed_at = %previous.claimed_at,
-            "took over the expired training claim of an instance that stopped");
+            "took over the training claim of a holder that is gone");
     }
-    let answer = upload(state, &blob, bytes, etag, &sha).await;
-    state.registry.release_claim(&held).await;
-    answer
+    // The claim is given back however the training ends, a panic included: a claim left
+    // behind would answer the host's retries "already being trained" while nothing is.
+    let work = std::panic::AssertUnwindSafe(upload(state, &blob, bytes, etag, &sha));
+    let answer = futures::FutureExt::catch_unwind(work).await;
+    state.registry.release_claim_eventually(held).await;
+    answer.unwrap_or_else(|_| task_failed())
+}
+
+/// The answer when a training task panicked: a failure the host should not retry (the same
+/// data would fail the same way), with the claim released so that a later delivery may try.
+fn task_failed() -> Answer {
+    answer(
+        StatusCode::OK,
+        vec!["the training task failed".to_string()],
+        json!({"status": "failed", "reason": "the training task failed"}),
+    )
 }
 
 /// Trains on an upload unless a stored version was trained on the same data (a redelivery);
@@ -275,15 +281,16 @@ async fn outcome(
     }
 }
 
-/// The store failed before training: unreachable (503, the host retries) or refusing our
-/// credentials (500: a configuration error, shown by health and counted).
+/// The store failed before training. Whatever the store's failure (unreachable, refusing our
+/// credentials, refusing writes), the host should retry later: 503, with the problem counted
+/// and shown by health. Anything else is the data's or the artifacts' doing: 200 `failed`.
 fn store_failed(state: &SharedState, operation: &str, error: RegistryError) -> Answer {
     let status = match error.store_error() {
         Some(store_error) => {
             state.note_store_error(operation, store_error);
-            failure_status(store_error.is_transient())
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        None => StatusCode::INTERNAL_SERVER_ERROR,
+        None => StatusCode::OK,
     };
     answer(
         status,
@@ -292,28 +299,24 @@ fn store_failed(state: &SharedState, operation: &str, error: RegistryError) -> A
     )
 }
 
-/// 503 for what may pass (the host retries), 500 for what needs a fix.
-fn failure_status(transient: bool) -> StatusCode {
-    if transient {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    }
-}
-
+/// A training that failed: 503 when the store failed (the host retries later), else 200
+/// `failed` (a retry of the same data would fail the same way). Never 500: the host treats
+/// every failure alike, and this API promises 2xx or 503.
 fn failed(state: &SharedState, error: RetrainError, mut logs: Vec<String>) -> Answer {
     logs.push(format!("training failed: {error}"));
-    let status = if error.is_configuration() {
-        if let RetrainError::Registry(registry_error) = &error {
-            if let Some(store_error) = registry_error.store_error() {
+    let store_error = match &error {
+        RetrainError::Registry(registry_error) => registry_error.store_error(),
+        _ => None,
+    };
+    let status = match store_error {
+        Some(store_error) => {
+            if !store_error.is_transient() {
                 state.note_store_error("training", store_error);
             }
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        failure_status(false)
-    } else if error.is_transient() {
-        failure_status(true)
-    } else {
-        StatusCode::OK
+        None if error.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::OK,
     };
     tracing::error!(%error, transient = error.is_transient(), "training failed");
     answer(
@@ -325,6 +328,7 @@ fn failed(state: &SharedState, error: RetrainError, mut logs: Vec<String>) -> An
 
 /// Rejects an upload for good: a report next to it, a log line, the champion untouched.
 async fn reject(state: &SharedState, blob: &str, reason: String) -> Answer {
+    let reason = bounded(reason);
     let report = json!({"blob": blob, "status": "rejected", "reasons": [reason.clone()], "rejected_at": crate::registry::now_rfc3339()});
     let mut logs = vec![format!("upload {blob} rejected: {reason}")];
     if let Err(error) = report_rejected_upload(&state.settings, blob, &report).await {
@@ -336,6 +340,22 @@ async fn reject(state: &SharedState, blob: &str, reason: String) -> Answer {
         logs,
         json!({"status": "rejected", "blob": blob, "reason": reason}),
     )
+}
+
+/// Bytes of a rejection reason kept, at most: the reason is answered, logged and stored, and
+/// whatever of the input it quotes must not make any of those large.
+const REASON_BYTES: usize = 1000;
+
+/// `reason`, cut to [`REASON_BYTES`] if longer.
+fn bounded(reason: String) -> String {
+    if reason.len() <= REASON_BYTES {
+        return reason;
+    }
+    let mut end = REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (cut; {} bytes in all)", &reason[..end], reason.len())
 }
 
 /// The champion's version if it was trained on data with this SHA-256. A champion whose card

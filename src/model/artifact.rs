@@ -124,6 +124,25 @@ pub struct ModelCard {
     /// absent elsewhere and on cards written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    /// How many of the rows it was trained and held out on had each quality 0 to 10: the
+    /// label distribution a later training's labels are compared with (absent on cards
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_counts: Option<[u64; LABEL_VALUES]>,
+}
+
+/// The qualities a label can take: 0 to 10.
+pub const LABEL_VALUES: usize = 11;
+
+/// How many of `targets` have each quality 0 to 10 (targets are whole numbers in range, as
+/// the dataset reader checks; anything else is counted at the nearest end).
+pub fn label_counts<'t>(targets: impl IntoIterator<Item = &'t f64>) -> [u64; LABEL_VALUES] {
+    let mut counts = [0; LABEL_VALUES];
+    for &target in targets {
+        let index = target.round().clamp(0.0, (LABEL_VALUES - 1) as f64) as usize;
+        counts[index] += 1;
+    }
+    counts
 }
 
 /// A fitted model and its card.

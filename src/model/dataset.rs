@@ -56,22 +56,22 @@ pub enum DatasetError {
         missing: Vec<String>,
         found: Vec<String>,
     },
-    #[error("column `{column}` appears more than once in the header")]
+    #[error("column `{}` appears more than once in the header", clip(.column))]
     DuplicateColumn { column: String },
-    #[error("line {line}, column `{column}`: `{value}` {}", .problem.describe())]
+    #[error("line {line}, column `{}`: `{}` {}", clip(.column), clip(.value), .problem.describe())]
     BadValue {
         line: u64,
         column: String,
         value: String,
         problem: ValueProblem,
     },
-    #[error("line {line}, column `{column}`: a cell of {length} bytes is longer than the {MAX_CELL_BYTES} bytes any number needs")]
+    #[error("line {line}, column `{}`: a cell of {length} bytes is longer than the {MAX_CELL_BYTES} bytes any number needs", clip(.column))]
     CellTooLong {
         line: u64,
         column: String,
         length: usize,
     },
-    #[error("line {line}, column `quality`: `{value}` is not an integer from 0 to 10")]
+    #[error("line {line}, column `quality`: `{}` is not an integer from 0 to 10", clip(.value))]
     BadQuality { line: u64, value: String },
     #[error("line {line}: expected {expected} fields like the header, found {found}")]
     FieldCount {
@@ -81,21 +81,45 @@ pub enum DatasetError {
     },
     #[error("only {rows} data rows; at least {minimum} are needed to train")]
     TooFewRows { rows: usize, minimum: usize },
-    #[error("line {line}: {message}")]
+    #[error("line {line}: {}", clip(.message))]
     Malformed { line: u64, message: String },
     #[error("cannot read the data: {0}")]
     Io(String),
 }
 
+/// Names listed in a message: at most [`QUOTED_NAMES`], each clipped (a header row can be
+/// one line of many megabytes, and a message is answered, logged and stored).
 fn quoted(names: &[String]) -> String {
     if names.is_empty() {
         return "(nothing)".to_string();
     }
-    names
+    let mut listed = names
         .iter()
-        .map(|n| format!("`{n}`"))
+        .take(QUOTED_NAMES)
+        .map(|n| format!("`{}`", clip(n)))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > QUOTED_NAMES {
+        listed.push_str(&format!(" and {} more", names.len() - QUOTED_NAMES));
+    }
+    listed
+}
+
+/// Names listed in one message, at most.
+const QUOTED_NAMES: usize = 20;
+/// Bytes of one piece of input quoted in a message, at most.
+pub const QUOTED_BYTES: usize = 100;
+
+/// At most [`QUOTED_BYTES`] of `text`, marked when cut, for a message.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= QUOTED_BYTES {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = QUOTED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes in all)", &text[..end], text.len()))
 }
 
 /// Reads labelled training or evaluation data.

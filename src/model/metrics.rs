@@ -80,6 +80,33 @@ impl Spread {
     }
 }
 
+/// Share used in place of an empty bin, so that the logarithm stays finite.
+const EMPTY_BIN_SHARE: f64 = 1e-4;
+
+/// The population stability index of two histograms over the same bins: Σ (actual −
+/// expected) · ln(actual / expected), on shares of each total. 0 for identical shares; 0.1 is
+/// commonly read as a small shift, 0.25 as a large one. 0 when either histogram is empty.
+pub fn population_stability_index<E, A>(expected: &[E], actual: &[A]) -> f64
+where
+    E: Copy + Into<u64>,
+    A: Copy + Into<u64>,
+{
+    let expected_total: u64 = expected.iter().map(|&c| c.into()).sum();
+    let actual_total: u64 = actual.iter().map(|&c| c.into()).sum();
+    if expected_total == 0 || actual_total == 0 {
+        return 0.0;
+    }
+    expected
+        .iter()
+        .zip(actual)
+        .map(|(&e, &a)| {
+            let e = (e.into() as f64 / expected_total as f64).max(EMPTY_BIN_SHARE);
+            let a = (a.into() as f64 / actual_total as f64).max(EMPTY_BIN_SHARE);
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use super::algorithm::{FitError, ModelSpec, Regressor, TrainingMatrix};
 use super::artifact::{
-    feature_stats, new_version_id, rfc3339_utc, DataSource, ModelArtifact, ModelCard,
+    feature_stats, label_counts, new_version_id, rfc3339_utc, DataSource, ModelArtifact, ModelCard,
     FORMAT_VERSION, SMARTCORE_VERSION, SOMMELIER_VERSION,
 };
 use super::dataset::Dataset;
@@ -164,6 +164,7 @@ fn fit_and_describe(
     let rule = SplitRule::new(options.split_key, options.holdout);
     let training_rows = train_rows.len();
     let stats = feature_stats(&train_rows);
+    let labels = label_counts(train_targets.iter().chain(&holdout_targets));
     let data = TrainingMatrix::new(&train_rows, train_targets)?;
     drop(train_rows);
 
@@ -202,6 +203,7 @@ fn fit_and_describe(
         trigger: options.trigger.as_str().to_string(),
         fit_seconds,
         peak_memory_bytes,
+        label_counts: Some(labels),
     };
     Ok(TrainedModel {
         artifact: ModelArtifact { card, regressor },

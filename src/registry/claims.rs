@@ -10,12 +10,18 @@
 //! 2. An instance that finds a live claim does not train: the delivery is answered as
 //!    "already being trained" (a success for the host, so it neither retries nor counts a
 //!    poison attempt). The holder answers its own delivery, and a failure there is retried by
-//!    the host on that delivery.
+//!    the host on that delivery. A claim names the process that holds it (instance, process
+//!    id, start time), so a claim is known to be dead at once when its process is: this very
+//!    process (which claims only under its training lock, so no training of its own holds the
+//!    claim), an earlier process of the same id, or a process on the same instance that no
+//!    longer runs. Such a claim is taken over like an expired one.
 //! 3. A claim older than [`CLAIM_EXPIRY`] belongs to an instance that died mid-training: it is
 //!    taken over by a compare-and-swap on its tag (Blob: `If-Match`), so of several instances
 //!    finding the same stale claim only one wins.
-//! 4. When the training ends (promoted, kept, rejected or failed), the holder deletes its
-//!    claim, again only under its own tag (it never removes a claim that was taken over). The
+//! 4. When the training ends (promoted, kept, rejected, failed or panicked), the holder
+//!    deletes its claim, again only under its own tag (it never removes a claim that was
+//!    taken over); if the store cannot be reached then, the release is retried in the
+//!    background until it can, so the next delivery finds the claim gone. The
 //!    lasting record is the version's card, whose `data_sha256` the holder checked while
 //!    holding the claim: a later redelivery finds the card and is a no-op. Claims are not
 //!    kept as records, so the store never fills with them.
@@ -44,11 +50,46 @@ pub const CLAIM_EXPIRY: Duration = Duration::from_secs(35 * 60);
 /// How many times a contended claim (created, released or taken over meanwhile) is retried.
 const MAX_CLAIM_ATTEMPTS: usize = 4;
 
+/// The process that holds a claim: with the instance, enough to tell a live holder from a
+/// dead one on the same instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderProcess {
+    pub pid: u32,
+    /// When the process started, in milliseconds since the Unix epoch: a restarted process
+    /// often gets the same id (in a container, always).
+    pub started_unix_millis: u64,
+}
+
+impl HolderProcess {
+    /// This process, as claims name it.
+    pub fn this() -> HolderProcess {
+        static STARTED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        });
+        HolderProcess {
+            pid: std::process::id(),
+            started_unix_millis: *STARTED,
+        }
+    }
+
+    /// Whether a process with this id runs on this machine (where `/proc` tells; elsewhere,
+    /// assumed to).
+    fn runs_here(self) -> bool {
+        let proc = std::path::Path::new("/proc");
+        !proc.is_dir() || proc.join(self.pid.to_string()).exists()
+    }
+}
+
 /// What a claim records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
-    /// The instance that holds it (`WEBSITE_INSTANCE_ID` under Azure).
+    /// The instance that holds it (`WEBSITE_INSTANCE_ID` under Azure, else the host name).
     pub instance: String,
+    /// The process on that instance (absent in claims of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<HolderProcess>,
     /// When it was taken, RFC 3339 UTC.
     pub claimed_at: String,
     pub claimed_unix_seconds: u64,
@@ -70,10 +111,27 @@ impl Claim {
         );
         Claim {
             instance: instance.to_string(),
+            process: Some(HolderProcess::this()),
             claimed_at: super::now_rfc3339(),
             claimed_unix_seconds: now.as_secs(),
             token: sha256_hex(seed.as_bytes())[..16].to_string(),
         }
+    }
+
+    /// Whether the claim's holder is known to be gone, seen from `instance` by a caller that
+    /// holds this process's training lock: the holder is this process (no training of ours
+    /// runs, so the claim was left by a release that failed), an earlier process with our id,
+    /// or another process of this instance that no longer runs. Of another instance nothing
+    /// is known but the age.
+    pub fn holder_is_gone(&self, instance: &str) -> bool {
+        let Some(holder) = self.process else {
+            return false;
+        };
+        if self.instance != instance {
+            return false;
+        }
+        let this = HolderProcess::this();
+        holder == this || holder.pid == this.pid || !holder.runs_here()
     }
 
     /// Whether the claim is older than `expiry` (a claim dated in the future is live).
@@ -110,8 +168,9 @@ fn decode(bytes: &[u8]) -> Option<Claim> {
 
 impl Registry {
     /// Claims the training of the data with SHA-256 `key` for `instance`, taking over a claim
-    /// older than `expiry`. An unreadable claim counts as expired (no writer of this software
-    /// leaves one: every write replaces the whole claim at once).
+    /// older than `expiry` or whose holder is gone (see [`Claim::holder_is_gone`]; the caller
+    /// holds the training lock). An unreadable claim counts as expired (no writer of this
+    /// software leaves one: every write replaces the whole claim at once).
     pub async fn claim(
         &self,
         key: &str,
@@ -140,14 +199,14 @@ impl Registry {
             };
             let existing = decode(&existing);
             match &existing {
-                Some(held) if !held.is_expired(expiry) => {
+                Some(held) if !held.is_expired(expiry) && !held.holder_is_gone(instance) => {
                     return Ok(ClaimOutcome::Held(held.clone()))
                 }
                 _ => {}
             }
             match store.replace_claim(key, bytes, &etag).await {
                 Ok(etag) => {
-                    tracing::warn!(%key, previous = ?existing, "took over an expired training claim");
+                    tracing::warn!(%key, previous = ?existing, "took over a training claim whose holder is gone");
                     return Ok(ClaimOutcome::Acquired(HeldClaim {
                         key: key.to_string(),
                         claim,
@@ -169,18 +228,41 @@ impl Registry {
         }
     }
 
-    /// Gives a claim back (only if it is still ours). A failure is logged, not returned: the
-    /// claim then expires and retention removes it.
-    pub async fn release_claim(&self, held: &HeldClaim) {
+    /// Gives a claim back (only if it is still ours). `false` if the store could not be
+    /// reached (or refused): the claim is still there, and the caller should try again.
+    pub async fn release_claim(&self, held: &HeldClaim) -> bool {
         match self.store().delete_claim(&held.key, &held.etag).await {
-            Ok(true) => {}
+            Ok(true) => true,
             Ok(false) => {
-                tracing::warn!(key = %held.key, "the training claim was taken over before it was released")
+                tracing::warn!(key = %held.key, "the training claim was taken over before it was released");
+                true
             }
             Err(error) => {
-                tracing::warn!(key = %held.key, %error, "could not release the training claim; it expires")
+                tracing::warn!(key = %held.key, %error, "could not release the training claim; retrying");
+                false
             }
         }
+    }
+
+    /// Releases `held`, retrying in the background while the store cannot be reached (from 1
+    /// s, doubling to a minute between attempts, until the claim would have expired anyway).
+    pub async fn release_claim_eventually(&self, held: HeldClaim) {
+        if self.release_claim(&held).await {
+            return;
+        }
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut pause = Duration::from_secs(1);
+            while started.elapsed() < CLAIM_EXPIRY {
+                tokio::time::sleep(pause).await;
+                if registry.release_claim(&held).await {
+                    tracing::info!(key = %held.key, "training claim released after the store returned");
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        });
     }
 
     /// Removes claims older than `expiry`; returns their keys.

@@ -281,17 +281,13 @@ impl ModelStore for LocalStore {
             }
             let staging = root.join(format!("{STAGING_PREFIX}{version}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&staging);
-            fs::create_dir_all(&staging).map_err(|e| io_error("staging directory", e))?;
-            write_synced(&staging.join(MODEL_FILE), &model).map_err(|e| io_error(MODEL_FILE, e))?;
-            faults::reached(faults::AFTER_MODEL);
-            write_synced(&staging.join(CARD_FILE), &card_json)
-                .map_err(|e| io_error(CARD_FILE, e))?;
-            sync_dir(&staging).map_err(|e| io_error("staging directory", e))?;
-            faults::reached(faults::AFTER_CARD);
-            fs::rename(&staging, &target).map_err(|e| {
+            let staged = stage_version(&staging, &model, &card_json)
+                .and_then(|()| fs::rename(&staging, &target).map_err(|e| io_error(&version, e)));
+            if let Err(error) = staged {
+                // A failed write (a full disk, say) leaves nothing behind for a sweep to find.
                 let _ = fs::remove_dir_all(&staging);
-                io_error(&version, e)
-            })?;
+                return Err(error);
+            }
             sync_dir(&root).map_err(|e| io_error("store directory", e))
         })
         .await
@@ -546,6 +542,17 @@ impl ModelStore for LocalStore {
         })
         .await
     }
+}
+
+/// Writes a version's files into its staging directory, synced.
+fn stage_version(staging: &Path, model: &[u8], card_json: &[u8]) -> Result<(), StoreError> {
+    fs::create_dir_all(staging).map_err(|e| io_error("staging directory", e))?;
+    write_synced(&staging.join(MODEL_FILE), model).map_err(|e| io_error(MODEL_FILE, e))?;
+    faults::reached(faults::AFTER_MODEL);
+    write_synced(&staging.join(CARD_FILE), card_json).map_err(|e| io_error(CARD_FILE, e))?;
+    sync_dir(staging).map_err(|e| io_error("staging directory", e))?;
+    faults::reached(faults::AFTER_CARD);
+    Ok(())
 }
 
 #[cfg(test)]

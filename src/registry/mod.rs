@@ -754,6 +754,19 @@ impl Registry {
         Ok(self.retain_with(keep, retention::ORPHAN_AGE).await?.deleted)
     }
 
+    /// Removes leftovers of interrupted writes older than [`retention::ORPHAN_AGE`] (run
+    /// before every training and at start, so that a store filled by leftovers recovers even
+    /// while trainings keep failing). A failure is logged: the training then finds out.
+    pub async fn sweep_leftovers(&self) {
+        match self.store().sweep_incomplete(retention::ORPHAN_AGE).await {
+            Ok(swept) if !swept.is_empty() => {
+                tracing::info!(?swept, "removed leftovers of interrupted writes")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not sweep leftovers of interrupted writes"),
+        }
+    }
+
     /// Retention with a chosen age for crash leftovers (see [`retention`]); claims expire
     /// after [`claims::CLAIM_EXPIRY`].
     pub async fn retain_with(

@@ -25,6 +25,46 @@ pub struct Decision {
     pub champion_rmse: Option<f64>,
     /// The paired comparison behind the decision, when one was possible.
     pub comparison: Option<PairedComparison>,
+    /// Population stability index of the challenger's labels against the champion's, when
+    /// both cards record them.
+    pub label_shift: Option<f64>,
+    /// The comparison alone would promote, but the labels shifted beyond the limit.
+    pub held_for_label_shift: bool,
+}
+
+/// The label shift above which a challenger is stored but not promoted, by default: a PSI of
+/// 0.25 is commonly read as a large shift.
+pub const DEFAULT_MAX_LABEL_SHIFT: f64 = 0.25;
+
+/// Holds a promotion whose training labels differ from the champion's by a PSI above
+/// `max_shift`, unless forced. The comparison cannot see such a shift: it scores both models
+/// on the challenger's own held-out rows, so data whose labels were all moved (poisoned, or
+/// from another scale) makes the challenger win by construction. A real change of the wines
+/// is promoted by a person, with `--force`.
+pub fn hold_for_label_shift(
+    mut decision: Decision,
+    shift: Option<f64>,
+    max_shift: f64,
+    force: bool,
+) -> Decision {
+    decision.label_shift = shift;
+    let Some(shift) = shift.filter(|s| *s > max_shift) else {
+        return decision;
+    };
+    let why = format!(
+        "the training's quality labels differ from the champion's: label PSI {shift:.3} exceeds {max_shift} (SOMMELIER_MAX_LABEL_SHIFT)"
+    );
+    if force {
+        decision.reason = format!("{} ({why})", decision.reason);
+    } else if decision.promote {
+        decision.promote = false;
+        decision.held_for_label_shift = true;
+        decision.reason = format!(
+            "held for review: {why}, so the comparison on the new data's own rows cannot be trusted ({}); use --force to promote",
+            decision.reason
+        );
+    }
+    decision
 }
 
 /// What is known about the current champion.
@@ -58,6 +98,8 @@ pub fn decide(
         challenger_rmse: comparison.map_or(challenger_rmse, |c| Some(c.challenger_rmse)),
         champion_rmse: comparison.map(|c| c.champion_rmse),
         comparison,
+        label_shift: None,
+        held_for_label_shift: false,
     };
     let forced = |reason: String| format!("promotion forced ({reason})");
     match champion {

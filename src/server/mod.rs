@@ -61,6 +61,8 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(load_or_train(state.clone()));
+    let registry = state.registry.clone();
+    tokio::spawn(async move { registry.sweep_leftovers().await });
     tokio::spawn(refresh_loop(state.clone(), stop_rx.clone()));
     let pusher = start_pusher(&state, stop_rx.clone());
 

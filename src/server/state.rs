@@ -43,6 +43,8 @@ pub struct AppState {
     champion_problem: Mutex<Option<String>>,
     /// Why no model is loaded yet (startup), if none is.
     startup_problem: Mutex<Option<String>>,
+    /// Why the last training could not store its result, until one can.
+    write_problem: Mutex<Option<String>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -69,6 +71,7 @@ impl AppState {
             store_problem: Mutex::new(None),
             champion_problem: Mutex::new(None),
             startup_problem: Mutex::new(Some("the model is loading".to_string())),
+            write_problem: Mutex::new(None),
         }
     }
 
@@ -166,12 +169,29 @@ impl AppState {
         self.record_degraded();
     }
 
+    /// Why the model store refuses writes, if the last training found it did. Kept until a
+    /// training stores its result: a store that can be read may still refuse writes.
+    pub fn write_problem(&self) -> Option<String> {
+        self.write_problem.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn set_write_problem(&self, problem: Option<String>) {
+        if let Ok(mut guard) = self.write_problem.lock() {
+            *guard = problem;
+        }
+        self.record_degraded();
+    }
+
     /// Everything that makes this instance degraded, in words (`None` when nothing does).
     pub fn degraded(&self) -> Option<String> {
-        let problems: Vec<String> = [self.champion_problem(), self.store_problem()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let problems: Vec<String> = [
+            self.champion_problem(),
+            self.store_problem(),
+            self.write_problem(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         (!problems.is_empty()).then(|| problems.join("; "))
     }
 
@@ -179,6 +199,9 @@ impl AppState {
         let mut active = Vec::new();
         if self.champion_problem().is_some() {
             active.push(DegradedReason::ChampionUnservable);
+        }
+        if self.write_problem().is_some() {
+            active.push(DegradedReason::StoreRefusesWrites);
         }
         if let Some(problem) = self.store_problem.lock().ok().and_then(|g| g.clone()) {
             active.push(if problem.access_denied {

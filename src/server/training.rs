@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
 use crate::model::dataset::{read_training_data, sha256_hex};
 use crate::model::training::{TrainError, TrainOptions, Trigger};
-use crate::registry::{RegistryError, StoreError};
+use crate::registry::StoreError;
 use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
 use crate::stores::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
@@ -131,6 +131,7 @@ pub async fn train_on(
                 TrainingOutcome::KeptChampion
             };
             METRICS.record_training(trigger.as_str(), outcome, seconds, Some(&retrained.report));
+            state.set_write_problem(None);
             state.install_if_promoted(retrained);
             remember(LastTraining::Finished {
                 trigger,
@@ -152,6 +153,9 @@ pub async fn train_on(
                 TrainingOutcome::Failed
             };
             METRICS.record_training(trigger.as_str(), outcome, seconds, None);
+            if let Some(problem) = write_problem(error) {
+                state.set_write_problem(Some(problem));
+            }
             remember(LastTraining::Failed {
                 trigger,
                 error: error.to_string(),
@@ -161,6 +165,19 @@ pub async fn train_on(
     }
     state.push.push_now();
     result
+}
+
+/// A store failure that says the store refuses writes (a full or read-only disk, a missing
+/// role), as health reports it; `None` for anything else (an unreachable store is reported by
+/// the pointer checks).
+fn write_problem(error: &RetrainError) -> Option<String> {
+    match error {
+        RetrainError::Registry(registry_error) => registry_error
+            .store_error()
+            .filter(|e| !e.is_transient() && !matches!(e, StoreError::Conflict))
+            .map(|e| format!("the model store refused to store a training's result: {e}")),
+        _ => None,
+    }
 }
 
 async fn run(
@@ -177,10 +194,9 @@ async fn run(
     let sha = sha256_hex(&bytes);
     let read = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
         .await
-        .map_err(|e| {
-            RetrainError::Registry(RegistryError::Store(StoreError::Other(format!(
-                "reader task failed: {e}"
-            ))))
+        .map_err(|e| RetrainError::TaskFailed {
+            task: "reader",
+            reason: e.to_string(),
         })?;
     let dataset = match read {
         Ok(dataset) => dataset,
@@ -203,6 +219,7 @@ async fn run(
         min_comparable_rows: state.settings.min_comparable_rows,
         force,
         keep_versions: state.settings.keep_versions,
+        max_label_shift: state.settings.max_label_shift,
     };
     let result = train_and_publish(&state.registry, dataset, options, policy).await;
     match &result {

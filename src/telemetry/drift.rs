@@ -11,8 +11,6 @@ use crate::model::features::{FeatureRow, FEATURE_COUNT};
 
 /// Rows in the rolling window.
 pub const WINDOW_ROWS: usize = 500;
-/// Share used in place of an empty bin, so that the logarithm stays finite.
-const EMPTY_BIN_SHARE: f64 = 1e-4;
 /// Bits of a row's bin number per feature in a window slot (bins are below 16).
 const BIN_BITS: u32 = 4;
 /// A slot no row has filled yet.
@@ -123,23 +121,7 @@ impl DriftMonitor {
     }
 }
 
-/// PSI = Σ (actual − expected) · ln(actual / expected) over bins, on shares of each total.
-pub fn population_stability_index(expected: &[u64], actual: &[u32]) -> f64 {
-    let expected_total: u64 = expected.iter().sum();
-    let actual_total: u64 = actual.iter().map(|&c| u64::from(c)).sum();
-    if expected_total == 0 || actual_total == 0 {
-        return 0.0;
-    }
-    expected
-        .iter()
-        .zip(actual)
-        .map(|(&e, &a)| {
-            let e = (e as f64 / expected_total as f64).max(EMPTY_BIN_SHARE);
-            let a = (f64::from(a) / actual_total as f64).max(EMPTY_BIN_SHARE);
-            (a - e) * (a / e).ln()
-        })
-        .sum()
-}
+pub use crate::model::metrics::population_stability_index;
 
 #[cfg(test)]
 mod tests {
@@ -157,7 +139,7 @@ mod tests {
     fn psi_matches_a_hand_computed_value() {
         // expected shares 0.5/0.5, actual 0.9/0.1:
         // (0.9-0.5)ln(1.8) + (0.1-0.5)ln(0.2) = 0.4*0.587787 + 0.4*1.609438 = 0.878890
-        let psi = population_stability_index(&[50, 50], &[9, 1]);
+        let psi = population_stability_index(&[50u64, 50], &[9u32, 1]);
         assert!((psi - 0.878_890).abs() < 1e-5, "{psi}");
     }
 

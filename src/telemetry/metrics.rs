@@ -48,6 +48,9 @@ pub struct Metrics {
     pub serving_degraded: IntGaugeVec,
     pub store_auth_failures: IntCounter,
     pub training_peak_memory: IntGauge,
+    /// Label PSI of the last training against its champion, and whether it was held for it.
+    pub training_label_shift: Gauge,
+    pub training_held_for_label_shift: IntGauge,
 }
 
 /// Registration can only fail on a duplicate name, which is a programming error caught by
@@ -221,6 +224,16 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Model store requests refused with 401/403 (a configuration error)."
         )
         .expect("register"),
+        training_label_shift: register_gauge!(
+            "sommelier_training_label_shift",
+            "Population stability index of the last training's quality labels against the champion's."
+        )
+        .expect("register"),
+        training_held_for_label_shift: register_int_gauge!(
+            "sommelier_training_held_for_label_shift",
+            "1 if the last training was stored but not promoted because its labels differ from the champion's beyond SOMMELIER_MAX_LABEL_SHIFT."
+        )
+        .expect("register"),
         training_peak_memory: register_int_gauge!(
             "sommelier_training_peak_memory_bytes",
             "Peak resident memory of the process during the last training (Linux only)."
@@ -310,13 +323,16 @@ pub enum DegradedReason {
     StoreAccessDenied,
     /// The store cannot be reached.
     StoreUnavailable,
+    /// The last training could not store its result (a full or read-only store).
+    StoreRefusesWrites,
 }
 
 impl DegradedReason {
-    pub const ALL: [DegradedReason; 3] = [
+    pub const ALL: [DegradedReason; 4] = [
         DegradedReason::ChampionUnservable,
         DegradedReason::StoreAccessDenied,
         DegradedReason::StoreUnavailable,
+        DegradedReason::StoreRefusesWrites,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -324,6 +340,7 @@ impl DegradedReason {
             DegradedReason::ChampionUnservable => "champion_unservable",
             DegradedReason::StoreAccessDenied => "store_access_denied",
             DegradedReason::StoreUnavailable => "store_unavailable",
+            DegradedReason::StoreRefusesWrites => "store_refuses_writes",
         }
     }
 }
@@ -458,6 +475,10 @@ impl Metrics {
             .observe(seconds);
         if let Some(report) = report {
             self.training_rows.set(report.rows as i64);
+            self.training_label_shift
+                .set(report.label_shift.unwrap_or(0.0));
+            self.training_held_for_label_shift
+                .set(i64::from(report.held_for_label_shift));
             if let Some(bytes) = report.peak_memory_bytes {
                 self.training_peak_memory
                     .set(i64::try_from(bytes).unwrap_or(i64::MAX));

@@ -213,6 +213,21 @@ impl Azurite {
         }
     }
 
+    /// Kills Azurite at once (SIGKILL), as a crash or a lost network would stop it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts Azurite again on the same port and data after [`Azurite::kill`].
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.run();

@@ -13,7 +13,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::limits::{classify_field, number_cell, text_cell, CellProblem, FieldName, RowBuilder};
 use super::{BodyError, IgnoredFields, InputError, ParseLimits, ParsedBody};
-use crate::model::features::{FeatureRow, FEATURE_COUNT};
+use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 
 /// The four input fields of MLflow's scoring protocol.
 pub const INVOCATION_FIELDS: [&str; 4] = [
@@ -151,16 +151,85 @@ fn run<'l>(
         return Err(error);
     }
     if let Err(error) = result {
+        // A number too large for the parser may be one past the length limit: say so.
+        if error.to_string().contains("number") {
+            if let Some(error) = overlong_number(body, limits.max_text_bytes) {
+                return Err(error);
+            }
+        }
         return Err(json_error(error));
     }
     if ctx.rows.is_empty() {
         return Err(BodyError::Shape("the batch is empty".to_string()));
+    }
+    // Checked once the body is known to be valid otherwise: most refused bodies are refused
+    // early, without a second pass.
+    if let Some(error) = overlong_number(body, limits.max_text_bytes) {
+        return Err(error);
     }
     Ok(ParsedBody {
         rows: ctx.rows,
         ignored_fields: ctx.ignored.into_names(),
         single: ctx.single,
     })
+}
+
+/// The error for the first number in `body` longer than `max` bytes, naming its field, if
+/// there is such a number: the
+/// same limit as numbers given as text. (The JSON parser would read a number of any length,
+/// and may round one with a very long mantissa and exponent to a different value.) One pass
+/// over the bytes: strings are skipped, and the field is the last string before a `:`.
+fn overlong_number(body: &[u8], max: usize) -> Option<BodyError> {
+    let mut at = 0;
+    let mut last_string = 0..0;
+    let mut field = None;
+    while let Some(&byte) = body.get(at) {
+        match byte {
+            b'"' => {
+                let start = at + 1;
+                at = start;
+                while let Some(&b) = body.get(at) {
+                    match b {
+                        b'"' => break,
+                        b'\\' => at += 2,
+                        _ => at += 1,
+                    }
+                }
+                last_string = start..at.min(body.len());
+                at += 1;
+            }
+            b':' => {
+                field = Some(last_string.clone());
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                while body
+                    .get(at)
+                    .is_some_and(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                {
+                    at += 1;
+                }
+                if at - start > max {
+                    let field = field.map_or("(a value)".to_string(), |range| {
+                        field_name(&body[range], max)
+                    });
+                    return Some(BodyError::Input(InputError::TooLong { field, bytes: max }));
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// A client's field name for a message: the feature it names, else its first `max` bytes.
+fn field_name(raw: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(max)]);
+    match classify_field(&text) {
+        FieldName::Feature(index) => FEATURE_NAMES[index].to_string(),
+        _ => text.into_owned(),
+    }
 }
 
 fn json_error(error: serde_json::Error) -> BodyError {

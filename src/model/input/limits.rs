@@ -12,6 +12,9 @@ use crate::model::features::{
     FEATURE_COUNT, FEATURE_NAMES, TARGET_NAME,
 };
 
+/// Bytes of a field name or of a value given as text, by default: no number needs more.
+pub const MAX_TEXT_BYTES: usize = 1000;
+
 /// Caps applied while a body is read. Each one bounds memory or time before any row exists.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ParseLimits {
@@ -34,7 +37,7 @@ impl ParseLimits {
             max_rows,
             max_keys: 256,
             max_columns: 256,
-            max_text_bytes: 1000,
+            max_text_bytes: MAX_TEXT_BYTES,
             max_ignored_listed: 64,
         }
     }

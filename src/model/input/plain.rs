@@ -11,7 +11,7 @@
 
 use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 
-use super::limits::number_cell;
+use super::limits::{number_cell, MAX_TEXT_BYTES};
 
 /// The row of `body` if it is exactly one flat object of the eleven features, by their own
 /// names (no escapes), in any order, each once, each a JSON number within its feature's
@@ -100,6 +100,9 @@ impl Reader<'_> {
             self.digits(&mut Decimal::default())?;
         } else if let Some(value) = decimal.value() {
             return Some(if negative { -value } else { value });
+        }
+        if self.at - start > MAX_TEXT_BYTES {
+            return None; // the general parser names the field
         }
         // Only ASCII digits, signs, '.' and exponent letters were taken.
         let text = std::str::from_utf8(&self.body[start..self.at]).ok()?;
