@@ -32,7 +32,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "monitoring" / "ansible"
 ROLES = ANSIBLE / "roles"
-ROLE_NAMES = ("prometheus", "pushgateway", "grafana", "caddy")
+ROLE_NAMES = ("prometheus", "pushgateway", "alertmanager", "grafana", "caddy")
 # Variables the inventory generated from Terraform's outputs provides (names agreed with Terraform).
 TERRAFORM_VARIABLES = {
     "pushgateway_basic_auth_username", "pushgateway_basic_auth_password",
@@ -140,7 +140,7 @@ def test_no_secret_in_committed_variables():
 def test_site_playbook_targets_the_monitoring_group():
     plays = load_yaml(ANSIBLE / "site.yml")
     assert [play["hosts"] for play in plays] == ["monitoring"]
-    assert [r["role"] for r in plays[0]["roles"]] == ["pushgateway", "prometheus", "grafana", "caddy"]
+    assert [r["role"] for r in plays[0]["roles"]] == ["pushgateway", "prometheus", "alertmanager", "grafana", "caddy"]
     inventory = load_yaml(ANSIBLE / "inventory" / "example.yml")
     assert "monitoring" in inventory
 
