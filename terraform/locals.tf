@@ -63,16 +63,18 @@ locals {
     "SOMMELIER_RETRAIN_SCHEDULE"      = var.retrain_schedule
     "SOMMELIER_MODEL_REFRESH_SECONDS" = tostring(var.model_refresh_seconds)
     "SOMMELIER_PROMOTION_TOLERANCE"   = tostring(var.promotion_tolerance)
+    "SOMMELIER_MAX_LABEL_SHIFT"       = tostring(var.max_label_shift)
     "SOMMELIER_MIN_COMPARABLE_ROWS"   = tostring(var.min_comparable_rows)
     "SOMMELIER_KEEP_VERSIONS"         = tostring(var.keep_versions)
     "SOMMELIER_MAX_BATCH_ROWS"        = tostring(var.max_batch_rows)
 
     # Serving limits: the defaults fit a 2,048 MB instance (README, HTTP API).
-    "SOMMELIER_MAX_BUFFERED_BYTES"      = "134217728"
-    "SOMMELIER_MAX_LARGE_REQUESTS"      = "4"
-    "SOMMELIER_HEADER_TIMEOUT_SECONDS"  = "10"
-    "SOMMELIER_REQUEST_TIMEOUT_SECONDS" = "30"
-    "SOMMELIER_SHUTDOWN_SECONDS"        = "5"
+    "SOMMELIER_MAX_BUFFERED_BYTES"         = "134217728"
+    "SOMMELIER_MAX_LARGE_REQUESTS"         = "4"
+    "SOMMELIER_HEADER_TIMEOUT_SECONDS"     = "10"
+    "SOMMELIER_REQUEST_TIMEOUT_SECONDS"    = "30"
+    "SOMMELIER_BODY_START_TIMEOUT_SECONDS" = "5"
+    "SOMMELIER_SHUTDOWN_SECONDS"           = "5"
 
     "SOMMELIER_PUSHGATEWAY_URL"       = local.pushgateway_url
     "SOMMELIER_PUSHGATEWAY_USERNAME"  = var.pushgateway_username

@@ -134,6 +134,17 @@ variable "promotion_tolerance" {
   }
 }
 
+variable "max_label_shift" {
+  type        = number
+  description = "Population stability index of a new model's quality labels against the champion's above which it is stored but not promoted (SOMMELIER_MAX_LABEL_SHIFT)."
+  default     = 0.25
+
+  validation {
+    condition     = var.max_label_shift > 0
+    error_message = "max_label_shift must be above 0."
+  }
+}
+
 variable "min_comparable_rows" {
   type        = number
   description = "Fewest rows unseen by both models for a fair champion/challenger comparison (SOMMELIER_MIN_COMPARABLE_ROWS)."

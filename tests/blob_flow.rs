@@ -696,14 +696,15 @@ async fn refused_credentials_are_a_loud_configuration_error() {
         1.0
     );
 
-    // The timer on that instance: a failure the host records, and no promotion.
+    // The timer on that instance: a failure the host records and retries (503, never 500),
+    // and no promotion.
     let response = client()
         .post(wrong.url("/retrain-on-schedule"))
         .json(&json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}}))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 500);
+    assert_eq!(response.status().as_u16(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["ReturnValue"]["status"], "failed", "{body}");
     let registry = cloud.registry().await;
