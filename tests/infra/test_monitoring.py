@@ -57,6 +57,7 @@ GAUGES = {
     "sommelier_process_start_time_seconds", "sommelier_training_rows", "sommelier_model_rmse",
     "sommelier_model_mae", "sommelier_model_r2",
     "sommelier_last_successful_training_timestamp_seconds", "sommelier_serving_degraded",
+    "sommelier_training_label_shift", "sommelier_training_held_for_label_shift",
 }
 HISTOGRAMS = {
     "sommelier_http_request_duration_seconds", "sommelier_prediction_batch_size",
