@@ -809,7 +809,7 @@ def test_backend_is_configured_at_init(root):
     azurerm = terraform_block["required_providers"]
     azurerm = _block(azurerm)["azurerm"]
     assert azurerm["source"] == "hashicorp/azurerm"
-    assert re.match(r"~> 4\.\d+", azurerm["version"]), azurerm["version"]
+    assert re.fullmatch(r"4\.\d+\.\d+", azurerm["version"]), f"an exact release: {azurerm['version']}"
     readme = (TERRAFORM_DIR / "README.md").read_text()
     for needle in ["-backend-config", "enable_blob_trigger_subscription",
                    "terraform output -raw ansible_inventory_yaml > inventory.yml", "admin_cidrs"]:
