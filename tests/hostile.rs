@@ -390,14 +390,7 @@ async fn hang_ups_during_training_cancel_nothing() {
     );
     assert_no_partial_version(&store);
 
-    let metrics = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&server, "/api/metrics").await;
     assert!(
         metrics.contains("sommelier_http_requests_in_flight 1\n"),
         "only the metrics request itself is in flight"

@@ -91,6 +91,11 @@ fn claim_bytes(instance: &str, unix_seconds: u64) -> Vec<u8> {
     .expect("claim JSON")
 }
 
+async fn assert_no_claims(registry: &Registry) {
+    let claims = registry.store().list_claims().await.expect("claims");
+    assert!(claims.is_empty(), "claims left behind: {claims:?}");
+}
+
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -127,12 +132,7 @@ async fn exactly_once(registry: &Registry, a: &Server, b: &Server) {
     // A later redelivery finds the version; no claim is left behind.
     let (_, again) = deliver(b, &body).await;
     assert_eq!(status_of(&again), "duplicate", "{again}");
-    assert!(registry
-        .store()
-        .list_claims()
-        .await
-        .expect("claims")
-        .is_empty());
+    assert_no_claims(registry).await;
 
     // A live claim of another instance: this delivery does not train.
     let live = upload_csv(11);
@@ -173,12 +173,7 @@ async fn exactly_once(registry: &Registry, a: &Server, b: &Server) {
         registry.store().list_versions().await.expect("list").len(),
         before + 2
     );
-    assert!(registry
-        .store()
-        .list_claims()
-        .await
-        .expect("claims")
-        .is_empty());
+    assert_no_claims(registry).await;
 
     // Retention removes an expired claim and keeps a live one.
     registry
@@ -575,12 +570,7 @@ async fn an_upload_cut_off_by_a_store_outage_is_trained_on_the_hosts_retry() {
         registry.store().list_versions().await.expect("list").len(),
         before + 1
     );
-    assert!(registry
-        .store()
-        .list_claims()
-        .await
-        .expect("claims")
-        .is_empty());
+    assert_no_claims(&registry).await;
 }
 
 /// A claim names its process: a claim left by an earlier process with this server's id (a
@@ -625,12 +615,7 @@ async fn claims_of_dead_processes_on_this_machine_are_taken_over_at_once() {
             "pid {pid}: {answer}"
         );
     }
-    assert!(registry
-        .store()
-        .list_claims()
-        .await
-        .expect("claims")
-        .is_empty());
+    assert_no_claims(&registry).await;
 }
 
 /// An upload whose quality labels were all moved (here every wine rated 10) beats the
@@ -682,14 +667,7 @@ async fn a_poisoned_upload_is_stored_but_not_promoted() {
         "{answer}"
     );
     assert_eq!(predict().await, before, "the champion still serves");
-    let metrics = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&server, "/api/metrics").await;
     assert!(
         metrics.contains("sommelier_training_held_for_label_shift 1"),
         "the alert's gauge is set"

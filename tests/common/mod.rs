@@ -187,3 +187,15 @@ pub async fn get_json(server: &Server, path: &str) -> Value {
         .await
         .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
 }
+
+/// `GET path` on the server, its body as text.
+pub async fn get_text(server: &Server, path: &str) -> String {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
