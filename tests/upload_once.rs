@@ -782,7 +782,7 @@ async fn a_full_or_read_only_store_leaves_nothing_behind_and_degrades_health() {
     let mut refused = 0;
     for _ in 0..4 {
         let response = http
-            .post(server.url("/api/train"))
+            .post(server.url("/api/train?force=true"))
             .send()
             .await
             .expect("an answer");
