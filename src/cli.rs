@@ -455,6 +455,7 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
     let report = retrained.report;
 
     let mut value = serde_json::to_value(&report).unwrap_or_default();
+    value["status"] = json!("trained");
     if let Some(run_id) = &run_id {
         value["mlflow_run_id"] = json!(run_id);
     }
