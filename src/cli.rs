@@ -15,16 +15,22 @@ use crate::bundled;
 use crate::config::{ConfigError, Settings};
 use crate::model::algorithm::{Algorithm, ModelSpec, SpecError, SpecOverrides, DEFAULT_SEED};
 use crate::model::artifact::{DataSource, ModelArtifact};
-use crate::model::dataset::{read_features, read_labelled, read_training_data, DatasetError};
+use crate::model::dataset::{
+    read_features_keeping, read_labelled, read_training_data, Dataset, DatasetError, FeatureTable,
+};
 use crate::model::features::FEATURE_NAMES;
 use crate::model::input::{row_from_json, InputError};
 use crate::model::metrics::Metrics;
+use crate::model::progress;
+use crate::model::split::HashName;
 use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{
-    cross_validate, evaluate, CrossValidation, TrainError, TrainOptions, Trigger, DEFAULT_HOLDOUT,
+    cross_validate, CrossValidation, TrainError, TrainOptions, Trigger, DEFAULT_HOLDOUT,
 };
 use crate::registry::{Registry, RegistryError, VersionEntry};
-use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError};
+use crate::retraining::{
+    identical_champion, train_and_publish, PromotionPolicy, RetrainError, Unchanged,
+};
 use crate::stores::{open_registry, OpenStoreError};
 use crate::tracking::{Tracker, TrainingContext};
 
@@ -134,20 +140,38 @@ pub struct EvaluateArgs {
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// CSV with a header, or JSON lines (one object per line); `-` for standard input.
+    /// CSV with a header (`,`, `;` or tab separated), or JSON lines (one object per line);
+    /// `-` for standard input.
     #[arg(long, value_name = "FILE|-")]
     pub data: PathBuf,
     /// Version to use [default: the champion].
     #[arg(long)]
     pub version: Option<String>,
+    /// Column (CSV) or field (JSON lines) carried through to each prediction as its `id`
+    /// [default: a column named `id`, when there is one].
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Output: one JSON object per row (`jsonl`), or CSV with a header (`csv`). Each row
+    /// carries its number (from 1), its id, the prediction and the features outside the
+    /// model's training range. `--json` prints one object for all rows instead.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: PredictFormat,
+}
+
+/// How `predict` writes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredictFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
     #[command(subcommand)]
     pub action: Option<ModelsAction>,
-    /// Also download and decode every version's model and report any that fails (the
-    /// listing alone compares stored lengths with the cards, downloading nothing).
+    /// Also download and decode every version's model, report any that fails, and exit
+    /// non-zero when one does (the listing alone compares stored lengths with the cards,
+    /// downloading nothing).
     #[arg(long)]
     pub verify: bool,
 }
@@ -203,6 +227,55 @@ pub enum CliError {
     Predict(String),
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    #[error(
+        "`serve` has no --json: it writes log lines (set SOMMELIER_LOG_FORMAT=json for JSON ones)"
+    )]
+    ServeHasNoJson,
+    #[error("--json prints one JSON object; it cannot be combined with --format csv")]
+    FormatConflict,
+    #[error("{path}, line {line}: no field `{field}` for --id")]
+    NoIdField {
+        path: String,
+        line: usize,
+        field: String,
+    },
+    /// `models --verify` found broken versions (the listing already says which).
+    #[error("{broken} of {total} versions cannot serve")]
+    VerifyFailed { broken: usize, total: usize },
+}
+
+impl CliError {
+    /// The input column or field at fault, when there is one (the `field` of a JSON error).
+    pub fn field(&self) -> Option<String> {
+        match self {
+            CliError::Data { source, .. } => match source {
+                DatasetError::BadValue { column, .. }
+                | DatasetError::CellTooLong { column, .. }
+                | DatasetError::DuplicateColumn { column }
+                | DatasetError::NoSuchColumn { column, .. } => Some(column.clone()),
+                DatasetError::BadQuality { .. } => Some("quality".to_string()),
+                DatasetError::MissingColumns { missing, .. } => missing.first().cloned(),
+                _ => None,
+            },
+            CliError::JsonLine {
+                source: InputErrorOrJson::Input(error),
+                ..
+            } => error.field().map(str::to_string),
+            CliError::NoIdField { field, .. } => Some(field.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the command already printed its answer (under `--json`, the one object), so
+    /// that only the exit status is left to give.
+    pub fn already_reported(&self) -> bool {
+        matches!(self, CliError::VerifyFailed { .. })
+    }
+
+    /// The error as the one JSON object `--json` prints: `{"error": ..., "field": ...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({"error": self.to_string(), "field": self.field()})
+    }
 }
 
 /// A JSON line that is not JSON, or not a valid feature object.
@@ -216,6 +289,9 @@ pub enum InputErrorOrJson {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if matches!(cli.command, Command::Serve(_)) && cli.json {
+        return Err(CliError::ServeHasNoJson);
+    }
     let settings = Settings::from_env(cli.store.as_deref())?;
     let output = Output { json: cli.json };
     match cli.command {
@@ -271,6 +347,8 @@ fn spinner(enabled: bool, message: String) -> ProgressBar {
 
 async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
+    // Before anything is read or fitted: a store that cannot take the result fails now.
+    registry.check_writable().await?;
     let tracker = Tracker::from_settings(settings);
     let overrides = SpecOverrides {
         n_trees: args.trees,
@@ -294,7 +372,15 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             p.display().to_string()
         });
     let read = match &data_path {
-        Some(path) => read_training_data(open_input(path)?),
+        Some(path) => {
+            let input = open_input(path)?;
+            let shown = ProgressDisplay::start(output, Stage::Reading(source.clone()));
+            let read = tokio::task::spawn_blocking(move || read_training_data(input))
+                .await
+                .map_err(|e| CliError::Predict(e.to_string()))?;
+            shown.finish();
+            read
+        }
         None => read_training_data(bundled::WINE_QUALITY_RED_CSV),
     };
     let dataset = match read {
@@ -318,10 +404,6 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
             });
         }
     };
-    let cv = match args.cv {
-        Some(folds) => Some(run_cross_validation(&dataset, &spec, folds, args.seed, output).await?),
-        None => None,
-    };
     let options = TrainOptions {
         spec,
         holdout: args.holdout,
@@ -332,6 +414,16 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         },
         trigger: Trigger::Cli,
     };
+    if !args.force {
+        if let Some(unchanged) = identical_champion(&registry, &dataset.sha256, &options).await? {
+            print_unchanged(&unchanged, output);
+            return Ok(());
+        }
+    }
+    let cv = match args.cv {
+        Some(folds) => Some(run_cross_validation(&dataset, &spec, folds, args.seed, output).await?),
+        None => None,
+    };
     let policy = PromotionPolicy {
         tolerance: args.tolerance.unwrap_or(settings.promotion_tolerance),
         min_comparable_rows: args
@@ -341,17 +433,17 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         keep_versions: settings.keep_versions,
         max_label_shift: settings.max_label_shift,
     };
-    let bar = spinner(
-        output.progress(),
-        format!(
-            "training {} on {} rows",
-            args.algorithm.name(),
-            dataset.rows.len()
-        ),
+    progress::fit_started(0);
+    let shown = ProgressDisplay::start(
+        output,
+        Stage::Fitting {
+            algorithm: args.algorithm.name(),
+            rows: dataset.rows.len(),
+        },
     );
     let context = TrainingContext::new(&options, &dataset);
     let retrained = train_and_publish(&registry, dataset, options, policy).await;
-    bar.finish_and_clear();
+    shown.finish();
     let retrained = match retrained {
         Ok(retrained) => retrained,
         Err(error) => {
@@ -363,6 +455,7 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
     let report = retrained.report;
 
     let mut value = serde_json::to_value(&report).unwrap_or_default();
+    value["status"] = json!("trained");
     if let Some(run_id) = &run_id {
         value["mlflow_run_id"] = json!(run_id);
     }
@@ -410,6 +503,102 @@ async fn train(settings: &Settings, args: TrainArgs, output: Output) -> Result<(
         text
     });
     Ok(())
+}
+
+/// Reports a training that was not run: the champion already is its result.
+fn print_unchanged(unchanged: &Unchanged, output: Output) {
+    let mut value = serde_json::to_value(unchanged).unwrap_or_default();
+    value["status"] = json!("unchanged");
+    value["promoted"] = json!(false);
+    value["version"] = json!(unchanged.champion);
+    output.print(&value, || {
+        format!(
+            "Unchanged: champion {} was trained on this data with this recipe; nothing trained \
+             or stored (--force trains anyway).",
+            unchanged.champion
+        )
+    });
+}
+
+/// What a progress display shows.
+enum Stage {
+    Reading(String),
+    Fitting {
+        algorithm: &'static str,
+        rows: usize,
+    },
+}
+
+/// Seconds after which a training's display adds an estimate of the time left, and after
+/// which (and then as often) a display that is not a terminal writes a line.
+const ESTIMATE_AFTER: Duration = Duration::from_secs(3);
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// A progress display on standard error while work runs: a live line on a terminal, a line
+/// every few seconds otherwise, nothing under `--json`.
+struct ProgressDisplay {
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    bar: ProgressBar,
+}
+
+impl ProgressDisplay {
+    fn start(output: Output, stage: Stage) -> ProgressDisplay {
+        if output.json {
+            return ProgressDisplay {
+                ticker: None,
+                bar: ProgressBar::hidden(),
+            };
+        }
+        let terminal = output.progress();
+        let bar = spinner(terminal, stage_message(&stage, Duration::ZERO));
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut next_line = LINE_EVERY;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let elapsed = started.elapsed();
+                let message = stage_message(&stage, elapsed);
+                if terminal {
+                    shown.set_message(message);
+                } else if elapsed >= next_line {
+                    next_line += LINE_EVERY;
+                    eprintln!("{message}");
+                }
+            }
+        });
+        ProgressDisplay {
+            ticker: Some(ticker),
+            bar,
+        }
+    }
+
+    fn finish(self) {
+        if let Some(ticker) = self.ticker {
+            ticker.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `training extra-trees on 1599 rows: 40/100 trees, about 6 s left`.
+fn stage_message(stage: &Stage, elapsed: Duration) -> String {
+    match stage {
+        Stage::Reading(source) => format!("reading {source}: {} rows", progress::rows()),
+        Stage::Fitting { algorithm, rows } => {
+            let (done, total) = progress::trees();
+            let mut text = format!("training {algorithm} on {rows} rows");
+            if total > 0 {
+                text.push_str(&format!(": {done}/{total} trees"));
+                if elapsed >= ESTIMATE_AFTER {
+                    if let Some(left) = progress::estimate(done, total, elapsed) {
+                        text.push_str(&format!(", {}", progress::describe_left(left)));
+                    }
+                }
+            }
+            text
+        }
+    }
 }
 
 async fn run_cross_validation(
@@ -488,55 +677,167 @@ async fn evaluate_command(
     let path = args.data.display().to_string();
     let dataset =
         read_labelled(open_input(&args.data)?).map_err(|source| CliError::Data { path, source })?;
-    let metrics = evaluate(&model, &dataset).map_err(|e| CliError::Predict(e.to_string()))?;
+    let predictions = model
+        .predict(&dataset.rows)
+        .map_err(|e| CliError::Predict(e.to_string()))?;
+    let metrics = Metrics::compute(&predictions, &dataset.targets);
+    let overlap = Overlap::of(&model.card, &dataset, &predictions);
     let value = json!({
         "rmse": metrics.rmse, "mae": metrics.mae, "r2": metrics.r2,
         "within_0_5": metrics.within_0_5, "within_1_0": metrics.within_1_0,
         "rows": metrics.rows, "version": model.card.version,
+        "training_side_rows": overlap.as_ref().map(|o| o.training_side),
+        "unseen": overlap.as_ref().and_then(|o| o.unseen),
     });
     output.print(&value, || {
-        format!(
+        let mut text = format!(
             "Model {} on {} rows: {}",
             model.card.version,
             metrics.rows,
             metrics_line(&metrics)
-        )
+        );
+        text.push_str(&match &overlap {
+            None => "\nThis version's card records no split rule: whether it trained on these \
+                     rows is unknown."
+                .to_string(),
+            Some(overlap) => overlap.describe(),
+        });
+        text
     });
     Ok(())
 }
 
+/// How the rows of an evaluation relate to the version's own training: the rows that its
+/// split rule puts on the training side (it trained on them if they were in its training
+/// data) and the metrics on the rest, which it never saw.
+struct Overlap {
+    training_side: usize,
+    unseen: Option<Metrics>,
+}
+
+impl Overlap {
+    /// `None` when the card records no split rule this build can apply.
+    fn of(
+        card: &crate::model::artifact::ModelCard,
+        data: &Dataset,
+        predictions: &[f64],
+    ) -> Option<Overlap> {
+        let rule = card.split.filter(|r| r.hash != HashName::Unknown)?;
+        let (mut predicted, mut targets) = (Vec::new(), Vec::new());
+        for ((row, &prediction), &target) in data.rows.iter().zip(predictions).zip(&data.targets) {
+            if rule.holds_out(row) {
+                predicted.push(prediction);
+                targets.push(target);
+            }
+        }
+        Some(Overlap {
+            training_side: data.rows.len() - predicted.len(),
+            unseen: (!predicted.is_empty()).then(|| Metrics::compute(&predicted, &targets)),
+        })
+    }
+
+    fn describe(&self) -> String {
+        if self.training_side == 0 {
+            return "\nNone of these rows is on this version's training side: the figures \
+                    above are on rows it never saw."
+                .to_string();
+        }
+        let mut text = format!(
+            "\n{} of these rows are on this version's training side of its split: it trained \
+             on them if they were in its training data, so the figures above may flatter it.",
+            self.training_side
+        );
+        text.push_str(&match &self.unseen {
+            Some(m) => format!(
+                "\nOn the other {} rows, which it never saw: {}",
+                m.rows,
+                metrics_line(m)
+            ),
+            None => "\nNo row is left that it never saw.".to_string(),
+        });
+        text
+    }
+}
+
 async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Result<(), CliError> {
+    if output.json && args.format == PredictFormat::Csv {
+        return Err(CliError::FormatConflict);
+    }
     let registry = open_registry(settings).await?;
     let model = load_model(&registry, args.version.as_deref()).await?;
     let path = args.data.display().to_string();
     let mut input = BufReader::new(open_input(&args.data)?);
-    let rows = if starts_with_json_object(&mut input).map_err(|source| CliError::Read {
+    let table = if starts_with_json_object(&mut input).map_err(|source| CliError::Read {
         path: path.clone(),
         source,
     })? {
-        read_json_lines(input, &path)?
+        read_json_lines(input, &path, args.id.as_deref())?
     } else {
-        read_features(input)
-            .map_err(|source| CliError::Data {
+        let id = args.id.as_deref().unwrap_or("id");
+        read_features_keeping(input, Some(id), args.id.is_some()).map_err(|source| {
+            CliError::Data {
                 path: path.clone(),
                 source,
-            })?
-            .rows
+            }
+        })?
     };
     let predictions = model
-        .predict(&rows)
+        .predict(&table.rows)
         .map_err(|e| CliError::Predict(e.to_string()))?;
+    let out_of_range: Vec<Vec<&str>> = table.rows.iter().map(|r| model.out_of_range(r)).collect();
     if output.json {
-        output.print(
-            &json!({"predictions": predictions, "version": model.card.version}),
-            String::new,
-        );
+        let mut value = json!({
+            "predictions": predictions, "model_version": model.card.version,
+            "out_of_range": out_of_range, "rows": table.rows.len(),
+            "ignored_columns": table.ignored_columns,
+        });
+        if let Some(ids) = &table.kept {
+            value["ids"] = json!(ids);
+        }
+        output.print(&value, String::new);
         return Ok(());
     }
+    if !table.ignored_columns.is_empty() {
+        eprintln!("ignored columns: {}", table.ignored_columns.join(", "));
+    }
+    let id = |i: usize| table.kept.as_ref().map(|ids| ids[i].as_str());
     let mut stdout = std::io::stdout().lock();
-    for (row, prediction) in rows.iter().zip(&predictions) {
-        let line = json!({"prediction": prediction, "out_of_range": model.out_of_range(row)});
-        let _ = writeln!(stdout, "{line}");
+    match args.format {
+        PredictFormat::Jsonl => {
+            for (i, (prediction, outside)) in predictions.iter().zip(&out_of_range).enumerate() {
+                let mut line =
+                    json!({"row": i + 1, "prediction": prediction, "out_of_range": outside});
+                if let Some(id) = id(i) {
+                    line["id"] = json!(id);
+                }
+                let _ = writeln!(stdout, "{line}");
+            }
+        }
+        PredictFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(stdout);
+            let mut header = vec!["row"];
+            if table.kept.is_some() {
+                header.push("id");
+            }
+            header.extend(["prediction", "out_of_range", "model_version"]);
+            let mut write = |record: Vec<String>| writer.write_record(&record);
+            let mut result = write(header.iter().map(|h| h.to_string()).collect());
+            for (i, (prediction, outside)) in predictions.iter().zip(&out_of_range).enumerate() {
+                let mut record = vec![(i + 1).to_string()];
+                if let Some(id) = id(i) {
+                    record.push(id.to_string());
+                }
+                record.extend([
+                    prediction.to_string(),
+                    outside.join(" "),
+                    model.card.version.clone(),
+                ]);
+                result = result.and_then(|()| write(record));
+            }
+            result
+                .and_then(|()| writer.flush().map_err(csv::Error::from))
+                .map_err(|e| CliError::Predict(format!("cannot write the CSV: {e}")))?;
+        }
     }
     Ok(())
 }
@@ -562,8 +863,12 @@ fn starts_with_json_object(input: &mut impl std::io::BufRead) -> std::io::Result
 fn read_json_lines(
     input: impl std::io::BufRead,
     path: &str,
-) -> Result<Vec<crate::model::features::FeatureRow>, CliError> {
+    id: Option<&str>,
+) -> Result<FeatureTable, CliError> {
     let mut rows = Vec::new();
+    let mut ids = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
+    let id_field = id.unwrap_or("id");
     for (index, line) in input.lines().enumerate() {
         let line = line.map_err(|source| CliError::Read {
             path: path.to_string(),
@@ -579,9 +884,35 @@ fn read_json_lines(
         };
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| fail(InputErrorOrJson::Json(e.to_string())))?;
-        rows.push(row_from_json(&value).map_err(|e| fail(e.into()))?.row);
+        let parsed = row_from_json(&value).map_err(|e| fail(e.into()))?;
+        match value.get(id_field) {
+            Some(serde_json::Value::String(text)) => ids.push(Some(text.clone())),
+            Some(serde_json::Value::Null) | None => ids.push(None),
+            Some(other) => ids.push(Some(other.to_string())),
+        }
+        if id.is_some() && ids.last().is_some_and(Option::is_none) {
+            return Err(CliError::NoIdField {
+                path: path.to_string(),
+                line: index + 1,
+                field: id_field.to_string(),
+            });
+        }
+        for name in parsed.unknown_fields {
+            if name != id_field && !ignored.contains(&name) && ignored.len() < 64 {
+                ignored.push(name);
+            }
+        }
+        rows.push(parsed.row);
     }
-    Ok(rows)
+    let kept = ids
+        .iter()
+        .any(Option::is_some)
+        .then(|| ids.into_iter().map(Option::unwrap_or_default).collect());
+    Ok(FeatureTable {
+        rows,
+        ignored_columns: ignored,
+        kept,
+    })
 }
 
 async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result<(), CliError> {
@@ -607,10 +938,16 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     } else {
         Default::default()
     };
+    let broken: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.problem().is_some())
+        .map(|e| e.version.as_str())
+        .collect();
     let value = json!({
         "champion": champion,
         "store": registry.store_location(),
         "verified": args.verify,
+        "broken": broken,
         "versions": entries.iter().map(|e| {
             let is_champion = Some(&e.version) == champion.as_ref();
             match &e.card {
@@ -629,9 +966,32 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
         }).collect::<Vec<_>>(),
     });
     output.print(&value, || {
-        models_table(&registry, &entries, champion.as_deref(), &run_ids)
+        let mut text = models_table(&registry, &entries, champion.as_deref(), &run_ids);
+        if args.verify {
+            text.push_str(&verify_summary(entries.len(), &broken));
+        }
+        text
     });
+    if args.verify && !broken.is_empty() {
+        return Err(CliError::VerifyFailed {
+            broken: broken.len(),
+            total: entries.len(),
+        });
+    }
     Ok(())
+}
+
+/// The last line of `models --verify`: how many versions were checked and which cannot serve.
+fn verify_summary(total: usize, broken: &[&str]) -> String {
+    if broken.is_empty() {
+        format!("\nVerified {total} versions: every one loads and predicts.")
+    } else {
+        format!(
+            "\nVerified {total} versions: {} cannot serve: {}",
+            broken.len(),
+            broken.join(", ")
+        )
+    }
 }
 
 /// `models promote VERSION`: refused unless the version loads and serves; then the pointer

@@ -1,7 +1,8 @@
 //! The training workflow shared by every trigger (CLI, HTTP, timer, upload): fit a
 //! challenger off the async runtime, store it as a new version, score the champion on the
 //! challenger's holdout, and move the champion pointer by compare-and-swap if the rules say so.
-//! A failed or worse training never touches the serving model.
+//! A failed or worse training never touches the serving model, and a training that would
+//! repeat the champion's (same data, recipe and split) is not run at all: see [`retrain`].
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::model::comparison::PairedComparison;
 use crate::model::dataset::{Dataset, DatasetError};
 use crate::model::metrics::population_stability_index;
 use crate::model::metrics::Metrics;
+use crate::model::split::SplitRule;
 use crate::model::training::{train_owned, HeldOut, TrainError, TrainOptions, TrainedModel};
 use crate::registry::promotion::{decide, hold_for_label_shift, ChampionScore, Decision};
 use crate::registry::{Champion, ChampionPointer, ModelStore, Registry, RegistryError, StoreError};
@@ -111,6 +113,85 @@ pub struct Retrained {
     pub champion: Option<ChampionPointer>,
 }
 
+/// A training that was not run: the champion was trained on the same data with the same
+/// recipe and split, so a new fit would only store an identical model again.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unchanged {
+    /// The champion, which stays.
+    pub champion: String,
+    pub algorithm: Algorithm,
+    /// The champion's holdout metrics.
+    pub metrics: Option<Metrics>,
+    pub training_rows: usize,
+    pub reason: String,
+    pub data_sha256: String,
+}
+
+/// What a training request came to.
+#[derive(Clone)]
+pub enum Outcome {
+    Trained(Box<Retrained>),
+    /// Nothing new to learn: see [`identical_champion`].
+    Unchanged(Unchanged),
+}
+
+/// The one rule every trigger follows: the champion already is the result of training on
+/// data with this SHA-256 with these options (algorithm, hyperparameters, seed, holdout
+/// and split key). A champion whose card cannot be read is not identical (training then
+/// replaces it); an unreachable store is an error.
+pub async fn identical_champion(
+    registry: &Registry,
+    data_sha256: &str,
+    options: &TrainOptions,
+) -> Result<Option<Unchanged>, RetrainError> {
+    let Some(pointer) = registry.champion().await? else {
+        return Ok(None);
+    };
+    let card = match registry.card(&pointer.champion.version).await {
+        Ok(card) => card,
+        Err(error) if error.is_access_problem() => return Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "the champion's card cannot be read; training");
+            return Ok(None);
+        }
+    };
+    let same_split = card.split == Some(SplitRule::new(options.split_key, options.holdout));
+    if card.data_sha256 != data_sha256 || card.spec != options.spec || !same_split {
+        return Ok(None);
+    }
+    Ok(Some(Unchanged {
+        reason: format!(
+            "unchanged: the champion {} was trained on the same data (SHA-256 {}…) with the \
+             same algorithm, parameters and holdout; nothing was trained or stored \
+             (force a training to store another version)",
+            card.version,
+            &data_sha256[..data_sha256.len().min(12)]
+        ),
+        champion: card.version,
+        algorithm: card.spec.algorithm(),
+        metrics: card.metrics,
+        training_rows: card.training_rows,
+        data_sha256: data_sha256.to_string(),
+    }))
+}
+
+/// Trains and publishes (see [`train_and_publish`]) unless the champion is identical to what
+/// the training would produce; `policy.force` always trains.
+pub async fn retrain(
+    registry: &Registry,
+    dataset: Dataset,
+    options: TrainOptions,
+    policy: PromotionPolicy,
+) -> Result<Outcome, RetrainError> {
+    if !policy.force {
+        if let Some(unchanged) = identical_champion(registry, &dataset.sha256, &options).await? {
+            return Ok(Outcome::Unchanged(unchanged));
+        }
+    }
+    let retrained = train_and_publish(registry, dataset, options, policy).await?;
+    Ok(Outcome::Trained(Box::new(retrained)))
+}
+
 /// Trains on `dataset`, compares it with the champion, stores the version (its card carries
 /// the comparison), and promotes it per `policy`.
 pub async fn train_and_publish(
@@ -139,7 +220,7 @@ pub async fn train_and_publish(
     // After every training, promoted or not, so kept challengers cannot pile up.
     match registry.retain(policy.keep_versions).await {
         Ok(deleted) if !deleted.is_empty() => {
-            tracing::info!(?deleted, "old model versions deleted")
+            tracing::info!(deleted = %deleted.join(", "), "old model versions deleted")
         }
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "retention failed; old versions kept"),

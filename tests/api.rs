@@ -345,9 +345,26 @@ async fn train_models_promote_health_and_metrics() {
         .expect("version")
         .to_string();
 
+    // The same data and recipe as the champion: nothing is trained, the champion stays.
+    let unchanged: Value = http
+        .post(server.url("/api/train"))
+        .send()
+        .await
+        .expect("train")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(unchanged["status"], "unchanged", "{unchanged}");
+    assert_eq!(unchanged["champion"], first.as_str(), "{unchanged}");
+    assert_eq!(unchanged["promoted"], false, "{unchanged}");
+
     // Two trainings at once: one runs, the other is told to wait.
-    let a = http.post(server.url("/api/train")).send();
-    let b = http.post(server.url("/api/train")).send();
+    let a = http
+        .post(server.url("/api/train?algorithm=random-forest"))
+        .send();
+    let b = http
+        .post(server.url("/api/train?algorithm=random-forest"))
+        .send();
     let (a, b) = tokio::join!(a, b);
     let mut statuses = vec![
         a.expect("a").status().as_u16(),

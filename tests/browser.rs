@@ -1,5 +1,6 @@
 //! The prediction form in real headless Chromium (Debian's `chromium`, driven by
-//! playwright-core from `scripts/install-tools.sh`): fill, submit, see the prediction inline.
+//! playwright-core from `scripts/install-tools.sh`): fill, submit, see the prediction inline;
+//! the server's address leads a browser to the form, and the API page renders the document.
 
 mod common;
 
@@ -72,6 +73,98 @@ async fn the_form_shows_a_prediction_and_inline_errors_in_chromium() {
         "a screenshot was taken"
     );
     if let Some(keep) = std::env::var_os("SOMMELIER_KEEP_SCREENSHOT") {
+        let _ = std::fs::copy(&screenshot, keep);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_is_sent_to_the_form_and_the_api_page_renders_the_document() {
+    let node_modules = repo_root().join(".tools/node/node_modules");
+    assert!(
+        node_modules.join("playwright-core").is_dir()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "playwright-core or chromium is missing: run `bash scripts/install-tools.sh`"
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(
+        dir.path(),
+        &[(
+            "SOMMELIER_STORE",
+            dir.path().join("store").display().to_string(),
+        )],
+    );
+    // The host's probe: `GET /` without `text/html` is answered at once, no redirect.
+    let probe = client().get(server.url("/")).send().await.expect("probe");
+    assert_eq!(probe.status(), 200);
+    assert_eq!(
+        probe.json::<Value>().await.expect("json")["status"],
+        "ready"
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let browser_like = no_redirects
+        .get(server.url("/"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(browser_like.status(), 303);
+    assert_eq!(browser_like.headers()["location"], "/api/predict");
+    let document = client()
+        .get(server.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("document");
+    assert!(document.json::<Value>().await.expect("JSON")["paths"].is_object());
+
+    server.wait_healthy(&client()).await;
+    let screenshot = dir.path().join("api.png");
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/browser/api-page.cjs"))
+        .arg(server.url(""))
+        .arg(&screenshot)
+        .env("NODE_PATH", &node_modules)
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(seen["landed"], "/api/predict", "{seen}");
+    assert_eq!(seen["form"], 11, "{seen}");
+    assert!(seen["operations"].as_u64().unwrap_or(0) >= 9, "{seen}");
+    let paths = seen["paths"].to_string();
+    for route in [
+        "/api/predict",
+        "/api/train",
+        "/api/models/{version}/promote",
+    ] {
+        assert!(paths.contains(route), "{route} missing: {seen}");
+    }
+    assert!(
+        seen["title"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sommelier"),
+        "{seen}"
+    );
+    assert_eq!(seen["problem"], "", "{seen}");
+    assert_eq!(
+        seen["external"],
+        serde_json::json!([]),
+        "nothing loaded from outside"
+    );
+    assert!(
+        std::fs::metadata(&screenshot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "a screenshot was taken"
+    );
+    if let Some(keep) = std::env::var_os("SOMMELIER_KEEP_API_SCREENSHOT") {
         let _ = std::fs::copy(&screenshot, keep);
     }
 }

@@ -311,8 +311,8 @@ fn one_bad_cell_is_refused_and_broken_versions_are_listed_never_promoted() {
             "--json",
             "--algorithm",
             "elastic-net",
-            "--seed",
-            "7",
+            "--alpha",
+            "0.3",
         ],
     ))["version"]
         .as_str()
@@ -361,4 +361,334 @@ fn an_empty_champion_pointer_is_repaired_with_a_clear_message() {
         log.contains("champion pointer was damaged") && log.contains(&version),
         "{log}"
     );
+}
+
+/// The one JSON object a failed command prints on stdout under `--json`.
+fn json_error_of(output: &Output) -> Value {
+    assert!(!output.status.success(), "expected a failure");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object on stdout: {text}");
+    let value: Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert!(value["error"].is_string(), "{value}");
+    assert!(value.get("field").is_some(), "{value}");
+    value
+}
+
+#[test]
+fn an_identical_retrain_is_unchanged_and_a_store_that_cannot_be_written_fails_first() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let first = json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
+    assert_eq!(first["status"], "trained");
+    let again = json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
+    assert_eq!(again["status"], "unchanged", "{again}");
+    assert_eq!(again["champion"], first["version"]);
+    assert!(again["reason"].as_str().unwrap().contains("same data"));
+    let text = String::from_utf8(sommelier(&store, &["train", "--trees", "10"]).stdout).unwrap();
+    assert!(text.starts_with("Unchanged"), "{text}");
+    let models = json_of(&sommelier(&store, &["models", "--json"]));
+    assert_eq!(
+        models["versions"].as_array().unwrap().len(),
+        1,
+        "nothing stored"
+    );
+    // Another recipe, or --force, trains.
+    let other = json_of(&sommelier(&store, &["train", "--json", "--trees", "11"]));
+    assert_eq!(other["status"], "trained");
+    let forced = json_of(&sommelier(
+        &store,
+        &["train", "--json", "--trees", "11", "--force"],
+    ));
+    assert_eq!(forced["status"], "trained");
+    let models = json_of(&sommelier(&store, &["models", "--json"]));
+    assert_eq!(models["versions"].as_array().unwrap().len(), 3);
+
+    // A store below a plain file cannot be created: refused before the (missing) data is
+    // even opened, the store's path named.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let unwritable = file.join("store");
+    let started = std::time::Instant::now();
+    let output = sommelier(
+        &unwritable,
+        &["train", "--json", "--data", "no-such-file.csv"],
+    );
+    let error = json_error_of(&output);
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains(unwritable.to_str().unwrap()) && !message.contains("no-such-file"),
+        "{message}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let text = stderr_of(&sommelier(&unwritable, &["train"]));
+    assert!(text.contains(unwritable.to_str().unwrap()), "{text}");
+}
+
+#[test]
+fn json_errors_are_one_object_on_stdout_and_serve_has_no_json() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["train", "--json", "--holdout", "2"],
+            "holdout must be between",
+        ),
+        (&["train", "--json", "--holdout", "x"], "invalid value 'x'"),
+        (
+            &["--json", "predict", "--data", "-"],
+            "no champion model yet",
+        ),
+        (&["--json", "models", "promote", "nope"], "`nope` not found"),
+        (&["--json", "serve"], "`serve` has no --json"),
+    ];
+    for (args, needle) in cases {
+        let output = sommelier(&store, args);
+        let error = json_error_of(&output);
+        assert!(
+            error["error"].as_str().unwrap().contains(needle),
+            "{args:?}: {error}"
+        );
+        assert!(
+            output.stderr.is_empty() || !String::from_utf8_lossy(&output.stderr).contains("error:")
+        );
+    }
+    let missing = dir.path().join("missing.csv");
+    std::fs::write(&missing, "fixed_acidity,quality\n1,5\n").unwrap();
+    let error = json_error_of(&sommelier(
+        &store,
+        &["train", "--json", "--data", missing.to_str().unwrap()],
+    ));
+    assert_eq!(error["field"], "volatile_acidity", "{error}");
+    // Without --json the message goes to stderr and stdout stays empty.
+    let output = sommelier(&store, &["serve", "--json"]);
+    assert!(!output.status.success());
+    let output = sommelier(&store, &["train", "--holdout", "2"]);
+    assert!(output.stdout.is_empty());
+    assert!(stderr_of(&output).contains("holdout"));
+}
+
+#[test]
+fn evaluate_separates_the_rows_the_version_may_have_trained_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let trained = json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
+    let data = common::repo_root().join("data/winequality-red.csv");
+    let data = data.to_str().unwrap();
+    let evaluated = json_of(&sommelier(&store, &["evaluate", "--json", "--data", data]));
+    assert_eq!(evaluated["rows"], 1599);
+    assert_eq!(evaluated["training_side_rows"], trained["training_rows"]);
+    assert_eq!(evaluated["unseen"]["rows"], trained["metrics"]["rows"]);
+    let unseen = evaluated["unseen"]["rmse"].as_f64().unwrap();
+    let holdout = trained["metrics"]["rmse"].as_f64().unwrap();
+    assert!((unseen - holdout).abs() < 1e-9, "{unseen} vs {holdout}");
+    assert!(
+        evaluated["rmse"].as_f64().unwrap() < unseen,
+        "the seen rows flatter it"
+    );
+    let text = String::from_utf8(sommelier(&store, &["evaluate", "--data", data]).stdout).unwrap();
+    assert!(
+        text.contains("1213 of these rows are on this version's training side")
+            && text.contains("which it never saw"),
+        "{text}"
+    );
+}
+
+#[test]
+fn models_verify_summarises_and_fails_on_a_broken_version() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
+    let ok = sommelier(&store, &["models", "--verify"]);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("Verified 1 versions: every one loads"));
+    let second = json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ))["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Same length, other content: only a download shows it.
+    let model = store.join(&second).join("model.bin");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&model, &bytes).unwrap();
+    assert!(sommelier(&store, &["models"]).status.success());
+    let output = sommelier(&store, &["models", "--verify", "--json"]);
+    assert!(!output.status.success(), "a broken version fails --verify");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let listed: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(listed["broken"], serde_json::json!([second]), "{listed}");
+    let output = sommelier(&store, &["models", "--verify"]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Verified 2 versions: 1 cannot serve") && text.contains(&second),
+        "{text}"
+    );
+    // Loading it says what was checked, not only what the decoder tripped on.
+    let error = stderr_of(&sommelier(
+        &store,
+        &["predict", "--version", &second, "--data", "-"],
+    ));
+    assert!(
+        error.contains("has the length its card records but not its content"),
+        "{error}"
+    );
+}
+
+#[test]
+fn misspelt_columns_tabs_and_decimal_commas_get_a_hint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ));
+    let header = "fixed_acidity,volatile_acidity,citric_acid,residual_sugar,chloride,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol";
+    let row = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4";
+    let csv = format!("{header}\n{row}\n");
+    let error = stderr_of(&sommelier_with_input(
+        &store,
+        &["predict", "--data", "-"],
+        Some(csv.as_bytes()),
+    ));
+    assert!(
+        error.contains("did you mean `chlorides` for `chloride`?"),
+        "{error}"
+    );
+    let line = br#"{"fixed_acidity":7.4,"volatile_acidity":0.7,"citric_acid":0,"residual_sugar":1.9,"chloride":0.076,"free_sulfur_dioxide":11,"total_sulfur_dioxide":34,"density":0.9978,"pH":3.51,"sulphates":0.56,"alcohol":9.4}"#;
+    let error = json_error_of(&sommelier_with_input(
+        &store,
+        &["predict", "--json", "--data", "-"],
+        Some(line),
+    ));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `chlorides`?"),
+        "{error}"
+    );
+    assert_eq!(error["field"], "chlorides");
+    // Tab-separated: read as such.
+    let tabs = format!("{}\n{}\n", header.replace("chloride", "chlorides"), row).replace(',', "\t");
+    let output = sommelier_with_input(&store, &["predict", "--data", "-"], Some(tabs.as_bytes()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Decimal commas with semicolons: the hint says how to write the number.
+    let commas = tabs.replace('.', ",").replace('\t', ";");
+    let error = stderr_of(&sommelier_with_input(
+        &store,
+        &["predict", "--data", "-"],
+        Some(commas.as_bytes()),
+    ));
+    assert!(
+        error.contains("`7,4`") && error.contains("a decimal comma"),
+        "{error}"
+    );
+    // Decimal commas in a comma-separated file split the numbers: said so.
+    let split = format!(
+        "{}\n{}\n",
+        header.replace("chloride", "chlorides"),
+        row.replace('.', ",")
+    );
+    let error = stderr_of(&sommelier_with_input(
+        &store,
+        &["predict", "--data", "-"],
+        Some(split.as_bytes()),
+    ));
+    assert!(error.contains("a decimal comma splits a number"), "{error}");
+    // Another separator: the header is one column.
+    let pipes = format!("{}\n{}\n", header.replace(',', "|"), row.replace(',', "|"));
+    let error = stderr_of(&sommelier_with_input(
+        &store,
+        &["predict", "--data", "-"],
+        Some(pipes.as_bytes()),
+    ));
+    assert!(
+        error.contains("the header was read as one column"),
+        "{error}"
+    );
+}
+
+#[test]
+fn predict_carries_ids_reports_ignored_columns_and_writes_csv() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ));
+    let csv = "wine,Fixed Acidity,volatile_acidity,citric_acid,residual_sugar,chlorides,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol,colour\n\
+               a-1,7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,red\n\
+               \"b,2\",7.8,0.88,0,2.6,0.098,25,67,0.9968,3.2,0.68,30,red\n";
+    let output = sommelier_with_input(
+        &store,
+        &["predict", "--data", "-", "--id", "wine", "--format", "csv"],
+        Some(csv.as_bytes()),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "row,id,prediction,out_of_range,model_version");
+    assert!(lines[1].starts_with("1,a-1,"), "{text}");
+    assert!(
+        lines[2].starts_with("2,\"b,2\",") && lines[2].contains(",alcohol,"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ignored columns: colour"));
+
+    let predicted = json_of(&sommelier_with_input(
+        &store,
+        &["predict", "--json", "--data", "-", "--id", "wine"],
+        Some(csv.as_bytes()),
+    ));
+    assert!(predicted["model_version"].is_string(), "{predicted}");
+    assert!(predicted.get("version").is_none());
+    assert_eq!(predicted["ids"], serde_json::json!(["a-1", "b,2"]));
+    assert_eq!(
+        predicted["out_of_range"],
+        serde_json::json!([[], ["alcohol"]])
+    );
+    assert_eq!(predicted["ignored_columns"], serde_json::json!(["colour"]));
+
+    // A column named `id` is carried without --id; rows are numbered.
+    let with_id = csv.replacen("wine,", "id,", 1);
+    let output = sommelier_with_input(
+        &store,
+        &["predict", "--data", "-"],
+        Some(with_id.as_bytes()),
+    );
+    let first: Value = serde_json::from_str(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["row"], 1);
+    assert_eq!(first["id"], "a-1");
+    let error = json_error_of(&sommelier_with_input(
+        &store,
+        &["predict", "--json", "--data", "-", "--id", "serial"],
+        Some(csv.as_bytes()),
+    ));
+    assert_eq!(error["field"], "serial", "{error}");
+    let error = json_error_of(&sommelier_with_input(
+        &store,
+        &["predict", "--json", "--format", "csv", "--data", "-"],
+        Some(csv.as_bytes()),
+    ));
+    assert!(error["error"].as_str().unwrap().contains("--format csv"));
 }

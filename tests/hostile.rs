@@ -352,7 +352,10 @@ async fn hang_ups_during_training_cancel_nothing() {
         .timeout(Duration::from_millis(50))
         .build()
         .expect("client");
-    let hung_up = impatient.post(server.url("/api/train")).send().await;
+    let hung_up = impatient
+        .post(server.url("/api/train?force=true"))
+        .send()
+        .await;
     assert!(hung_up.is_err(), "the client was meant to give up first");
     // While it runs, more trainings are refused, whether their clients wait or not.
     let mut saw_running = false;
@@ -362,9 +365,12 @@ async fn hang_ups_during_training_cancel_nothing() {
             break;
         }
         saw_running = true;
-        let _ = impatient.post(server.url("/api/train")).send().await;
+        let _ = impatient
+            .post(server.url("/api/train?force=true"))
+            .send()
+            .await;
         let second = client()
-            .post(server.url("/api/train"))
+            .post(server.url("/api/train?force=true"))
             .send()
             .await
             .expect("answer");

@@ -50,6 +50,9 @@ pub enum ApiError {
     BodyNotStarted { seconds: u64 },
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The server's own setup is wrong (its training data, its store): the request was fine.
+    #[error("configuration error: {0}")]
+    Configuration(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -58,8 +61,7 @@ pub enum ApiError {
 pub struct ErrorBody {
     /// What is wrong, in words.
     pub error: String,
-    /// The input field at fault, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The input field at fault, or null.
     pub field: Option<String>,
 }
 
@@ -83,7 +85,7 @@ impl ApiError {
             ApiError::NoModel(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TrainingInProgress => StatusCode::CONFLICT,
             ApiError::VersionNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Configuration(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -136,8 +138,13 @@ impl From<RegistryError> for ApiError {
 impl From<RetrainError> for ApiError {
     fn from(error: RetrainError) -> Self {
         match error {
-            RetrainError::Data(e) => ApiError::Data(e),
-            RetrainError::Train(e) => ApiError::BadRequest(e.to_string()),
+            // The data and the recipe are the server's own, never the request's.
+            RetrainError::Data(e) => ApiError::Configuration(format!(
+                "the server's training data (SOMMELIER_TRAINING_DATA) is invalid: {e}"
+            )),
+            RetrainError::Train(e) => {
+                ApiError::Configuration(format!("the training cannot run on this data: {e}"))
+            }
             RetrainError::Registry(e) => e.into(),
             RetrainError::Contended => ApiError::StoreUnavailable(error.to_string()),
             RetrainError::TaskFailed { .. } => ApiError::Internal(error.to_string()),
@@ -157,6 +164,10 @@ impl IntoResponse for ApiError {
         self.add_headers(&mut response);
         if status.is_server_error() {
             response.extensions_mut().insert(Failure(self.to_string()));
+        } else {
+            response
+                .extensions_mut()
+                .insert(super::rejected::Rejection(self.to_string()));
         }
         response
     }
@@ -213,6 +224,13 @@ impl IntoResponse for MlflowError {
         });
         let mut response = (status, Json(json)).into_response();
         self.0.add_headers(&mut response);
+        if status.is_server_error() {
+            response.extensions_mut().insert(Failure(body.error));
+        } else {
+            response
+                .extensions_mut()
+                .insert(super::rejected::Rejection(body.error));
+        }
         response
     }
 }
@@ -229,5 +247,10 @@ mod tests {
         assert!(failure.0.contains("the disk is full"), "{failure:?}");
         let refused = ApiError::BadRequest("no such field".into()).into_response();
         assert!(refused.extensions().get::<Failure>().is_none());
+        let rejection = refused
+            .extensions()
+            .get::<super::super::rejected::Rejection>()
+            .expect("a rejection");
+        assert!(rejection.0.contains("no such field"), "{rejection:?}");
     }
 }

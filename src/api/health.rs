@@ -44,6 +44,12 @@ pub async fn health(State(state): State<SharedState>) -> (StatusCode, Json<Healt
 }
 
 /// Readiness: answers at once, whatever the model's state.
-pub async fn ready() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ready"}))
+pub async fn ready(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A person who opens the server's address in a browser is sent to the form; the host's
+    // probe (no `text/html` in `Accept`) gets its answer at once.
+    if super::docs::wants_html(&headers) {
+        return axum::response::Redirect::to("/api/predict").into_response();
+    }
+    Json(serde_json::json!({"status": "ready"})).into_response()
 }

@@ -3,6 +3,7 @@
 //! work in `model`/`retraining`, errors answered in `error`.
 
 pub mod body;
+pub mod docs;
 pub mod error;
 pub mod form;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod local_only;
 pub mod models;
 pub mod openapi;
 pub mod predict;
+pub mod rejected;
 pub mod schema;
 pub mod train;
 
@@ -295,6 +297,10 @@ where
 
 /// Logs the server-side failure `response` carries, if any, tagged with its request.
 fn log_failure(response: &Response, function: &str, invocation_id: &str) {
+    if let Some(rejected::Rejection(reason)) = response.extensions().get() {
+        rejected::log(response.status().as_u16(), reason, function, invocation_id);
+        return;
+    }
     let Some(error::Failure(error)) = response.extensions().get() else {
         return;
     };
@@ -352,7 +358,17 @@ mod tests {
             assert!(line.contains(part), "{part} missing from {line:?}");
         }
         let refused = error::ApiError::BadRequest("no such field".into()).into_response();
-        assert_eq!(logged(&refused), "");
+        let line = logged(&refused);
+        for part in [
+            "INFO",
+            "request refused",
+            "status=400",
+            "no such field",
+            "function=\"predict\"",
+        ] {
+            assert!(line.contains(part), "{part} missing from {line:?}");
+        }
+        assert_eq!(line.lines().count(), 1, "{line}");
     }
 
     /// Status, content type and body of `service`'s answer to `request`.

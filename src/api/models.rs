@@ -82,7 +82,7 @@ pub async fn promote(
         Some(pointer.etag.clone()),
         0.0,
     );
-    tracing::info!(%version, previous = ?pointer.champion.previous, "champion promoted by request");
+    tracing::info!(%version, previous = pointer.champion.previous.as_deref().unwrap_or("none"), "champion promoted by request");
     if state.tracker.is_enabled() {
         let tracker = state.tracker.clone();
         let moved = pointer.champion.version.clone();

@@ -5,6 +5,8 @@
 //! accepted and every body it calls invalid is refused.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
@@ -32,9 +34,12 @@ use crate::server::state::SharedState;
 )]
 pub struct ApiDoc;
 
-/// Serves the document.
-pub async fn document(State(state): State<SharedState>) -> Json<Value> {
-    Json(exact_document(state.settings.max_batch_rows))
+/// Serves the document, or to a browser the page that renders it (see [`super::docs`]).
+pub async fn document(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    if super::docs::wants_html(&headers) {
+        return Html(super::docs::PAGE).into_response();
+    }
+    Json(exact_document(state.settings.max_batch_rows)).into_response()
 }
 
 /// The generated document with the request bodies and statuses stated exactly.
@@ -52,7 +57,7 @@ pub fn exact_document(max_rows: usize) -> Value {
     schemas["MlflowError"] = json!({
         "type": "object",
         "description": "MLflow's scoring-server error shape, plus this API's `error` and `field`.",
-        "required": ["error_code", "message", "error"],
+        "required": ["error_code", "message", "error", "field"],
         "properties": {
             "error_code": {"type": "string", "enum": ["BAD_REQUEST", "TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR"]},
             "message": {"type": "string"},

@@ -91,7 +91,10 @@ pub struct HealthResponse {
 /// Outcome of `/api/train`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TrainResponse {
-    /// `Model training successful!`
+    /// `trained`, or `unchanged` when the champion was trained on the same data with the same
+    /// recipe (nothing was trained or stored; `version` is the champion).
+    pub status: &'static str,
+    /// `Model training successful!`, or why nothing was trained.
     pub message: &'static str,
     pub version: String,
     pub algorithm: String,

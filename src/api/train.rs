@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::schema::{TrainResponse, TrainingStatus};
 use crate::model::algorithm::Algorithm;
-use crate::retraining::TrainingReport;
+use crate::retraining::{Outcome, TrainingReport, Unchanged};
 use crate::server::state::SharedState;
 use crate::server::training::{last_training, start_http_training, LastTraining, StartError};
 
@@ -23,16 +23,19 @@ pub struct TrainQuery {
 }
 
 /// Retrains on `SOMMELIER_TRAINING_DATA` (default: the bundled data) and promotes per the
-/// rules. The training runs in its own task: a client that hangs up does not stop it.
+/// rules; when the champion was trained on the same data with the same recipe, nothing is
+/// trained (`status: unchanged`) unless `force`. The training runs in its own task: a client
+/// that hangs up does not stop it.
 #[utoipa::path(
     post,
     path = "/api/train",
     params(TrainQuery),
     responses(
         (status = 200, body = TrainResponse),
-        (status = 400, description = "The training data or a parameter is invalid", body = super::error::ErrorBody),
+        (status = 400, description = "A parameter is invalid", body = super::error::ErrorBody),
         (status = 403, description = "Local server: the request is not from this machine's own pages", body = super::error::ErrorBody),
         (status = 409, description = "A training is already running", body = super::error::ErrorBody),
+        (status = 500, description = "Configuration error: the server's own training data cannot be read or is invalid, or the store refuses writes", body = super::error::ErrorBody),
         (status = 503, description = "The model store is unavailable", body = super::error::ErrorBody),
     )
 )]
@@ -42,9 +45,15 @@ pub async fn train(
 ) -> Result<Json<TrainResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     match start_http_training(&state, query.algorithm, query.force).await {
-        Ok(retrained) => Ok(Json(response(retrained.report))),
+        Ok(Outcome::Trained(retrained)) => Ok(Json(response(retrained.report))),
+        Ok(Outcome::Unchanged(unchanged)) => Ok(Json(unchanged_response(unchanged))),
         Err(StartError::Busy) => Err(ApiError::TrainingInProgress),
-        Err(StartError::Data(error)) => Err(crate::registry::RegistryError::Store(error).into()),
+        Err(StartError::Data(error)) if error.is_transient() => {
+            Err(crate::registry::RegistryError::Store(error).into())
+        }
+        Err(StartError::Data(error)) => Err(ApiError::Configuration(format!(
+            "the server's training data (SOMMELIER_TRAINING_DATA) cannot be read: {error}"
+        ))),
         Err(StartError::Train(error)) => Err(error.into()),
         Err(StartError::Lost) => Err(ApiError::Internal(
             "the training task ended without a result".to_string(),
@@ -81,6 +90,7 @@ pub async fn status(State(state): State<SharedState>) -> Json<TrainingStatus> {
 
 fn response(report: TrainingReport) -> TrainResponse {
     TrainResponse {
+        status: "trained",
         message: "Model training successful!",
         version: report.version,
         algorithm: report.algorithm.name().to_string(),
@@ -94,5 +104,25 @@ fn response(report: TrainingReport) -> TrainResponse {
         ignored_columns: report.ignored_columns,
         fit_seconds: report.fit_seconds,
         peak_memory_bytes: report.peak_memory_bytes,
+    }
+}
+
+/// The answer when nothing was trained: the champion, which stays, and why.
+fn unchanged_response(unchanged: Unchanged) -> TrainResponse {
+    TrainResponse {
+        status: "unchanged",
+        message: "Nothing to train: the champion was trained on this data with this recipe.",
+        version: unchanged.champion.clone(),
+        algorithm: unchanged.algorithm.name().to_string(),
+        metrics: unchanged.metrics,
+        rows: unchanged.training_rows,
+        promoted: false,
+        champion: Some(unchanged.champion),
+        reason: unchanged.reason,
+        champion_rmse: unchanged.metrics.map(|m| m.rmse),
+        comparison: None,
+        ignored_columns: Vec::new(),
+        fit_seconds: 0.0,
+        peak_memory_bytes: None,
     }
 }

@@ -23,7 +23,7 @@ use crate::model::dataset::sha256_hex;
 use crate::model::training::Trigger;
 use crate::registry::claims::{ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::RegistryError;
-use crate::retraining::RetrainError;
+use crate::retraining::{Outcome, RetrainError};
 use crate::server::state::SharedState;
 use crate::server::training::{run_exclusive, train_on};
 use crate::stores::{
@@ -41,7 +41,8 @@ fn answer(status: StatusCode, logs: Vec<String>, value: Value) -> Answer {
     (status, Json(EnvelopeResponse::new(logs, value)))
 }
 
-/// Timer: retrains on the configured data unless it is what the champion was trained on.
+/// Timer: retrains on the configured data unless the champion was trained on it with the
+/// same recipe (the rule every trigger follows, [`crate::retraining::identical_champion`]).
 pub async fn retrain_on_schedule(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
@@ -89,22 +90,6 @@ async fn scheduled(state: &SharedState, past_due: bool) -> Answer {
             );
         }
     };
-    let sha = sha256_hex(&data.bytes);
-    match champion_trained_on(state, &sha).await {
-        Ok(Some(version)) => {
-            let message = format!(
-                "nothing changed since champion {version} was trained on {}",
-                data.source.name
-            );
-            return answer(
-                StatusCode::OK,
-                vec![message.clone()],
-                json!({"status": "unchanged", "champion": version, "reason": message}),
-            );
-        }
-        Ok(None) => {}
-        Err(error) => return store_failed(state, "read_champion", error),
-    }
     let mut logs = vec![format!(
         "scheduled retraining on {} (past due: {past_due})",
         data.source.name
@@ -247,7 +232,15 @@ async fn outcome(
     blob: Option<&str>,
 ) -> Answer {
     match train_on(state, trigger, data, None, false).await {
-        Ok(retrained) => {
+        Ok(Outcome::Unchanged(unchanged)) => {
+            let message = format!("nothing to train: {}", unchanged.reason);
+            answer(
+                StatusCode::OK,
+                vec![message],
+                json!({"status": "unchanged", "champion": unchanged.champion, "reason": unchanged.reason}),
+            )
+        }
+        Ok(Outcome::Trained(retrained)) => {
             let report = &retrained.report;
             logs.push(format!(
                 "trained {}: rmse {}, {} ({})",
@@ -356,26 +349,6 @@ fn bounded(reason: String) -> String {
         end -= 1;
     }
     format!("{}… (cut; {} bytes in all)", &reason[..end], reason.len())
-}
-
-/// The champion's version if it was trained on data with this SHA-256. A champion whose card
-/// cannot be read is treated as not trained on it (the training then replaces it).
-async fn champion_trained_on(
-    state: &SharedState,
-    sha: &str,
-) -> Result<Option<String>, RegistryError> {
-    let Some(pointer) = state.registry.champion().await? else {
-        return Ok(None);
-    };
-    match state.registry.card(&pointer.champion.version).await {
-        Ok(card) if card.data_sha256 == sha => Ok(Some(card.version)),
-        Ok(_) => Ok(None),
-        Err(error) if error.is_access_problem() => Err(error),
-        Err(error) => {
-            tracing::warn!(%error, "the champion's card cannot be read; retraining");
-            Ok(None)
-        }
-    }
 }
 
 /// The newest stored version trained on data with this SHA-256 (a redelivered blob).

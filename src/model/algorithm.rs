@@ -357,6 +357,9 @@ pub fn effective_min_samples_leaf(params: &ForestParams, rows: usize) -> usize {
     params.min_samples_leaf.max(bounded).max(1)
 }
 
+/// The most trees of one extra-trees fit: the unit in which a training's progress moves.
+const EXTRA_TREES_PER_PART: usize = 10;
+
 /// smartcore's parameters of one part of a forest: `trees` trees starting at tree `first`.
 struct ForestPart {
     first: usize,
@@ -365,13 +368,16 @@ struct ForestPart {
 
 /// How the trees are shared out between fits. Extra trees draw nothing at the forest level
 /// (tree `i` is grown from `seed + i` alone), so any split of the trees gives the same forest:
-/// one part per core. Random forests draw their bootstrap samples from one generator per fit,
-/// so their parts have a fixed size whatever the core count.
+/// one part per core, of at most [`EXTRA_TREES_PER_PART`] trees so that progress shows.
+/// Random forests draw their bootstrap samples from one generator per fit, so their parts
+/// have a fixed size whatever the core count.
 fn forest_parts(n_trees: usize, bootstrap: bool, cores: usize) -> Vec<ForestPart> {
     let size = if bootstrap {
         RANDOM_FOREST_TREES_PER_PART
     } else {
-        n_trees.div_ceil(cores.clamp(1, n_trees.max(1)))
+        n_trees
+            .div_ceil(cores.clamp(1, n_trees.max(1)))
+            .min(EXTRA_TREES_PER_PART)
     };
     (0..n_trees)
         .step_by(size.max(1))
@@ -511,8 +517,10 @@ fn fit_forest(
 ) -> Result<Forest, FitError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let parts = forest_parts(params.n_trees, bootstrap, cores);
+    super::progress::fit_started(params.n_trees);
     let fit_one = |part: &ForestPart| -> Result<Forest, FitError> {
         let fitted = fit_part(bootstrap, params, seed, part, x, y)?;
+        super::progress::trees_fitted(part.trees);
         match fitted.to_regressor()? {
             Regressor::Forest(forest) => Ok(forest),
             Regressor::Linear(_) => Err(FitError::Fit("a forest part fitted no trees".into())),

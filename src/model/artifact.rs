@@ -194,6 +194,12 @@ pub enum ArtifactError {
     Corrupt(String),
     #[error("cannot encode the model: {0}")]
     Encode(String),
+    /// A stored model that did not decode, with what comparing it with its card found.
+    #[error("{checked}; decoding it failed: {decoder}")]
+    Checked {
+        checked: String,
+        decoder: Box<ArtifactError>,
+    },
 }
 
 impl ModelArtifact {

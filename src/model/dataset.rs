@@ -1,6 +1,6 @@
 //! CSV ingestion: turns an uploaded file into validated rows, or an error that names the problem.
 //!
-//! Accepts what people really upload: comma or semicolon delimiters (detected), quoted or bare
+//! Accepts what people really upload: comma, semicolon or tab delimiters (detected), quoted or bare
 //! headers matched after normalising case, spaces and underscores, any column order, extra
 //! columns (ignored and reported), CRLF line endings and a UTF-8 byte-order mark. The input is
 //! streamed through the `csv` reader and hashed on the way, never held as one string.
@@ -14,6 +14,7 @@ use super::features::{
     feature_index, normalize_name, parse_feature, parse_value, FeatureRow, ValueProblem,
     FEATURE_COUNT, FEATURE_NAMES, TARGET_NAME,
 };
+use super::progress;
 
 /// The fewest labelled rows a model may be trained on.
 pub const MIN_TRAINING_ROWS: usize = 50;
@@ -41,6 +42,8 @@ pub struct Dataset {
 pub struct FeatureTable {
     pub rows: Vec<FeatureRow>,
     pub ignored_columns: Vec<String>,
+    /// The cells of the column asked to be kept (an id carried through), row by row.
+    pub kept: Option<Vec<String>>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -51,14 +54,17 @@ pub enum DatasetError {
     Binary,
     #[error("the file has a header row but no data rows")]
     HeaderOnly,
-    #[error("missing required column(s) {}; found: {}", quoted(.missing), quoted(.found))]
+    #[error("missing required column(s) {}; found: {}{}{}", quoted(.missing), quoted(.found), suggestions(.missing, .found), separator_hint(.found))]
     MissingColumns {
         missing: Vec<String>,
         found: Vec<String>,
     },
+    /// A column asked to be kept (`--id`) is not in the header.
+    #[error("no column `{}` to carry through; found: {}", clip(.column), quoted(.found))]
+    NoSuchColumn { column: String, found: Vec<String> },
     #[error("column `{}` appears more than once in the header", clip(.column))]
     DuplicateColumn { column: String },
-    #[error("line {line}, column `{}`: `{}` {}", clip(.column), clip(.value), .problem.describe())]
+    #[error("line {line}, column `{}`: `{}` {}{}", clip(.column), clip(.value), .problem.describe(), decimal_comma_hint(.value))]
     BadValue {
         line: u64,
         column: String,
@@ -73,7 +79,7 @@ pub enum DatasetError {
     },
     #[error("line {line}, column `quality`: `{}` is not an integer from 0 to 10", clip(.value))]
     BadQuality { line: u64, value: String },
-    #[error("line {line}: expected {expected} fields like the header, found {found}")]
+    #[error("line {line}: expected {expected} fields like the header, found {found}{}", if .found > .expected { " (a decimal comma splits a number in two: write `7.4`, not `7,4`, or separate the fields with `;`)" } else { "" })]
     FieldCount {
         line: u64,
         expected: usize,
@@ -103,6 +109,40 @@ fn quoted(names: &[String]) -> String {
         listed.push_str(&format!(" and {} more", names.len() - QUOTED_NAMES));
     }
     listed
+}
+
+/// `; did you mean ...?` for each missing column that a found one probably misspells.
+fn suggestions(missing: &[String], found: &[String]) -> String {
+    missing
+        .iter()
+        .filter_map(|name| {
+            super::features::did_you_mean(name, found.iter().map(String::as_str))
+                .map(|given| format!("; did you mean `{name}` for `{}`?", clip(given)))
+        })
+        .collect()
+}
+
+/// A hint when the header was read as one column: the file is separated by something other
+/// than commas, semicolons or tabs.
+fn separator_hint(found: &[String]) -> &'static str {
+    if found.len() == 1 {
+        " (the header was read as one column: separate the fields with `,`, `;` or a tab)"
+    } else {
+        ""
+    }
+}
+
+/// A hint when a value that is no number is one written with a decimal comma.
+fn decimal_comma_hint(value: &str) -> &'static str {
+    let mut parts = value.trim().trim_start_matches(['-', '+']).split(',');
+    let decimal = |part: Option<&str>| {
+        part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if decimal(parts.next()) && decimal(parts.next()) && parts.next().is_none() {
+        " (a decimal comma: write the number with a point, e.g. `7.4`)"
+    } else {
+        ""
+    }
 }
 
 /// Names listed in one message, at most.
@@ -148,10 +188,22 @@ pub fn read_training_data(input: impl Read) -> Result<Dataset, DatasetError> {
 
 /// Reads feature rows; a `quality` column, if present, is ignored.
 pub fn read_features(input: impl Read) -> Result<FeatureTable, DatasetError> {
-    let parsed = parse(input, false)?;
+    read_features_keeping(input, None, false)
+}
+
+/// Reads feature rows and the cells of the column `keep` (matched like the features'
+/// names), which is then not listed as ignored: an id to carry through to the predictions.
+/// A missing `keep` column is an error when `required`, else `kept` is `None`.
+pub fn read_features_keeping(
+    input: impl Read,
+    keep: Option<&str>,
+    required: bool,
+) -> Result<FeatureTable, DatasetError> {
+    let parsed = parse_keeping(input, false, keep.map(|name| (name, required)))?;
     Ok(FeatureTable {
         rows: parsed.rows,
         ignored_columns: parsed.ignored_columns,
+        kept: parsed.kept,
     })
 }
 
@@ -160,6 +212,7 @@ struct Parsed {
     targets: Option<Vec<f64>>,
     sha256: String,
     ignored_columns: Vec<String>,
+    kept: Option<Vec<String>>,
 }
 
 /// Where each needed value sits in a record.
@@ -171,6 +224,14 @@ struct ColumnMap {
 }
 
 fn parse(input: impl Read, labelled: bool) -> Result<Parsed, DatasetError> {
+    parse_keeping(input, labelled, None)
+}
+
+fn parse_keeping(
+    input: impl Read,
+    labelled: bool,
+    keep: Option<(&str, bool)>,
+) -> Result<Parsed, DatasetError> {
     let mut buffered = BufReader::with_capacity(64 * 1024, HashingReader::new(input));
     let delimiter = sniff(&mut buffered)?;
     let mut reader = csv::ReaderBuilder::new()
@@ -188,7 +249,12 @@ fn parse(input: impl Read, labelled: bool) -> Result<Parsed, DatasetError> {
     if header_names.iter().all(|name| name.is_empty()) {
         return Err(DatasetError::Empty);
     }
-    let columns = map_columns(header_names, labelled)?;
+    let mut columns = map_columns(header_names, labelled)?;
+    let kept_position = match keep {
+        Some((name, required)) => keep_column(&mut columns, name, required)?,
+        None => None,
+    };
+    let mut kept = kept_position.map(|_| Vec::new());
 
     let mut rows = Vec::new();
     let mut targets = labelled.then(Vec::new);
@@ -206,6 +272,10 @@ fn parse(input: impl Read, labelled: bool) -> Result<Parsed, DatasetError> {
             });
         }
         rows.push(read_row(&record, &columns, line)?);
+        if let (Some(kept), Some(position)) = (kept.as_mut(), kept_position) {
+            kept.push(cell_text(&record, position, line, &columns)?);
+        }
+        progress::rows_parsed(rows.len());
         if let (Some(targets), Some(position)) = (targets.as_mut(), columns.target_position) {
             targets.push(read_quality(&record, &columns, position, line)?);
         }
@@ -222,11 +292,38 @@ fn parse(input: impl Read, labelled: bool) -> Result<Parsed, DatasetError> {
         targets,
         sha256,
         ignored_columns: columns.ignored_columns,
+        kept,
     })
 }
 
-/// Skips a byte-order mark, rejects binary or empty input, and picks `;` or `,` by
-/// counting them in the header line.
+/// The position of the column `name` (matched after normalising), taken off the ignored list;
+/// `None` if it is absent and not `required`.
+fn keep_column(
+    columns: &mut ColumnMap,
+    name: &str,
+    required: bool,
+) -> Result<Option<usize>, DatasetError> {
+    let wanted = normalize_name(name);
+    let Some(position) = columns
+        .header_names
+        .iter()
+        .position(|header| normalize_name(header) == wanted)
+    else {
+        if !required {
+            return Ok(None);
+        }
+        return Err(DatasetError::NoSuchColumn {
+            column: name.to_string(),
+            found: columns.header_names.clone(),
+        });
+    };
+    let header = &columns.header_names[position];
+    columns.ignored_columns.retain(|ignored| ignored != header);
+    Ok(Some(position))
+}
+
+/// Skips a byte-order mark, rejects binary or empty input, and picks the separator by
+/// counting them in the header line (see [`delimiter_of`]).
 fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<u8, DatasetError> {
     let peek = buffered
         .fill_buf()
@@ -245,9 +342,21 @@ fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<u8, DatasetError> {
         return Err(DatasetError::Binary);
     }
     let first_line = sample.split(|&b| b == b'\n').next().unwrap_or(sample);
-    let semicolons = first_line.iter().filter(|&&b| b == b';').count();
-    let commas = first_line.iter().filter(|&&b| b == b',').count();
-    Ok(if semicolons > commas { b';' } else { b',' })
+    Ok(delimiter_of(first_line))
+}
+
+/// The separator a header line uses: tab or `;` when it has more of them than of the others
+/// (tab-separated exports, European spreadsheets), else `,`.
+pub fn delimiter_of(header: &[u8]) -> u8 {
+    let count = |separator: u8| header.iter().filter(|&&b| b == separator).count();
+    let (tabs, semicolons, commas) = (count(b'\t'), count(b';'), count(b','));
+    if tabs > semicolons && tabs > commas {
+        b'\t'
+    } else if semicolons > commas {
+        b';'
+    } else {
+        b','
+    }
 }
 
 fn looks_binary(sample: &[u8]) -> bool {
@@ -377,13 +486,11 @@ fn shortened(text: &str) -> String {
 
 fn csv_error(error: csv::Error) -> DatasetError {
     let line = error.position().map_or(0, |p| p.line());
+    let message = error.to_string();
     match error.into_kind() {
         csv::ErrorKind::Io(e) => DatasetError::Io(e.to_string()),
         csv::ErrorKind::Utf8 { .. } => DatasetError::Binary,
-        other => DatasetError::Malformed {
-            line,
-            message: format!("{other:?}"),
-        },
+        _ => DatasetError::Malformed { line, message },
     }
 }
 

@@ -57,6 +57,41 @@ pub fn feature_index(normalized: &str) -> Option<usize> {
         .position(|name| normalize_name(name) == normalized)
 }
 
+/// Of the names a client gave, the one that most likely meant `expected` (a feature or the
+/// target): after normalising, at most two letters apart and less than a third of the
+/// name's length (`chloride` for `chlorides`, `alchohol` for `alcohol`). `None` if no name is
+/// that close.
+pub fn did_you_mean<'a>(
+    expected: &str,
+    given: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let target = normalize_name(expected);
+    let allowed = 2.min(target.chars().count().saturating_sub(1) / 3);
+    given
+        .into_iter()
+        .filter(|name| name.len() <= 4 * target.len().max(1))
+        .map(|name| (edit_distance(&normalize_name(name), &target), name))
+        .filter(|&(distance, _)| distance > 0 && distance <= allowed.max(1))
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance in characters (insertions, deletions and substitutions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// Physical limits of each measurement, in [`FEATURE_NAMES`] order, inclusive.
 ///
 /// These are not plausibility ranges (drift monitoring watches those) but what the quantity can
@@ -145,6 +180,27 @@ pub fn check_finite(value: f64) -> Result<f64, ValueProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_name_is_suggested_and_a_distant_one_is_not() {
+        assert_eq!(
+            did_you_mean("chlorides", ["colour", "chloride"]),
+            Some("chloride")
+        );
+        assert_eq!(did_you_mean("alcohol", ["Alchohol"]), Some("Alchohol"));
+        assert_eq!(
+            did_you_mean("fixed_acidity", ["Fixed Acidty"]),
+            Some("Fixed Acidty")
+        );
+        assert_eq!(did_you_mean("pH", ["id", "pHH"]), Some("pHH"));
+        assert_eq!(did_you_mean("density", ["colour", "id"]), None);
+        assert_eq!(
+            did_you_mean("quality", ["quality"]),
+            None,
+            "an exact name is no typo"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 
     #[test]
     fn names_match_after_normalising_case_spaces_and_underscores() {

@@ -21,8 +21,12 @@ use limits::{classify_field, number_cell, text_cell, CellProblem, FieldName, Row
 
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum InputError {
-    #[error("missing field `{field}`")]
-    Missing { field: &'static str },
+    #[error("missing field `{field}`{}", suggestion(.field, .given.as_deref()))]
+    Missing {
+        field: &'static str,
+        /// A given name that looks like a misspelling of `field`.
+        given: Option<String>,
+    },
     #[error("field `{field}` {}", .problem.describe())]
     BadValue {
         field: String,
@@ -38,11 +42,33 @@ pub enum InputError {
     NotAnObject { found: &'static str },
 }
 
+/// ` (found `chloride`: did you mean `chlorides`?)`, or nothing.
+fn suggestion(field: &str, given: Option<&str>) -> String {
+    given.map_or_else(String::new, |given| {
+        format!(
+            " (found `{}`: did you mean `{field}`?)",
+            crate::model::dataset::clip(given)
+        )
+    })
+}
+
 impl InputError {
+    /// This error with a suggestion when a missing field was probably given under a
+    /// misspelt name among `given` (the names that were not features).
+    pub fn with_suggestion<'a>(self, given: impl IntoIterator<Item = &'a str>) -> InputError {
+        match self {
+            InputError::Missing { field, given: None } => InputError::Missing {
+                field,
+                given: crate::model::features::did_you_mean(field, given).map(str::to_string),
+            },
+            other => other,
+        }
+    }
+
     /// The field the error is about, if any.
     pub fn field(&self) -> Option<&str> {
         match self {
-            InputError::Missing { field } => Some(field),
+            InputError::Missing { field, .. } => Some(field),
             InputError::BadValue { field, .. }
             | InputError::WrongType { field, .. }
             | InputError::Duplicate { field }
@@ -121,8 +147,11 @@ fn row_from_pairs<'a>(
             FieldName::Other => unknown_fields.push(key.to_string()),
         }
     }
+    let row = row
+        .finish()
+        .map_err(|e| e.with_suggestion(unknown_fields.iter().map(String::as_str)))?;
     Ok(ParsedRow {
-        row: row.finish()?,
+        row,
         unknown_fields,
     })
 }
@@ -181,7 +210,17 @@ mod tests {
         v.as_object_mut().unwrap().remove("alcohol");
         assert_eq!(
             row_from_json(&v).unwrap_err(),
-            InputError::Missing { field: "alcohol" }
+            InputError::Missing {
+                field: "alcohol",
+                given: None
+            }
+        );
+        let mut v = sample();
+        let value = v.as_object_mut().unwrap().remove("chlorides").unwrap();
+        v["chloride"] = value;
+        assert_eq!(
+            row_from_json(&v).unwrap_err().to_string(),
+            "missing field `chlorides` (found `chloride`: did you mean `chlorides`?)"
         );
         let mut v = sample();
         v["pH"] = json!("acid");

@@ -9,5 +9,6 @@ pub mod features;
 pub mod forest;
 pub mod input;
 pub mod metrics;
+pub mod progress;
 pub mod split;
 pub mod training;

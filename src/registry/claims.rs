@@ -206,7 +206,12 @@ impl Registry {
             }
             match store.replace_claim(key, bytes, &etag).await {
                 Ok(etag) => {
-                    tracing::warn!(%key, previous = ?existing, "took over a training claim whose holder is gone");
+                    tracing::warn!(
+                        %key,
+                        previous_holder = existing.as_ref().map_or("unreadable", |c| c.instance.as_str()),
+                        previous_claimed_at = existing.as_ref().map_or("", |c| c.claimed_at.as_str()),
+                        "took over a training claim whose holder is gone"
+                    );
                     return Ok(ClaimOutcome::Acquired(HeldClaim {
                         key: key.to_string(),
                         claim,

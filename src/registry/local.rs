@@ -54,6 +54,20 @@ impl LocalStore {
         &self.root
     }
 
+    /// Creates the store's directory if needed, then writes, syncs and removes the file
+    /// `probe` in it: what saving a version does first.
+    pub async fn check_writable(&self, probe: &str) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        let path = root.join(format!(".{probe}"));
+        blocking(move || {
+            fs::create_dir_all(&root).map_err(|e| io_error("store directory", e))?;
+            let written = write_synced(&path, b"probe").map_err(|e| io_error("a test file", e));
+            let _ = fs::remove_file(&path);
+            written
+        })
+        .await
+    }
+
     fn version_dir(&self, version: &str) -> Result<PathBuf, StoreError> {
         check_version_name(version)?;
         Ok(self.root.join(version))

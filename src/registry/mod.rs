@@ -215,52 +215,52 @@ impl ModelStore for Store {
         delegate!(self, s => s.location())
     }
     async fn put_version(&self, v: &str, m: Vec<u8>, c: Vec<u8>) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_version(v, m, c).await)
+        self.located(delegate!(self, s => s.put_version(v, m, c).await))
     }
     async fn get_model(&self, v: &str) -> Result<Vec<u8>, StoreError> {
-        delegate!(self, s => s.get_model(v).await)
+        self.located(delegate!(self, s => s.get_model(v).await))
     }
     async fn get_card(&self, v: &str) -> Result<Vec<u8>, StoreError> {
-        delegate!(self, s => s.get_card(v).await)
+        self.located(delegate!(self, s => s.get_card(v).await))
     }
     async fn list_versions(&self) -> Result<Vec<String>, StoreError> {
-        delegate!(self, s => s.list_versions().await)
+        self.located(delegate!(self, s => s.list_versions().await))
     }
     async fn delete_version(&self, v: &str) -> Result<(), StoreError> {
-        delegate!(self, s => s.delete_version(v).await)
+        self.located(delegate!(self, s => s.delete_version(v).await))
     }
     async fn delete_card(&self, v: &str) -> Result<(), StoreError> {
-        delegate!(self, s => s.delete_card(v).await)
+        self.located(delegate!(self, s => s.delete_card(v).await))
     }
     async fn restore_card(&self, v: &str, c: Vec<u8>) -> Result<(), StoreError> {
-        delegate!(self, s => s.restore_card(v, c).await)
+        self.located(delegate!(self, s => s.restore_card(v, c).await))
     }
     async fn sweep_incomplete(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
-        delegate!(self, s => s.sweep_incomplete(older_than).await)
+        self.located(delegate!(self, s => s.sweep_incomplete(older_than).await))
     }
     async fn read_champion(&self, known: Option<&ETag>) -> Result<PointerRead, StoreError> {
-        delegate!(self, s => s.read_champion(known).await)
+        self.located(delegate!(self, s => s.read_champion(known).await))
     }
     async fn write_champion(&self, c: &Champion, e: Option<&ETag>) -> Result<ETag, StoreError> {
-        delegate!(self, s => s.write_champion(c, e).await)
+        self.located(delegate!(self, s => s.write_champion(c, e).await))
     }
     async fn model_lengths(&self) -> Result<HashMap<String, u64>, StoreError> {
-        delegate!(self, s => s.model_lengths().await)
+        self.located(delegate!(self, s => s.model_lengths().await))
     }
     async fn create_claim(&self, k: &str, b: Vec<u8>) -> Result<ETag, StoreError> {
-        delegate!(self, s => s.create_claim(k, b).await)
+        self.located(delegate!(self, s => s.create_claim(k, b).await))
     }
     async fn read_claim(&self, k: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
-        delegate!(self, s => s.read_claim(k).await)
+        self.located(delegate!(self, s => s.read_claim(k).await))
     }
     async fn replace_claim(&self, k: &str, b: Vec<u8>, e: &ETag) -> Result<ETag, StoreError> {
-        delegate!(self, s => s.replace_claim(k, b, e).await)
+        self.located(delegate!(self, s => s.replace_claim(k, b, e).await))
     }
     async fn delete_claim(&self, k: &str, e: &ETag) -> Result<bool, StoreError> {
-        delegate!(self, s => s.delete_claim(k, e).await)
+        self.located(delegate!(self, s => s.delete_claim(k, e).await))
     }
     async fn list_claims(&self) -> Result<Vec<String>, StoreError> {
-        delegate!(self, s => s.list_claims().await)
+        self.located(delegate!(self, s => s.list_claims().await))
     }
 }
 
@@ -396,6 +396,48 @@ pub struct Servable {
 }
 
 /// Typed access to a store: artifacts in, artifacts out.
+impl Store {
+    /// `result`, with the store's path or URL named in any error that is not about one key
+    /// (a refused write, an unreachable account, a refused credential).
+    fn located<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.map_err(|error| match error {
+            StoreError::Other(message) => {
+                StoreError::Other(format!("{}: {message}", self.location()))
+            }
+            StoreError::Unavailable(message) => {
+                StoreError::Unavailable(format!("{}: {message}", self.location()))
+            }
+            StoreError::Unauthorized(message) => {
+                StoreError::Unauthorized(format!("{}: {message}", self.location()))
+            }
+            other => other,
+        })
+    }
+
+    /// Writes and removes a small probe where a training will write: a file in the store's
+    /// directory, or a claim in the container (what the identity may write there).
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let probe = format!(
+            "write-check-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        match self {
+            Store::Local(local) => self.located(local.check_writable(&probe).await),
+            Store::Blob(blob) => {
+                let etag = self.located(blob.create_claim(&probe, b"{}".to_vec()).await)?;
+                // A probe left behind (the delete failed) is unreadable as a claim, and
+                // retention removes such claims.
+                let _ = blob.delete_claim(&probe, &etag).await;
+                Ok(())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Store,
@@ -413,6 +455,23 @@ impl Registry {
     /// Where the store lives (no credentials).
     pub fn store_location(&self) -> String {
         self.store.location()
+    }
+
+    /// Checks, before a training starts, that the store can be written and that its champion
+    /// pointer can be read, so a store that refuses either fails at once, named, rather than
+    /// after the fit.
+    pub async fn check_writable(&self) -> Result<(), RegistryError> {
+        self.store
+            .check_writable()
+            .await
+            .map_err(|error| match error {
+                StoreError::NotFound(what) => {
+                    StoreError::Other(format!("{}: cannot write `{what}`", self.store_location()))
+                }
+                other => other,
+            })?;
+        self.champion().await?;
+        Ok(())
     }
 
     /// Stores an artifact and its readable card, after checking that the stored bytes would
@@ -434,14 +493,29 @@ impl Registry {
         Ok(self.store.put_version(&version, model, card).await?)
     }
 
-    /// Loads and decodes a version.
+    /// Loads and decodes a version. A model that does not decode is checked against what
+    /// its card records (length and SHA-256), so that the error says whether the file was
+    /// damaged or replaced rather than only what the decoder tripped on.
     pub async fn load(&self, version: &str) -> Result<ModelArtifact, RegistryError> {
         let bytes = self
             .store
             .get_model(version)
             .await
             .map_err(|e| not_found_as_version(e, version))?;
-        decode_blocking(version, bytes).await
+        let found = ArtifactDigest::of(&bytes);
+        match decode_blocking(version, bytes).await {
+            Err(RegistryError::Artifact { version, source }) => {
+                let recorded = self.stored_card(&version).await.ok().and_then(|(_, a)| a);
+                Err(RegistryError::Artifact {
+                    source: ArtifactError::Checked {
+                        checked: digest_check(&found, recorded.as_ref()),
+                        decoder: Box::new(source),
+                    },
+                    version,
+                })
+            }
+            other => other,
+        }
     }
 
     pub async fn card(&self, version: &str) -> Result<ModelCard, RegistryError> {
@@ -760,7 +834,7 @@ impl Registry {
     pub async fn sweep_leftovers(&self) {
         match self.store().sweep_incomplete(retention::ORPHAN_AGE).await {
             Ok(swept) if !swept.is_empty() => {
-                tracing::info!(?swept, "removed leftovers of interrupted writes")
+                tracing::info!(swept = %swept.join(", "), "removed leftovers of interrupted writes")
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not sweep leftovers of interrupted writes"),
@@ -784,6 +858,32 @@ fn not_found_as_version(error: StoreError, version: &str) -> RegistryError {
     match error {
         StoreError::NotFound(_) => RegistryError::VersionNotFound(version.to_string()),
         other => RegistryError::Store(other),
+    }
+}
+
+/// What comparing a model file with its card's record found, in words.
+fn digest_check(found: &ArtifactDigest, recorded: Option<&ArtifactDigest>) -> String {
+    match recorded {
+        None => format!(
+            "{MODEL_FILE} ({} bytes) could not be checked against its card, which records no \
+             length or SHA-256",
+            found.bytes
+        ),
+        Some(recorded) if recorded.bytes != found.bytes => format!(
+            "{MODEL_FILE} has {} bytes where its card records {}: the file is damaged or \
+             replaced",
+            found.bytes, recorded.bytes
+        ),
+        Some(recorded) if recorded.sha256 != found.sha256 => format!(
+            "{MODEL_FILE} has the length its card records but not its content (SHA-256 {}, \
+             recorded {}): the file is damaged or replaced",
+            &found.sha256[..found.sha256.len().min(12)],
+            &recorded.sha256[..recorded.sha256.len().min(12)]
+        ),
+        Some(_) => format!(
+            "{MODEL_FILE} is the file its card records (length and SHA-256 match), yet it does \
+             not decode with this build"
+        ),
     }
 }
 

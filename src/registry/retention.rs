@@ -91,11 +91,11 @@ pub(super) async fn run(
     }
     report.swept = registry.store().sweep_incomplete(orphan_age).await?;
     if !report.swept.is_empty() {
-        tracing::info!(swept = ?report.swept, "removed leftovers of interrupted writes");
+        tracing::info!(swept = %report.swept.join(", "), "removed leftovers of interrupted writes");
     }
     report.claims = registry.remove_expired_claims(claim_expiry).await?;
     if !report.claims.is_empty() {
-        tracing::info!(claims = ?report.claims, "removed expired training claims");
+        tracing::info!(claims = %report.claims.join(", "), "removed expired training claims");
     }
     Ok(report)
 }

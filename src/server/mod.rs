@@ -58,6 +58,11 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
     let registry = open_registry(&settings).await?;
     let state: SharedState = Arc::new(AppState::new(settings, registry));
     tracing::info!(%address, store = %state.registry.store_location(), "listening");
+    tracing::info!(
+        form = %format!("http://{address}/api/predict"),
+        api = %format!("http://{address}/api/openapi.json"),
+        "open the form or the API page in a browser"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(load_or_train(state.clone()));

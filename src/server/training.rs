@@ -8,7 +8,9 @@ use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
 use crate::model::dataset::{read_training_data, sha256_hex};
 use crate::model::training::{TrainError, TrainOptions, Trigger};
 use crate::registry::StoreError;
-use crate::retraining::{train_and_publish, PromotionPolicy, RetrainError, Retrained};
+use crate::retraining::{
+    identical_champion, train_and_publish, Outcome, PromotionPolicy, RetrainError, Retrained,
+};
 use crate::stores::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
 use crate::tracking::TrainingContext;
@@ -59,7 +61,7 @@ pub async fn start_http_training(
     state: &SharedState,
     algorithm: Option<Algorithm>,
     force: bool,
-) -> Result<Retrained, StartError> {
+) -> Result<Outcome, StartError> {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let state = state.clone();
@@ -111,20 +113,29 @@ where
     task.await.ok()
 }
 
-/// Trains on `data` with the default recipe; the caller holds the training lock.
+/// Trains on `data` with the default recipe, unless the champion is what that training would
+/// produce (see [`identical_champion`]) and `force` is off; the caller holds the training lock.
 pub async fn train_on(
     state: &SharedState,
     trigger: Trigger,
     data: TrainingData,
     algorithm: Option<Algorithm>,
     force: bool,
-) -> Result<Retrained, RetrainError> {
+) -> Result<Outcome, RetrainError> {
     let started = Instant::now();
     tracing::info!(trigger = trigger.as_str(), source = %data.source.name, "training started");
     let result = run(state, trigger, data, algorithm, force).await;
     let seconds = started.elapsed().as_secs_f64();
     match &result {
-        Ok(retrained) => {
+        Ok(Outcome::Unchanged(unchanged)) => {
+            tracing::info!(
+                champion = %unchanged.champion,
+                trigger = trigger.as_str(),
+                "training skipped: nothing changed since the champion was trained"
+            );
+            return result;
+        }
+        Ok(Outcome::Trained(retrained)) => {
             let outcome = if retrained.report.promoted {
                 TrainingOutcome::Promoted
             } else {
@@ -186,12 +197,20 @@ async fn run(
     data: TrainingData,
     algorithm: Option<Algorithm>,
     force: bool,
-) -> Result<Retrained, RetrainError> {
+) -> Result<Outcome, RetrainError> {
     let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())
         .map_err(|e| RetrainError::Train(TrainError::Fit(FitError::Fit(e.to_string()))))?;
     let options = TrainOptions::new(spec, data.source, trigger);
     let bytes = data.bytes;
     let sha = sha256_hex(&bytes);
+    // A first training runs because no stored version serves: the champion's card may
+    // describe this very training while its model is broken.
+    if !force && trigger != Trigger::Startup {
+        if let Some(unchanged) = identical_champion(&state.registry, &sha, &options).await? {
+            return Ok(Outcome::Unchanged(unchanged));
+        }
+    }
+    state.registry.check_writable().await?;
     let read = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
         .await
         .map_err(|e| RetrainError::TaskFailed {
@@ -226,7 +245,7 @@ async fn run(
         Ok(retrained) => track_success(state, context, retrained),
         Err(error) => track_failure(state, context, error.to_string()),
     }
-    result
+    result.map(|retrained| Outcome::Trained(Box::new(retrained)))
 }
 
 /// Records the training in MLflow in the background: never on the critical path, and never

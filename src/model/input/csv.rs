@@ -4,7 +4,8 @@
 
 use super::limits::{classify_field, text_cell, FieldName, RowBuilder};
 use super::{BodyError, IgnoredFields, InputError, ParseLimits, ParsedBody};
-use crate::model::features::{FEATURE_COUNT, FEATURE_NAMES};
+use crate::model::dataset::clip;
+use crate::model::features::{did_you_mean, FEATURE_COUNT, FEATURE_NAMES};
 
 /// Parses a CSV body into rows.
 pub fn parse_csv(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyError> {
@@ -74,16 +75,10 @@ pub fn parse_csv(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyEr
     })
 }
 
-/// `;` when the first line has more of them than commas (European spreadsheets), else `,`.
+/// The separator of the header line (see [`crate::model::dataset::delimiter_of`]).
 fn delimiter(body: &[u8]) -> u8 {
     let first_line = body.split(|&b| b == b'\n').next().unwrap_or(body);
-    let semicolons = first_line.iter().filter(|&&b| b == b';').count();
-    let commas = first_line.iter().filter(|&&b| b == b',').count();
-    if semicolons > commas {
-        b';'
-    } else {
-        b','
-    }
+    crate::model::dataset::delimiter_of(first_line)
 }
 
 fn is_blank(record: &csv::ByteRecord) -> bool {
@@ -149,8 +144,15 @@ fn header(
             .take(20)
             .map(|name| String::from_utf8_lossy(name).into_owned())
             .collect();
+        let hints: String = missing
+            .iter()
+            .filter_map(|name| {
+                did_you_mean(name, found.iter().map(String::as_str))
+                    .map(|given| format!("; did you mean `{name}` for `{}`?", clip(given)))
+            })
+            .collect();
         return Err(BodyError::Shape(format!(
-            "missing required column(s) `{}`; found: `{}`{}",
+            "missing required column(s) `{}`; found: `{}`{}{hints}",
             missing.join("`, `"),
             found.join("`, `"),
             if record.len() > found.len() {

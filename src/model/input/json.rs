@@ -119,6 +119,7 @@ impl<'l> Ctx<'l> {
     fn fail<E: de::Error>(this: Shared<'_, '_>, error: BodyError) -> E {
         let mut ctx = this.borrow_mut();
         if ctx.error.is_none() {
+            let error = error.with_suggestion(ctx.ignored.names());
             ctx.error = Some(error);
         }
         E::custom("stopped")
@@ -470,6 +471,9 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
         if batch {
             return Ok(());
         }
+        for name in &single_ignored {
+            ctx.borrow_mut().ignored.add(name);
+        }
         let row = match single_error {
             Some(error) => Err(error),
             None => single.finish(),
@@ -478,9 +482,6 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
         let mut c = ctx.borrow_mut();
         c.rows.push(row);
         c.single = true;
-        for name in &single_ignored {
-            c.ignored.add(name);
-        }
         Ok(())
     }
 }
@@ -997,6 +998,7 @@ impl<'de> Visitor<'de> for ColumnNamesSeed<'_, '_> {
                 ctx,
                 BodyError::Input(InputError::Missing {
                     field: crate::model::features::FEATURE_NAMES[missing],
+                    given: None,
                 }),
             ));
         }

@@ -89,6 +89,20 @@ impl BodyError {
         }
     }
 
+    /// This error with a "did you mean" when a missing field was probably given under a
+    /// misspelt name among `given`.
+    pub fn with_suggestion(self, given: &[String]) -> BodyError {
+        let given = || given.iter().map(String::as_str);
+        match self {
+            BodyError::Input(error) => BodyError::Input(error.with_suggestion(given())),
+            BodyError::Row { row, source } => BodyError::Row {
+                row,
+                source: source.with_suggestion(given()),
+            },
+            other => other,
+        }
+    }
+
     /// The row-level error, if the body failed on one row's values.
     pub fn input_error(&self) -> Option<&InputError> {
         match self {
@@ -119,6 +133,11 @@ impl IgnoredFields {
             self.seen.insert(name.to_string());
             self.names.push(name.to_string());
         }
+    }
+
+    /// The names listed so far.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     pub fn into_names(self) -> Vec<String> {
@@ -233,6 +252,7 @@ impl RowBuilder {
         match self.seen.iter().position(|s| !s) {
             Some(missing) => Err(InputError::Missing {
                 field: FEATURE_NAMES[missing],
+                given: None,
             }),
             None => Ok(self.row),
         }
