@@ -692,3 +692,23 @@ fn predict_carries_ids_reports_ignored_columns_and_writes_csv() {
     ));
     assert!(error["error"].as_str().unwrap().contains("--format csv"));
 }
+
+/// The crash points of the crash tests exist only in a build with the `crash-points` feature:
+/// in any other build, arming one changes nothing.
+#[test]
+fn crash_points_are_not_in_an_ordinary_build() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let output = Command::new(common::binary())
+        .args(["train", "--algorithm", "elastic-net", "--store"])
+        .arg(&store)
+        .env("SOMMELIER_CRASH_POINT", "after-model")
+        .env_remove("SOMMELIER_STORE")
+        .env_remove("SOMMELIER_TRAINING_DATA")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("sommelier-crash-point"));
+}

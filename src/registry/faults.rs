@@ -19,9 +19,9 @@ pub const STEPS: [&str; 3] = [AFTER_MODEL, AFTER_CARD, POINTER_WRITE];
 pub const ENV: &str = "SOMMELIER_CRASH_POINT";
 
 #[cfg(feature = "crash-points")]
-pub use armed::{arm, arm_from_env};
-#[cfg(feature = "crash-points")]
 pub(crate) use armed::reached;
+#[cfg(feature = "crash-points")]
+pub use armed::{arm, arm_from_env};
 
 #[cfg(feature = "crash-points")]
 mod armed {
