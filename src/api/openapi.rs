@@ -94,6 +94,7 @@ pub fn exact_document(max_rows: usize) -> Value {
         json!({"$ref": "#/components/schemas/InvocationsResponse"}),
         "#/components/schemas/MlflowError",
     );
+    crate::feedback::openapi::document_ids_and_feedback(&mut doc, max_rows);
     if let Some(parameters) = doc["paths"]["/api/train"]["post"]["parameters"].as_array_mut() {
         for parameter in parameters {
             parameter["in"] = json!("query");
