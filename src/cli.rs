@@ -56,6 +56,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Run the HTTP server (the Azure Functions custom handler).
     Serve(ServeArgs),
+    /// Join labels to logged predictions, or show what the last join found.
+    Feedback(crate::feedback::cli::FeedbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +205,8 @@ pub enum CliError {
     Predict(String),
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    #[error("{0}")]
+    Feedback(String),
 }
 
 /// A JSON line that is not JSON, or not a valid feature object.
@@ -224,6 +228,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Predict(args) => predict(&settings, args, output).await,
         Command::Models(args) => models(&settings, args, output).await,
         Command::Serve(args) => Ok(crate::server::run(settings, args.port).await?),
+        Command::Feedback(args) => crate::feedback::cli::run(&settings, args, cli.json).await,
     }
 }
 

@@ -50,7 +50,17 @@ pub async fn invocations(
     let model = serving_model(&state)?;
     let predictions = run_model(&model, &parsed.rows).await?;
     record(&state, &parsed.rows, &predictions, &model);
-    let (_id, header) = new_prediction_id();
+    let (id, header) = new_prediction_id();
+    if let Some(log) = state.feedback.log() {
+        log.rows(
+            id,
+            &model.artifact.card.version,
+            &parsed.rows,
+            &predictions,
+            true,
+            crate::feedback::service::request_id_of(&headers),
+        );
+    }
     Ok((
         [(X_PREDICTION_ID, header)],
         Json(InvocationsResponse { predictions }),

@@ -22,6 +22,7 @@ use crate::server::state::SharedState;
         super::form::form_page,
         super::predict::predict,
         super::invocations::invocations,
+        super::feedback::feedback,
         super::train::train,
         super::train::status,
         super::models::list,

@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::schema::{BatchPredictionResponse, PredictionResponse};
 use super::{body, form};
 use crate::feedback::id::{row_id, PredictionId};
+use crate::feedback::service::request_id_of;
 use crate::model::algorithm::FitError;
 use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use crate::model::input::{ParseLimits, ParsedBody};
@@ -97,15 +98,15 @@ async fn respond(
     if !wants_html {
         let parsed = parsed?;
         if parsed.single {
-            return one_as_json(state, &parsed, id, header);
+            return one_as_json(state, headers, &parsed, id, header);
         }
-        return answer(state, parsed, id, &header)
+        return answer(state, headers, parsed, id, &header)
             .await
             .map(|answer| with_id(answer.into_json(), header));
     }
     // A browser without JavaScript: answer with the page, result or error inline.
     let outcome = match parsed {
-        Ok(parsed) => answer(state, parsed, id, &header).await,
+        Ok(parsed) => answer(state, headers, parsed, id, &header).await,
         Err(error) => Err(error),
     };
     let page = match &outcome {
@@ -133,8 +134,9 @@ fn with_id(mut response: Response, header: HeaderValue) -> Response {
 /// is written from borrowed values (the same JSON as [`PredictionResponse`]).
 fn one_as_json(
     state: &SharedState,
+    headers: &HeaderMap,
     parsed: &ParsedBody,
-    _id: PredictionId,
+    id: PredictionId,
     header: HeaderValue,
 ) -> Result<Response, ApiError> {
     let guard = state.model_guard();
@@ -144,6 +146,15 @@ fn one_as_json(
     let row = parsed.rows.first().copied().unwrap_or_default();
     let prediction = predict_row(model, &row)?;
     record(state, std::slice::from_ref(&row), &[prediction], model);
+    if let Some(log) = state.feedback.log() {
+        log.one(
+            id,
+            &model.artifact.card.version,
+            &row,
+            prediction,
+            request_id_of(headers),
+        );
+    }
     let answer = OneWine {
         prediction,
         prediction_id: id_text(&header),
@@ -220,13 +231,24 @@ impl Answer {
 
 async fn answer(
     state: &SharedState,
+    headers: &HeaderMap,
     parsed: ParsedBody,
-    _id: PredictionId,
+    id: PredictionId,
     header: &HeaderValue,
 ) -> Result<Answer, ApiError> {
     let model = serving_model(state)?;
     let predictions = run_model(&model, &parsed.rows).await?;
     record(state, &parsed.rows, &predictions, &model);
+    if let Some(log) = state.feedback.log() {
+        log.rows(
+            id,
+            &model.artifact.card.version,
+            &parsed.rows,
+            &predictions,
+            !parsed.single,
+            request_id_of(headers),
+        );
+    }
     let version = model.artifact.card.version.clone();
     if parsed.single {
         let row = parsed.rows.first().copied().unwrap_or_default();

@@ -10,6 +10,7 @@
 //! version is stored).
 
 pub mod envelope;
+pub mod feedback;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -89,7 +90,8 @@ async fn scheduled(state: &SharedState, past_due: bool) -> Answer {
             );
         }
     };
-    let sha = sha256_hex(&data.bytes);
+    // The configured data plus the labelled rows a training would add.
+    let sha = crate::feedback::training::training_sha(&state.settings, &data.bytes).await;
     match champion_trained_on(state, &sha).await {
         Ok(Some(version)) => {
             let message = format!(
@@ -212,7 +214,9 @@ async fn upload(
     etag: Option<String>,
     sha: &str,
 ) -> Answer {
-    match version_trained_on(state, sha).await {
+    let feedback = crate::feedback::training::load(&state.settings).await;
+    let trained_sha = crate::feedback::training::combined_sha(sha, feedback.as_ref());
+    match version_trained_on(state, &trained_sha).await {
         Ok(Some(version)) => {
             let message = format!("{blob} was already trained as version {version}; nothing to do");
             return answer(
