@@ -353,10 +353,10 @@ impl Appender {
         if let Err(error) = written {
             // A local write that failed may have left part of a line: the next write goes to
             // a new file, so the part stays a last line cut short (the join skips it). A blob
-            // whose length is not what this writer wrote is left the same way. A blob append
-            // that merely failed is retried at the same position.
-            let retry_same =
-                matches!(self.store, LoopStore::Blob(_)) && !matches!(error, StoreError::Other(_));
+            // that is gone or whose length is not what this writer wrote is left the same way.
+            // An append the store did not answer is retried at the same position.
+            let retry_same = matches!(self.store, LoopStore::Blob(_))
+                && matches!(error, StoreError::Unavailable(_));
             if !retry_same {
                 self.current = None;
             }
