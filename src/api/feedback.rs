@@ -39,7 +39,7 @@ pub struct FeedbackResponse {
         (status = 400, description = "Not JSON or CSV of the expected shape", body = super::error::ErrorBody),
         (status = 413, description = "Body or number of labels too large", body = super::error::ErrorBody),
         (status = 415, description = "Content type other than application/json or text/csv", body = super::error::ErrorBody),
-        (status = 422, description = "Every label was refused; each is named", body = FeedbackResponse),
+        (status = 422, description = "The one label sent was refused (a list or CSV answers 202 with each refused label named)", body = FeedbackResponse),
         (status = 503, description = "The feedback store cannot be reached; retry", body = super::error::ErrorBody),
     )
 )]
@@ -64,7 +64,7 @@ pub async fn feedback(
             .into_response()
         }
     };
-    let (accepted, rejected) = match parsed {
+    let (accepted, rejected, single) = match parsed {
         Ok(parsed) => parsed,
         Err(BodyProblem::Malformed(reason)) => return ApiError::BadRequest(reason).into_response(),
         Err(BodyProblem::TooMany(error)) => return ApiError::Body(error).into_response(),
@@ -73,7 +73,7 @@ pub async fn feedback(
         .labels
         .with_label_values(&["rejected"])
         .inc_by(rejected.len() as u64);
-    if accepted.is_empty() {
+    if accepted.is_empty() && single {
         let error = rejected
             .first()
             .map(|r| format!("label {}: {}", r.index, r.error));
@@ -83,6 +83,14 @@ pub async fn feedback(
             error,
         };
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
+    if accepted.is_empty() {
+        let body = FeedbackResponse {
+            accepted: 0,
+            rejected,
+            error: None,
+        };
+        return (StatusCode::ACCEPTED, Json(body)).into_response();
     }
     if let Err(error) = state.feedback.record_labels(&accepted).await {
         tracing::warn!(%error, "labels could not be stored");

@@ -37,10 +37,16 @@ pub enum BodyProblem {
     TooMany(BodyError),
 }
 
-/// The labels of a body: accepted and rejected.
-pub type Parsed = (Vec<Label>, Vec<Rejected>);
+/// The labels of a body: accepted, rejected, and whether the body was one label (not a list
+/// or CSV, where each label is answered on its own).
+pub type Parsed = (Vec<Label>, Vec<Rejected>, bool);
 
-fn check(index: usize, id: Option<&Value>, quality: Option<&Value>) -> Result<Label, Rejected> {
+fn check(
+    index: usize,
+    id: Option<&Value>,
+    quality: Option<&Value>,
+    from_csv: bool,
+) -> Result<Label, Rejected> {
     let reject = |error: String| Rejected { index, error };
     let id = match id {
         Some(Value::String(text)) => canonical_label_id(text).map_err(reject)?,
@@ -49,7 +55,13 @@ fn check(index: usize, id: Option<&Value>, quality: Option<&Value>) -> Result<La
     };
     let quality = match quality {
         Some(Value::Number(number)) => number.as_f64(),
-        Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+        // A CSV cell: digits only.
+        Some(Value::String(text)) if from_csv => {
+            let text = text.trim();
+            (!text.is_empty() && text.len() <= 2 && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<f64>().ok())
+                .flatten()
+        }
         Some(_) => None,
         None => return Err(reject("`quality` is missing".into())),
     };
@@ -72,12 +84,13 @@ pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
             "expected {\"prediction_id\": ..., \"quality\": ...} or {\"feedback\": [...]}".into(),
         ));
     };
+    let single = !matches!(object.get("feedback"), Some(Value::Array(_)));
     let items: Vec<Value> = match object.get("feedback") {
         Some(Value::Array(items)) => items.clone(),
-        Some(_) => return Err(BodyProblem::Malformed("`feedback` must be a list".into())),
-        None if object.contains_key("prediction_id") || object.contains_key("quality") => {
+        _ if object.contains_key("prediction_id") || object.contains_key("quality") => {
             vec![Value::Object(object)]
         }
+        Some(_) => return Err(BodyProblem::Malformed("`feedback` must be a list".into())),
         None => {
             return Err(BodyProblem::Malformed(
                 "expected {\"prediction_id\": ..., \"quality\": ...} or {\"feedback\": [...]}"
@@ -105,12 +118,17 @@ pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
             });
             continue;
         };
-        match check(index, fields.get("prediction_id"), fields.get("quality")) {
+        match check(
+            index,
+            fields.get("prediction_id"),
+            fields.get("quality"),
+            false,
+        ) {
             Ok(label) => accepted.push(label),
             Err(rejection) => rejected.push(rejection),
         }
     }
-    Ok((accepted, rejected))
+    Ok((accepted, rejected, single))
 }
 
 /// Column names compared after normalising case, spaces and underscores.
@@ -164,6 +182,7 @@ pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
             index,
             cell(id_column).as_ref(),
             cell(quality_column).as_ref(),
+            true,
         ) {
             Ok(label) => accepted.push(label),
             Err(rejection) => rejected.push(rejection),
@@ -172,7 +191,7 @@ pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
     if accepted.is_empty() && rejected.is_empty() {
         return Err(BodyProblem::Malformed("the CSV has no rows".into()));
     }
-    Ok((accepted, rejected))
+    Ok((accepted, rejected, false))
 }
 
 #[cfg(test)]
@@ -190,12 +209,13 @@ mod tests {
             {"prediction_id": good, "quality": 6},
             {"prediction_id": "nope", "quality": 6},
             {"prediction_id": format!("{good}.2"), "quality": 11},
-            {"prediction_id": format!("{good}.3"), "quality": "x"},
+            {"prediction_id": format!("{good}.3"), "quality": "6"},
             {"prediction_id": format!("{good}.4"), "quality": 5.5},
             {"prediction_id": format!("{good}.5")},
             7,
         ]});
-        let (accepted, rejected) = parse_json(body.to_string().as_bytes(), 100).unwrap();
+        let (accepted, rejected, single) = parse_json(body.to_string().as_bytes(), 100).unwrap();
+        assert!(!single);
         assert_eq!(
             accepted,
             vec![Label {
@@ -231,7 +251,7 @@ mod tests {
     fn csv_labels_read_by_header() {
         let good = id();
         let body = format!("Quality,Prediction ID\n6,{good}\n12,{good}.1\n");
-        let (accepted, rejected) = parse_csv(body.as_bytes(), 10).unwrap();
+        let (accepted, rejected, _) = parse_csv(body.as_bytes(), 10).unwrap();
         assert_eq!(
             accepted,
             vec![Label {
