@@ -62,6 +62,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Run the HTTP server (the Azure Functions custom handler).
     Serve(ServeArgs),
+    /// Join labels to logged predictions, or show what the last join found.
+    Feedback(crate::feedback::cli::FeedbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +244,8 @@ pub enum CliError {
     /// `models --verify` found broken versions (the listing already says which).
     #[error("{broken} of {total} versions cannot serve")]
     VerifyFailed { broken: usize, total: usize },
+    #[error("{0}")]
+    Feedback(String),
 }
 
 impl CliError {
@@ -300,6 +304,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Predict(args) => predict(&settings, args, output).await,
         Command::Models(args) => models(&settings, args, output).await,
         Command::Serve(args) => Ok(crate::server::run(settings, args.port).await?),
+        Command::Feedback(args) => crate::feedback::cli::run(&settings, args, cli.json).await,
     }
 }
 

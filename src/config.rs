@@ -82,6 +82,8 @@ pub struct Settings {
     pub under_functions_host: bool,
     /// Caps on buffered request bodies and slow clients.
     pub serving: ServingLimits,
+    /// The prediction log, feedback and its join (see `feedback::settings`).
+    pub feedback: crate::feedback::settings::LoopSettings,
 }
 
 /// How much a burst of requests and slow clients may hold (see `server::limits`).
@@ -297,6 +299,7 @@ impl Settings {
                 .unwrap_or_else(|| "local".into()),
             under_functions_host: under_functions_host(),
             serving: ServingLimits::from_env()?,
+            feedback: crate::feedback::settings::LoopSettings::from_env()?,
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod bundled;
 pub mod cli;
 pub mod config;
+pub mod feedback;
 pub mod functions;
 pub mod model;
 pub mod registry;

@@ -11,7 +11,9 @@ locals {
   # Blob containers shared with the application.
   training_data_container = "training-data"
   models_container        = "models"
-  package_container       = "app-package"
+  # Fixed in the app: the prediction log beside the registry (src/feedback/store.rs).
+  predictions_container = "predictions"
+  package_container     = "app-package"
 
   blob_endpoint         = azurerm_storage_account.main.primary_blob_endpoint # ends with "/"
   models_container_url  = "${local.blob_endpoint}${local.models_container}"
@@ -60,7 +62,16 @@ locals {
     "SOMMELIER_STORAGE_CA_FILE"           = ""
     "SOMMELIER_IDENTITY_CLIENT_ID"        = azurerm_user_assigned_identity.app.client_id
 
-    "SOMMELIER_RETRAIN_SCHEDULE"      = var.retrain_schedule
+    "SOMMELIER_RETRAIN_SCHEDULE"  = var.retrain_schedule
+    "SOMMELIER_FEEDBACK_SCHEDULE" = var.feedback_schedule
+
+    # The prediction log and feedback (README, Closing the loop).
+    "SOMMELIER_PREDICTION_LOG_SAMPLE"        = tostring(var.prediction_log_sample)
+    "SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS" = "5"
+    "SOMMELIER_PREDICTION_LOG_QUEUE_ROWS"    = "65536"
+    "SOMMELIER_FEEDBACK_HORIZON_DAYS"        = tostring(var.feedback_horizon_days)
+    "SOMMELIER_TRAIN_ON_FEEDBACK"            = tostring(var.train_on_feedback)
+
     "SOMMELIER_MODEL_REFRESH_SECONDS" = tostring(var.model_refresh_seconds)
     "SOMMELIER_PROMOTION_TOLERANCE"   = tostring(var.promotion_tolerance)
     "SOMMELIER_MAX_LABEL_SHIFT"       = tostring(var.max_label_shift)

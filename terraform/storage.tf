@@ -60,6 +60,15 @@ resource "azurerm_storage_container" "models" {
   container_access_type = "private"
 }
 
+# The prediction log and the labels (append blobs, one writer per instance and hour) and the
+# feedback join's results, beside the registry; the name is fixed in the app (`predictions`).
+resource "azurerm_storage_container" "predictions" {
+  #checkov:skip=CKV2_AZURE_21:Written and read by the application alone (the prediction log, labels and the join's results); its writes are counted in the app's metrics.
+  name                  = local.predictions_container
+  storage_account_id    = azurerm_storage_account.main.id
+  container_access_type = "private"
+}
+
 resource "azurerm_storage_container" "app_package" {
   #checkov:skip=CKV2_AZURE_21:Holds only the deployment zip written by the platform during deployment; deployments are logged by the deploy workflow and the app's activity log.
   name                  = local.package_container

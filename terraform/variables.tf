@@ -112,6 +112,45 @@ variable "retrain_schedule" {
   }
 }
 
+variable "feedback_schedule" {
+  type        = string
+  description = "NCRONTAB schedule (six fields, UTC) of the join-feedback function (SOMMELIER_FEEDBACK_SCHEDULE)."
+  default     = "0 0 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.feedback_schedule))) == 6
+    error_message = "feedback_schedule must be an NCRONTAB expression with six fields (second minute hour day month weekday)."
+  }
+}
+
+variable "prediction_log_sample" {
+  type        = number
+  description = "Share of prediction requests logged for feedback, 0 to 1 (SOMMELIER_PREDICTION_LOG_SAMPLE)."
+  default     = 1
+
+  validation {
+    condition     = var.prediction_log_sample >= 0 && var.prediction_log_sample <= 1
+    error_message = "prediction_log_sample must be in [0, 1]."
+  }
+}
+
+variable "feedback_horizon_days" {
+  type        = number
+  description = "How far back the feedback join looks for predictions and labels, in days (SOMMELIER_FEEDBACK_HORIZON_DAYS)."
+  default     = 30
+
+  validation {
+    condition     = var.feedback_horizon_days >= 1 && var.feedback_horizon_days <= 3650 && floor(var.feedback_horizon_days) == var.feedback_horizon_days
+    error_message = "feedback_horizon_days must be a whole number from 1 to 3650."
+  }
+}
+
+variable "train_on_feedback" {
+  type        = bool
+  description = "Whether trainings add the labelled production rows of the last feedback join (SOMMELIER_TRAIN_ON_FEEDBACK)."
+  default     = true
+}
+
 variable "model_refresh_seconds" {
   type        = number
   description = "How often an instance checks the champion pointer for a new model (SOMMELIER_MODEL_REFRESH_SECONDS)."

@@ -258,6 +258,8 @@ async fn the_handler_honours_the_functions_host_contract() {
         "metrics",
         "retrain-on-schedule",
         "retrain-on-upload",
+        "feedback",
+        "join-feedback",
     ] {
         assert!(
             functions.contains_key(expected),
@@ -307,6 +309,9 @@ async fn the_handler_honours_the_functions_host_contract() {
                 "POST" if name == "invocations" => http
                     .post(&url)
                     .json(&json!({"dataframe_records": [wine()]})),
+                "POST" if name == "feedback" => http.post(&url).json(
+                    &json!({"prediction_id": "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90", "quality": 6}),
+                ),
                 "POST" => http.post(&url),
                 other => panic!("unexpected method {other}"),
             };
@@ -315,8 +320,10 @@ async fn the_handler_honours_the_functions_host_contract() {
                 .await
                 .expect("answer");
             let status = response.status().as_u16();
+            // Feedback is accepted for later (202); every other function answers 200.
+            let expected = if name == "feedback" { 202 } else { 200 };
             assert!(
-                status == 200,
+                status == expected,
                 "{method} {path} answered {status}: {}",
                 response.text().await.unwrap_or_default()
             );
@@ -347,6 +354,22 @@ async fn the_handler_honours_the_functions_host_contract() {
     assert_eq!(
         value["status"], "unchanged",
         "the bundled data did not change: {value}"
+    );
+
+    // The feedback join's timer.
+    let join = &functions["join-feedback"];
+    assert_eq!(join.trigger, "timerTrigger");
+    let joined = invoke(
+        &server,
+        "join-feedback",
+        join,
+        &timer_envelope("join-feedback", false),
+    )
+    .await;
+    assert_eq!(joined["status"], "joined", "{joined}");
+    assert_eq!(
+        joined["outcome"]["report"]["unmatched_labels"], 1,
+        "{joined}"
     );
 
     // Blob trigger: a CSV larger than axum's default 2 MB limit, base64-inlined.

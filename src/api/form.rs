@@ -62,6 +62,7 @@ pub fn page(outcome: Option<Outcome<'_>>) -> String {
         Some(Outcome::Error(error)) => ("error", escape(&error.to_string())),
     };
     PAGE.replace("{{inputs}}", &inputs)
+        .replace("{{feedback_script}}", crate::feedback::form::SCRIPT)
         .replace("{{result_class}}", result_class)
         .replace("{{result}}", &result_text)
 }
@@ -78,6 +79,9 @@ fn describe_prediction(answer: &PredictionResponse) -> String {
             escape(&answer.out_of_range.join(", "))
         ));
     }
+    text.push_str(&crate::feedback::form::tasted_quality_form(
+        &answer.prediction_id,
+    ));
     text
 }
 
@@ -117,6 +121,7 @@ const PAGE: &str = r#"<!doctype html>
   var result = document.getElementById('result');
   function show(kind, html) { result.className = kind; result.innerHTML = html; }
   function text(s) { var d = document.createElement('div'); d.textContent = s; return d.innerHTML; }
+{{feedback_script}}
   form.addEventListener('submit', function (event) {
     event.preventDefault();
     var body = {};
@@ -146,7 +151,7 @@ const PAGE: &str = r#"<!doctype html>
       if (answer.data.out_of_range && answer.data.out_of_range.length) {
         html += '<br>Outside the training range: ' + text(answer.data.out_of_range.join(', '));
       }
-      show('ok', html);
+      show('ok', html + feedbackForm(answer.data.prediction_id));
     }).catch(function (error) { show('error', 'The service could not be reached: ' + text(String(error))); });
   });
 })();

@@ -7,10 +7,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, MlflowError};
-use super::predict::{parse_limits, record, run_model, serving_model};
+use super::predict::{
+    new_prediction_id, parse_limits, record, run_model, serving_model, X_PREDICTION_ID,
+};
 use super::schema::InvocationsResponse;
 use super::{body, media_type, PREDICT_BODY_LIMIT};
 use crate::server::state::SharedState;
@@ -30,7 +33,7 @@ pub async fn invocations(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<InvocationsResponse>, MlflowError> {
+) -> Result<Response, MlflowError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, PREDICT_BODY_LIMIT))?;
     let Some(parser) = body::invocations_parser(&media_type(&headers)) else {
         return Err(ApiError::UnsupportedMediaType {
@@ -47,5 +50,20 @@ pub async fn invocations(
     let model = serving_model(&state)?;
     let predictions = run_model(&model, &parsed.rows).await?;
     record(&state, &parsed.rows, &predictions, &model);
-    Ok(Json(InvocationsResponse { predictions }))
+    let (id, header) = new_prediction_id();
+    if let Some(log) = state.feedback.log() {
+        log.rows(
+            id,
+            &model.artifact.card.version,
+            &parsed.rows,
+            &predictions,
+            true,
+            crate::feedback::service::request_id_of(&headers),
+        );
+    }
+    Ok((
+        [(X_PREDICTION_ID, header)],
+        Json(InvocationsResponse { predictions }),
+    )
+        .into_response())
 }

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod docs;
 pub mod error;
+pub mod feedback;
 pub mod form;
 pub mod health;
 pub mod invocations;
@@ -128,6 +129,16 @@ pub fn router(state: SharedState) -> Router {
                 .route_layer(middleware::from_fn(json_only)),
         )
     };
+    // Labels steer retraining: a state-changing route, admitted like a prediction within its
+    // own largest body.
+    let feedback_route = local_only(
+        post(feedback::feedback).route_layer(middleware::from_fn_with_state(
+            state
+                .budget
+                .with_limit(crate::feedback::labels::FEEDBACK_BODY_LIMIT),
+            limits::admit,
+        )),
+    );
     // `/api/predict` reads its body itself, within its own limit: no extractor limit to set.
     let predict = Router::new().route("/api/predict", get(form::form_page).post(predict::predict));
     let api = Router::new()
@@ -141,9 +152,17 @@ pub fn router(state: SharedState) -> Router {
             "/api/models/{version}/promote",
             local_only(post(models::promote)),
         )
+        .route("/api/feedback", feedback_route)
         .route("/api/health", get(health::health))
         .route("/api/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi::document))
+        .route(
+            "/join-feedback",
+            envelope(
+                post(functions::feedback::join_feedback),
+                SCHEDULE_BODY_LIMIT,
+            ),
+        )
         .route(
             "/retrain-on-schedule",
             envelope(post(functions::retrain_on_schedule), SCHEDULE_BODY_LIMIT),
@@ -236,6 +255,8 @@ fn function_of(path: &str) -> &'static str {
         "/api/predict" => "predict",
         "/api/invocations" => "invocations",
         "/api/train" => "train",
+        "/api/feedback" => "feedback",
+        "/join-feedback" => "join-feedback",
         "/api/health" => "health",
         "/api/metrics" => "metrics",
         "/api/openapi.json" => "openapi",

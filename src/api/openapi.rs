@@ -24,6 +24,7 @@ use crate::server::state::SharedState;
         super::form::form_page,
         super::predict::predict,
         super::invocations::invocations,
+        super::feedback::feedback,
         super::train::train,
         super::train::status,
         super::models::list,
@@ -99,6 +100,7 @@ pub fn exact_document(max_rows: usize) -> Value {
         json!({"$ref": "#/components/schemas/InvocationsResponse"}),
         "#/components/schemas/MlflowError",
     );
+    crate::feedback::openapi::document_ids_and_feedback(&mut doc, max_rows);
     if let Some(parameters) = doc["paths"]["/api/train"]["post"]["parameters"].as_array_mut() {
         for parameter in parameters {
             parameter["in"] = json!("query");

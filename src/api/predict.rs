@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -13,11 +13,29 @@ use std::sync::Arc;
 use super::error::ApiError;
 use super::schema::{BatchPredictionResponse, PredictionResponse};
 use super::{body, form};
+use crate::feedback::id::{row_id, PredictionId};
+use crate::feedback::service::request_id_of;
 use crate::model::algorithm::FitError;
 use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use crate::model::input::{ParseLimits, ParsedBody};
 use crate::server::state::{ServingModel, SharedState};
 use crate::telemetry::metrics::METRICS;
+
+/// The header that carries a prediction's id on every prediction answer.
+pub const X_PREDICTION_ID: HeaderName = HeaderName::from_static("x-prediction-id");
+
+/// A new prediction id, as text and as the header value that carries it.
+pub fn new_prediction_id() -> (PredictionId, HeaderValue) {
+    let id = PredictionId::new();
+    let header = HeaderValue::from_bytes(&id.encode())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    (id, header)
+}
+
+/// The prediction id of an answer, as text.
+fn id_text(header: &HeaderValue) -> &str {
+    header.to_str().unwrap_or_default()
+}
 
 /// Rows above which prediction moves to a blocking thread.
 const INLINE_ROWS: usize = 64;
@@ -76,16 +94,19 @@ async fn respond(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
     let parsed = body::parse(body, parse_limits(state), parser.parse).await;
+    let (id, header) = new_prediction_id();
     if !wants_html {
         let parsed = parsed?;
         if parsed.single {
-            return one_as_json(state, &parsed);
+            return one_as_json(state, headers, &parsed, id, header);
         }
-        return answer(state, parsed).await.map(Answer::into_json);
+        return answer(state, headers, parsed, id, &header)
+            .await
+            .map(|answer| with_id(answer.into_json(), header));
     }
     // A browser without JavaScript: answer with the page, result or error inline.
     let outcome = match parsed {
-        Ok(parsed) => answer(state, parsed).await,
+        Ok(parsed) => answer(state, headers, parsed, id, &header).await,
         Err(error) => Err(error),
     };
     let page = match &outcome {
@@ -96,12 +117,28 @@ async fn respond(
     let status = outcome
         .as_ref()
         .map_or_else(ApiError::status, |_| axum::http::StatusCode::OK);
-    Ok((status, Html(page)).into_response())
+    let response = (status, Html(page)).into_response();
+    Ok(match outcome {
+        Ok(_) => with_id(response, header),
+        Err(_) => response,
+    })
+}
+
+/// `response` with the `x-prediction-id` header.
+fn with_id(mut response: Response, header: HeaderValue) -> Response {
+    response.headers_mut().insert(X_PREDICTION_ID, header);
+    response
 }
 
 /// The answer for one wine as JSON, the hot path: the row is predicted in place and the body
 /// is written from borrowed values (the same JSON as [`PredictionResponse`]).
-fn one_as_json(state: &SharedState, parsed: &ParsedBody) -> Result<Response, ApiError> {
+fn one_as_json(
+    state: &SharedState,
+    headers: &HeaderMap,
+    parsed: &ParsedBody,
+    id: PredictionId,
+    header: HeaderValue,
+) -> Result<Response, ApiError> {
     let guard = state.model_guard();
     let Some(model) = guard.as_ref() else {
         return Err(no_model(state));
@@ -109,8 +146,18 @@ fn one_as_json(state: &SharedState, parsed: &ParsedBody) -> Result<Response, Api
     let row = parsed.rows.first().copied().unwrap_or_default();
     let prediction = predict_row(model, &row)?;
     record(state, std::slice::from_ref(&row), &[prediction], model);
+    if let Some(log) = state.feedback.log() {
+        log.one(
+            id,
+            &model.artifact.card.version,
+            &row,
+            prediction,
+            request_id_of(headers),
+        );
+    }
     let answer = OneWine {
         prediction,
+        prediction_id: id_text(&header),
         model_version: &model.artifact.card.version,
         out_of_range: OutOfRange(out_of_range_mask(model, &row)),
         ignored_fields: &parsed.ignored_fields,
@@ -119,7 +166,10 @@ fn one_as_json(state: &SharedState, parsed: &ParsedBody) -> Result<Response, Api
     serde_json::to_writer(&mut bytes, &answer)
         .map_err(|e| ApiError::Internal(format!("cannot encode the answer: {e}")))?;
     Ok((
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (X_PREDICTION_ID, header),
+        ],
         bytes,
     )
         .into_response())
@@ -129,6 +179,7 @@ fn one_as_json(state: &SharedState, parsed: &ParsedBody) -> Result<Response, Api
 #[derive(Serialize)]
 struct OneWine<'a> {
     prediction: f64,
+    prediction_id: &'a str,
     model_version: &'a str,
     out_of_range: OutOfRange,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -178,15 +229,32 @@ impl Answer {
     }
 }
 
-async fn answer(state: &SharedState, parsed: ParsedBody) -> Result<Answer, ApiError> {
+async fn answer(
+    state: &SharedState,
+    headers: &HeaderMap,
+    parsed: ParsedBody,
+    id: PredictionId,
+    header: &HeaderValue,
+) -> Result<Answer, ApiError> {
     let model = serving_model(state)?;
     let predictions = run_model(&model, &parsed.rows).await?;
     record(state, &parsed.rows, &predictions, &model);
+    if let Some(log) = state.feedback.log() {
+        log.rows(
+            id,
+            &model.artifact.card.version,
+            &parsed.rows,
+            &predictions,
+            !parsed.single,
+            request_id_of(headers),
+        );
+    }
     let version = model.artifact.card.version.clone();
     if parsed.single {
         let row = parsed.rows.first().copied().unwrap_or_default();
         return Ok(Answer::One(PredictionResponse {
             prediction: predictions.first().copied().unwrap_or_default(),
+            prediction_id: id_text(header).to_string(),
             model_version: version,
             out_of_range: out_of_range(&model, &row),
             ignored_fields: parsed.ignored_fields,
@@ -197,6 +265,9 @@ async fn answer(state: &SharedState, parsed: ParsedBody) -> Result<Answer, ApiEr
             .rows
             .iter()
             .map(|r| out_of_range(&model, r))
+            .collect(),
+        prediction_ids: (0..predictions.len())
+            .map(|row| row_id(id_text(header), row))
             .collect(),
         predictions,
         model_version: version,
@@ -300,6 +371,7 @@ mod tests {
         ] {
             let borrowed = serde_json::to_string(&OneWine {
                 prediction: 5.066_666_666_666_667,
+                prediction_id: "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90",
                 model_version: "20261201T163332084Z-3374054",
                 out_of_range: OutOfRange(mask),
                 ignored_fields: &ignored,
@@ -307,6 +379,7 @@ mod tests {
             .unwrap();
             let owned = serde_json::to_string(&PredictionResponse {
                 prediction: 5.066_666_666_666_667,
+                prediction_id: "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90".into(),
                 model_version: "20261201T163332084Z-3374054".into(),
                 out_of_range: OutOfRange(mask).names().map(str::to_string).collect(),
                 ignored_fields: ignored.clone(),

@@ -47,6 +47,10 @@ pub struct BatchRequest {
 pub struct PredictionResponse {
     /// Predicted quality (0–10 scale).
     pub prediction: f64,
+    /// This prediction's id (also in the `x-prediction-id` header): send it back with the
+    /// tasted quality to `POST /api/feedback`.
+    #[schema(example = "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90")]
+    pub prediction_id: String,
     pub model_version: String,
     /// Features outside the range the model was trained on (the prediction is less reliable).
     pub out_of_range: Vec<String>,
@@ -59,6 +63,8 @@ pub struct PredictionResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchPredictionResponse {
     pub predictions: Vec<f64>,
+    /// Per row, its id for `POST /api/feedback`: `<x-prediction-id>.<row>`, rows from 0.
+    pub prediction_ids: Vec<String>,
     pub model_version: String,
     /// Per row: features outside the training range.
     pub out_of_range: Vec<Vec<String>>,

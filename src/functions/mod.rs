@@ -10,6 +10,7 @@
 //! version is stored).
 
 pub mod envelope;
+pub mod feedback;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -197,7 +198,9 @@ async fn upload(
     etag: Option<String>,
     sha: &str,
 ) -> Answer {
-    match version_trained_on(state, sha).await {
+    let feedback = crate::feedback::training::load(&state.settings).await;
+    let trained_sha = crate::feedback::training::combined_sha(sha, feedback.as_ref());
+    match version_trained_on(state, &trained_sha).await {
         Ok(Some(version)) => {
             let message = format!("{blob} was already trained as version {version}; nothing to do");
             return answer(

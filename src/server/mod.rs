@@ -63,6 +63,7 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
         api = %format!("http://{address}/api/openapi.json"),
         "open the form or the API page in a browser"
     );
+    let prediction_log = state.feedback.start_log(&state.settings);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(load_or_train(state.clone()));
@@ -86,6 +87,10 @@ pub async fn run(settings: Settings, port_flag: Option<u16>) -> Result<(), Serve
         shutdown,
     )
     .await;
+    if let Some(log) = prediction_log {
+        // What is queued is written before the process ends (bounded by a few seconds).
+        log.shutdown().await;
+    }
     if let Some(pusher) = pusher {
         // The final delete of this instance's group: one push and one delete at most, each
         // bounded by the pusher's timeout.

@@ -37,6 +37,8 @@ pub struct AppState {
     /// The request-body budget of the prediction routes.
     pub budget: BodyBudget,
     pub push: PushTrigger,
+    /// The prediction log and feedback (see [`crate::feedback`]).
+    pub feedback: crate::feedback::service::Loop,
     /// Why the model store could not be used at the last check, if it could not.
     store_problem: Mutex<Option<StoreProblem>>,
     /// Why the serving model is not the champion, if it is not.
@@ -61,6 +63,7 @@ impl AppState {
         let budget = BodyBudget::new(settings.serving, crate::api::PREDICT_BODY_LIMIT);
         AppState {
             tracker: Tracker::from_settings(&settings),
+            feedback: crate::feedback::service::Loop::new(&settings),
             settings,
             registry,
             serving: ArcSwapOption::empty(),

@@ -200,7 +200,8 @@ async fn run(
 ) -> Result<Outcome, RetrainError> {
     let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())
         .map_err(|e| RetrainError::Train(TrainError::Fit(FitError::Fit(e.to_string()))))?;
-    let options = TrainOptions::new(spec, data.source, trigger);
+    let mut options = TrainOptions::new(spec, data.source, trigger);
+    let feedback = crate::feedback::training::load(&state.settings).await;
     let bytes = data.bytes;
     let sha = sha256_hex(&bytes);
     // A first training runs because no stored version serves: the champion's card may
@@ -217,7 +218,7 @@ async fn run(
             task: "reader",
             reason: e.to_string(),
         })?;
-    let dataset = match read {
+    let mut dataset = match read {
         Ok(dataset) => dataset,
         Err(error) => {
             let context = TrainingContext {
@@ -232,6 +233,9 @@ async fn run(
             return Err(error.into());
         }
     };
+    if let Some(rows) = feedback {
+        crate::feedback::training::merge(&mut dataset, &mut options.source, rows);
+    }
     let context = TrainingContext::new(&options, &dataset);
     let policy = PromotionPolicy {
         tolerance: state.settings.promotion_tolerance,

@@ -50,6 +50,14 @@ COUNTERS = {
     "sommelier_cold_starts_total", "sommelier_training_runs_total",
     "sommelier_pushgateway_push_failures_total", "sommelier_mlflow_failures_total",
     "sommelier_store_errors_total", "sommelier_store_auth_failures_total",
+    "sommelier_prediction_log_rows_total", "sommelier_prediction_log_dropped_total",
+    "sommelier_prediction_log_write_failures_total", "sommelier_feedback_labels_total",
+}
+# Pushed by the feedback join under job="sommelier_feedback" (see src/feedback/metrics.rs).
+FEEDBACK_GAUGES = {
+    "sommelier_feedback_rmse", "sommelier_feedback_mae", "sommelier_feedback_labelled_rows",
+    "sommelier_feedback_holdout_rmse", "sommelier_feedback_unmatched_labels",
+    "sommelier_feedback_last_join_timestamp_seconds",
 }
 GAUGES = {
     "sommelier_http_requests_in_flight", "sommelier_feature_drift_psi", "sommelier_model_info",
@@ -71,7 +79,7 @@ SELF_MONITORING = {
     "prometheus_notifications_errors_total",
 }
 KNOWN_METRICS = (
-    COUNTERS | GAUGES | GATEWAY | SELF_MONITORING
+    COUNTERS | GAUGES | FEEDBACK_GAUGES | GATEWAY | SELF_MONITORING
     | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
 

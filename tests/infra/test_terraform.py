@@ -625,7 +625,7 @@ def test_storage_is_hardened(root):
     containers = {body["name"] for address, body in root.resources().items()
                   if address.startswith("azurerm_storage_container.")}
     assert containers == {"${local.training_data_container}", "${local.models_container}",
-                          "${local.package_container}"}
+                          "${local.package_container}", "${local.predictions_container}"}
     for address, body in root.resources().items():
         if address.startswith("azurerm_storage_container."):
             assert body["container_access_type"] == "private"

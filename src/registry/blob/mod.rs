@@ -303,6 +303,11 @@ impl Container {
         self.client.blob_client(name)
     }
 
+    /// The SDK's client of this container, for the prediction log's append blobs.
+    pub(crate) fn client(&self) -> &BlobContainerClient {
+        &self.client
+    }
+
     /// Creates the container if it does not exist.
     pub async fn create_if_missing(&self) -> Result<(), StoreError> {
         match self.client.create(None).await {
@@ -799,7 +804,7 @@ pub(crate) fn describe(error: &azure_core::Error) -> String {
 }
 
 /// Classifies an SDK error for the blob or container `what`.
-fn store_error(what: &str, error: azure_core::Error) -> StoreError {
+pub(crate) fn store_error(what: &str, error: azure_core::Error) -> StoreError {
     let detail = describe(&error);
     match error.kind() {
         ErrorKind::HttpResponse { status, .. } => match u16::from(*status) {

@@ -1,0 +1,110 @@
+//! `POST /api/feedback`: the tasted quality of earlier predictions, by prediction id. Admitted
+//! against the memory budget and read within the deadline like a prediction; parsed by
+//! `feedback::labels`; accepted labels are stored before the answer (202).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::media_type;
+use crate::feedback::labels::{parse_csv, parse_json, BodyProblem, Rejected};
+use crate::feedback::metrics::LOG_METRICS;
+use crate::server::state::SharedState;
+
+/// What was kept and what was not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackResponse {
+    /// Labels stored.
+    pub accepted: usize,
+    /// Labels refused, by their index in the body (from 0), with the reason.
+    pub rejected: Vec<Rejected>,
+    /// When every label was refused: the first reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Records the tasted quality of predictions.
+#[utoipa::path(
+    post,
+    path = "/api/feedback",
+    request_body(description = "{\"prediction_id\": \"...\", \"quality\": 6}, {\"feedback\": [{...}, ...]} or text/csv with the header prediction_id,quality", content((Object = "application/json"), (String = "text/csv"))),
+    responses(
+        (status = 202, description = "Labels stored (the latest label of an id wins); refused ones are listed", body = FeedbackResponse),
+        (status = 400, description = "Not JSON or CSV of the expected shape", body = super::error::ErrorBody),
+        (status = 413, description = "Body or number of labels too large", body = super::error::ErrorBody),
+        (status = 415, description = "Content type other than application/json or text/csv", body = super::error::ErrorBody),
+        (status = 422, description = "The one label sent was refused (a list or CSV answers 202 with each refused label named)", body = FeedbackResponse),
+        (status = 503, description = "The feedback store cannot be reached; retry", body = super::error::ErrorBody),
+    )
+)]
+pub async fn feedback(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let max_rows = state.settings.max_batch_rows;
+    let parsed = match media_type(&headers).as_str() {
+        "application/json" => parse_json(&body, max_rows),
+        "text/csv" => parse_csv(&body, max_rows),
+        _ => {
+            return ApiError::UnsupportedMediaType {
+                found: headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("(none)")
+                    .to_string(),
+                expected: "application/json or text/csv",
+            }
+            .into_response()
+        }
+    };
+    let (accepted, rejected, single) = match parsed {
+        Ok(parsed) => parsed,
+        Err(BodyProblem::Malformed(reason)) => return ApiError::BadRequest(reason).into_response(),
+        Err(BodyProblem::TooMany(error)) => return ApiError::Body(error).into_response(),
+    };
+    LOG_METRICS
+        .labels
+        .with_label_values(&["rejected"])
+        .inc_by(rejected.len() as u64);
+    if accepted.is_empty() && single {
+        let error = rejected
+            .first()
+            .map(|r| format!("label {}: {}", r.index, r.error));
+        let body = FeedbackResponse {
+            accepted: 0,
+            rejected,
+            error,
+        };
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
+    if accepted.is_empty() {
+        let body = FeedbackResponse {
+            accepted: 0,
+            rejected,
+            error: None,
+        };
+        return (StatusCode::ACCEPTED, Json(body)).into_response();
+    }
+    if let Err(error) = state.feedback.record_labels(&accepted).await {
+        tracing::warn!(%error, "labels could not be stored");
+        return ApiError::StoreUnavailable(format!("the labels could not be stored: {error}"))
+            .into_response();
+    }
+    LOG_METRICS
+        .labels
+        .with_label_values(&["accepted"])
+        .inc_by(accepted.len() as u64);
+    let body = FeedbackResponse {
+        accepted: accepted.len(),
+        rejected,
+        error: None,
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}

@@ -1,0 +1,113 @@
+//! `sommelier feedback join | report [--json]`.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::join::{last_report, Report};
+use super::run::{run_join, JoinRun};
+use super::store::LoopStore;
+use crate::cli::CliError;
+use crate::config::Settings;
+use crate::stores::open_registry;
+
+#[derive(Debug, Args)]
+pub struct FeedbackArgs {
+    #[command(subcommand)]
+    pub action: FeedbackAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedbackAction {
+    /// Join the labels to the logged predictions (within SOMMELIER_FEEDBACK_HORIZON_DAYS),
+    /// measure each model version's live error, and write the labelled rows for the next
+    /// training. Safe to run twice, and while another join runs (one wins).
+    Join,
+    /// What the last join found, per model version.
+    Report,
+}
+
+fn print(json_output: bool, value: &serde_json::Value, text: impl FnOnce() -> String) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = if json_output {
+        writeln!(stdout, "{value}")
+    } else {
+        writeln!(stdout, "{}", text())
+    };
+}
+
+fn describe(report: &Report) -> String {
+    if report.versions.is_empty() {
+        return format!(
+            "no labelled predictions yet ({} labels without a logged prediction)",
+            report.unmatched_labels
+        );
+    }
+    let mut text = format!(
+        "{:<32} {:>8} {:>8} {:>8} {:>12}\n",
+        "model version", "rows", "rmse", "mae", "delay (s)"
+    );
+    for v in &report.versions {
+        text.push_str(&format!(
+            "{:<32} {:>8} {:>8.4} {:>8.4} {:>12.0}\n",
+            v.model_version, v.labelled_rows, v.rmse, v.mae, v.mean_label_delay_seconds
+        ));
+    }
+    text.push_str(&format!(
+        "labels without a logged prediction: {}",
+        report.unmatched_labels
+    ));
+    text
+}
+
+pub async fn run(
+    settings: &Settings,
+    args: FeedbackArgs,
+    json_output: bool,
+) -> Result<(), CliError> {
+    let failed = |e: &dyn std::fmt::Display| CliError::Feedback(e.to_string());
+    match args.action {
+        FeedbackAction::Join => {
+            let registry = open_registry(settings).await?;
+            match run_join(settings, &registry).await? {
+                JoinRun::Joined(outcome) => {
+                    let value = serde_json::to_value(&*outcome).map_err(|e| failed(&e))?;
+                    print(json_output, &value, || {
+                        format!(
+                            "joined {} labels with {} logged rows ({} lines skipped; {} labelled rows for training{})\n{}",
+                            outcome.labels,
+                            outcome.logged_rows,
+                            outcome.skipped_lines,
+                            outcome.labelled_rows,
+                            if outcome.changed { "" } else { "; nothing new" },
+                            describe(&outcome.report)
+                        )
+                    });
+                }
+                JoinRun::AlreadyRunning(claim) => {
+                    let value = json!({"status": "already_running", "instance": claim.instance, "claimed_at": claim.claimed_at});
+                    print(json_output, &value, || {
+                        format!(
+                            "another join is running on instance {} (since {}); nothing done",
+                            claim.instance, claim.claimed_at
+                        )
+                    });
+                }
+            }
+        }
+        FeedbackAction::Report => {
+            let store = LoopStore::open(settings).map_err(|e| failed(&e))?;
+            let report = last_report(&store)
+                .await
+                .map_err(|e| failed(&e))?
+                .unwrap_or(Report {
+                    versions: Vec::new(),
+                    unmatched_labels: 0,
+                });
+            let value = serde_json::to_value(&report).map_err(|e| failed(&e))?;
+            print(json_output, &value, || describe(&report));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! The join: labels matched to logged predictions by id, within the horizon; per model
+//! version, the live error; and the labelled production rows, for the next training.
+//!
+//! It reads every label and every logged prediction of the last
+//! `SOMMELIER_FEEDBACK_HORIZON_DAYS` (labels first, then the log, keeping only rows that have
+//! a label, so memory follows the labels, not the log), and the labelled rows of earlier
+//! joins. The latest label of an id wins. Its results are a function of what it reads: a
+//! second join with nothing new writes nothing. The results are replaced under the tag read
+//! at the start, and a claim in the registry lets one join run at a time across instances.
+//! A line cut short (a writer killed during a write) or unreadable is skipped and counted.
+//!
+//! Not here: where files live (`store`), the merge into training (`training`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{
+    complete_lines, hour_partition, line_id, parse_time, LabelLine, LoggedPrediction,
+};
+use super::store::{LoopStore, Stream, LABELLED_ROWS, REPORT};
+use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
+use crate::registry::StoreError;
+
+/// What the last join found, per model version: `sommelier feedback report --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    pub versions: Vec<VersionReport>,
+    /// Labels whose prediction was not found in the log within the horizon.
+    pub unmatched_labels: u64,
+}
+
+/// One version's live error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionReport {
+    pub model_version: String,
+    pub labelled_rows: u64,
+    pub rmse: f64,
+    pub mae: f64,
+    /// Mean time from prediction to label.
+    pub mean_label_delay_seconds: f64,
+}
+
+/// What one join did.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinOutcome {
+    pub report: Report,
+    /// Labels read within the horizon (the latest per id).
+    pub labels: u64,
+    /// Logged prediction rows read within the horizon.
+    pub logged_rows: u64,
+    /// Lines skipped: cut short by a crash, or unreadable.
+    pub skipped_lines: u64,
+    /// Rows in the labelled-rows file after the join (this join's and earlier joins').
+    pub labelled_rows: u64,
+    /// Whether the join changed its results (false: nothing new since the last one).
+    pub changed: bool,
+}
+
+/// A labelled production row: the logged inputs, the label, and when it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledRow {
+    pub labelled_at_ms: u64,
+    pub row: FeatureRow,
+    pub quality: f64,
+}
+
+/// The header of the labelled-rows file.
+pub fn labelled_header() -> String {
+    format!(
+        "prediction_id,labelled_at_ms,{},quality",
+        FEATURE_NAMES.join(",")
+    )
+}
+
+/// Reads the labelled-rows file the join writes (and nothing else: a line that is not what
+/// it writes is an error naming the line).
+pub fn parse_labelled(bytes: &[u8]) -> Result<BTreeMap<String, LabelledRow>, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "the labelled rows are not UTF-8".to_string())?;
+    let mut lines = text.lines();
+    match lines.next() {
+        None => return Ok(BTreeMap::new()),
+        Some(header) if header == labelled_header() => {}
+        Some(_) => return Err("the labelled rows' header is not the join's".to_string()),
+    }
+    let mut rows = BTreeMap::new();
+    for (index, line) in lines.enumerate() {
+        let bad = || {
+            format!(
+                "labelled rows, line {}: not a row the join writes",
+                index + 2
+            )
+        };
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != FEATURE_COUNT + 3 {
+            return Err(bad());
+        }
+        let labelled_at_ms = cells[1].parse().map_err(|_| bad())?;
+        let mut row = [0.0; FEATURE_COUNT];
+        for (slot, cell) in row.iter_mut().zip(&cells[2..2 + FEATURE_COUNT]) {
+            *slot = cell
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(bad)?;
+        }
+        let quality = cells[FEATURE_COUNT + 2]
+            .parse::<f64>()
+            .ok()
+            .filter(|q| (0.0..=10.0).contains(q))
+            .ok_or_else(bad)?;
+        rows.insert(
+            cells[0].to_string(),
+            LabelledRow {
+                labelled_at_ms,
+                row,
+                quality,
+            },
+        );
+    }
+    Ok(rows)
+}
+
+fn write_labelled(rows: &BTreeMap<String, LabelledRow>) -> Vec<u8> {
+    let mut text = labelled_header();
+    text.push('\n');
+    for (id, labelled) in rows {
+        let _ = write!(text, "{id},{}", labelled.labelled_at_ms);
+        for value in labelled.row {
+            let _ = write!(text, ",{value}");
+        }
+        let _ = writeln!(text, ",{}", labelled.quality);
+    }
+    text.into_bytes()
+}
+
+/// A label as kept: the latest per id.
+struct Label {
+    quality: f64,
+    at_ms: u64,
+}
+
+/// A logged prediction that has a label.
+struct Matched {
+    model_version: String,
+    row: FeatureRow,
+    prediction: f64,
+    at_ms: u64,
+}
+
+/// The earliest hour partition within `horizon_days` of `now_ms`, and that time.
+fn since(now_ms: u64, horizon_days: u32) -> (String, u64) {
+    let since_ms = now_ms.saturating_sub(u64::from(horizon_days) * 86_400_000);
+    (hour_partition(since_ms), since_ms)
+}
+
+/// Runs the join over `store` (the caller holds the join claim).
+pub async fn join(
+    store: &LoopStore,
+    horizon_days: u32,
+    now_ms: u64,
+) -> Result<JoinOutcome, StoreError> {
+    let (since_hour, since_ms) = since(now_ms, horizon_days);
+    let mut skipped = 0u64;
+
+    let mut labels: HashMap<String, Label> = HashMap::new();
+    for name in store.list(Stream::Labels, &since_hour).await? {
+        let bytes = match store.read(&name).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(other) => return Err(other),
+        };
+        let (lines, partial) = complete_lines(&bytes);
+        skipped += u64::from(partial);
+        for line in lines {
+            let Some(label) = serde_json::from_slice::<LabelLine>(line)
+                .ok()
+                .and_then(|l| Some((parse_time(&l.time)?, l)))
+            else {
+                skipped += 1;
+                continue;
+            };
+            let (at_ms, label) = label;
+            if at_ms < since_ms {
+                continue;
+            }
+            let newer = labels.get(&label.id).is_none_or(|kept| at_ms >= kept.at_ms);
+            if newer {
+                labels.insert(
+                    label.id,
+                    Label {
+                        quality: label.quality,
+                        at_ms,
+                    },
+                );
+            }
+        }
+    }
+
+    let mut matched: BTreeMap<String, Matched> = BTreeMap::new();
+    let mut logged_rows = 0u64;
+    for name in store.list(Stream::Log, &since_hour).await? {
+        let bytes = match store.read(&name).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(other) => return Err(other),
+        };
+        let (lines, partial) = complete_lines(&bytes);
+        skipped += u64::from(partial);
+        for line in lines {
+            logged_rows += 1;
+            let Some(id) = line_id(line) else {
+                skipped += 1;
+                continue;
+            };
+            if !labels.contains_key(id) || matched.contains_key(id) {
+                continue;
+            }
+            let Some((at_ms, logged)) = serde_json::from_slice::<LoggedPrediction>(line)
+                .ok()
+                .and_then(|l| Some((parse_time(&l.time)?, l)))
+            else {
+                skipped += 1;
+                continue;
+            };
+            if at_ms < since_ms {
+                continue;
+            }
+            matched.insert(
+                logged.id,
+                Matched {
+                    model_version: logged.model_version,
+                    row: logged.inputs.0,
+                    prediction: logged.prediction,
+                    at_ms,
+                },
+            );
+        }
+    }
+
+    // Per version, in id order (sums in a fixed order: the same inputs give the same bits).
+    #[derive(Default)]
+    struct Sums {
+        rows: u64,
+        squared: f64,
+        absolute: f64,
+        delay_ms: f64,
+    }
+    let mut sums: BTreeMap<&str, Sums> = BTreeMap::new();
+    for (id, logged) in &matched {
+        let Some(label) = labels.get(id) else {
+            continue;
+        };
+        let error = logged.prediction - label.quality;
+        let entry = sums.entry(logged.model_version.as_str()).or_default();
+        entry.rows += 1;
+        entry.squared += error * error;
+        entry.absolute += error.abs();
+        entry.delay_ms += label.at_ms.saturating_sub(logged.at_ms) as f64;
+    }
+    let report = Report {
+        versions: sums
+            .into_iter()
+            .map(|(version, s)| {
+                let n = s.rows as f64;
+                VersionReport {
+                    model_version: version.to_string(),
+                    labelled_rows: s.rows,
+                    rmse: (s.squared / n).sqrt(),
+                    mae: s.absolute / n,
+                    mean_label_delay_seconds: s.delay_ms / n / 1000.0,
+                }
+            })
+            .collect(),
+        unmatched_labels: (labels.len() - matched.len()) as u64,
+    };
+
+    // The labelled rows: earlier joins' rows, with this join's matches (the latest label wins).
+    let previous = store.read_result(LABELLED_ROWS).await?;
+    let mut rows = match &previous {
+        Some((bytes, _)) => parse_labelled(bytes).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the labelled rows of earlier joins are unreadable; rebuilt from the horizon");
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
+    for (id, logged) in &matched {
+        let Some(label) = labels.get(id) else {
+            continue;
+        };
+        let newer = rows
+            .get(id)
+            .is_none_or(|kept: &LabelledRow| label.at_ms >= kept.labelled_at_ms);
+        if newer {
+            rows.insert(
+                id.clone(),
+                LabelledRow {
+                    labelled_at_ms: label.at_ms,
+                    row: logged.row,
+                    quality: label.quality,
+                },
+            );
+        }
+    }
+    let mut changed = false;
+    let labelled = write_labelled(&rows);
+    if previous.as_ref().map(|(bytes, _)| bytes) != Some(&labelled) {
+        store
+            .write_result(
+                LABELLED_ROWS,
+                labelled,
+                previous.as_ref().map(|(_, tag)| tag.as_str()),
+            )
+            .await?;
+        changed = true;
+    }
+    let report_bytes =
+        serde_json::to_vec_pretty(&report).map_err(|e| StoreError::Other(e.to_string()))?;
+    let previous_report = store.read_result(REPORT).await?;
+    if previous_report.as_ref().map(|(bytes, _)| bytes) != Some(&report_bytes) {
+        store
+            .write_result(
+                REPORT,
+                report_bytes,
+                previous_report.as_ref().map(|(_, tag)| tag.as_str()),
+            )
+            .await?;
+        changed = true;
+    }
+    Ok(JoinOutcome {
+        report,
+        labels: labels.len() as u64,
+        logged_rows,
+        skipped_lines: skipped,
+        labelled_rows: rows.len() as u64,
+        changed,
+    })
+}
+
+/// The report of the last join, if one ran.
+pub async fn last_report(store: &LoopStore) -> Result<Option<Report>, StoreError> {
+    match store.read_result(REPORT).await? {
+        None => Ok(None),
+        Some((bytes, _)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Other(format!("{REPORT} is unreadable: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_rows_round_trip() {
+        let mut rows = BTreeMap::new();
+        rows.insert(
+            "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90.3".to_string(),
+            LabelledRow {
+                labelled_at_ms: 1_765_000_000_123,
+                row: [
+                    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+                ],
+                quality: 6.0,
+            },
+        );
+        let bytes = write_labelled(&rows);
+        assert_eq!(parse_labelled(&bytes).unwrap(), rows);
+        assert!(parse_labelled(b"a,b\n1,2\n").is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Feedback bodies: `{"prediction_id", "quality"}`, `{"feedback": [{...}, ...]}` or `text/csv`
+//! with the header `prediction_id,quality`. Each label is checked on its own: a malformed id
+//! or a quality that is not a whole number from 0 to 10 rejects that label, named by its
+//! index; the others are kept. An id not seen yet is accepted (its prediction may still sit
+//! in another instance's queue). Parsing is linear in the body and bounded by the batch limit.
+//!
+//! Not here: admission and the body limit (`server::limits`), storing labels (`service`).
+
+use serde_json::Value;
+
+use super::id::canonical_label_id;
+use crate::model::input::BodyError;
+
+/// Largest feedback body: 10,000 labels of about 70 bytes fit several times over.
+pub const FEEDBACK_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A label that passed the checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub id: String,
+    pub quality: f64,
+}
+
+/// A label that did not, by its index in the body (from 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+/// Why a body as a whole cannot be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyProblem {
+    /// Not JSON or CSV of the expected shape (400).
+    Malformed(String),
+    /// More labels than the batch limit (413).
+    TooMany(BodyError),
+}
+
+/// The labels of a body: accepted, rejected, and whether the body was one label (not a list
+/// or CSV, where each label is answered on its own).
+pub type Parsed = (Vec<Label>, Vec<Rejected>, bool);
+
+fn check(
+    index: usize,
+    id: Option<&Value>,
+    quality: Option<&Value>,
+    from_csv: bool,
+) -> Result<Label, Rejected> {
+    let reject = |error: String| Rejected { index, error };
+    let id = match id {
+        Some(Value::String(text)) => canonical_label_id(text).map_err(reject)?,
+        Some(_) => return Err(reject("`prediction_id` must be a string".into())),
+        None => return Err(reject("`prediction_id` is missing".into())),
+    };
+    let quality = match quality {
+        Some(Value::Number(number)) => number.as_f64(),
+        // A CSV cell: digits only.
+        Some(Value::String(text)) if from_csv => {
+            let text = text.trim();
+            (!text.is_empty() && text.len() <= 2 && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<f64>().ok())
+                .flatten()
+        }
+        Some(_) => None,
+        None => return Err(reject("`quality` is missing".into())),
+    };
+    let shown = || quality.map_or_else(|| "the value".to_string(), |q| format!("`{q}`"));
+    match quality {
+        Some(q) if (0.0..=10.0).contains(&q) && q.fract() == 0.0 => Ok(Label { id, quality: q }),
+        _ => Err(reject(format!(
+            "`quality`: {} is not a whole number from 0 to 10",
+            shown()
+        ))),
+    }
+}
+
+/// Reads a JSON feedback body.
+pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BodyProblem::Malformed(format!("the body is not JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(BodyProblem::Malformed(
+            "expected {\"prediction_id\": ..., \"quality\": ...} or {\"feedback\": [...]}".into(),
+        ));
+    };
+    let single = !matches!(object.get("feedback"), Some(Value::Array(_)));
+    let items: Vec<Value> = match object.get("feedback") {
+        Some(Value::Array(items)) => items.clone(),
+        _ if object.contains_key("prediction_id") || object.contains_key("quality") => {
+            vec![Value::Object(object)]
+        }
+        Some(_) => return Err(BodyProblem::Malformed("`feedback` must be a list".into())),
+        None => {
+            return Err(BodyProblem::Malformed(
+                "expected {\"prediction_id\": ..., \"quality\": ...} or {\"feedback\": [...]}"
+                    .into(),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(BodyProblem::Malformed("`feedback` is empty".into()));
+    }
+    if items.len() > max_rows {
+        return Err(BodyProblem::TooMany(BodyError::TooMany {
+            what: "the number of labels",
+            limit: max_rows,
+            setting: " (SOMMELIER_MAX_BATCH_ROWS)",
+        }));
+    }
+    let mut accepted = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Value::Object(fields) = item else {
+            rejected.push(Rejected {
+                index,
+                error: "a label must be an object {\"prediction_id\", \"quality\"}".into(),
+            });
+            continue;
+        };
+        match check(
+            index,
+            fields.get("prediction_id"),
+            fields.get("quality"),
+            false,
+        ) {
+            Ok(label) => accepted.push(label),
+            Err(rejection) => rejected.push(rejection),
+        }
+    }
+    Ok((accepted, rejected, single))
+}
+
+/// Column names compared after normalising case, spaces and underscores.
+fn normalised(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Reads a CSV feedback body with the header `prediction_id,quality` (in either order; other
+/// columns are ignored). Rows count from 0 after the header.
+pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|e| BodyProblem::Malformed(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    let position = |name: &str| headers.iter().position(|h| normalised(h) == name);
+    let (Some(id_column), Some(quality_column)) = (position("predictionid"), position("quality"))
+    else {
+        return Err(BodyProblem::Malformed(
+            "the CSV header must name `prediction_id` and `quality`".into(),
+        ));
+    };
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        if index >= max_rows {
+            return Err(BodyProblem::TooMany(BodyError::TooMany {
+                what: "the number of labels",
+                limit: max_rows,
+                setting: " (SOMMELIER_MAX_BATCH_ROWS)",
+            }));
+        }
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                rejected.push(Rejected {
+                    index,
+                    error: format!("unreadable CSV row: {error}"),
+                });
+                continue;
+            }
+        };
+        let cell = |column: usize| record.get(column).map(|v| Value::String(v.to_string()));
+        match check(
+            index,
+            cell(id_column).as_ref(),
+            cell(quality_column).as_ref(),
+            true,
+        ) {
+            Ok(label) => accepted.push(label),
+            Err(rejection) => rejected.push(rejection),
+        }
+    }
+    if accepted.is_empty() && rejected.is_empty() {
+        return Err(BodyProblem::Malformed("the CSV has no rows".into()));
+    }
+    Ok((accepted, rejected, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> String {
+        super::super::id::PredictionId::new().to_string()
+    }
+
+    #[test]
+    fn each_label_is_checked_on_its_own_and_named_by_its_index() {
+        let good = id();
+        let body = serde_json::json!({"feedback": [
+            {"prediction_id": good, "quality": 6},
+            {"prediction_id": "nope", "quality": 6},
+            {"prediction_id": format!("{good}.2"), "quality": 11},
+            {"prediction_id": format!("{good}.3"), "quality": "6"},
+            {"prediction_id": format!("{good}.4"), "quality": 5.5},
+            {"prediction_id": format!("{good}.5")},
+            7,
+        ]});
+        let (accepted, rejected, single) = parse_json(body.to_string().as_bytes(), 100).unwrap();
+        assert!(!single);
+        assert_eq!(
+            accepted,
+            vec![Label {
+                id: good.clone(),
+                quality: 6.0
+            }]
+        );
+        assert_eq!(
+            rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        assert!(rejected[1].error.contains("`11`"), "{:?}", rejected[1]);
+        let single = serde_json::json!({"prediction_id": good, "quality": 7});
+        assert_eq!(
+            parse_json(single.to_string().as_bytes(), 1)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        assert!(matches!(
+            parse_json(b"[1]", 10),
+            Err(BodyProblem::Malformed(_))
+        ));
+        let many = serde_json::json!({"feedback": vec![serde_json::json!({}); 3]});
+        assert!(matches!(
+            parse_json(many.to_string().as_bytes(), 2),
+            Err(BodyProblem::TooMany(_))
+        ));
+    }
+
+    #[test]
+    fn csv_labels_read_by_header() {
+        let good = id();
+        let body = format!("Quality,Prediction ID\n6,{good}\n12,{good}.1\n");
+        let (accepted, rejected, _) = parse_csv(body.as_bytes(), 10).unwrap();
+        assert_eq!(
+            accepted,
+            vec![Label {
+                id: good,
+                quality: 6.0
+            }]
+        );
+        assert_eq!(rejected[0].index, 1);
+        assert!(matches!(
+            parse_csv(b"a,b\n1,2\n", 10),
+            Err(BodyProblem::Malformed(_))
+        ));
+    }
+}

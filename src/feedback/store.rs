@@ -1,0 +1,456 @@
+//! Where the prediction log, the labels and the join's results live: beside the registry but
+//! apart from it. On Blob Storage a `predictions` container in the registry's account; on a
+//! local store, `.predictions/` in the store directory (a name no version can take).
+//!
+//! Names, the same in both:
+//! - `log/YYYY/MM/DD/HH/<writer>-<n>.jsonl` and `labels/YYYY/MM/DD/HH/<writer>-<n>.jsonl`:
+//!   append-only, one writer each (a writer is one process of one instance), hour-partitioned
+//!   by the time of the write, so no two writers ever interleave lines.
+//! - `joined/labelled.csv` and `joined/report.json`: what the last join found, replaced only
+//!   under the tag read before the join (compare-and-swap).
+//!
+//! On Blob Storage the logs are append blobs: each append is at most 4 MiB and conditional on
+//! the blob's length (`x-ms-blob-condition-appendpos`), so a retried append never writes a
+//! line twice; a writer starts a new blob well before the 50,000-block limit.
+
+use std::path::{Path, PathBuf};
+
+use azure_core::http::{Etag, RequestContent, StatusCode};
+use azure_storage_blob::models::{
+    AppendBlobClientAppendBlockOptions, AppendBlobClientCreateOptions,
+    BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
+};
+use futures::StreamExt;
+
+use super::record::hour_partition;
+use crate::config::{Settings, StoreLocation};
+use crate::model::dataset::sha256_hex;
+use crate::registry::blob::{store_error, BlobUrl, Container, WriteCondition};
+use crate::registry::StoreError;
+
+/// The container beside the registry's.
+pub const CONTAINER: &str = "predictions";
+/// The directory in a local store.
+pub const LOCAL_DIR: &str = ".predictions";
+/// Largest append: Blob Storage takes at most 4 MiB in one append.
+pub const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+/// Appends to one blob before starting the next (the service's limit is 50,000).
+pub const MAX_BLOCKS: u32 = 49_000;
+/// Bytes in one log file or blob before starting the next: keeps each one a join can read
+/// at once small.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The two append-only streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Log,
+    Labels,
+}
+
+impl Stream {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Stream::Log => "log/",
+            Stream::Labels => "labels/",
+        }
+    }
+}
+
+/// The join's labelled rows.
+pub const LABELLED_ROWS: &str = "joined/labelled.csv";
+/// The join's report.
+pub const REPORT: &str = "joined/report.json";
+
+/// The store of the loop.
+#[derive(Debug, Clone)]
+pub enum LoopStore {
+    Local(PathBuf),
+    Blob(Container),
+}
+
+impl LoopStore {
+    /// The loop's store beside the configured registry.
+    pub fn open(settings: &Settings) -> Result<LoopStore, StoreError> {
+        match &settings.store {
+            StoreLocation::Directory(path) => Ok(LoopStore::Local(path.join(LOCAL_DIR))),
+            StoreLocation::BlobContainer(url) => {
+                let parsed = BlobUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
+                let mut container_url = parsed.container_url.clone();
+                if let Ok(mut segments) = container_url.path_segments_mut() {
+                    segments.pop().push(CONTAINER);
+                }
+                let beside = BlobUrl::parse(container_url.as_str())
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                let container = Container::open(&beside, settings)
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                Ok(LoopStore::Blob(container))
+            }
+        }
+    }
+
+    /// Where the store lives (never contains credentials).
+    pub fn location(&self) -> String {
+        match self {
+            LoopStore::Local(root) => root.display().to_string(),
+            LoopStore::Blob(container) => container.location().to_string(),
+        }
+    }
+
+    /// The names in `stream` whose hour is `since_hour` (`YYYY/MM/DD/HH`) or later, sorted.
+    pub async fn list(&self, stream: Stream, since_hour: &str) -> Result<Vec<String>, StoreError> {
+        let mut names = match self {
+            LoopStore::Local(root) => {
+                let root = root.clone();
+                blocking(move || list_local(&root, stream.prefix())).await?
+            }
+            LoopStore::Blob(container) => list_blobs(container, stream.prefix()).await?,
+        };
+        names.retain(|name| {
+            name.strip_prefix(stream.prefix())
+                .and_then(|rest| rest.get(..13))
+                .is_some_and(|hour| hour >= since_hour)
+        });
+        names.sort();
+        Ok(names)
+    }
+
+    /// A file's bytes.
+    pub async fn read(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        match self {
+            LoopStore::Local(root) => {
+                let path = root.join(name);
+                let name = name.to_string();
+                blocking(move || {
+                    std::fs::read(&path).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => StoreError::NotFound(name),
+                        _ => StoreError::Other(format!("{}: {e}", path.display())),
+                    })
+                })
+                .await
+            }
+            LoopStore::Blob(container) => Ok(container.read(name).await?.bytes),
+        }
+    }
+
+    /// A result of the join and its tag, or `None` if there is none yet.
+    pub async fn read_result(&self, name: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        match self {
+            LoopStore::Local(_) => match self.read(name).await {
+                Ok(bytes) => {
+                    let tag = sha256_hex(&bytes);
+                    Ok(Some((bytes, tag)))
+                }
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(other) => Err(other),
+            },
+            LoopStore::Blob(container) => match container.read(name).await {
+                Ok(blob) => Ok(Some((blob.bytes, blob.etag.unwrap_or_default()))),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(other) => Err(other),
+            },
+        }
+    }
+
+    /// Replaces a result of the join if it still has the tag `expected` (`None`: if there is
+    /// none); `Conflict` otherwise.
+    pub async fn write_result(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match self {
+            LoopStore::Local(root) => {
+                let root = root.clone();
+                let name = name.to_string();
+                let expected = expected.map(str::to_string);
+                blocking(move || write_local_result(&root, &name, &bytes, expected.as_deref()))
+                    .await
+            }
+            LoopStore::Blob(container) => {
+                let condition = match expected {
+                    Some(tag) => WriteCondition::IfMatch(tag.to_string()),
+                    None => WriteCondition::CreateOnly,
+                };
+                let content_type = if name.ends_with(".csv") {
+                    "text/csv"
+                } else {
+                    "application/json"
+                };
+                container
+                    .write(name, bytes, condition, content_type)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// An appender for one writer of `stream`.
+    pub fn appender(&self, stream: Stream, writer: &str) -> Appender {
+        Appender {
+            store: self.clone(),
+            stream,
+            writer: writer.to_string(),
+            current: None,
+            sequence: 0,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|e| StoreError::Other(format!("the file task failed: {e}")))?
+}
+
+fn list_local(root: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut names = Vec::new();
+    let mut pending = vec![root.join(prefix.trim_end_matches('/'))];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::Other(format!("{}: {e}", dir.display()))),
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                let name = relative.to_string_lossy().replace('\\', "/");
+                if name.ends_with(".jsonl") {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+async fn list_blobs(container: &Container, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let options = BlobContainerClientListBlobsOptions {
+        prefix: Some(prefix.to_string()),
+        ..Default::default()
+    };
+    let mut pager = container
+        .client()
+        .list_blobs(Some(options))
+        .map_err(|e| store_error(container.location(), e))?;
+    let mut names = Vec::new();
+    while let Some(item) = pager.next().await {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(store_error(container.location(), e)),
+        };
+        if let Some(name) = item.name {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+fn write_local_result(
+    root: &Path,
+    name: &str,
+    bytes: &[u8],
+    expected: Option<&str>,
+) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Other(format!("{name}: {e}"));
+    let path = root.join(name);
+    let dir = path.parent().unwrap_or(root).to_path_buf();
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let lock = std::fs::File::create(dir.join(".lock")).map_err(io)?;
+    lock.lock().map_err(io)?;
+    let current = match std::fs::read(&path) {
+        Ok(bytes) => Some(sha256_hex(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e)),
+    };
+    if current.as_deref() != expected {
+        return Err(StoreError::Conflict);
+    }
+    let staging = dir.join(format!(".{}.{}", std::process::id(), fastrand_suffix()));
+    std::fs::write(&staging, bytes).map_err(io)?;
+    std::fs::rename(&staging, &path).map_err(io)?;
+    Ok(())
+}
+
+fn fastrand_suffix() -> String {
+    super::id::PredictionId::new().to_string()
+}
+
+/// The file or blob a writer appends to now.
+#[derive(Debug)]
+struct Current {
+    name: String,
+    hour: String,
+    bytes: u64,
+    blocks: u32,
+}
+
+/// Appends lines for one writer; starts a new file or blob on the hour, past
+/// [`MAX_FILE_BYTES`] and before the block limit. Not shared: one per writer.
+#[derive(Debug)]
+pub struct Appender {
+    store: LoopStore,
+    stream: Stream,
+    writer: String,
+    current: Option<Current>,
+    sequence: u32,
+}
+
+impl Appender {
+    /// Appends `lines` (complete lines, at most [`MAX_APPEND_BYTES`]) at the time `now_ms`.
+    /// On an error nothing of `lines` may be assumed written; a retry never writes a line
+    /// twice (Blob Storage: the append is conditional on the blob's length).
+    pub async fn append(&mut self, lines: &[u8], now_ms: u64) -> Result<(), StoreError> {
+        debug_assert!(lines.len() <= MAX_APPEND_BYTES);
+        let hour = hour_partition(now_ms);
+        let roll = match &self.current {
+            None => true,
+            Some(current) => {
+                current.hour != hour
+                    || current.bytes + lines.len() as u64 > MAX_FILE_BYTES
+                    || current.blocks >= MAX_BLOCKS
+            }
+        };
+        if roll {
+            self.current = None;
+            self.sequence += 1;
+            let name = format!(
+                "{}{hour}/{}-{}.jsonl",
+                self.stream.prefix(),
+                self.writer,
+                self.sequence
+            );
+            let bytes = match &self.store {
+                LoopStore::Local(_) => 0,
+                LoopStore::Blob(container) => create_append_blob(container, &name).await?,
+            };
+            self.current = Some(Current {
+                name,
+                hour,
+                bytes,
+                blocks: 0,
+            });
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Err(StoreError::Other("no log file".into()));
+        };
+        let written = match &self.store {
+            LoopStore::Local(root) => {
+                let path = root.join(&current.name);
+                let data = lines.to_vec();
+                blocking(move || append_local(&path, &data)).await
+            }
+            LoopStore::Blob(container) => {
+                append_block(container, &current.name, lines, current.bytes).await
+            }
+        };
+        if let Err(error) = written {
+            // A local write that failed may have left part of a line: the next write goes to
+            // a new file, so the part stays a last line cut short (the join skips it). A blob
+            // that is gone or whose length is not what this writer wrote is left the same way.
+            // An append the store did not answer is retried at the same position.
+            let retry_same = matches!(self.store, LoopStore::Blob(_))
+                && matches!(error, StoreError::Unavailable(_));
+            if !retry_same {
+                self.current = None;
+            }
+            return Err(error);
+        }
+        current.bytes += lines.len() as u64;
+        current.blocks += 1;
+        Ok(())
+    }
+}
+
+fn append_local(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| StoreError::Other(format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(data).map_err(io)
+}
+
+/// Creates the append blob `name` (and the container, the first time); returns its length
+/// (0, or what a previous process of the same writer left, which cannot happen with writer
+/// names unique per process, but costs nothing to handle).
+async fn create_append_blob(container: &Container, name: &str) -> Result<u64, StoreError> {
+    let blob = container.client().blob_client(name);
+    let mut created_container = false;
+    loop {
+        let options = AppendBlobClientCreateOptions {
+            blob_content_type: Some("application/x-ndjson".to_string()),
+            if_none_match: Some(Etag::from("*")),
+            ..Default::default()
+        };
+        let error = match blob.append_blob_client().create(Some(options)).await {
+            Ok(_) => return Ok(0),
+            Err(error) => error,
+        };
+        match error.http_status() {
+            Some(StatusCode::Conflict) => return blob_length(container, name).await,
+            Some(StatusCode::NotFound) if !created_container => {
+                container.create_if_missing().await?;
+                created_container = true;
+            }
+            _ => return Err(store_error(name, error)),
+        }
+    }
+}
+
+async fn blob_length(container: &Container, name: &str) -> Result<u64, StoreError> {
+    let properties = container
+        .client()
+        .blob_client(name)
+        .get_properties(None)
+        .await
+        .map_err(|e| store_error(name, e))?;
+    Ok(properties.content_length().ok().flatten().unwrap_or(0))
+}
+
+/// Appends `lines` at `offset`. A 412 means the append position did not match: if the blob
+/// is exactly `offset + lines.len()` long, an earlier try of this very append succeeded and
+/// its answer was lost, so it counts as done; otherwise the blob is not what this writer
+/// wrote, and the error makes the writer start a new one.
+async fn append_block(
+    container: &Container,
+    name: &str,
+    lines: &[u8],
+    offset: u64,
+) -> Result<(), StoreError> {
+    let client = container.client().blob_client(name).append_blob_client();
+    let options = AppendBlobClientAppendBlockOptions {
+        append_position: i64::try_from(offset).ok(),
+        ..Default::default()
+    };
+    let body: RequestContent<azure_core::Bytes, azure_core::http::NoFormat> =
+        azure_core::Bytes::copy_from_slice(lines).into();
+    match client
+        .append_block(body, lines.len() as u64, Some(options))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.http_status() == Some(StatusCode::PreconditionFailed) => {
+            let length = blob_length(container, name).await?;
+            if length == offset + lines.len() as u64 {
+                Ok(())
+            } else {
+                Err(StoreError::Other(format!(
+                    "{name}: the append position moved ({length} bytes, expected {offset})"
+                )))
+            }
+        }
+        Err(error) => Err(store_error(name, error)),
+    }
+}

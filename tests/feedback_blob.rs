@@ -1,0 +1,306 @@
+//! The loop on Blob Storage (Azurite): the prediction log as append blobs in the
+//! `predictions` container, feedback, the join, the report, the labelled rows in the next
+//! training, and a store that stalls under load and comes back.
+
+mod azurite;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sommelier::feedback::store::{LoopStore, Stream};
+
+use azurite::Azurite;
+use common::{client, wine, Server};
+
+const DEV_STORAGE: &str = "UseDevelopmentStorage=true";
+
+fn env(models: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("SOMMELIER_STORE", models.to_string()),
+        (
+            "SOMMELIER_STORAGE_CONNECTION_STRING",
+            DEV_STORAGE.to_string(),
+        ),
+        ("SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS", "1".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
+
+fn loop_store(models: &str) -> LoopStore {
+    let mut settings = sommelier::config::Settings::from_env(Some(models)).expect("settings");
+    settings.storage_connection_string = Some(DEV_STORAGE.into());
+    LoopStore::open(&settings).expect("the predictions container")
+}
+
+async fn logged_rows(store: &LoopStore) -> usize {
+    let mut rows = 0;
+    for name in store.list(Stream::Log, "0000").await.unwrap_or_default() {
+        let bytes = store.read(&name).await.unwrap_or_default();
+        rows += bytes.iter().filter(|&&b| b == b'\n').count();
+    }
+    rows
+}
+
+async fn wait_logged(store: &LoopStore, rows: usize) {
+    let started = Instant::now();
+    loop {
+        let found = logged_rows(store).await;
+        if found >= rows {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{found} of {rows} rows logged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn sommelier(models: &str, args: &[&str]) -> Value {
+    let output = std::process::Command::new(common::binary())
+        .args(args)
+        .args(["--store", models, "--json"])
+        .env("SOMMELIER_STORAGE_CONNECTION_STRING", DEV_STORAGE)
+        .env_remove("SOMMELIER_PUSHGATEWAY_URL")
+        .output()
+        .expect("run sommelier");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+async fn post(
+    server: &Server,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, Option<String>, Value) {
+    let response = client()
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-prediction-id")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (status, id, response.json().await.expect("JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_training() {
+    let azurite = Azurite::start();
+    let models = azurite.container_url("models");
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &env(&models, &[]));
+    server.wait_healthy(&client()).await;
+    let store = loop_store(&models);
+
+    let wines: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut w = wine();
+            w["sulphates"] = json!(0.5 + 0.05 * i as f64);
+            w
+        })
+        .collect();
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    let (_, _, one) = post(
+        &server,
+        "/api/predict",
+        "application/json",
+        wines[0].to_string(),
+    )
+    .await;
+    rows.push((
+        one["prediction_id"].as_str().expect("id").into(),
+        one["prediction"].as_f64().expect("p"),
+    ));
+    let (_, _, batch) = post(
+        &server,
+        "/api/predict",
+        "application/json",
+        json!({"instances": wines[1..3]}).to_string(),
+    )
+    .await;
+    for (id, p) in batch["prediction_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .zip(batch["predictions"].as_array().expect("p"))
+    {
+        rows.push((id.as_str().expect("id").into(), p.as_f64().expect("p")));
+    }
+    let (_, id, mlflow) = post(
+        &server,
+        "/api/invocations",
+        "application/json",
+        json!({"dataframe_records": wines[3..5]}).to_string(),
+    )
+    .await;
+    let id = id.expect("x-prediction-id");
+    for (row, p) in mlflow["predictions"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .enumerate()
+    {
+        rows.push((format!("{id}.{row}"), p.as_f64().expect("p")));
+    }
+    wait_logged(&store, 5).await;
+
+    let qualities = [6.0, 5.0, 7.0, 5.0, 6.0];
+    let (status, _, answer) = post(
+        &server,
+        "/api/feedback",
+        "application/json",
+        json!({"prediction_id": rows[0].0, "quality": qualities[0]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let list = json!({"feedback": [{"prediction_id": rows[1].0, "quality": qualities[1]}, {"prediction_id": rows[2].0, "quality": qualities[2]}]});
+    let (status, _, answer) = post(
+        &server,
+        "/api/feedback",
+        "application/json",
+        list.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (202, json!(2)),
+        "{answer}"
+    );
+    let csv = format!(
+        "prediction_id,quality\n{},{}\n{},{}\n",
+        rows[3].0, qualities[3], rows[4].0, qualities[4]
+    );
+    let (status, _, answer) = post(&server, "/api/feedback", "text/csv", csv).await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (202, json!(2)),
+        "{answer}"
+    );
+
+    let joined = sommelier(&models, &["feedback", "join"]);
+    let report = sommelier(&models, &["feedback", "report"]);
+    assert_eq!(report, joined["report"]);
+    let expected = (rows
+        .iter()
+        .zip(qualities)
+        .map(|((_, p), q)| (p - q).powi(2))
+        .sum::<f64>()
+        / 5.0)
+        .sqrt();
+    let version = &report["versions"][0];
+    assert_eq!(version["labelled_rows"], 5, "{report}");
+    assert!(
+        (version["rmse"].as_f64().expect("rmse") - expected).abs() < 1e-9,
+        "{report} vs {expected}"
+    );
+    let again = sommelier(&models, &["feedback", "join"]);
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(again["report"], report);
+
+    let trained: Value = client()
+        .post(server.url("/api/train?force=true"))
+        .send()
+        .await
+        .expect("train")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(trained["rows"], 1599 + 5, "{trained}");
+    let models_list = common::get_json(&server, "/api/models").await;
+    let card = models_list["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["version"] == trained["version"])
+        .expect("the new version")
+        .clone();
+    assert!(
+        card["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("+ 5 labelled rows from feedback"),
+        "{card}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() {
+    let mut azurite = Azurite::start();
+    let models = azurite.container_url("models");
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(
+        dir.path(),
+        &env(
+            &models,
+            &[("SOMMELIER_PREDICTION_LOG_QUEUE_ROWS", "50".to_string())],
+        ),
+    );
+    server.wait_healthy(&client()).await;
+    let store = loop_store(&models);
+    post(
+        &server,
+        "/api/predict",
+        "application/json",
+        wine().to_string(),
+    )
+    .await;
+    wait_logged(&store, 1).await;
+
+    azurite.kill();
+    for _ in 0..200 {
+        let (status, _, _) = post(
+            &server,
+            "/api/predict",
+            "application/json",
+            wine().to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "predictions go on while the store is away");
+    }
+    let metrics = client()
+        .get(server.url("/api/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sommelier_prediction_log_dropped_total")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(dropped >= 150.0, "dropped {dropped}");
+
+    // The rows the bound kept are written when the store returns (the emulator may have lost
+    // its last seconds of writes with the kill, as a crashed disk would), and the log goes on.
+    azurite.resume();
+    wait_logged(&store, 50).await;
+    let before = logged_rows(&store).await;
+    for _ in 0..5 {
+        post(
+            &server,
+            "/api/predict",
+            "application/json",
+            wine().to_string(),
+        )
+        .await;
+    }
+    wait_logged(&store, before + 5).await;
+}

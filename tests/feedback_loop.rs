@@ -1,0 +1,486 @@
+//! The loop on a local store, through the real binary: prediction ids on every answer, the
+//! prediction log, feedback, the join and its report, and labelled rows in the next training.
+
+mod common;
+
+use common::{client, wine, Server};
+use serde_json::{json, Value};
+
+async fn started(dir: &std::path::Path, extra: &[(&str, String)]) -> Server {
+    let store = dir.join("store");
+    let mut env = vec![
+        ("SOMMELIER_STORE", store.display().to_string()),
+        ("SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS", "1".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    let server = Server::start(dir, &env);
+    server.wait_healthy(&client()).await;
+    server
+}
+
+/// `POST path` with a JSON body: status, `x-prediction-id`, body.
+async fn post(server: &Server, path: &str, body: &Value) -> (u16, Option<String>, Value) {
+    let response = client()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-prediction-id")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (status, id, response.json().await.expect("JSON"))
+}
+
+fn is_uuid_v7(text: &str) -> bool {
+    text.len() == 36
+        && &text[14..15] == "7"
+        && text.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prediction_answer_carries_an_id_and_batch_rows_are_numbered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = started(dir.path(), &[]).await;
+
+    let (status, id, single) = post(&server, "/api/predict", &wine()).await;
+    assert_eq!(status, 200, "{single}");
+    let id = id.expect("x-prediction-id");
+    assert!(is_uuid_v7(&id), "{id}");
+    assert_eq!(single["prediction_id"], id.as_str());
+
+    let (status, batch_id, batch) = post(
+        &server,
+        "/api/predict",
+        &json!({"instances": [wine(), wine(), wine()]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{batch}");
+    let batch_id = batch_id.expect("x-prediction-id");
+    assert_ne!(batch_id, id);
+    assert_eq!(
+        batch["prediction_ids"],
+        json!([
+            format!("{batch_id}.0"),
+            format!("{batch_id}.1"),
+            format!("{batch_id}.2")
+        ])
+    );
+
+    let (status, mlflow_id, mlflow) = post(
+        &server,
+        "/api/invocations",
+        &json!({"dataframe_records": [wine(), wine()]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{mlflow}");
+    assert!(is_uuid_v7(&mlflow_id.expect("x-prediction-id")));
+    assert_eq!(
+        mlflow
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["predictions".to_string()]),
+        "MLflow's body stays as it is"
+    );
+
+    // A browser without JavaScript gets the id and the tasted-quality form on the page.
+    let form: String = wine()
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let page = client()
+        .post(server.url("/api/predict"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html")
+        .body(form)
+        .send()
+        .await
+        .expect("page");
+    let page_id = page
+        .headers()
+        .get("x-prediction-id")
+        .expect("x-prediction-id")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains(&format!("<code id=\"prediction-id\">{page_id}</code>")),
+        "{html}"
+    );
+    assert!(html.contains("id=\"feedback-form\""));
+}
+
+fn sommelier(store: &std::path::Path, args: &[&str]) -> Value {
+    let output = std::process::Command::new(common::binary())
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .arg("--json")
+        .env_remove("SOMMELIER_PUSHGATEWAY_URL")
+        .output()
+        .expect("run sommelier");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+async fn send_feedback(server: &Server, content_type: &str, body: String) -> (u16, Value) {
+    let response = client()
+        .post(server.url("/api/feedback"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// Waits until every logged row is written (the queue is empty and the log has `rows` lines).
+async fn wait_logged(store: &std::path::Path, rows: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let mut lines = 0;
+        let mut pending = vec![store.join(".predictions/log")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    lines += std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .lines()
+                        .count();
+                }
+            }
+        }
+        if lines >= rows {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "only {lines} of {rows} rows logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let text = client()
+        .get(server.url("/api/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let server = started(dir.path(), &[]).await;
+
+    // Predictions: one, a batch, an MLflow call; (id, prediction, version) per row.
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let mut wines = Vec::new();
+    for index in 0..6 {
+        let mut w = wine();
+        w["alcohol"] = json!(9.0 + index as f64 * 0.5);
+        wines.push(w);
+    }
+    let (_, _, one) = post(&server, "/api/predict", &wines[0]).await;
+    let version = one["model_version"].as_str().expect("version").to_string();
+    rows.push((
+        one["prediction_id"].as_str().expect("id").to_string(),
+        one["prediction"].as_f64().expect("p"),
+        version.clone(),
+    ));
+    let (_, _, batch) = post(&server, "/api/predict", &json!({"instances": wines[1..4]})).await;
+    for (id, p) in batch["prediction_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .zip(batch["predictions"].as_array().expect("p"))
+    {
+        rows.push((
+            id.as_str().expect("id").to_string(),
+            p.as_f64().expect("p"),
+            version.clone(),
+        ));
+    }
+    let (_, mlflow_id, mlflow) = post(
+        &server,
+        "/api/invocations",
+        &json!({"dataframe_records": wines[4..6]}),
+    )
+    .await;
+    let mlflow_id = mlflow_id.expect("id");
+    for (row, p) in mlflow["predictions"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .enumerate()
+    {
+        rows.push((
+            format!("{mlflow_id}.{row}"),
+            p.as_f64().expect("p"),
+            version.clone(),
+        ));
+    }
+    wait_logged(&store, 6).await;
+
+    // A late label: its prediction is made after the first join.
+    let (_, _, late) = post(&server, "/api/predict", &wines[5]).await;
+    let late_id = late["prediction_id"].as_str().expect("id").to_string();
+
+    // Feedback: one, a list (with a bad row), CSV.
+    let qualities = [5.0, 6.0, 5.0, 7.0, 4.0, 6.0];
+    let (status, answer) = send_feedback(
+        &server,
+        "application/json",
+        json!({"prediction_id": rows[0].0, "quality": qualities[0]}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (202, json!(1)),
+        "{answer}"
+    );
+    let list = json!({"feedback": [
+        {"prediction_id": rows[1].0, "quality": qualities[1]},
+        {"prediction_id": rows[2].0, "quality": 11},
+        {"prediction_id": rows[2].0, "quality": qualities[2]},
+        {"prediction_id": rows[3].0, "quality": qualities[3]},
+        {"prediction_id": late_id, "quality": 6},
+    ]});
+    let (status, answer) = send_feedback(&server, "application/json", list.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"], 4);
+    assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
+    let csv = format!(
+        "prediction_id,quality\n{},{}\n{},{}\n",
+        rows[4].0, qualities[4], rows[5].0, qualities[5]
+    );
+    let (status, answer) = send_feedback(&server, "text/csv", csv).await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (202, json!(2)),
+        "{answer}"
+    );
+    // Bad input: 400/413/415/422, never a 5xx.
+    let (status, answer) = send_feedback(
+        &server,
+        "application/json",
+        json!({"prediction_id": "x", "quality": 6}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().expect("error").contains("label 0"),
+        "{answer}"
+    );
+    assert_eq!(
+        send_feedback(&server, "application/json", "{".into())
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        send_feedback(&server, "text/plain", "x".into()).await.0,
+        415
+    );
+    let huge = format!("{{\"feedback\": [{}]}}", vec!["{}"; 1_000_000].join(","));
+    assert_eq!(
+        send_feedback(&server, "application/json", huge).await.0,
+        413
+    );
+
+    // The join (the late label's prediction may not be flushed yet: it joins next time).
+    let first = sommelier(&store, &["feedback", "join"]);
+    let report = sommelier(&store, &["feedback", "report"]);
+    assert_eq!(report, first["report"]);
+    let expected_rmse = (rows
+        .iter()
+        .zip(qualities)
+        .map(|((_, p, _), q)| (p - q).powi(2))
+        .sum::<f64>()
+        / 6.0)
+        .sqrt();
+    let versions = report["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 1, "{report}");
+    let v = &versions[0];
+    assert_eq!(v["model_version"], version.as_str());
+    assert_eq!(
+        v.as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            "labelled_rows",
+            "mae",
+            "mean_label_delay_seconds",
+            "model_version",
+            "rmse"
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    );
+    let late_joined = v["labelled_rows"] == 7;
+    if !late_joined {
+        assert_eq!(v["labelled_rows"], 6, "{report}");
+        assert!(
+            (v["rmse"].as_f64().expect("rmse") - expected_rmse).abs() < 1e-9,
+            "{report} vs {expected_rmse}"
+        );
+        assert_eq!(report["unmatched_labels"], 1);
+        wait_logged(&store, 7).await;
+        let second = sommelier(&store, &["feedback", "join"]);
+        assert_eq!(
+            second["report"]["versions"][0]["labelled_rows"], 7,
+            "the late label joins"
+        );
+        assert_eq!(second["report"]["unmatched_labels"], 0);
+    }
+    // Twice in a row changes nothing.
+    let labelled =
+        std::fs::read(store.join(".predictions/joined/labelled.csv")).expect("labelled rows");
+    let again = sommelier(&store, &["feedback", "join"]);
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(
+        std::fs::read(store.join(".predictions/joined/labelled.csv")).expect("rows"),
+        labelled
+    );
+    assert_eq!(again["labelled_rows"], 7);
+
+    // The next training adds the labelled rows.
+    let trained: Value = client()
+        .post(server.url("/api/train?force=true"))
+        .send()
+        .await
+        .expect("train")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(trained["rows"], 1599 + 7, "{trained}");
+    let models = common::get_json(&server, "/api/models").await;
+    let card = models["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["version"] == trained["version"])
+        .expect("the new version")
+        .clone();
+    assert!(
+        card["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("+ 7 labelled rows from feedback"),
+        "{card}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_store_drops_and_counts_rows_within_its_bound_and_resumes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let server = started(
+        dir.path(),
+        &[("SOMMELIER_PREDICTION_LOG_QUEUE_ROWS", "40".to_string())],
+    )
+    .await;
+    // The log's directory cannot be created: a file stands where it goes.
+    std::fs::create_dir_all(store.join(".predictions")).expect("dir");
+    std::fs::write(store.join(".predictions/log"), b"in the way").expect("file");
+    for _ in 0..100 {
+        let (status, _, _) = post(&server, "/api/predict", &wine()).await;
+        assert_eq!(
+            status, 200,
+            "predictions go on while the log cannot be written"
+        );
+    }
+    let dropped = metric(&server, "sommelier_prediction_log_dropped_total").await;
+    assert!(dropped >= 60.0, "dropped {dropped}");
+    std::fs::remove_file(store.join(".predictions/log")).expect("unblock");
+    // What the bound kept is written when the store returns, and the log goes on.
+    wait_logged(&store, 40).await;
+    for _ in 0..5 {
+        post(&server, "/api/predict", &wine()).await;
+    }
+    wait_logged(&store, 45).await;
+    assert!(metric(&server, "sommelier_prediction_log_write_failures_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_cut_short_by_a_kill_is_skipped_and_counted_and_the_next_start_writes_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = dir.path().join("store");
+    let mut server = started(dir.path(), &[]).await;
+    let (_, _, one) = post(&server, "/api/predict", &wine()).await;
+    wait_logged(&store, 1).await;
+    // SIGKILL, then what a kill during a write leaves: part of a line at the end of the file.
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let log_dir = store.join(".predictions/log");
+    let mut files = Vec::new();
+    let mut pending = vec![log_dir.clone()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            if e.path().is_dir() {
+                pending.push(e.path())
+            } else {
+                files.push(e.path())
+            }
+        }
+    }
+    assert_eq!(files.len(), 1);
+    let mut bytes = std::fs::read(&files[0]).expect("log");
+    bytes.extend_from_slice(b"{\"id\":\"019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90\",\"time\":\"20");
+    std::fs::write(&files[0], &bytes).expect("cut");
+
+    let server = started(dir.path(), &[]).await;
+    let (_, _, two) = post(&server, "/api/predict", &wine()).await;
+    wait_logged(&store, 3).await;
+    for answer in [&one, &two] {
+        let (status, _) = send_feedback(
+            &server,
+            "application/json",
+            json!({"prediction_id": answer["prediction_id"], "quality": 5}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let joined = sommelier(&store, &["feedback", "join"]);
+    assert_eq!(joined["skipped_lines"], 1, "{joined}");
+    assert_eq!(
+        joined["report"]["versions"][0]["labelled_rows"], 2,
+        "{joined}"
+    );
+    // Both joins at once: each one joins or finds the other running, and the results agree.
+    let store_a = store.clone();
+    let store_b = store.clone();
+    let a = std::thread::spawn(move || sommelier(&store_a, &["feedback", "join"]));
+    let b = std::thread::spawn(move || sommelier(&store_b, &["feedback", "join"]));
+    for outcome in [a.join().expect("a"), b.join().expect("b")] {
+        assert!(
+            outcome["status"] == "already_running" || outcome["report"] == joined["report"],
+            "{outcome}"
+        );
+    }
+}
