@@ -161,6 +161,31 @@ pub enum ModelsAction {
         /// The version to promote.
         version: String,
     },
+    /// Show VERSION's card: metrics, calibration of its intervals, global importance.
+    Show {
+        /// The version to show [default: the champion].
+        version: Option<String>,
+    },
+    /// Write VERSION's trees for other tools: `--format shap-json` is the custom tree model
+    /// `shap.TreeExplainer` accepts (leaf values divided by the number of trees, covers as
+    /// node_sample_weight).
+    Export {
+        /// The version to export [default: the champion].
+        version: Option<String>,
+        /// The export format.
+        #[arg(long, value_enum, default_value = "shap-json")]
+        format: ExportFormat,
+        /// Where to write it (`-` for standard output).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Formats of `models export`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// shap's custom tree model, as JSON.
+    ShapJson,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +228,13 @@ pub enum CliError {
     Predict(String),
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    #[error(transparent)]
+    Export(#[from] crate::model::explain_export::ExportError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A JSON line that is not JSON, or not a valid feature object.
@@ -526,16 +558,26 @@ async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Resu
     let predictions = model
         .predict(&rows)
         .map_err(|e| CliError::Predict(e.to_string()))?;
+    let coverage = settings.interval_coverage;
     if output.json {
-        output.print(
-            &json!({"predictions": predictions, "version": model.card.version}),
-            String::new,
-        );
+        let mut value = json!({"predictions": predictions, "version": model.card.version});
+        if model.conformal.is_some() {
+            let intervals: Vec<_> = predictions
+                .iter()
+                .filter_map(|&p| model.interval(p, coverage))
+                .collect();
+            value["intervals"] = json!(intervals);
+            value["interval_coverage"] = json!(coverage);
+        }
+        output.print(&value, String::new);
         return Ok(());
     }
     let mut stdout = std::io::stdout().lock();
     for (row, prediction) in rows.iter().zip(&predictions) {
-        let line = json!({"prediction": prediction, "out_of_range": model.out_of_range(row)});
+        let mut line = json!({"prediction": prediction, "out_of_range": model.out_of_range(row)});
+        if let Some(interval) = model.interval(*prediction, coverage) {
+            line["interval"] = json!(interval);
+        }
         let _ = writeln!(stdout, "{line}");
     }
     Ok(())
@@ -587,8 +629,23 @@ fn read_json_lines(
 async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
     let tracker = Tracker::from_settings(settings);
-    if let Some(ModelsAction::Promote { version }) = args.action {
-        return promote(&registry, &tracker, &version, output).await;
+    match args.action {
+        Some(ModelsAction::Promote { version }) => {
+            return promote(&registry, &tracker, &version, output).await
+        }
+        Some(ModelsAction::Show { version }) => {
+            let model = load_model(&registry, version.as_deref()).await?;
+            return show(&model, output);
+        }
+        Some(ModelsAction::Export {
+            version,
+            format: ExportFormat::ShapJson,
+            output: path,
+        }) => {
+            let model = load_model(&registry, version.as_deref()).await?;
+            return export(&model, &path, output);
+        }
+        Some(ModelsAction::List) | None => {}
     }
     let champion = registry.champion().await?.map(|p| p.champion.version);
     let mut entries = registry.versions().await?;
@@ -630,6 +687,94 @@ async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result
     });
     output.print(&value, || {
         models_table(&registry, &entries, champion.as_deref(), &run_ids)
+    });
+    Ok(())
+}
+
+/// `models show VERSION`: the card, with its calibration and global importance.
+fn show(model: &ModelArtifact, output: Output) -> Result<(), CliError> {
+    let card = &model.card;
+    let value = serde_json::to_value(card).unwrap_or_default();
+    output.print(&value, || {
+        let mut text = format!(
+            "Model {} ({}), trained {} on {} rows of {}",
+            card.version,
+            card.spec.algorithm().name(),
+            card.created_at,
+            card.training_rows,
+            card.source.name
+        );
+        match &card.metrics {
+            Some(m) => text.push_str(&format!("\nHoldout ({} rows): {}", m.rows, metrics_line(m))),
+            None => text.push_str("\nNo holdout: not evaluated."),
+        }
+        match &card.calibration {
+            Some(c) => {
+                let widths: Vec<String> = c
+                    .quantiles
+                    .iter()
+                    .map(|q| {
+                        let width = q
+                            .half_width
+                            .map_or("unbounded".to_string(), |h| format!("±{h:.3}"));
+                        format!("{:.0} % {width}", q.coverage * 100.0)
+                    })
+                    .collect();
+                text.push_str(&format!(
+                    "\nIntervals ({}, {} held-out rows): {}",
+                    c.method,
+                    c.rows,
+                    widths.join(", ")
+                ));
+            }
+            None => {
+                text.push_str("\nIntervals: none (trained before intervals, or without a holdout)")
+            }
+        }
+        match &card.importance {
+            Some(list) => {
+                text.push_str("\nGlobal importance (mean |contribution| over the holdout):");
+                for entry in list {
+                    text.push_str(&format!(
+                        "\n  {:<22} {:.4}",
+                        entry.feature, entry.mean_abs_contribution
+                    ));
+                }
+            }
+            None => text.push_str(
+                "\nGlobal importance: none (trained before explanations, or without a holdout)",
+            ),
+        }
+        text
+    });
+    Ok(())
+}
+
+/// `models export VERSION --format shap-json --output FILE`.
+fn export(model: &ModelArtifact, path: &Path, output: Output) -> Result<(), CliError> {
+    let export = crate::model::explain_export::shap_export(model)?;
+    let failed = |source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = serde_json::to_vec(&export).map_err(|e| failed(e.into()))?;
+    if path.as_os_str() == "-" {
+        std::io::stdout().lock().write_all(&bytes).map_err(failed)?;
+        return Ok(());
+    }
+    std::fs::write(path, &bytes).map_err(failed)?;
+    let value = json!({
+        "version": model.card.version, "format": "shap-json", "output": path.display().to_string(),
+        "trees": export.trees.len(), "base_value": export.base_value,
+    });
+    output.print(&value, || {
+        format!(
+            "Wrote {} trees of {} to {} (shap-json, base value {:.6})",
+            export.trees.len(),
+            model.card.version,
+            path.display(),
+            export.base_value
+        )
     });
     Ok(())
 }
