@@ -732,9 +732,12 @@ fn show(model: &ModelArtifact, output: Output) -> Result<(), CliError> {
             }
         }
         match &card.importance {
-            Some(list) => {
-                text.push_str("\nGlobal importance (mean |contribution| over the holdout):");
-                for entry in list {
+            Some(importance) => {
+                text.push_str(&format!(
+                    "\nGlobal importance (mean |contribution| over {} held-out rows):",
+                    importance.rows
+                ));
+                for entry in &importance.features {
                     text.push_str(&format!(
                         "\n  {:<22} {:.4}",
                         entry.feature, entry.mean_abs_contribution

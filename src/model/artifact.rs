@@ -25,7 +25,7 @@ use thiserror::Error;
 use super::algorithm::{FitError, ModelSpec, Regressor, SmartcoreRegressor};
 use super::comparison::PairedComparison;
 use super::dataset::{sha256_hex, Dataset};
-use super::explain::{FeatureImportance, TreeCovers};
+use super::explain::{GlobalImportance, TreeCovers};
 use super::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use super::interval::{CalibrationSummary, Conformal};
 use super::metrics::Metrics;
@@ -145,7 +145,7 @@ pub struct ModelCard {
     /// Global importance: each feature's mean |contribution| over the held-out rows, largest
     /// first (absent when nothing was held out, and on cards written before explanations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub importance: Option<Vec<FeatureImportance>>,
+    pub importance: Option<GlobalImportance>,
 }
 
 /// The qualities a label can take: 0 to 10.

@@ -658,6 +658,15 @@ pub fn mean_absolute(explanations: &[Explanation]) -> [f64; FEATURE_COUNT] {
     sums.map(|s| s / n)
 }
 
+/// The model's global importance, as the card records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GlobalImportance {
+    /// Held-out rows explained (evenly spaced over the holdout, at most 128).
+    pub rows: usize,
+    /// Per feature, largest first.
+    pub features: Vec<FeatureImportance>,
+}
+
 /// One feature's global importance, as the card records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureImportance {

@@ -305,7 +305,7 @@ impl Inner {
         // Global importance (mean |contribution| over the holdout) and the intervals'
         // calibration, one metric each.
         let mut owned: Vec<(String, f64)> = Vec::new();
-        for entry in card.importance.iter().flatten() {
+        for entry in card.importance.iter().flat_map(|i| &i.features) {
             owned.push((
                 format!("importance_{}", entry.feature),
                 entry.mean_abs_contribution,
