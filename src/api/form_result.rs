@@ -183,8 +183,9 @@ fn bars(explanation: &Explanation, row: &FeatureRow) -> Vec<(String, f64)> {
 fn chart(explanation: &Explanation, row: &FeatureRow) -> String {
     let bars = bars(explanation, row);
     let (width, label_width, row_height) = (640.0, 230.0, 24.0);
-    let half = (width - label_width - 60.0) / 2.0;
-    let zero = label_width + 30.0 + half;
+    // Room for a value's text (about 50 px) at either end of the longest bars.
+    let half = (width - label_width - 110.0) / 2.0;
+    let zero = label_width + 55.0 + half;
     let largest = bars.iter().fold(1e-12_f64, |m, (_, v)| m.max(v.abs()));
     let height = row_height * bars.len() as f64 + 8.0;
     let mut svg = format!(
