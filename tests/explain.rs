@@ -10,12 +10,13 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sommelier::bundled::WINE_QUALITY_RED_CSV;
-use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides, DEFAULT_SEED};
+use sommelier::model::algorithm::{Algorithm, ModelSpec, Regressor, SpecOverrides, DEFAULT_SEED};
 use sommelier::model::artifact::{DataSource, ModelArtifact};
 use sommelier::model::dataset::{read_training_data, Dataset};
 use sommelier::model::explain::{explain_rows, ExplainError, Explainer};
 use sommelier::model::explain_export::shap_export;
 use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
+use sommelier::model::interval::compare_adaptive;
 use sommelier::model::split::grouped_k_folds;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 
@@ -225,6 +226,7 @@ fn intervals_cover_90_percent_in_grouped_5_fold_cv() {
     let data = bundled();
     let spec = ModelSpec::build(Algorithm::default(), &SpecOverrides::default()).expect("spec");
     let (mut covered, mut total, mut width) = (0usize, 0usize, 0.0);
+    let mut compared = [(0.0, 0.0); 2];
     for fold in grouped_k_folds(&data.rows, 5, DEFAULT_SEED) {
         let part = Dataset {
             rows: fold.train.iter().map(|&i| data.rows[i]).collect(),
@@ -233,7 +235,41 @@ fn intervals_cover_90_percent_in_grouped_5_fold_cv() {
             ignored_columns: Vec::new(),
         };
         let options = TrainOptions::new(spec, DataSource::named("fold"), Trigger::Cli);
-        let model = train(&part, &options).expect("train").artifact;
+        let trained = train(&part, &options).expect("train");
+        let model = trained.artifact;
+        // The same calibration with errors scaled by the forest's spread, for comparison.
+        let Regressor::Forest(forest) = &model.regressor else {
+            panic!("a forest")
+        };
+        let held = &trained.holdout;
+        let calibration: Vec<(f64, f64, f64)> = (0..held.rows.len())
+            .map(|i| {
+                (
+                    held.predictions[i],
+                    forest.spread(&held.rows[i]),
+                    held.targets[i],
+                )
+            })
+            .collect();
+        let test: Vec<(f64, f64, f64)> = fold
+            .test
+            .iter()
+            .map(|&i| {
+                let row = &data.rows[i];
+                (
+                    model.predict_row(row).expect("p"),
+                    forest.spread(row),
+                    data.targets[i],
+                )
+            })
+            .collect();
+        for (sum, (w, c)) in compared
+            .iter_mut()
+            .zip(compare_adaptive(&calibration, &test, 0.9))
+        {
+            sum.0 += w * test.len() as f64;
+            sum.1 += c * test.len() as f64;
+        }
         for &i in &fold.test {
             let prediction = model.predict_row(&data.rows[i]).expect("prediction");
             let [low, high] = model.interval(prediction, 0.9).expect("calibrated");
@@ -244,6 +280,14 @@ fn intervals_cover_90_percent_in_grouped_5_fold_cv() {
     }
     let coverage = covered as f64 / total as f64;
     let mean_width = width / total as f64;
+    let n = total as f64;
+    eprintln!(
+        "constant width: mean width {:.4}, coverage {:.4}; scaled by the forest's spread: mean width {:.4}, coverage {:.4}",
+        compared[0].0 / n,
+        compared[0].1 / n,
+        compared[1].0 / n,
+        compared[1].1 / n
+    );
     eprintln!("grouped 5-fold CV: 90 % intervals cover {coverage:.4}, mean width {mean_width:.12}");
     assert!((coverage - 0.9).abs() <= 0.02, "coverage {coverage}");
     assert!(

@@ -728,6 +728,27 @@ impl Forest {
         }
     }
 
+    /// The standard deviation of the trees' outputs for `row`: the forest's own spread, for
+    /// measuring locally adaptive intervals (see `interval`). A plain walk, not the
+    /// prediction's.
+    pub fn spread(&self, row: &FeatureRow) -> f64 {
+        let keys = walk_row(row);
+        let (mut sum, mut squares) = (0.0, 0.0);
+        for &root in &self.roots {
+            let mut at = root as usize;
+            while !self.nodes[at].is_leaf() {
+                // SAFETY: a walk from a root of this forest (see `step`).
+                at = unsafe { step(&self.nodes, at, &keys) };
+            }
+            let value = self.nodes[at].leaf_value();
+            sum += value;
+            squares += value * value;
+        }
+        let n = self.roots.len() as f64;
+        let mean = sum / n;
+        (squares / n - mean * mean).max(0.0).sqrt()
+    }
+
     /// A split's threshold, as stored (see [`Node::threshold`]); a leaf's value.
     pub(crate) fn threshold_at(&self, at: usize) -> f64 {
         self.nodes[at].value()

@@ -8,8 +8,9 @@
 //! regression", JASA 2018). Intervals are clipped to the 0–10 scale, which loses no coverage.
 //!
 //! Locally adaptive intervals (errors scaled by the forest's spread at the row) were measured
-//! on the bundled data against these: see [`compare_adaptive`] and the README. They were not
-//! narrower at the same coverage there, so serving pays nothing for them.
+//! against these on the bundled data (see [`compare_adaptive`], `tests/explain.rs` and the
+//! README): 0.7 % narrower, for a second walk of every tree per prediction. Serving keeps the
+//! constant width, one look-up per row.
 //!
 //! Not here: choosing the held-out rows (`split`), storing the errors (`artifact`).
 
