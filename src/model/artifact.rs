@@ -9,7 +9,7 @@
 //! - 3 (written by this build): format 2 followed by what explanations and intervals need,
 //!   kept apart from the walk's nodes: a forest's node covers (training rows that reached each
 //!   node, in the stored node order, see `explain`) and the held-out rows' sorted absolute
-//!   errors (see `interval`).
+//!   errors (at most 1,024 of them, see `interval`).
 //! - 2: the model in its inference layout ([`Regressor`]: the flat forest of `forest`, or a
 //!   linear model's coefficients). Reading it needs no smartcore. Still read and served; such
 //!   a forest cannot explain (no covers) and its predictions carry no interval.
@@ -184,7 +184,7 @@ struct EncodedArtifactRef<'a> {
     card_json: String,
     regressor: &'a Regressor,
     covers: Option<&'a [u32]>,
-    conformal_errors: Option<&'a [f64]>,
+    conformal: Option<(usize, &'a [f64])>,
 }
 
 #[derive(Deserialize)]
@@ -203,7 +203,7 @@ struct EncodedArtifact3 {
     card_json: String,
     regressor: Regressor,
     covers: Option<Vec<u32>>,
-    conformal_errors: Option<Vec<f64>>,
+    conformal: Option<(usize, Vec<f64>)>,
 }
 
 #[derive(Deserialize)]
@@ -250,7 +250,7 @@ impl ModelArtifact {
                 (Regressor::Forest(_), Some(covers)) => Some(covers.stored()),
                 _ => None,
             },
-            conformal_errors: self.conformal.as_ref().map(Conformal::errors),
+            conformal: self.conformal.as_ref().map(Conformal::stored),
         };
         postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
         Ok(out)
@@ -280,10 +280,12 @@ impl ModelArtifact {
                     }
                     _ => None,
                 };
-                let conformal = match decoded.conformal_errors {
-                    Some(errors) => Some(Conformal::from_stored(errors).ok_or_else(|| {
-                        ArtifactError::Corrupt("the calibration errors are not sound".into())
-                    })?),
+                let conformal = match decoded.conformal {
+                    Some((rows, errors)) => {
+                        Some(Conformal::from_stored(rows, errors).ok_or_else(|| {
+                            ArtifactError::Corrupt("the calibration errors are not sound".into())
+                        })?)
+                    }
                     None => None,
                 };
                 (decoded.card_json, decoded.regressor, covers, conformal)

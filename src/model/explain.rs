@@ -548,12 +548,13 @@ fn explain_forest(forest: &Forest, covers: &Derived, row: &FeatureRow) -> Explan
                 } => {
                     let goes_true = keys[feature] <= key;
                     for (child, hot) in [(false_child, !goes_true), (true_child, goes_true)] {
-                        // A leaf child is added at once, from a copy of the state; a split
-                        // child is visited later.
+                        // A leaf child is added at once (the state changed for it and put
+                        // back); a split child is visited later.
                         if let NodeView::Leaf(value) = forest.view(child) {
-                            let mut at_leaf = state;
-                            at_leaf.enter(feature, fractions[child], hot);
-                            leaves.add(value, &at_leaf, &mut phi);
+                            let saved = state.saved(feature);
+                            state.enter(feature, fractions[child], hot);
+                            leaves.add(value, &state, &mut phi);
+                            state.restore(saved);
                         } else {
                             stack.push(Step::Visit {
                                 node: child as u32,

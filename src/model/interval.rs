@@ -28,9 +28,19 @@ pub const CARD_COVERAGES: [f64; 3] = [0.8, 0.9, 0.95];
 /// The name of the method, as the card records it.
 pub const METHOD: &str = "split_conformal_absolute";
 
-/// The calibration of a model: the held-out rows' absolute errors, sorted.
+/// Order statistics of the held-out errors kept, at most: every one up to this many rows;
+/// beyond, the errors at evenly spaced ranks, so that the artifact stays small at any data
+/// size (8 KiB). A coverage then takes the kept rank at or above the one it needs: never
+/// narrower than the exact interval, wider by at most 1/1024 of the rows' ranks.
+pub const KEPT_ERRORS: usize = 1024;
+
+/// The calibration of a model: the held-out rows' absolute errors, sorted (or, past
+/// [`KEPT_ERRORS`] rows, those at evenly spaced ranks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conformal {
+    /// Held-out rows the errors come from.
+    rows: usize,
+    /// `errors[i]` is the error of rank `ceil((i + 1) rows / errors.len())` (1-based).
     errors: Vec<f64>,
 }
 
@@ -69,32 +79,47 @@ impl Conformal {
             return None;
         }
         errors.sort_by(f64::total_cmp);
-        Some(Conformal { errors })
+        let rows = errors.len();
+        let kept = rows.min(KEPT_ERRORS);
+        let errors = (1..=kept)
+            .map(|i| errors[(i * rows).div_ceil(kept) - 1])
+            .collect();
+        Some(Conformal { rows, errors })
     }
 
-    /// Stored errors, checked (sorted, finite, non-negative, at least one).
-    pub fn from_stored(errors: Vec<f64>) -> Option<Conformal> {
+    /// Stored errors, checked (sorted, finite, non-negative, at least one, no more than the
+    /// rows they come from).
+    pub fn from_stored(rows: usize, errors: Vec<f64>) -> Option<Conformal> {
         let sound = !errors.is_empty()
+            && errors.len() <= rows
             && errors.iter().all(|e| e.is_finite() && *e >= 0.0)
             && errors.windows(2).all(|pair| pair[0] <= pair[1]);
-        sound.then_some(Conformal { errors })
+        sound.then_some(Conformal { rows, errors })
     }
 
-    /// The sorted errors, as the artifact stores them.
-    pub fn errors(&self) -> &[f64] {
-        &self.errors
+    /// The held-out rows and the kept errors, as the artifact stores them.
+    pub fn stored(&self) -> (usize, &[f64]) {
+        (self.rows, &self.errors)
     }
 
-    /// The half-width at `coverage` (in (0, 1)): the `ceil((n + 1) coverage)`-th smallest
-    /// error, or infinity when there are fewer than that many.
+    /// The half-width at `coverage` (in (0, 1)): the `ceil((n + 1) coverage)`-th smallest of
+    /// the `n` errors (the kept one at or above that rank), or infinity when there are fewer
+    /// than that many.
     pub fn half_width(&self, coverage: f64) -> f64 {
-        let n = self.errors.len();
+        let n = self.rows;
         let rank = ((n + 1) as f64 * coverage).ceil() as usize;
-        match rank.checked_sub(1).and_then(|i| self.errors.get(i)) {
-            Some(&q) => q,
-            None if rank == 0 => 0.0,
-            None => f64::INFINITY,
+        if rank == 0 {
+            return 0.0;
         }
+        if rank > n {
+            return f64::INFINITY;
+        }
+        let kept = self.errors.len();
+        let index = (rank * kept).div_ceil(n);
+        self.errors
+            .get(index.saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::INFINITY)
     }
 
     /// The interval around `prediction` at `coverage`, clipped to the quality scale.
@@ -106,7 +131,7 @@ impl Conformal {
     pub fn summary(&self) -> CalibrationSummary {
         CalibrationSummary {
             method: METHOD.to_string(),
-            rows: self.errors.len(),
+            rows: self.rows,
             quantiles: CARD_COVERAGES
                 .iter()
                 .map(|&coverage| CoverageQuantile {
@@ -199,11 +224,30 @@ mod tests {
 
     #[test]
     fn stored_errors_are_checked() {
-        assert!(Conformal::from_stored(vec![]).is_none());
-        assert!(Conformal::from_stored(vec![0.2, 0.1]).is_none());
-        assert!(Conformal::from_stored(vec![0.1, f64::NAN]).is_none());
-        assert!(Conformal::from_stored(vec![-0.1, 0.1]).is_none());
-        assert!(Conformal::from_stored(vec![0.1, 0.1, 0.3]).is_some());
+        assert!(Conformal::from_stored(1, vec![]).is_none());
+        assert!(Conformal::from_stored(2, vec![0.2, 0.1]).is_none());
+        assert!(Conformal::from_stored(2, vec![0.1, f64::NAN]).is_none());
+        assert!(Conformal::from_stored(2, vec![-0.1, 0.1]).is_none());
+        assert!(Conformal::from_stored(2, vec![0.1, 0.1, 0.3]).is_none());
+        assert!(Conformal::from_stored(3, vec![0.1, 0.1, 0.3]).is_some());
         assert!(Conformal::calibrate(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn many_rows_keep_a_bounded_never_narrower_table() {
+        // 100,000 errors 0.00001 .. 1.0: the exact rank's error is rank / 100,000.
+        let rows = 100_000;
+        let predictions = vec![0.0; rows];
+        let targets: Vec<f64> = (1..=rows).map(|i| i as f64 / rows as f64).collect();
+        let conformal = Conformal::calibrate(&predictions, &targets).unwrap();
+        assert_eq!(conformal.stored().1.len(), KEPT_ERRORS);
+        for coverage in [0.5, 0.8, 0.9, 0.95, 0.99] {
+            let exact = ((rows + 1) as f64 * coverage).ceil() / rows as f64;
+            let kept = conformal.half_width(coverage);
+            assert!(
+                kept >= exact - 1e-12 && kept - exact <= 1.0 / KEPT_ERRORS as f64,
+                "{coverage}: {kept} vs {exact}"
+            );
+        }
     }
 }
