@@ -69,6 +69,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "single rows back to back: {:.0} rows/s on one core",
         repeats as f64 / t.elapsed().as_secs_f64()
     );
+    // What an answer's prediction interval adds: a look-up in the sorted held-out errors.
+    let per_row = t.elapsed().as_secs_f64() / repeats as f64;
+    let t = Instant::now();
+    let lookups = 2_000_000;
+    for i in 0..lookups {
+        std::hint::black_box(model.interval(std::hint::black_box(5.0 + (i % 7) as f64 * 0.1), 0.9));
+    }
+    let per_lookup = t.elapsed().as_secs_f64() / lookups as f64;
+    println!(
+        "prediction interval: {:.1} ns per row, {:.2} % of a single-row prediction",
+        per_lookup * 1e9,
+        per_lookup / per_row * 100.0
+    );
     // Batches: the mean over all passes, and the best pass, which a busy machine slows less.
     for batch in [100usize, 1000, 10_000] {
         let chunk: Vec<_> = rows.iter().cycle().take(batch).copied().collect();

@@ -66,6 +66,16 @@ install_mlflow() {
   pip_install_locked "$TOOLS/mlflow/bin/pip" "$TOOLS/mlflow/.mlflow.txt.sha256" "$REQUIREMENTS/mlflow.txt"
 }
 
+# shap, the oracle the explanation tests compare the server's TreeSHAP with, in its own venv
+# (its numeric stack is large and has nothing to share with the checkers).
+install_shap() {
+  if [ ! -x "$TOOLS/shap/bin/python" ]; then
+    log "creating .tools/shap"
+    python3 -m venv "$TOOLS/shap"
+  fi
+  pip_install_locked "$TOOLS/shap/bin/pip" "$TOOLS/shap/.shap.txt.sha256" "$REQUIREMENTS/shap.txt"
+}
+
 # Azurite and playwright-core at the versions of scripts/node-tools/package.json, and every
 # dependency at the version and integrity hash of its package-lock.json (npm ci).
 install_node_packages() {
@@ -160,16 +170,18 @@ main() {
       install_python_tools & p1=$!
       install_mlflow & p2=$!
       install_node_packages & p3=$!
-      wait "$p1"; wait "$p2"; wait "$p3"
+      install_shap & p4=$!
+      wait "$p1"; wait "$p2"; wait "$p3"; wait "$p4"
       install_provider_schemas
       ;;
     debian) install_debian_packages ;;
     python) install_python_tools ;;
     mlflow) install_mlflow ;;
+    shap) install_shap ;;
     node) install_node_packages ;;
     schemas) install_provider_schemas ;;
     rust) install_rust_components ;;
-    *) echo "usage: $0 [all|debian|python|mlflow|node|schemas|rust]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|debian|python|mlflow|shap|node|schemas|rust]" >&2; exit 2 ;;
   esac
   log "done"
 }

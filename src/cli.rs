@@ -187,6 +187,31 @@ pub enum ModelsAction {
         /// The version to promote.
         version: String,
     },
+    /// Show VERSION's card: metrics, calibration of its intervals, global importance.
+    Show {
+        /// The version to show [default: the champion].
+        version: Option<String>,
+    },
+    /// Write VERSION's trees for other tools: `--format shap-json` is the custom tree model
+    /// `shap.TreeExplainer` accepts (leaf values divided by the number of trees, covers as
+    /// node_sample_weight).
+    Export {
+        /// The version to export [default: the champion].
+        version: Option<String>,
+        /// The export format.
+        #[arg(long, value_enum, default_value = "shap-json")]
+        format: ExportFormat,
+        /// Where to write it (`-` for standard output).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Formats of `models export`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// shap's custom tree model, as JSON.
+    ShapJson,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +271,13 @@ pub enum CliError {
     VerifyFailed { broken: usize, total: usize },
     #[error("{0}")]
     Feedback(String),
+    #[error(transparent)]
+    Export(#[from] crate::model::explain_export::ExportError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -789,6 +821,7 @@ async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Resu
     let predictions = model
         .predict(&table.rows)
         .map_err(|e| CliError::Predict(e.to_string()))?;
+    let coverage = settings.interval_coverage;
     let out_of_range: Vec<Vec<&str>> = table.rows.iter().map(|r| model.out_of_range(r)).collect();
     if output.json {
         let mut value = json!({
@@ -798,6 +831,14 @@ async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Resu
         });
         if let Some(ids) = &table.kept {
             value["ids"] = json!(ids);
+        }
+        if model.conformal.is_some() {
+            let intervals: Vec<_> = predictions
+                .iter()
+                .filter_map(|&p| model.interval(p, coverage))
+                .collect();
+            value["intervals"] = json!(intervals);
+            value["interval_coverage"] = json!(coverage);
         }
         output.print(&value, String::new);
         return Ok(());
@@ -814,6 +855,9 @@ async fn predict(settings: &Settings, args: PredictArgs, output: Output) -> Resu
                     json!({"row": i + 1, "prediction": prediction, "out_of_range": outside});
                 if let Some(id) = id(i) {
                     line["id"] = json!(id);
+                }
+                if let Some(interval) = model.interval(*prediction, coverage) {
+                    line["interval"] = json!(interval);
                 }
                 let _ = writeln!(stdout, "{line}");
             }
@@ -923,8 +967,23 @@ fn read_json_lines(
 async fn models(settings: &Settings, args: ModelsArgs, output: Output) -> Result<(), CliError> {
     let registry = open_registry(settings).await?;
     let tracker = Tracker::from_settings(settings);
-    if let Some(ModelsAction::Promote { version }) = args.action {
-        return promote(&registry, &tracker, &version, output).await;
+    match args.action {
+        Some(ModelsAction::Promote { version }) => {
+            return promote(&registry, &tracker, &version, output).await
+        }
+        Some(ModelsAction::Show { version }) => {
+            let model = load_model(&registry, version.as_deref()).await?;
+            return show(&model, output);
+        }
+        Some(ModelsAction::Export {
+            version,
+            format: ExportFormat::ShapJson,
+            output: path,
+        }) => {
+            let model = load_model(&registry, version.as_deref()).await?;
+            return export(&model, &path, output);
+        }
+        Some(ModelsAction::List) | None => {}
     }
     let champion = registry.champion().await?.map(|p| p.champion.version);
     let mut entries = registry.versions().await?;
@@ -997,6 +1056,97 @@ fn verify_summary(total: usize, broken: &[&str]) -> String {
             broken.join(", ")
         )
     }
+}
+
+/// `models show VERSION`: the card, with its calibration and global importance.
+fn show(model: &ModelArtifact, output: Output) -> Result<(), CliError> {
+    let card = &model.card;
+    let value = serde_json::to_value(card).unwrap_or_default();
+    output.print(&value, || {
+        let mut text = format!(
+            "Model {} ({}), trained {} on {} rows of {}",
+            card.version,
+            card.spec.algorithm().name(),
+            card.created_at,
+            card.training_rows,
+            card.source.name
+        );
+        match &card.metrics {
+            Some(m) => text.push_str(&format!("\nHoldout ({} rows): {}", m.rows, metrics_line(m))),
+            None => text.push_str("\nNo holdout: not evaluated."),
+        }
+        match &card.calibration {
+            Some(c) => {
+                let widths: Vec<String> = c
+                    .quantiles
+                    .iter()
+                    .map(|q| {
+                        let width = q
+                            .half_width
+                            .map_or("unbounded".to_string(), |h| format!("±{h:.3}"));
+                        format!("{:.0} % {width}", q.coverage * 100.0)
+                    })
+                    .collect();
+                text.push_str(&format!(
+                    "\nIntervals ({}, {} held-out rows): {}",
+                    c.method,
+                    c.rows,
+                    widths.join(", ")
+                ));
+            }
+            None => {
+                text.push_str("\nIntervals: none (trained before intervals, or without a holdout)")
+            }
+        }
+        match &card.importance {
+            Some(importance) => {
+                text.push_str(&format!(
+                    "\nGlobal importance (mean |contribution| over {} held-out rows):",
+                    importance.rows
+                ));
+                for entry in &importance.features {
+                    text.push_str(&format!(
+                        "\n  {:<22} {:.4}",
+                        entry.feature, entry.mean_abs_contribution
+                    ));
+                }
+            }
+            None => text.push_str(
+                "\nGlobal importance: none (trained before explanations, or without a holdout)",
+            ),
+        }
+        text
+    });
+    Ok(())
+}
+
+/// `models export VERSION --format shap-json --output FILE`.
+fn export(model: &ModelArtifact, path: &Path, output: Output) -> Result<(), CliError> {
+    let export = crate::model::explain_export::shap_export(model)?;
+    let failed = |source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let bytes = serde_json::to_vec(&export).map_err(|e| failed(e.into()))?;
+    if path.as_os_str() == "-" {
+        std::io::stdout().lock().write_all(&bytes).map_err(failed)?;
+        return Ok(());
+    }
+    std::fs::write(path, &bytes).map_err(failed)?;
+    let value = json!({
+        "version": model.card.version, "format": "shap-json", "output": path.display().to_string(),
+        "trees": export.trees.len(), "base_value": export.base_value,
+    });
+    output.print(&value, || {
+        format!(
+            "Wrote {} trees of {} to {} (shap-json, base value {:.6})",
+            export.trees.len(),
+            model.card.version,
+            path.display(),
+            export.base_value
+        )
+    });
+    Ok(())
 }
 
 /// `models promote VERSION`: refused unless the version loads and serves; then the pointer

@@ -70,6 +70,11 @@ pub struct Settings {
     /// is stored but not promoted.
     pub max_label_shift: f64,
     pub max_batch_rows: usize,
+    /// `SOMMELIER_MAX_EXPLAIN_ROWS`: the most rows one `/api/explain` request may explain.
+    pub max_explain_rows: usize,
+    /// `SOMMELIER_INTERVAL_COVERAGE`: the share of true qualities prediction intervals are
+    /// calibrated to contain.
+    pub interval_coverage: f64,
     pub push: Option<PushSettings>,
     pub mlflow: Option<MlflowSettings>,
     pub json_logs: bool,
@@ -283,6 +288,18 @@ impl Settings {
                 10_000usize,
                 "a whole number, at least 1",
                 |v| *v >= 1,
+            )?,
+            max_explain_rows: parsed(
+                "SOMMELIER_MAX_EXPLAIN_ROWS",
+                100usize,
+                "a whole number from 1 to 10000",
+                |v| (1..=10_000).contains(v),
+            )?,
+            interval_coverage: parsed(
+                "SOMMELIER_INTERVAL_COVERAGE",
+                crate::model::interval::DEFAULT_COVERAGE,
+                "a number between 0.5 and 0.99",
+                |v: &f64| (0.5..=0.99).contains(v),
             )?,
             push,
             mlflow,

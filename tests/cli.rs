@@ -133,6 +133,44 @@ fn train_evaluate_predict_and_roll_back_on_the_bundled_data() {
         predicted["predictions"][0], lines[0]["prediction"],
         "CSV and JSON lines agree"
     );
+    // Each prediction with its interval, in JSON lines and in the one JSON object.
+    assert_eq!(predicted["intervals"][0], lines[0]["interval"]);
+    let [low, high] = [0, 1].map(|i| predicted["intervals"][0][i].as_f64().expect("interval"));
+    let prediction = predicted["predictions"][0].as_f64().expect("prediction");
+    assert!(low < prediction && prediction < high, "{predicted}");
+    // The card, and the trees for shap.
+    let shown = json_of(&sommelier(&store, &["models", "show", "--json"]));
+    assert_eq!(
+        shown["importance"]["features"].as_array().map(Vec::len),
+        Some(11)
+    );
+    assert!(shown["calibration"]["quantiles"].is_array(), "{shown}");
+    let exported = store.join("trees.json");
+    let written = sommelier(
+        &store,
+        &[
+            "models",
+            "export",
+            "--format",
+            "shap-json",
+            "--output",
+            exported.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let trees: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exported).expect("export")).expect("JSON");
+    assert_eq!(trees["feature_names"].as_array().map(Vec::len), Some(11));
+    assert!(
+        trees["trees"][0]["node_sample_weight"][0]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 1000.0
+    );
 
     let listed = json_of(&sommelier(&store, &["models", "--json"]));
     assert_eq!(listed["champion"], first.as_str());

@@ -260,6 +260,7 @@ async fn the_handler_honours_the_functions_host_contract() {
         "retrain-on-upload",
         "feedback",
         "join-feedback",
+        "explain",
     ] {
         assert!(
             functions.contains_key(expected),
@@ -305,7 +306,7 @@ async fn the_handler_honours_the_functions_host_contract() {
             let url = format!("{}?code=functionkey&unknown=1", server.url(&path));
             let request = match method.as_str() {
                 "GET" => http.get(&url),
-                "POST" if name == "predict" => http.post(&url).json(&wine()),
+                "POST" if name == "predict" || name == "explain" => http.post(&url).json(&wine()),
                 "POST" if name == "invocations" => http
                     .post(&url)
                     .json(&json!({"dataframe_records": [wine()]})),

@@ -389,6 +389,17 @@ async fn a_training_is_one_run_with_params_metrics_tags_and_artifacts() {
         !metrics.contains_key("champion_rmse"),
         "no champion to compare with yet"
     );
+    // Global importance and the intervals' calibration, one metric each.
+    for key in [
+        "importance_alcohol",
+        "importance_pH",
+        "interval_half_width_90",
+    ] {
+        assert!(
+            metrics[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} missing from {metrics:?}"
+        );
+    }
     let history = api
         .get(
             "metrics/get-history",

@@ -9,6 +9,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::dataset::DatasetError;
+use crate::model::explain::ExplainError;
 use crate::model::input::BodyError;
 use crate::registry::{RegistryError, StoreError};
 use crate::retraining::RetrainError;
@@ -55,6 +56,10 @@ pub enum ApiError {
     Configuration(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The serving model cannot explain (trained before explanations), or its covers are
+    /// unsound.
+    #[error(transparent)]
+    Explain(#[from] ExplainError),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -86,6 +91,8 @@ impl ApiError {
             ApiError::TrainingInProgress => StatusCode::CONFLICT,
             ApiError::VersionNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) | ApiError::Configuration(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Explain(ExplainError::TrainedBefore) => StatusCode::CONFLICT,
+            ApiError::Explain(ExplainError::Mismatch(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

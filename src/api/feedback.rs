@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::media_type;
-use crate::feedback::labels::{parse_csv, parse_json, BodyProblem, Rejected};
+use crate::feedback::labels::{parse_csv, parse_form, parse_json, BodyProblem, Rejected};
 use crate::feedback::metrics::LOG_METRICS;
 use crate::server::state::SharedState;
 
@@ -38,7 +38,7 @@ pub struct FeedbackResponse {
         (status = 202, description = "Labels stored (the latest label of an id wins); refused ones are listed", body = FeedbackResponse),
         (status = 400, description = "Not JSON or CSV of the expected shape", body = super::error::ErrorBody),
         (status = 413, description = "Body or number of labels too large", body = super::error::ErrorBody),
-        (status = 415, description = "Content type other than application/json or text/csv", body = super::error::ErrorBody),
+        (status = 415, description = "Content type other than application/json, text/csv or a form", body = super::error::ErrorBody),
         (status = 422, description = "The one label sent was refused (a list or CSV answers 202 with each refused label named)", body = FeedbackResponse),
         (status = 503, description = "The feedback store cannot be reached; retry", body = super::error::ErrorBody),
     )
@@ -52,6 +52,7 @@ pub async fn feedback(
     let parsed = match media_type(&headers).as_str() {
         "application/json" => parse_json(&body, max_rows),
         "text/csv" => parse_csv(&body, max_rows),
+        "application/x-www-form-urlencoded" => parse_form(&body, max_rows),
         _ => {
             return ApiError::UnsupportedMediaType {
                 found: headers
@@ -59,7 +60,7 @@ pub async fn feedback(
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("(none)")
                     .to_string(),
-                expected: "application/json or text/csv",
+                expected: "application/json, text/csv or application/x-www-form-urlencoded",
             }
             .into_response()
         }

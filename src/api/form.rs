@@ -1,6 +1,11 @@
 //! `GET /api/predict`: a self-contained HTML page with a form for the 11 measurements.
 //! No external assets; works without JavaScript (the form posts and the answer is a page),
-//! and with it the result or error appears in place.
+//! and with it the server's page replaces the form in place.
+//!
+//! A posted form's answer shows why and how sure (see `form_result`): the prediction as the
+//! model's average plus the measurements' contributions, a bar chart of the largest, a table
+//! of the exact numbers, and the prediction interval on the 0–10 scale. The submitted values
+//! are echoed, a value at fault is marked, and values outside the training range show it.
 
 use axum::response::Html;
 
@@ -44,30 +49,87 @@ fn escape(text: &str) -> String {
 
 /// Renders the page, with a result or an error when the form was posted without JavaScript.
 pub fn page(outcome: Option<Outcome<'_>>) -> String {
+    let (result_class, result_text) = match outcome {
+        None => ("", String::new()),
+        Some(Outcome::Prediction(answer)) => ("ok", describe_prediction(answer)),
+        Some(Outcome::Error(error)) => ("error", plain_message(&error.to_string())),
+    };
+    render(&Fields::default(), result_class, &result_text)
+}
+
+/// What the form's fields show: the submitted text of each (else the example), the field at
+/// fault, and notes under fields (a value outside the training range).
+#[derive(Default)]
+pub struct Fields {
+    pub values: [Option<String>; 11],
+    pub invalid: Option<usize>,
+    pub notes: [Option<String>; 11],
+}
+
+/// The page with `fields` and a result block of class `result_class` holding `result_html`.
+pub fn render(fields: &Fields, result_class: &str, result_html: &str) -> String {
     let mut inputs = String::new();
-    for (name, (label, unit, example)) in FEATURE_NAMES.iter().zip(FIELDS) {
+    for (index, (name, (label, unit, example))) in FEATURE_NAMES.iter().zip(FIELDS).enumerate() {
         let unit = if unit.is_empty() {
             String::new()
         } else {
             format!(" <span class=\"unit\">({})</span>", escape(unit))
         };
+        let value = fields.values[index]
+            .as_deref()
+            .map_or_else(|| example.to_string(), escape);
+        let (class, invalid) = if fields.invalid == Some(index) {
+            (
+                " invalid",
+                " aria-invalid=\"true\" aria-describedby=\"result\"",
+            )
+        } else {
+            ("", "")
+        };
+        let note = fields.notes[index]
+            .as_deref()
+            .map(|note| {
+                format!(
+                    "<span class=\"note\" id=\"{name}-note\">{}</span>",
+                    escape(note)
+                )
+            })
+            .unwrap_or_default();
         inputs.push_str(&format!(
-            "<div class=\"field\"><label for=\"{name}\">{label}{unit}</label>\
-             <input id=\"{name}\" name=\"{name}\" type=\"number\" step=\"any\" inputmode=\"decimal\" required value=\"{example}\"></div>\n"
+            "<div class=\"field{class}\"><label for=\"{name}\">{label}{unit}</label>\
+             <input id=\"{name}\" name=\"{name}\" type=\"number\" step=\"any\" inputmode=\"decimal\" required value=\"{value}\"{invalid}>{note}</div>\n"
         ));
     }
-    let (result_class, result_text) = match outcome {
-        None => ("", String::new()),
-        Some(Outcome::Prediction(answer)) => ("ok", describe_prediction(answer)),
-        Some(Outcome::Error(error)) => ("error", escape(&error.to_string())),
-    };
     PAGE.replace("{{inputs}}", &inputs)
         .replace("{{feedback_script}}", crate::feedback::form::SCRIPT)
         .replace("{{result_class}}", result_class)
-        .replace("{{result}}", &result_text)
+        .replace("{{result}}", result_html)
 }
 
-fn describe_prediction(answer: &PredictionResponse) -> String {
+/// A message for people: code-quoted names become the field's label (or plain quotes),
+/// escaped for HTML.
+pub fn plain_message(message: &str) -> String {
+    let mut out = String::new();
+    for (index, part) in message.split('`').enumerate() {
+        if index % 2 == 0 {
+            out.push_str(&escape(part));
+        } else {
+            let shown = FEATURE_NAMES
+                .iter()
+                .position(|name| *name == part)
+                .map_or(part, |index| FIELDS[index].0);
+            out.push_str(&format!("\u{201c}{}\u{201d}", escape(shown)));
+        }
+    }
+    out
+}
+
+/// A feature's label, as the form shows it.
+pub fn label(index: usize) -> &'static str {
+    FIELDS.get(index).map_or("", |field| field.0)
+}
+
+pub fn describe_prediction(answer: &PredictionResponse) -> String {
     let mut text = format!(
         "Predicted quality: <strong id=\"prediction-value\">{:.2}</strong> (model {})",
         answer.prediction,
@@ -104,6 +166,14 @@ const PAGE: &str = r#"<!doctype html>
   #result { margin-top: 1.2rem; padding: 0.8rem; border-radius: 4px; min-height: 1.5rem; }
   #result.ok { background: #eef7ee; border: 1px solid #5a9a5a; }
   #result.error { background: #fbeaea; border: 1px solid #b33; }
+  .field.invalid input { border: 2px solid #b33; background: #fff4f4; }
+  .note { color: #8a4b00; font-size: 0.85em; margin-top: 0.2rem; }
+  .equation { font-size: 1.1rem; margin: 0 0 0.6rem; }
+  .chart text { font: 12px system-ui, sans-serif; fill: #222; }
+  .sure { margin: 0.8rem 0; }
+  details table { border-collapse: collapse; margin-top: 0.4rem; font-variant-numeric: tabular-nums; }
+  details td, details th { padding: 0.15rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
+  details td:first-child, details th:first-child { text-align: left; }
 </style>
 </head>
 <body>
@@ -117,14 +187,15 @@ const PAGE: &str = r#"<!doctype html>
 </main>
 <script>
 (function () {
-  var form = document.getElementById('predict-form');
-  var result = document.getElementById('result');
-  function show(kind, html) { result.className = kind; result.innerHTML = html; }
+  // With JavaScript the server's own answer page replaces the form in place (one renderer
+  // for both ways); an empty field is pointed out before anything is sent.
   function text(s) { var d = document.createElement('div'); d.textContent = s; return d.innerHTML; }
 {{feedback_script}}
-  form.addEventListener('submit', function (event) {
+  function show(kind, html) { var r = document.getElementById('result'); r.className = kind; r.innerHTML = html; }
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    if (form.id !== 'predict-form') return;
     event.preventDefault();
-    var body = {};
     var inputs = form.querySelectorAll('input');
     for (var i = 0; i < inputs.length; i++) {
       var input = inputs[i];
@@ -135,23 +206,16 @@ const PAGE: &str = r#"<!doctype html>
         return;
       }
       input.removeAttribute('aria-invalid');
-      body[input.name] = Number(input.value);
     }
     show('', 'Predicting&hellip;');
     fetch(window.location.pathname + window.location.search, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
-      body: JSON.stringify(body)
-    }).then(function (response) {
-      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
-    }).then(function (answer) {
-      if (!answer.ok) { show('error', text(answer.data.error || 'The request failed.')); return; }
-      var html = 'Predicted quality: <strong id="prediction-value">' + answer.data.prediction.toFixed(2) +
-        '</strong> (model ' + text(answer.data.model_version) + ')';
-      if (answer.data.out_of_range && answer.data.out_of_range.length) {
-        html += '<br>Outside the training range: ' + text(answer.data.out_of_range.join(', '));
-      }
-      show('ok', html + feedbackForm(answer.data.prediction_id));
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Accept': 'text/html' },
+      body: new URLSearchParams(new FormData(form)).toString()
+    }).then(function (response) { return response.text(); }).then(function (html) {
+      var next = new DOMParser().parseFromString(html, 'text/html').querySelector('main');
+      if (!next) { show('error', 'The service gave an unexpected answer.'); return; }
+      document.querySelector('main').replaceWith(next);
     }).catch(function (error) { show('error', 'The service could not be reached: ' + text(String(error))); });
   });
 })();

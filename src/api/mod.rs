@@ -5,8 +5,10 @@
 pub mod body;
 pub mod docs;
 pub mod error;
+pub mod explain;
 pub mod feedback;
 pub mod form;
+pub mod form_result;
 pub mod health;
 pub mod invocations;
 pub mod local_only;
@@ -141,6 +143,8 @@ pub fn router(state: SharedState) -> Router {
     );
     // `/api/predict` reads its body itself, within its own limit: no extractor limit to set.
     let predict = Router::new().route("/api/predict", get(form::form_page).post(predict::predict));
+    // `/api/explain` reads its body itself, through the same admission as `/api/predict`.
+    let predict = predict.route("/api/explain", post(explain::explain));
     let api = Router::new()
         .route("/api/invocations", admitted(post(invocations::invocations)))
         .route(
@@ -254,6 +258,7 @@ fn function_of(path: &str) -> &'static str {
     match path {
         "/api/predict" => "predict",
         "/api/invocations" => "invocations",
+        "/api/explain" => "explain",
         "/api/train" => "train",
         "/api/feedback" => "feedback",
         "/join-feedback" => "join-feedback",

@@ -23,6 +23,7 @@ use crate::server::state::SharedState;
     paths(
         super::form::form_page,
         super::predict::predict,
+        super::explain::explain,
         super::invocations::invocations,
         super::feedback::feedback,
         super::train::train,
@@ -40,7 +41,46 @@ pub async fn document(State(state): State<SharedState>, headers: HeaderMap) -> R
     if super::docs::wants_html(&headers) {
         return Html(super::docs::PAGE).into_response();
     }
-    Json(exact_document(state.settings.max_batch_rows)).into_response()
+    let mut doc = exact_document(state.settings.max_batch_rows);
+    state_explain_limits(&mut doc, state.settings.max_explain_rows);
+    Json(doc).into_response()
+}
+
+/// `/api/explain` stated exactly: the bodies of `/api/predict` with the explanation row
+/// limit, and its answers (409 when the model predates explanations).
+pub fn state_explain_limits(doc: &mut Value, max_rows: usize) {
+    doc["components"]["schemas"]["ExplainBatchRequest"] = json!({
+        "type": "object",
+        "description": "A batch of wines to explain, at most SOMMELIER_MAX_EXPLAIN_ROWS; other top-level fields are ignored.",
+        "required": ["instances"],
+        "properties": {"instances": rows_of(json!({"$ref": "#/components/schemas/WineFeatures"}), max_rows)},
+    });
+    let explain = &mut doc["paths"]["/api/explain"]["post"];
+    explain["requestBody"] = json!({
+        "required": true,
+        "description": "One wine as a JSON object or form fields, or a batch as {\"instances\": [...]} of at most SOMMELIER_MAX_EXPLAIN_ROWS rows.",
+        "content": {
+            "application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/WineFeatures"},
+                {"$ref": "#/components/schemas/ExplainBatchRequest"},
+            ]}},
+            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/WineFeatures"}},
+        },
+    });
+    let mut responses = prediction_responses(
+        json!({"oneOf": [
+            {"$ref": "#/components/schemas/ExplainResponse"},
+            {"$ref": "#/components/schemas/BatchExplainResponse"},
+        ]}),
+        "#/components/schemas/ErrorBody",
+    );
+    responses["200"]["description"] =
+        json!("Predictions with their explanations, in request order");
+    responses["409"] = json!({"description": "The model was trained before explanations; retrain to enable them", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    responses["413"]["description"] = json!(
+        "Body or object larger than the limits, or more rows than SOMMELIER_MAX_EXPLAIN_ROWS"
+    );
+    explain["responses"] = responses;
 }
 
 /// The generated document with the request bodies and statuses stated exactly.

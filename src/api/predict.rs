@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use super::body;
 use super::error::ApiError;
 use super::schema::{BatchPredictionResponse, PredictionResponse};
-use super::{body, form};
 use crate::feedback::id::{row_id, PredictionId};
 use crate::feedback::service::request_id_of;
 use crate::model::algorithm::FitError;
@@ -93,6 +93,7 @@ async fn respond(
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/html"));
+    let raw = wants_html.then(|| body.clone());
     let parsed = body::parse(body, parse_limits(state), parser.parse).await;
     let (id, header) = new_prediction_id();
     if !wants_html {
@@ -109,11 +110,12 @@ async fn respond(
         Ok(parsed) => answer(state, headers, parsed, id, &header).await,
         Err(error) => Err(error),
     };
-    let page = match &outcome {
-        Ok(Answer::One(answer)) => form::page(Some(form::Outcome::Prediction(answer))),
-        Ok(Answer::Batch(_)) => form::page(None),
-        Err(error) => form::page(Some(form::Outcome::Error(error))),
+    let shown = match &outcome {
+        Ok(Answer::One(answer)) => Ok(Some(answer)),
+        Ok(Answer::Batch(_)) => Ok(None),
+        Err(error) => Err(error),
     };
+    let page = super::form_result::result_page(state, shown, &raw.unwrap_or_default()).await;
     let status = outcome
         .as_ref()
         .map_or_else(ApiError::status, |_| axum::http::StatusCode::OK);
@@ -161,6 +163,7 @@ fn one_as_json(
         model_version: &model.artifact.card.version,
         out_of_range: OutOfRange(out_of_range_mask(model, &row)),
         ignored_fields: &parsed.ignored_fields,
+        interval: interval(state, model, prediction),
     };
     let mut bytes = Vec::with_capacity(160);
     serde_json::to_writer(&mut bytes, &answer)
@@ -184,6 +187,15 @@ struct OneWine<'a> {
     out_of_range: OutOfRange,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     ignored_fields: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<[f64; 2]>,
+}
+
+/// The prediction interval at the configured coverage, when the model is calibrated.
+pub fn interval(state: &SharedState, model: &ServingModel, prediction: f64) -> Option<[f64; 2]> {
+    model
+        .artifact
+        .interval(prediction, state.settings.interval_coverage)
 }
 
 /// The names of the features whose bit is set, in feature order.
@@ -252,14 +264,22 @@ async fn answer(
     let version = model.artifact.card.version.clone();
     if parsed.single {
         let row = parsed.rows.first().copied().unwrap_or_default();
+        let prediction = predictions.first().copied().unwrap_or_default();
         return Ok(Answer::One(PredictionResponse {
-            prediction: predictions.first().copied().unwrap_or_default(),
+            prediction,
             prediction_id: id_text(header).to_string(),
             model_version: version,
             out_of_range: out_of_range(&model, &row),
             ignored_fields: parsed.ignored_fields,
+            interval: interval(state, &model, prediction),
         }));
     }
+    let intervals = model.artifact.conformal.is_some().then(|| {
+        predictions
+            .iter()
+            .filter_map(|&p| interval(state, &model, p))
+            .collect()
+    });
     Ok(Answer::Batch(BatchPredictionResponse {
         out_of_range: parsed
             .rows
@@ -272,6 +292,7 @@ async fn answer(
         predictions,
         model_version: version,
         ignored_fields: parsed.ignored_fields,
+        intervals,
     }))
 }
 
@@ -375,6 +396,7 @@ mod tests {
                 model_version: "20261201T163332084Z-3374054",
                 out_of_range: OutOfRange(mask),
                 ignored_fields: &ignored,
+                interval: Some([4.1, 6.0]),
             })
             .unwrap();
             let owned = serde_json::to_string(&PredictionResponse {
@@ -383,6 +405,7 @@ mod tests {
                 model_version: "20261201T163332084Z-3374054".into(),
                 out_of_range: OutOfRange(mask).names().map(str::to_string).collect(),
                 ignored_fields: ignored.clone(),
+                interval: Some([4.1, 6.0]),
             })
             .unwrap();
             assert_eq!(borrowed, owned);

@@ -57,6 +57,11 @@ pub struct PredictionResponse {
     /// Request fields that are not features.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_fields: Vec<String>,
+    /// `[low, high]`: contains the true quality with the configured probability
+    /// (`SOMMELIER_INTERVAL_COVERAGE`, 0.9 by default), calibrated on the rows the training
+    /// held out; absent for models trained before intervals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
 }
 
 /// Predictions for a batch, in request order.
@@ -70,6 +75,10 @@ pub struct BatchPredictionResponse {
     pub out_of_range: Vec<Vec<String>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_fields: Vec<String>,
+    /// Per row: `[low, high]` at the configured coverage (see `PredictionResponse`); absent
+    /// for models trained before intervals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<[f64; 2]>>,
 }
 
 /// MLflow scoring answer.

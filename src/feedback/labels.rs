@@ -75,6 +75,33 @@ fn check(
     }
 }
 
+/// One label from an HTML form's fields (`prediction_id`, `quality`): what the form page's
+/// tasted-quality form sends when the browser runs no JavaScript. Checked as the same label
+/// in JSON would be.
+pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|e| BodyProblem::Malformed(format!("the body is not form fields: {e}")))?;
+    let mut object = serde_json::Map::new();
+    for (name, text) in fields {
+        let number = text
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .ok()
+            .or_else(|| {
+                text.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            });
+        object.insert(name, number.unwrap_or(Value::String(text)));
+    }
+    let json = serde_json::to_vec(&Value::Object(object))
+        .map_err(|e| BodyProblem::Malformed(e.to_string()))?;
+    parse_json(&json, max_rows)
+}
+
 /// Reads a JSON feedback body.
 pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
     let value: Value = serde_json::from_slice(body)

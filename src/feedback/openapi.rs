@@ -29,6 +29,14 @@ pub fn document_ids_and_feedback(doc: &mut Value, max_rows: usize) {
                         "items": {},
                     }}},
                 ]}},
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object",
+                    "required": ["prediction_id", "quality"],
+                    "properties": {
+                        "prediction_id": label["properties"]["prediction_id"].clone(),
+                        "quality": label["properties"]["quality"].clone(),
+                    },
+                }},
                 "text/csv": {"schema": {"type": "string", "pattern": r"^prediction_id,quality\n[^\n]", "description": "A header naming prediction_id and quality, then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
             },
         });

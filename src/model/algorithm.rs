@@ -334,6 +334,11 @@ impl TrainingMatrix {
     pub fn rows(&self) -> usize {
         self.y.len()
     }
+
+    /// The rows, one at a time (copied out of the column store).
+    pub fn rows_iter(&self) -> impl Iterator<Item = FeatureRow> + '_ {
+        (0..self.rows()).map(|i| std::array::from_fn(|f| *self.x.get((i, f))))
+    }
 }
 
 /// Builds a column-major matrix (the column store) from feature rows.

@@ -6,8 +6,13 @@
 //! beside it in the registry.
 //!
 //! Format versions:
-//! - 2 (written by this build): the model in its inference layout ([`Regressor`]: the flat
-//!   forest of `forest`, or a linear model's coefficients). Reading it needs no smartcore.
+//! - 3 (written by this build): format 2 followed by what explanations and intervals need,
+//!   kept apart from the walk's nodes: a forest's node covers (training rows that reached each
+//!   node, in the stored node order, see `explain`) and the held-out rows' sorted absolute
+//!   errors (at most 1,024 of them, see `interval`).
+//! - 2: the model in its inference layout ([`Regressor`]: the flat forest of `forest`, or a
+//!   linear model's coefficients). Reading it needs no smartcore. Still read and served; such
+//!   a forest cannot explain (no covers) and its predictions carry no interval.
 //! - 1: smartcore's own serialization of the fitted model. Still read, when the smartcore
 //!   version matches, and turned into the inference layout on load (same predictions), so a
 //!   registry's existing champion keeps serving after an upgrade.
@@ -20,13 +25,17 @@ use thiserror::Error;
 use super::algorithm::{FitError, ModelSpec, Regressor, SmartcoreRegressor};
 use super::comparison::PairedComparison;
 use super::dataset::{sha256_hex, Dataset};
+use super::explain::{GlobalImportance, TreeCovers};
 use super::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
+use super::interval::{CalibrationSummary, Conformal};
 use super::metrics::Metrics;
 use super::split::SplitRule;
 
 const MAGIC: &[u8; 8] = b"SOMMLIER";
 /// Bumped whenever the encoded layout changes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+/// The inference layout without covers and calibration; read, served, not explained.
+const LAYOUT_FORMAT_VERSION: u16 = 2;
 /// The first format: smartcore's serialization of the model; read and migrated on load.
 const SMARTCORE_FORMAT_VERSION: u16 = 1;
 /// The smartcore release that trains this build's models, and whose serialized models (format
@@ -129,6 +138,14 @@ pub struct ModelCard {
     /// written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_counts: Option<[u64; LABEL_VALUES]>,
+    /// How prediction intervals were calibrated (absent when nothing was held out, and on
+    /// cards written before intervals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationSummary>,
+    /// Global importance: each feature's mean |contribution| over the held-out rows, largest
+    /// first (absent when nothing was held out, and on cards written before explanations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<GlobalImportance>,
 }
 
 /// The qualities a label can take: 0 to 10.
@@ -150,6 +167,12 @@ pub fn label_counts<'t>(targets: impl IntoIterator<Item = &'t f64>) -> [u64; LAB
 pub struct ModelArtifact {
     pub card: ModelCard,
     pub regressor: Regressor,
+    /// A forest's node covers, for explanations (`None` for a linear model and for forests
+    /// of formats before 3).
+    pub covers: Option<TreeCovers>,
+    /// The held-out errors that calibrate intervals (`None` without a holdout and before
+    /// format 3).
+    pub conformal: Option<Conformal>,
 }
 
 /// The card travels as JSON text: it uses serde features (tagged enums, skipped fields)
@@ -160,12 +183,27 @@ struct EncodedArtifactRef<'a> {
     smartcore_version: &'a str,
     card_json: String,
     regressor: &'a Regressor,
+    covers: Option<&'a [u32]>,
+    conformal: Option<(usize, &'a [f64])>,
 }
 
 #[derive(Deserialize)]
 struct EncodedHeader {
     sommelier_version: String,
     smartcore_version: String,
+}
+
+/// Format 3's body: format 2's, then the covers and the calibration.
+#[derive(Deserialize)]
+struct EncodedArtifact3 {
+    #[allow(dead_code)]
+    sommelier_version: String,
+    #[allow(dead_code)]
+    smartcore_version: String,
+    card_json: String,
+    regressor: Regressor,
+    covers: Option<Vec<u32>>,
+    conformal: Option<(usize, Vec<f64>)>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +252,11 @@ impl ModelArtifact {
             card_json: serde_json::to_string(&self.card)
                 .map_err(|e| ArtifactError::Encode(e.to_string()))?,
             regressor: &self.regressor,
+            covers: match (&self.regressor, &self.covers) {
+                (Regressor::Forest(_), Some(covers)) => Some(covers.stored()),
+                _ => None,
+            },
+            conformal: self.conformal.as_ref().map(Conformal::stored),
         };
         postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
         Ok(out)
@@ -227,14 +270,41 @@ impl ModelArtifact {
         let found = u16::from_le_bytes([bytes[8], bytes[9]]);
         let body = &bytes[10..];
         let corrupt = |e: postcard::Error| ArtifactError::Corrupt(e.to_string());
-        let (card_json, regressor) = match found {
+        let (card_json, regressor, covers, conformal) = match found {
             FORMAT_VERSION => {
                 // A forest is checked as it is decoded (see `forest`): a decoded one is sound.
+                let decoded: EncodedArtifact3 = postcard::from_bytes(body).map_err(corrupt)?;
+                // Checked against the trees at the first explanation (see `explain`).
+                let covers = match (&decoded.regressor, decoded.covers) {
+                    (Regressor::Forest(forest), Some(stored)) if stored.len() == forest.nodes() => {
+                        Some(TreeCovers::from_stored(stored))
+                    }
+                    (Regressor::Forest(_), Some(_)) => {
+                        return Err(ArtifactError::Corrupt(
+                            "the node covers do not match the trees".into(),
+                        ))
+                    }
+                    _ => None,
+                };
+                let conformal = match decoded.conformal {
+                    Some((rows, errors)) => {
+                        Some(Conformal::from_stored(rows, errors).ok_or_else(|| {
+                            ArtifactError::Corrupt("the calibration errors are not sound".into())
+                        })?)
+                    }
+                    None => None,
+                };
+                (decoded.card_json, decoded.regressor, covers, conformal)
+            }
+            LAYOUT_FORMAT_VERSION => {
                 let decoded: EncodedArtifact<Regressor> =
                     postcard::from_bytes(body).map_err(corrupt)?;
-                (decoded.card_json, decoded.regressor)
+                (decoded.card_json, decoded.regressor, None, None)
             }
-            SMARTCORE_FORMAT_VERSION => Self::migrate_smartcore(body)?,
+            SMARTCORE_FORMAT_VERSION => {
+                let (card_json, regressor) = Self::migrate_smartcore(body)?;
+                (card_json, regressor, None, None)
+            }
             _ => {
                 return Err(ArtifactError::UnsupportedFormat {
                     found,
@@ -244,7 +314,12 @@ impl ModelArtifact {
         };
         let card: ModelCard = serde_json::from_str(&card_json)
             .map_err(|e| ArtifactError::Corrupt(format!("model card: {e}")))?;
-        let artifact = ModelArtifact { card, regressor };
+        let artifact = ModelArtifact {
+            card,
+            regressor,
+            covers,
+            conformal,
+        };
         if artifact.card.feature_names.len() != FEATURE_COUNT
             || artifact.card.feature_stats.len() != FEATURE_COUNT
         {
@@ -301,6 +376,41 @@ impl ModelArtifact {
         };
         postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
         Ok(out)
+    }
+
+    /// Encodes the artifact in format 2 (no covers, no calibration), as builds before
+    /// explanations wrote it: for the tests of older artifacts.
+    #[doc(hidden)]
+    pub fn encode_format_2(&self) -> Result<Vec<u8>, ArtifactError> {
+        #[derive(Serialize)]
+        struct Format2<'a> {
+            sommelier_version: &'a str,
+            smartcore_version: &'a str,
+            card_json: String,
+            regressor: &'a Regressor,
+        }
+        let mut card = self.card.clone();
+        card.format_version = LAYOUT_FORMAT_VERSION;
+        card.calibration = None;
+        card.importance = None;
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&LAYOUT_FORMAT_VERSION.to_le_bytes());
+        let body = Format2 {
+            sommelier_version: SOMMELIER_VERSION,
+            smartcore_version: SMARTCORE_VERSION,
+            card_json: serde_json::to_string(&card)
+                .map_err(|e| ArtifactError::Encode(e.to_string()))?,
+            regressor: &self.regressor,
+        };
+        postcard::to_io(&body, &mut out).map_err(|e| ArtifactError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// The interval around `prediction` at `coverage`, when the model is calibrated.
+    pub fn interval(&self, prediction: f64, coverage: f64) -> Option<[f64; 2]> {
+        self.conformal
+            .as_ref()
+            .map(|conformal| conformal.interval(prediction, coverage))
     }
 
     pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {

@@ -688,6 +688,120 @@ impl Forest {
     }
 }
 
+/// What an explanation reads of a node (see `model::explain`): a leaf's value, or a split's
+/// feature, threshold key and children. Not used by predictions, which walk the nodes directly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum NodeView {
+    Leaf(f64),
+    Split {
+        feature: usize,
+        /// The threshold's [order key](threshold_key): a row value `x` goes to the "true"
+        /// child when `value_key(x) <= key`.
+        key: u64,
+        /// The child for values at or below the threshold.
+        true_child: usize,
+        /// The child for values above it (or NaN).
+        false_child: usize,
+    },
+}
+
+/// The order keys of a row's values, as the walk compares them (see [`value_key`]).
+pub(crate) fn row_keys(row: &FeatureRow) -> [u64; FEATURE_COUNT] {
+    row.map(value_key)
+}
+
+impl Forest {
+    /// Node `at` (an index below [`Forest::nodes`]) as an explanation reads it.
+    #[inline(always)]
+    pub(crate) fn view(&self, at: usize) -> NodeView {
+        let node = &self.nodes[at];
+        if node.is_leaf() {
+            NodeView::Leaf(node.leaf_value())
+        } else {
+            let children = node.children as usize;
+            NodeView::Split {
+                feature: node.feature as usize,
+                key: node.word,
+                true_child: children + 1,
+                false_child: children,
+            }
+        }
+    }
+
+    /// The standard deviation of the trees' outputs for `row`: the forest's own spread, for
+    /// measuring locally adaptive intervals (see `interval`). A plain walk, not the
+    /// prediction's.
+    pub fn spread(&self, row: &FeatureRow) -> f64 {
+        let keys = walk_row(row);
+        let (mut sum, mut squares) = (0.0, 0.0);
+        for &root in &self.roots {
+            let mut at = root as usize;
+            while !self.nodes[at].is_leaf() {
+                // SAFETY: a walk from a root of this forest (see `step`).
+                at = unsafe { step(&self.nodes, at, &keys) };
+            }
+            let value = self.nodes[at].leaf_value();
+            sum += value;
+            squares += value * value;
+        }
+        let n = self.roots.len() as f64;
+        let mean = sum / n;
+        (squares / n - mean * mean).max(0.0).sqrt()
+    }
+
+    /// A split's threshold, as stored (see [`Node::threshold`]); a leaf's value.
+    pub(crate) fn threshold_at(&self, at: usize) -> f64 {
+        self.nodes[at].value()
+    }
+
+    /// Each tree's root, in the artifact's order.
+    pub(crate) fn root_nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.roots.iter().map(|&root| root as usize)
+    }
+
+    /// How many of `rows` reach each node (indexed as [`Forest::view`] reads them): a node's
+    /// cover, the weight path-dependent explanations give its subtree. A parent's cover is the
+    /// sum of its children's. Saturates at `u32::MAX` rows.
+    pub(crate) fn count_covers(&self, rows: impl IntoIterator<Item = FeatureRow>) -> Vec<u32> {
+        let mut covers = vec![0u32; self.nodes()];
+        for row in rows {
+            let row = walk_row(&row);
+            for &root in &self.roots {
+                let mut at = root as usize;
+                loop {
+                    covers[at] = covers[at].saturating_add(1);
+                    if self.nodes[at].is_leaf() {
+                        break;
+                    }
+                    // SAFETY: a walk from a root of this forest (see `step`).
+                    at = unsafe { step(&self.nodes, at, &row) };
+                }
+            }
+        }
+        covers
+    }
+
+    /// The in-memory index of each node in the artifact's order (each tree in pre-order, the
+    /// "true" child first): how values kept per node (covers) are stored and read back
+    /// independently of the walk's layout.
+    pub(crate) fn stored_order(&self) -> Vec<u32> {
+        let mut order = Vec::with_capacity(self.nodes());
+        let mut pending = Vec::new();
+        for &root in &self.roots {
+            pending.push(root);
+            while let Some(at) = pending.pop() {
+                order.push(at);
+                let node = &self.nodes[at as usize];
+                if !node.is_leaf() {
+                    pending.push(node.children);
+                    pending.push(node.children + 1);
+                }
+            }
+        }
+        order
+    }
+}
+
 /// One step of a walk from the node at `at`: the index of its "false" child plus one if the
 /// row's value is at or below the threshold. No branch (see the module documentation), and
 /// no bounds check: a step is a handful of instructions, and checking the node's index and

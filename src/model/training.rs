@@ -12,7 +12,9 @@ use super::artifact::{
     FORMAT_VERSION, SMARTCORE_VERSION, SOMMELIER_VERSION,
 };
 use super::dataset::Dataset;
+use super::explain::{importance_list, mean_absolute, Explainer, TreeCovers};
 use super::features::{FeatureRow, FEATURE_NAMES};
+use super::interval::Conformal;
 use super::metrics::{Metrics, Spread};
 use super::split::{grouped_k_folds, Holdout, SplitRule};
 
@@ -171,6 +173,13 @@ fn fit_and_describe(
     let started = Instant::now();
     let regressor = Regressor::fit_matrix(&options.spec, &data)?;
     let fit_seconds = started.elapsed().as_secs_f64();
+    // Extra trees draw no bootstrap: a node's cover is exactly the training rows that reach
+    // it. (A random forest's trees were grown from bootstrap draws of these rows; its covers
+    // count every training row once, the distribution its explanations average over.)
+    let covers = match &regressor {
+        Regressor::Forest(forest) => Some(TreeCovers::count(forest, data.rows_iter())),
+        Regressor::Linear(_) => None,
+    };
     drop(data);
     let predictions = if holdout_rows.is_empty() {
         Vec::new()
@@ -179,6 +188,7 @@ fn fit_and_describe(
     };
     let metrics =
         (!holdout_rows.is_empty()).then(|| Metrics::compute(&predictions, &holdout_targets));
+    let conformal = Conformal::calibrate(&predictions, &holdout_targets);
     let peak_memory_bytes = crate::telemetry::memory::peak_resident_bytes();
 
     let now = SystemTime::now();
@@ -204,15 +214,67 @@ fn fit_and_describe(
         fit_seconds,
         peak_memory_bytes,
         label_counts: Some(labels),
+        calibration: conformal.as_ref().map(Conformal::summary),
+        importance: None,
     };
+    let mut artifact = ModelArtifact {
+        card,
+        regressor,
+        covers,
+        conformal,
+    };
+    artifact.card.importance = global_importance(&artifact, &holdout_rows);
     Ok(TrainedModel {
-        artifact: ModelArtifact { card, regressor },
+        artifact,
         holdout: Arc::new(HeldOut {
             split: rule,
             rows: holdout_rows,
             targets: holdout_targets,
             predictions,
         }),
+    })
+}
+
+/// Held-out rows the global importance is averaged over, at most: evenly spaced over the
+/// holdout. Each costs an explanation (milliseconds with the default model), so the cost of
+/// a training stays bounded at any data size.
+pub const IMPORTANCE_ROWS: usize = 128;
+
+/// Each feature's mean |contribution| over (up to [`IMPORTANCE_ROWS`] of) the held-out rows,
+/// largest first, explained on every core; `None` without held-out rows.
+fn global_importance(
+    artifact: &ModelArtifact,
+    rows: &[FeatureRow],
+) -> Option<super::explain::GlobalImportance> {
+    if rows.is_empty() {
+        return None;
+    }
+    let explainer = Explainer::of(artifact).ok()?;
+    let count = rows.len().min(IMPORTANCE_ROWS);
+    let sample: Vec<FeatureRow> = (0..count).map(|i| rows[i * rows.len() / count]).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = sample.len().div_ceil(cores).max(1);
+    let explanations: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = sample
+            .chunks(chunk)
+            .map(|part| {
+                let explainer = &explainer;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| explainer.explain(r))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .flatten()
+            .collect()
+    });
+    Some(super::explain::GlobalImportance {
+        rows: explanations.len(),
+        features: importance_list(&mean_absolute(&explanations)),
     })
 }
 

@@ -302,8 +302,24 @@ impl Inner {
         if let Some(bytes) = report.peak_memory_bytes {
             values.push(("peak_memory_bytes", bytes as f64));
         }
+        // Global importance (mean |contribution| over the holdout) and the intervals'
+        // calibration, one metric each.
+        let mut owned: Vec<(String, f64)> = Vec::new();
+        for entry in card.importance.iter().flat_map(|i| &i.features) {
+            owned.push((
+                format!("importance_{}", entry.feature),
+                entry.mean_abs_contribution,
+            ));
+        }
+        for quantile in card.calibration.iter().flat_map(|c| &c.quantiles) {
+            if let Some(half_width) = quantile.half_width {
+                let percent = (quantile.coverage * 100.0).round();
+                owned.push((format!("interval_half_width_{percent}"), half_width));
+            }
+        }
         let metrics: Vec<Metric> = values
             .into_iter()
+            .chain(owned.iter().map(|(key, value)| (key.as_str(), *value)))
             // JSON has no NaN: a metric that could not be computed is left out.
             .filter(|(_, value)| value.is_finite())
             .map(|(key, value)| Metric {

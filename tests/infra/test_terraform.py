@@ -54,7 +54,7 @@ REQUIRED_OUTPUTS = {
 
 FUNCTION_NAMES = [
     "predict", "invocations", "train", "models", "health", "metrics", "openapi",
-    "retrain-on-schedule", "retrain-on-upload",
+    "retrain-on-schedule", "retrain-on-upload", "explain",
 ]
 
 
