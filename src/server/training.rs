@@ -133,6 +133,7 @@ pub async fn train_on(
                 trigger = trigger.as_str(),
                 "training skipped: nothing changed since the champion was trained"
             );
+            METRICS.record_training(trigger.as_str(), TrainingOutcome::Unchanged, seconds, None);
             return result;
         }
         Ok(Outcome::Trained(retrained)) => {

@@ -162,7 +162,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("register"),
         training_runs: register_int_counter_vec!(
             "sommelier_training_runs_total",
-            "Trainings by trigger and outcome (promoted, kept_champion, rejected, failed).",
+            "Trainings by trigger and outcome (promoted, kept_champion, unchanged, rejected, failed).",
             &["trigger", "outcome"]
         )
         .expect("register"),
@@ -198,7 +198,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("register"),
         last_success: register_gauge!(
             "sommelier_last_successful_training_timestamp_seconds",
-            "Time of the last training that produced a model (Unix seconds)."
+            "Time of the last training that produced a model, or found the champion already trained on the same data (Unix seconds)."
         )
         .expect("register"),
         push_failures: register_int_counter!(
@@ -299,6 +299,8 @@ static OUT_OF_RANGE: LazyLock<Vec<IntCounter>> = LazyLock::new(|| {
 pub enum TrainingOutcome {
     Promoted,
     KeptChampion,
+    /// Nothing to train: the champion is what the training would produce.
+    Unchanged,
     Rejected,
     Failed,
 }
@@ -308,6 +310,7 @@ impl TrainingOutcome {
         match self {
             TrainingOutcome::Promoted => "promoted",
             TrainingOutcome::KeptChampion => "kept_champion",
+            TrainingOutcome::Unchanged => "unchanged",
             TrainingOutcome::Rejected => "rejected",
             TrainingOutcome::Failed => "failed",
         }
@@ -473,6 +476,10 @@ impl Metrics {
         self.training_duration
             .with_label_values(&[trigger])
             .observe(seconds);
+        if matches!(outcome, TrainingOutcome::Unchanged) {
+            // The champion is up to date with the data: as good as a training for staleness.
+            self.last_success.set(unix_now());
+        }
         if let Some(report) = report {
             self.training_rows.set(report.rows as i64);
             self.training_label_shift
