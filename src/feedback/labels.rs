@@ -230,6 +230,30 @@ mod tests {
     }
 
     #[test]
+    fn the_form_pages_fields_are_one_label_checked_like_json() {
+        let good = id();
+        let (accepted, rejected, single) =
+            parse_form(format!("prediction_id={good}&quality=6").as_bytes(), 100).unwrap();
+        assert!(single);
+        assert_eq!((accepted.len(), rejected.len()), (1, 0));
+        for bad in [
+            format!("prediction_id={good}&quality=11"),
+            format!("prediction_id={good}&quality=six"),
+            format!("prediction_id={good}&quality=5.5"),
+            "prediction_id=nope&quality=6".to_string(),
+        ] {
+            let (accepted, rejected, _) = parse_form(bad.as_bytes(), 100).unwrap();
+            assert_eq!((accepted.len(), rejected.len()), (0, 1), "{bad}");
+        }
+        let (accepted, rejected, _) = parse_form(b"quality=6", 100).unwrap();
+        assert_eq!((accepted.len(), rejected.len()), (0, 1), "no id");
+        assert!(matches!(
+            parse_form(b"note=hello", 100),
+            Err(BodyProblem::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn each_label_is_checked_on_its_own_and_named_by_its_index() {
         let good = id();
         let body = serde_json::json!({"feedback": [
