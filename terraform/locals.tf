@@ -78,6 +78,8 @@ locals {
     "SOMMELIER_MIN_COMPARABLE_ROWS"   = tostring(var.min_comparable_rows)
     "SOMMELIER_KEEP_VERSIONS"         = tostring(var.keep_versions)
     "SOMMELIER_MAX_BATCH_ROWS"        = tostring(var.max_batch_rows)
+    "SOMMELIER_MAX_EXPLAIN_ROWS"      = tostring(var.max_explain_rows)
+    "SOMMELIER_INTERVAL_COVERAGE"     = tostring(var.interval_coverage)
 
     # Serving limits: the defaults fit a 2,048 MB instance (README, HTTP API).
     "SOMMELIER_MAX_BUFFERED_BYTES"         = "134217728"

@@ -217,6 +217,28 @@ variable "max_batch_rows" {
   }
 }
 
+variable "max_explain_rows" {
+  type        = number
+  description = "Most rows one /api/explain request explains; 413 past it (SOMMELIER_MAX_EXPLAIN_ROWS). An explained row costs what thousands of predictions cost."
+  default     = 100
+
+  validation {
+    condition     = var.max_explain_rows >= 1 && var.max_explain_rows <= 10000 && floor(var.max_explain_rows) == var.max_explain_rows
+    error_message = "max_explain_rows must be a whole number from 1 to 10000."
+  }
+}
+
+variable "interval_coverage" {
+  type        = number
+  description = "Share of true qualities the prediction intervals contain (SOMMELIER_INTERVAL_COVERAGE)."
+  default     = 0.9
+
+  validation {
+    condition     = var.interval_coverage >= 0.5 && var.interval_coverage <= 0.99
+    error_message = "interval_coverage must be between 0.5 and 0.99."
+  }
+}
+
 variable "push_interval_seconds" {
   type        = number
   description = "Seconds between metric pushes to the Pushgateway (SOMMELIER_PUSH_INTERVAL_SECONDS)."

@@ -356,6 +356,7 @@ BASE_ROW = {
 NORMAL_ROWS = 120
 OUT_OF_RANGE_ROWS = 5
 SHIFTED_ROWS = 200
+FEEDBACK_ROWS = 60
 
 
 def wine_rows(count: int, seed: int) -> list[dict]:
@@ -463,6 +464,7 @@ class Stack:
         self.tmp = tmp
         self.services: list[Service] = []
         self.rows_sent = 0
+        self.answers: list[tuple[str, float]] = []
         self.predict_statuses: list[int] = []
         self.train_status = None
 
@@ -508,7 +510,11 @@ class Stack:
 
         self.store = tmp / "store"
         self.store.mkdir()
-        self.sommelier, self.base = start_sommelier("sommelier", self.store, self.gateway, tmp, self.services)
+        # The prediction log flushed every second, so that the feedback join below finds the rows.
+        self.sommelier, self.base = start_sommelier(
+            "sommelier", self.store, self.gateway, tmp, self.services,
+            extra_env={"SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS": "1"},
+        )
 
     def query(self, expr: str) -> list[dict]:
         url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -527,7 +533,26 @@ class Stack:
         self.predict_statuses.append(status)
         if status == 200:
             self.rows_sent += 1
+            answer = json.loads(text)
+            self.answers.append((answer["prediction_id"], answer["prediction"]))
         return status
+
+    def send_feedback_and_join(self) -> None:
+        """Tasted qualities for some of the predictions, then the join-feedback timer until the
+        join finds them: its figures go to the Pushgateway under their own job."""
+        labels = [{"prediction_id": pid, "quality": max(0, min(10, round(p) + (i % 3) - 1))}
+                  for i, (pid, p) in enumerate(self.answers[:FEEDBACK_ROWS])]
+        status, text = http("POST", f"{self.base}/api/feedback", body={"feedback": labels}, timeout=30)
+        assert status == 202, f"POST /api/feedback: {status} {text[:300]}"
+        timer = {"Data": {"timer": {"IsPastDue": False}}, "Metadata": {}}
+
+        def joined():
+            status, text = http("POST", f"{self.base}/join-feedback", body=timer, timeout=60)
+            outcome = json.loads(text).get("ReturnValue", {}).get("outcome", {}) if status == 200 else {}
+            return outcome.get("labelled_rows", 0) >= FEEDBACK_ROWS or f"{status} {text[:300]}"
+
+        wait_until("the feedback join to find the labelled predictions", joined,
+                   timeout=60, services=self.services, interval=1)
 
     def drive_traffic(self) -> None:
         # Train first: a promoted challenger restarts the drift window against its own training
@@ -570,6 +595,7 @@ def stack(tool, tmp_path_factory):
     try:
         stack.start(binaries)
         stack.drive_traffic()
+        stack.send_feedback_and_join()
         yield stack
     finally:
         stack.stop()
