@@ -30,7 +30,7 @@ async fn run_cli() -> ExitCode {
     };
     let json = cli.json;
     sommelier::registry::faults::arm_from_env();
-    let json_logs = std::env::var("SOMMELIER_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let json_logs = sommelier::config::json_logs_from_env();
     // The server logs at info; CLI commands stay quiet unless RUST_LOG asks.
     let level = if matches!(cli.command, Command::Serve(_)) {
         "info"

@@ -18,6 +18,7 @@ use crate::model::metrics::Metrics;
 use crate::model::split::SplitRule;
 use crate::model::training::{train_owned, HeldOut, TrainError, TrainOptions, TrainedModel};
 use crate::registry::promotion::{decide, hold_for_label_shift, ChampionScore, Decision};
+pub use crate::registry::published::{Retrained, TrainingReport};
 use crate::registry::{Champion, ChampionPointer, ModelStore, Registry, RegistryError, StoreError};
 
 /// How many times a lost compare-and-swap is re-decided before giving up.
@@ -36,34 +37,6 @@ pub struct PromotionPolicy {
     /// Label PSI against the champion above which a challenger is held (see
     /// [`hold_for_label_shift`]).
     pub max_label_shift: f64,
-}
-
-/// What a training produced and decided.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainingReport {
-    pub version: String,
-    pub algorithm: Algorithm,
-    pub metrics: Option<Metrics>,
-    pub rows: usize,
-    pub training_rows: usize,
-    pub promoted: bool,
-    /// The champion after this training.
-    pub champion: Option<String>,
-    pub reason: String,
-    pub champion_rmse: Option<f64>,
-    /// The paired comparison with the champion on rows neither model trained on.
-    pub comparison: Option<PairedComparison>,
-    /// Label PSI against the champion's training labels, when both are recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub label_shift: Option<f64>,
-    /// Stored but not promoted because the labels shifted beyond the limit.
-    pub held_for_label_shift: bool,
-    pub fit_seconds: f64,
-    /// Peak resident memory of the process while it trained, in bytes (Linux only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub peak_memory_bytes: Option<u64>,
-    pub ignored_columns: Vec<String>,
-    pub data_sha256: String,
 }
 
 #[derive(Debug, Error)]
@@ -103,14 +76,6 @@ impl RetrainError {
         matches!(self, RetrainError::Registry(RegistryError::Store(e)) if e.is_transient())
             || matches!(self, RetrainError::Contended)
     }
-}
-
-/// The trained model, the report, and the champion pointer after the decision.
-#[derive(Clone)]
-pub struct Retrained {
-    pub report: TrainingReport,
-    pub artifact: Arc<ModelArtifact>,
-    pub champion: Option<ChampionPointer>,
 }
 
 /// A training that was not run: the champion was trained on the same data with the same

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sommelier::config::Settings;
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
+use sommelier::registry::open_registry;
 use sommelier::registry::{Champion, ModelStore, Registry};
-use sommelier::stores::open_registry;
 
 use azurite::Azurite;
 use common::{bundled_csv, client, wine, Server};

@@ -17,11 +17,10 @@ use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
 use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
+use sommelier::registry::open_registry;
 use sommelier::registry::{Champion, ModelStore, PointerRead, Registry, RegistryError, StoreError};
 use sommelier::retraining::{train_and_publish, PromotionPolicy};
-use sommelier::stores::{
-    load_training_data, open_registry, report_rejected_upload, TrainingSource,
-};
+use sommelier::sources::{load_training_data, report_rejected_upload, TrainingSource};
 
 mod azurite;
 
@@ -78,7 +77,7 @@ fn policy(force: bool) -> PromotionPolicy {
         min_comparable_rows: 30,
         force,
         keep_versions: 50,
-        max_label_shift: sommelier::registry::promotion::DEFAULT_MAX_LABEL_SHIFT,
+        max_label_shift: sommelier::config::defaults::MAX_LABEL_SHIFT,
     }
 }
 

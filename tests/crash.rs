@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use sommelier::config::Settings;
 use sommelier::registry::faults::{ENV, REACHED, STEPS};
+use sommelier::registry::open_registry;
 use sommelier::registry::{ModelStore, Registry};
-use sommelier::stores::open_registry;
 
 use azurite::Azurite;
 use common::{client, Server};

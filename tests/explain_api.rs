@@ -203,7 +203,7 @@ async fn a_model_from_before_explanations_answers_409_and_still_predicts() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
     let settings = Settings::from_env(Some(&store.display().to_string())).expect("settings");
-    let registry = sommelier::stores::open_registry(&settings)
+    let registry = sommelier::registry::open_registry(&settings)
         .await
         .expect("registry");
     let data = read_training_data(sommelier::bundled::WINE_QUALITY_RED_CSV).expect("data");

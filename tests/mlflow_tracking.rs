@@ -192,7 +192,7 @@ async fn train(
         min_comparable_rows: 30,
         force,
         keep_versions: 20,
-        max_label_shift: sommelier::registry::promotion::DEFAULT_MAX_LABEL_SHIFT,
+        max_label_shift: sommelier::config::defaults::MAX_LABEL_SHIFT,
     };
     let retrained = train_and_publish(registry, dataset, options, policy)
         .await

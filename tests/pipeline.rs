@@ -33,7 +33,7 @@ fn policy() -> PromotionPolicy {
         min_comparable_rows: 30,
         force: false,
         keep_versions: 20,
-        max_label_shift: sommelier::registry::promotion::DEFAULT_MAX_LABEL_SHIFT,
+        max_label_shift: sommelier::config::defaults::MAX_LABEL_SHIFT,
     }
 }
 

@@ -9,8 +9,8 @@ use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::{DataSource, ModelArtifact};
 use sommelier::model::dataset::read_training_data;
 use sommelier::model::training::{train, TrainOptions, Trigger};
+use sommelier::registry::open_registry;
 use sommelier::registry::{LocalStore, ModelStore, Registry, RegistryError, Store};
-use sommelier::stores::open_registry;
 
 use azurite::{repo_root, Azurite};
 

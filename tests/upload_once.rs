@@ -24,8 +24,8 @@ use sommelier::config::Settings;
 use sommelier::model::dataset::sha256_hex;
 use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
 use sommelier::registry::claims::{Claim, CLAIM_EXPIRY};
+use sommelier::registry::open_registry;
 use sommelier::registry::{ModelStore, Registry};
-use sommelier::stores::open_registry;
 
 use azurite::Azurite;
 use common::{binary, bundled_csv, client, free_port, Server};

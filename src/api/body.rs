@@ -64,7 +64,7 @@ pub async fn parse(
     if body.len() <= INLINE_PARSE_BYTES {
         return Ok(parser(&body, &limits)?);
     }
-    crate::server::limits::run_heavy(move || parser(&body, &limits))
+    crate::api::admission::run_heavy(move || parser(&body, &limits))
         .await?
         .map_err(ApiError::from)
 }

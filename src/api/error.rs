@@ -261,3 +261,11 @@ mod tests {
         assert!(rejection.0.contains("no such field"), "{rejection:?}");
     }
 }
+
+impl From<crate::service::body_budget::Busy> for ApiError {
+    fn from(busy: crate::service::body_budget::Busy) -> ApiError {
+        ApiError::Busy {
+            retry_after_seconds: busy.retry_after_seconds,
+        }
+    }
+}

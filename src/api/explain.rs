@@ -28,7 +28,7 @@ use super::predict::{interval, record, serving_model};
 use crate::model::explain::{Explainer, Explanation};
 use crate::model::features::FeatureRow;
 use crate::model::input::{BodyError, ParseLimits, ParsedBody};
-use crate::server::state::{ServingModel, SharedState};
+use crate::service::state::{ServingModel, SharedState};
 
 /// A row's explanation.
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,7 +104,7 @@ pub struct BatchExplainResponse {
 )]
 pub async fn explain(State(state): State<SharedState>, request: Request) -> Response {
     let state = &state;
-    crate::server::limits::answer_admitted(&state.budget, request, |parts, body| async move {
+    crate::api::admission::answer_admitted(&state.budget, request, |parts, body| async move {
         respond(state, &parts.headers, body)
             .await
             .unwrap_or_else(IntoResponse::into_response)
@@ -176,7 +176,7 @@ pub async fn explain_in_lane(
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancelled.clone());
     let model = model.clone();
-    crate::server::limits::run_heavy(move || {
+    crate::api::admission::run_heavy(move || {
         let explainer = Explainer::of(&model.artifact)?;
         let mut predictions = Vec::with_capacity(rows.len());
         let mut explanations = Vec::with_capacity(rows.len());

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::media_type;
 use crate::feedback::labels::{parse_csv, parse_form, parse_json, BodyProblem, Rejected};
 use crate::feedback::metrics::LOG_METRICS;
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// What was kept and what was not.
 #[derive(Debug, Serialize, ToSchema)]

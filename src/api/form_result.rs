@@ -19,7 +19,7 @@ use super::schema::PredictionResponse;
 use crate::model::artifact::ModelCard;
 use crate::model::explain::Explanation;
 use crate::model::features::{feature_index, normalize_name, FeatureRow, FEATURE_COUNT};
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// Bars drawn one by one; the others are grouped into one.
 const BARS: usize = 6;

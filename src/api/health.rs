@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::schema::HealthResponse;
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// Healthy when the champion is loaded; `degraded` (still 200) when serving from memory while
 /// the store is unreachable or refuses our credentials, or when serving another version

@@ -16,7 +16,7 @@ use super::predict::{
 };
 use super::schema::InvocationsResponse;
 use super::{body, media_type, PREDICT_BODY_LIMIT};
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// Scores rows in any of MLflow's input formats.
 #[utoipa::path(

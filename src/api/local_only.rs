@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// Middleware for the state-changing routes.
 pub async fn same_machine(

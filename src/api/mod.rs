@@ -2,8 +2,10 @@
 //! the envelope routes of the non-HTTP functions. Handlers are thin: parsing at the edge,
 //! work in `model`/`retraining`, errors answered in `error`.
 
+pub mod admission;
 pub mod body;
 pub mod docs;
+pub mod drain;
 pub mod error;
 pub mod explain;
 pub mod feedback;
@@ -38,13 +40,12 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::functions;
-use crate::server::drain::{DrainOnDrop, Drainable};
-use crate::server::limits;
-use crate::server::state::SharedState;
+use drain::{DrainOnDrop, Drainable};
+
+use crate::service::state::SharedState;
 use crate::telemetry::metrics::{InFlight, METRICS};
 
-/// Body limit of prediction routes.
-pub const PREDICT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub use crate::service::body_budget::PREDICT_BODY_LIMIT;
 /// Body limit of the blob-trigger route: the blob arrives base64-inlined in JSON, so a
 /// 50 MB CSV is about 67 MB on the wire. The memory budget caps it further (an upload is
 /// never larger than the whole budget, 128 MiB by default).
@@ -57,7 +58,7 @@ pub const SCHEDULE_BODY_LIMIT: usize = 64 * 1024;
 /// per level (router, request metrics, method router, handler); the prediction gets the same
 /// request metrics and the same handler without them. Every other method and path, including
 /// `GET /api/predict` (the form), goes to the router. A body answered before its end is read
-/// on and thrown away (see [`crate::server::drain`]).
+/// on and thrown away (see [`drain`]).
 #[derive(Clone)]
 pub struct App {
     router: Router,
@@ -109,7 +110,7 @@ pub fn router(state: SharedState) -> Router {
     let admitted = |route: MethodRouter<SharedState>| {
         route.route_layer(middleware::from_fn_with_state(
             state.budget.clone(),
-            limits::admit,
+            admission::admit,
         ))
     };
     let local_only = |route: MethodRouter<SharedState>| {
@@ -126,7 +127,7 @@ pub fn router(state: SharedState) -> Router {
             route
                 .route_layer(middleware::from_fn_with_state(
                     state.budget.with_limit(limit),
-                    limits::admit_body,
+                    admission::admit_body,
                 ))
                 .route_layer(middleware::from_fn(json_only)),
         )
@@ -138,7 +139,7 @@ pub fn router(state: SharedState) -> Router {
             state
                 .budget
                 .with_limit(crate::feedback::labels::FEEDBACK_BODY_LIMIT),
-            limits::admit,
+            admission::admit,
         )),
     );
     // `/api/predict` reads its body itself, within its own limit: no extractor limit to set.
@@ -243,7 +244,7 @@ async fn method_not_allowed(request: Request) -> Response {
 pub async fn metrics(State(state): State<SharedState>) -> Response {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::server::metrics_snapshot(&state),
+        state.metrics_text(),
     )
         .into_response()
 }
@@ -420,8 +421,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings =
             crate::config::Settings::from_env(Some(&dir.path().display().to_string())).unwrap();
-        let registry = crate::stores::open_registry(&settings).await.unwrap();
-        let state: SharedState = Arc::new(crate::server::state::AppState::new(settings, registry));
+        let registry = crate::registry::open_registry(&settings).await.unwrap();
+        let state: SharedState = Arc::new(crate::service::state::AppState::new(settings, registry));
         let app = app(state.clone());
         let router = router(state);
         let wine = r#"{"fixed_acidity":7.4,"volatile_acidity":0.7,"citric_acid":0,"residual_sugar":1.9,"chlorides":0.076,"free_sulfur_dioxide":11,"total_sulfur_dioxide":34,"density":0.9978,"pH":3.51,"sulphates":0.56,"alcohol":9.4}"#;

@@ -5,7 +5,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::schema::{ModelSummary, ModelsResponse, PromoteResponse};
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 /// Lists every stored version, newest last, and the champion. A version whose card cannot
 /// be read, or whose `model.bin` is missing or not the length its card records, is listed

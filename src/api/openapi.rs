@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use crate::model::features::{FEATURE_BOUNDS, FEATURE_NAMES};
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -18,7 +18,7 @@ use crate::feedback::service::request_id_of;
 use crate::model::algorithm::FitError;
 use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use crate::model::input::{ParseLimits, ParsedBody};
-use crate::server::state::{ServingModel, SharedState};
+use crate::service::state::{ServingModel, SharedState};
 use crate::telemetry::metrics::METRICS;
 
 /// The header that carries a prediction's id on every prediction answer.
@@ -65,7 +65,7 @@ pub async fn predict(State(state): State<SharedState>, request: Request) -> Resp
     // The body is admitted against the memory budget and read within the deadline here
     // rather than in a route layer: the same checks, one boxed layer less per request.
     let state = &state;
-    crate::server::limits::answer_admitted(&state.budget, request, |parts, body| async move {
+    crate::api::admission::answer_admitted(&state.budget, request, |parts, body| async move {
         respond(state, &parts.headers, body)
             .await
             .unwrap_or_else(IntoResponse::into_response)
@@ -335,7 +335,7 @@ pub async fn run_model(
     }
     let model = model.clone();
     let rows = rows.to_vec();
-    crate::server::limits::run_heavy(move || predict(&model, &rows)).await?
+    crate::api::admission::run_heavy(move || predict(&model, &rows)).await?
 }
 
 fn out_of_range(model: &ServingModel, row: &FeatureRow) -> Vec<String> {

@@ -9,8 +9,8 @@ use super::error::ApiError;
 use super::schema::{TrainResponse, TrainingStatus};
 use crate::model::algorithm::Algorithm;
 use crate::retraining::{Outcome, TrainingReport, Unchanged};
-use crate::server::state::SharedState;
-use crate::server::training::{last_training, start_http_training, LastTraining, StartError};
+use crate::service::state::SharedState;
+use crate::service::training::{start_http_training, LastTraining, StartError};
 
 /// Optional query parameters (unknown ones, like `code`, are ignored).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -69,7 +69,7 @@ pub async fn train(
 )]
 pub async fn status(State(state): State<SharedState>) -> Json<TrainingStatus> {
     let running = state.try_start_training().is_none();
-    let (last, last_error, last_trigger) = match last_training() {
+    let (last, last_error, last_trigger) = match state.last_training() {
         None => (None, None, None),
         Some(LastTraining::Finished { trigger, report }) => (
             Some(response(*report)),

@@ -7,7 +7,6 @@
 //! - `openapi`: what the OpenAPI document says about ids and feedback.
 //! - `form`: the form page's id and tasted-quality form.
 
-pub mod cli;
 pub mod form;
 pub mod id;
 pub mod join;
@@ -18,6 +17,5 @@ pub mod openapi;
 pub mod record;
 pub mod run;
 pub mod service;
-pub mod settings;
 pub mod store;
 pub mod training;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::envelope::EnvelopeResponse;
 use crate::feedback::run::{run_join, JoinRun};
-use crate::server::state::SharedState;
+use crate::service::state::SharedState;
 
 pub async fn join_feedback(
     State(state): State<SharedState>,

@@ -25,9 +25,9 @@ use crate::model::training::Trigger;
 use crate::registry::claims::{ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::RegistryError;
 use crate::retraining::{Outcome, RetrainError};
-use crate::server::state::SharedState;
-use crate::server::training::{run_exclusive, train_on};
-use crate::stores::{
+use crate::service::state::SharedState;
+use crate::service::training::{run_exclusive, train_on};
+use crate::sources::{
     is_rejection_report, load_training_data_or_bundled, report_rejected_upload, TrainingData,
     TrainingSource,
 };

@@ -19,9 +19,6 @@ use serde::{Deserialize, Serialize};
 /// The lowest and highest quality a wine can have: intervals are clipped to them.
 pub const QUALITY_RANGE: (f64, f64) = (0.0, 10.0);
 
-/// The coverage intervals are given at unless configured otherwise.
-pub const DEFAULT_COVERAGE: f64 = 0.9;
-
 /// Coverages whose half-widths the card records.
 pub const CARD_COVERAGES: [f64; 3] = [0.8, 0.9, 0.95];
 

@@ -11,6 +11,7 @@ pub mod features;
 pub mod forest;
 pub mod input;
 pub mod interval;
+pub mod memory;
 pub mod metrics;
 pub mod progress;
 pub mod split;

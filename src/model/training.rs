@@ -109,7 +109,7 @@ pub enum TrainError {
 /// Holds the dataset, a copy of its training rows in smartcore's layout and the held-out
 /// rows while fitting; [`train_owned`] does without the first.
 pub fn train(dataset: &Dataset, options: &TrainOptions) -> Result<TrainedModel, TrainError> {
-    crate::telemetry::memory::reset_peak();
+    crate::model::memory::reset_peak();
     let split = split_rows(dataset, options)?;
     let (train_rows, train_targets) = select(dataset, &split.train);
     let held_out = select(dataset, &split.test);
@@ -123,7 +123,7 @@ pub fn train_owned(
     mut dataset: Dataset,
     options: &TrainOptions,
 ) -> Result<TrainedModel, TrainError> {
-    crate::telemetry::memory::reset_peak();
+    crate::model::memory::reset_peak();
     let split = split_rows(&dataset, options)?;
     let held_out = select(&dataset, &split.test);
     let mut rows = std::mem::take(&mut dataset.rows);
@@ -189,7 +189,7 @@ fn fit_and_describe(
     let metrics =
         (!holdout_rows.is_empty()).then(|| Metrics::compute(&predictions, &holdout_targets));
     let conformal = Conformal::calibrate(&predictions, &holdout_targets);
-    let peak_memory_bytes = crate::telemetry::memory::peak_resident_bytes();
+    let peak_memory_bytes = crate::model::memory::peak_resident_bytes();
 
     let now = SystemTime::now();
     let unix = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();

@@ -9,7 +9,9 @@ pub mod blob;
 pub mod claims;
 pub mod faults;
 pub mod local;
+mod open;
 pub mod promotion;
+pub mod published;
 mod retention;
 pub mod verify;
 
@@ -26,6 +28,7 @@ use crate::model::artifact::{ArtifactError, ModelArtifact, ModelCard};
 
 pub use blob::BlobStore;
 pub use local::LocalStore;
+pub use open::{open_registry, OpenStoreError};
 
 /// Opaque version tag of the champion pointer, compared for compare-and-swap.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,9 +11,6 @@ use serde::Serialize;
 
 use crate::model::comparison::PairedComparison;
 
-/// The fewest rows unseen by both models that make a comparison, by default.
-pub const DEFAULT_MIN_COMPARABLE_ROWS: usize = 30;
-
 /// The outcome of comparing a challenger with the champion.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -31,10 +28,6 @@ pub struct Decision {
     /// The comparison alone would promote, but the labels shifted beyond the limit.
     pub held_for_label_shift: bool,
 }
-
-/// The label shift above which a challenger is stored but not promoted, by default: a PSI of
-/// 0.25 is commonly read as a large shift.
-pub const DEFAULT_MAX_LABEL_SHIFT: f64 = 0.25;
 
 /// Holds a promotion whose training labels differ from the champion's by a PSI above
 /// `max_shift`, unless forced. The comparison cannot see such a shift: it scores both models

@@ -91,7 +91,7 @@ mod tests {
     use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
     use super::*;
-    use crate::server::heavy_lane;
+    use crate::service::heavy_lane;
     use axum::Router;
 
     /// A header deadline no test reaches.

@@ -17,7 +17,7 @@ use super::striped::{stripe, Striped, STRIPES};
 
 use crate::model::artifact::ModelCard;
 use crate::model::training::Trigger;
-use crate::retraining::TrainingReport;
+use crate::registry::published::TrainingReport;
 
 /// Every collector, created once. What every prediction updates is [`Striped`]: one copy
 /// per thread stripe, collected as one.

@@ -2,7 +2,6 @@
 
 pub mod drift;
 pub mod logging;
-pub mod memory;
 pub mod metrics;
 pub mod push;
 pub mod striped;

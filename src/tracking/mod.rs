@@ -20,7 +20,7 @@ use crate::model::algorithm::ModelSpec;
 use crate::model::artifact::{DataSource, SOMMELIER_VERSION};
 use crate::model::dataset::Dataset;
 use crate::model::training::{TrainOptions, Trigger};
-use crate::retraining::Retrained;
+use crate::registry::published::Retrained;
 use mlflow::{KeyValue, Metric, MlflowClient, MlflowError};
 
 /// The alias that follows the champion.
@@ -126,6 +126,15 @@ impl Tracker {
             StoreLocation::BlobContainer(url) => url.clone(),
         };
         Tracker::new(settings.mlflow.as_ref(), store_location)
+            .with_git_commit(settings.git_commit.clone())
+    }
+
+    /// Records `commit` as the source commit of every tracked training.
+    pub fn with_git_commit(mut self, commit: Option<String>) -> Tracker {
+        if let Some(inner) = self.inner.as_mut().and_then(Arc::get_mut) {
+            inner.git_commit = commit;
+        }
+        self
     }
 
     /// A tracker for `settings` (off when `None`); `store_location` names the model store
@@ -153,7 +162,7 @@ impl Tracker {
                         experiment_name: settings.experiment_name.clone(),
                         model_name: settings.model_name.clone(),
                         store_location: store_location.into(),
-                        git_commit: git_commit(),
+                        git_commit: None,
                     })),
                 }
             }
@@ -591,15 +600,6 @@ fn params(ctx: &TrainingContext) -> Vec<KeyValue> {
     params.push(KeyValue::new("holdout", ctx.holdout.to_string()));
     params.push(KeyValue::new("rows", ctx.rows.to_string()));
     params
-}
-
-/// The commit this build came from: `SOMMELIER_GIT_COMMIT` at run time, else at build time.
-fn git_commit() -> Option<String> {
-    std::env::var("SOMMELIER_GIT_COMMIT")
-        .ok()
-        .or_else(|| option_env!("SOMMELIER_GIT_COMMIT").map(str::to_string))
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
 }
 
 /// Logs and counts a failed call.

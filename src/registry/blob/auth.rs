@@ -48,16 +48,13 @@ pub enum CredentialChoice {
 }
 
 /// Picks the credential; `env` reads an environment variable (empty counts as unset).
-pub fn choose_credential(
-    settings: &Settings,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<CredentialChoice, BlobStoreError> {
-    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty()).is_some();
+pub fn choose_credential(settings: &Settings) -> Result<CredentialChoice, BlobStoreError> {
+    let identity = &settings.azure_identity;
     if settings.storage_connection_string.is_some() {
         return Ok(CredentialChoice::SharedKey);
     }
-    if set("IDENTITY_ENDPOINT") {
-        if !set("IDENTITY_HEADER") {
+    if identity.managed_identity_endpoint {
+        if !identity.managed_identity_header {
             return Err(BlobStoreError::Identity(
                 "IDENTITY_ENDPOINT is set but IDENTITY_HEADER is not; refusing to fall back to \
                  the VM metadata endpoint"
@@ -68,7 +65,7 @@ pub fn choose_credential(
             client_id: settings.identity_client_id.clone(),
         });
     }
-    if set("AZURE_FEDERATED_TOKEN_FILE") && set("AZURE_TENANT_ID") && set("AZURE_CLIENT_ID") {
+    if identity.workload_identity {
         return Ok(CredentialChoice::WorkloadIdentity);
     }
     Ok(CredentialChoice::DeveloperTools)
@@ -134,8 +131,7 @@ pub(crate) fn client_options(
 
 /// Builds the credential the settings select.
 pub(crate) fn auth(settings: &Settings, client: &reqwest::Client) -> Result<Auth, BlobStoreError> {
-    let env = |name: &str| std::env::var(name).ok();
-    let choice = choose_credential(settings, &env)?;
+    let choice = choose_credential(settings)?;
     let options = || client_options(client, Vec::new());
     let credential: Arc<dyn TokenCredential> = match choice {
         CredentialChoice::SharedKey => {
@@ -195,7 +191,11 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        choose_credential(s, &|name| map.get(name).cloned())
+        let mut s = s.clone();
+        s.azure_identity = Settings::from_lookup(None, |name| map.get(name).cloned())
+            .expect("settings")
+            .azure_identity;
+        choose_credential(&s)
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hyper::body::{Body as HttpBody, Buf, Frame, SizeHint};
 /// The most that is read and thrown away after an answer: twice what a prediction route
 /// accepts, so that any refused prediction, and a body declared just past the limit, is read
 /// to its end; a client sending more may see its connection reset instead of the answer.
-pub const DRAIN_BYTES: usize = 2 * crate::api::PREDICT_BODY_LIMIT;
+pub const DRAIN_BYTES: usize = 2 * crate::service::body_budget::PREDICT_BODY_LIMIT;
 /// The longest a refused body is read for.
 pub const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// The longest the client may send nothing before the reading stops: a client that stalled

@@ -34,7 +34,7 @@ static LANE: LazyLock<Mutex<Sender<Job>>> = LazyLock::new(|| {
 });
 
 /// The lane's threads: one per core but one (one on a single core).
-pub(super) fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     cores.saturating_sub(1).max(1)
 }

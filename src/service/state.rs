@@ -1,5 +1,5 @@
 //! What every request shares: settings, the registry, the serving model (swapped atomically),
-//! the training lock and the drift monitor.
+//! the training lock and how the last training ended, the drift monitor and the body budget.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -9,11 +9,13 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
 
 use crate::config::Settings;
 use crate::model::artifact::ModelArtifact;
+use crate::model::features::FEATURE_NAMES;
 use crate::registry::{ChampionPointer, ETag, PointerRead, Registry, RegistryError, StoreError};
 use crate::retraining::Retrained;
 use crate::telemetry::drift::DriftMonitor;
 
-use super::limits::BodyBudget;
+use super::body_budget::{BodyBudget, PREDICT_BODY_LIMIT};
+use super::training::LastTraining;
 use crate::telemetry::metrics::{DegradedReason, METRICS};
 use crate::telemetry::push::PushTrigger;
 use crate::tracking::Tracker;
@@ -47,6 +49,8 @@ pub struct AppState {
     startup_problem: Mutex<Option<String>>,
     /// Why the last training could not store its result, until one can.
     write_problem: Mutex<Option<String>>,
+    /// How the last training on this instance ended, for `GET /api/train`.
+    last_training: Mutex<Option<LastTraining>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -60,7 +64,7 @@ struct StoreProblem {
 
 impl AppState {
     pub fn new(settings: Settings, registry: Registry) -> AppState {
-        let budget = BodyBudget::new(settings.serving, crate::api::PREDICT_BODY_LIMIT);
+        let budget = BodyBudget::new(settings.serving, PREDICT_BODY_LIMIT);
         AppState {
             tracker: Tracker::from_settings(&settings),
             feedback: crate::feedback::service::Loop::new(&settings),
@@ -75,6 +79,7 @@ impl AppState {
             champion_problem: Mutex::new(None),
             startup_problem: Mutex::new(Some("the model is loading".to_string())),
             write_problem: Mutex::new(None),
+            last_training: Mutex::new(None),
         }
     }
 
@@ -111,6 +116,27 @@ impl AppState {
                 self.install(retrained.artifact.clone(), Some(pointer.etag.clone()), 0.0);
             }
         }
+    }
+
+    /// How the last training on this instance ended (any trigger), if one has.
+    pub fn last_training(&self) -> Option<LastTraining> {
+        self.last_training.lock().ok().and_then(|last| last.clone())
+    }
+
+    pub(super) fn remember_training(&self, outcome: LastTraining) {
+        if let Ok(mut last) = self.last_training.lock() {
+            *last = Some(outcome);
+        }
+    }
+
+    /// The metrics text, with the drift gauges brought up to date.
+    pub fn metrics_text(&self) -> String {
+        if let Some(psi) = self.drift.psi() {
+            for (name, value) in FEATURE_NAMES.iter().zip(psi) {
+                METRICS.drift_psi.with_label_values(&[name]).set(value);
+            }
+        }
+        crate::telemetry::metrics::encode_text()
     }
 
     /// Takes the training lock, or `None` if a training is already running.

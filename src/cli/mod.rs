@@ -1,6 +1,8 @@
 //! The command line: `sommelier train | evaluate | predict | models | serve`.
 //! Each command prints readable text, or one JSON object with `--json`.
 
+mod feedback;
+
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,11 +29,11 @@ use crate::model::split::DEFAULT_SPLIT_KEY;
 use crate::model::training::{
     cross_validate, CrossValidation, TrainError, TrainOptions, Trigger, DEFAULT_HOLDOUT,
 };
+use crate::registry::{open_registry, OpenStoreError};
 use crate::registry::{Registry, RegistryError, VersionEntry};
 use crate::retraining::{
     identical_champion, train_and_publish, PromotionPolicy, RetrainError, Unchanged,
 };
-use crate::stores::{open_registry, OpenStoreError};
 use crate::tracking::{Tracker, TrainingContext};
 
 /// Wine-quality models: train, evaluate, version and serve them, locally or as an Azure
@@ -63,7 +65,7 @@ pub enum Command {
     /// Run the HTTP server (the Azure Functions custom handler).
     Serve(ServeArgs),
     /// Join labels to logged predictions, or show what the last join found.
-    Feedback(crate::feedback::cli::FeedbackArgs),
+    Feedback(feedback::FeedbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -335,8 +337,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Evaluate(args) => evaluate_command(&settings, args, output).await,
         Command::Predict(args) => predict(&settings, args, output).await,
         Command::Models(args) => models(&settings, args, output).await,
-        Command::Serve(args) => Ok(crate::server::run(settings, args.port).await?),
-        Command::Feedback(args) => crate::feedback::cli::run(&settings, args, cli.json).await,
+        Command::Serve(args) => {
+            let listener = crate::server::bind(&settings, args.port).await?;
+            Ok(crate::server::run(listener, settings, crate::server::shutdown_signal()).await?)
+        }
+        Command::Feedback(args) => feedback::run(&settings, args, cli.json).await,
     }
 }
 

@@ -1,31 +1,13 @@
-//! Opens the configured model store, and reads training data from where the settings say.
+//! Training data: read from where the settings say (a file, a blob, a container's newest
+//! blob, or the bundled rows), and the reports left next to rejected uploads.
 
 use std::path::PathBuf;
 
-use thiserror::Error;
-
 use crate::bundled;
-use crate::config::{Settings, StoreLocation};
+use crate::config::Settings;
 use crate::model::artifact::DataSource;
-use crate::registry::blob::{BlobStore, BlobUrl, Container, WriteCondition};
-use crate::registry::{LocalStore, Registry, Store, StoreError};
-
-#[derive(Debug, Error)]
-pub enum OpenStoreError {
-    #[error("cannot open the model store: {0}")]
-    Invalid(String),
-}
-
-/// The registry over the store named by the settings.
-pub async fn open_registry(settings: &Settings) -> Result<Registry, OpenStoreError> {
-    let store = match &settings.store {
-        StoreLocation::Directory(path) => Store::Local(LocalStore::new(path.clone())),
-        StoreLocation::BlobContainer(url) => Store::Blob(
-            BlobStore::open(settings, url).map_err(|e| OpenStoreError::Invalid(e.to_string()))?,
-        ),
-    };
-    Ok(Registry::new(store))
-}
+use crate::registry::blob::{BlobUrl, Container, WriteCondition};
+use crate::registry::StoreError;
 
 /// Where `/api/train` and the timer read their data.
 #[derive(Debug, Clone, PartialEq)]

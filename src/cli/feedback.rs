@@ -5,12 +5,12 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::join::{last_report, Report};
-use super::run::{run_join, JoinRun};
-use super::store::LoopStore;
-use crate::cli::CliError;
+use super::CliError;
 use crate::config::Settings;
-use crate::stores::open_registry;
+use crate::feedback::join::{last_report, Report};
+use crate::feedback::run::{run_join, JoinRun};
+use crate::feedback::store::LoopStore;
+use crate::registry::open_registry;
 
 #[derive(Debug, Args)]
 pub struct FeedbackArgs {

@@ -1,7 +1,6 @@
 //! Trainings started by the server (HTTP, timer, upload, first start): the shared workflow
 //! plus what a running instance adds: metrics, the model swap, and an immediate metrics push.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
@@ -11,7 +10,7 @@ use crate::registry::StoreError;
 use crate::retraining::{
     identical_champion, train_and_publish, Outcome, PromotionPolicy, RetrainError, Retrained,
 };
-use crate::stores::TrainingData;
+use crate::sources::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
 use crate::tracking::TrainingContext;
 
@@ -28,19 +27,6 @@ pub enum LastTraining {
         trigger: Trigger,
         error: String,
     },
-}
-
-static LAST_TRAINING: Mutex<Option<LastTraining>> = Mutex::new(None);
-
-/// The last training this process finished, if any.
-pub fn last_training() -> Option<LastTraining> {
-    LAST_TRAINING.lock().ok().and_then(|last| last.clone())
-}
-
-fn remember(outcome: LastTraining) {
-    if let Ok(mut last) = LAST_TRAINING.lock() {
-        *last = Some(outcome);
-    }
 }
 
 /// Why an HTTP-started training did not produce an answer.
@@ -71,14 +57,14 @@ pub async fn start_http_training(
             return;
         };
         let _ = started_tx.send(true);
-        let source = crate::stores::TrainingSource::from_settings(&state.settings);
-        let result = match crate::stores::load_training_data(&state.settings, &source).await {
+        let source = crate::sources::TrainingSource::from_settings(&state.settings);
+        let result = match crate::sources::load_training_data(&state.settings, &source).await {
             Ok(data) => train_on(&state, Trigger::Http, data, algorithm, force)
                 .await
                 .map_err(StartError::Train),
             Err(error) => {
                 tracing::warn!(%error, "training data unavailable");
-                remember(LastTraining::Failed {
+                state.remember_training(LastTraining::Failed {
                     trigger: Trigger::Http,
                     error: error.to_string(),
                 });
@@ -145,7 +131,7 @@ pub async fn train_on(
             METRICS.record_training(trigger.as_str(), outcome, seconds, Some(&retrained.report));
             state.set_write_problem(None);
             state.install_if_promoted(retrained);
-            remember(LastTraining::Finished {
+            state.remember_training(LastTraining::Finished {
                 trigger,
                 report: Box::new(retrained.report.clone()),
             });
@@ -168,7 +154,7 @@ pub async fn train_on(
             if let Some(problem) = write_problem(error) {
                 state.set_write_problem(Some(problem));
             }
-            remember(LastTraining::Failed {
+            state.remember_training(LastTraining::Failed {
                 trigger,
                 error: error.to_string(),
             });
