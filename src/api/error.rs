@@ -152,6 +152,7 @@ impl From<RetrainError> for ApiError {
             RetrainError::Train(e) => {
                 ApiError::Configuration(format!("the training cannot run on this data: {e}"))
             }
+            RetrainError::Spec(e) => ApiError::BadRequest(e.to_string()),
             RetrainError::Registry(e) => e.into(),
             RetrainError::Contended => ApiError::StoreUnavailable(error.to_string()),
             RetrainError::TaskFailed { .. } => ApiError::Internal(error.to_string()),

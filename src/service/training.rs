@@ -3,16 +3,13 @@
 
 use std::time::Instant;
 
-use crate::model::algorithm::{Algorithm, FitError, ModelSpec, SpecOverrides};
-use crate::model::dataset::{read_training_data, sha256_hex};
-use crate::model::training::{TrainError, TrainOptions, Trigger};
+use crate::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
+use crate::model::training::{TrainOptions, Trigger};
 use crate::registry::StoreError;
-use crate::retraining::{
-    identical_champion, train_and_publish, Outcome, PromotionPolicy, RetrainError, Retrained,
-};
+use crate::retraining::workflow::{self, Quiet, TrackingMode, TrainingInput, TrainingRequest};
+use crate::retraining::{Outcome, PromotionPolicy, RetrainError};
 use crate::sources::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
-use crate::tracking::TrainingContext;
 
 use super::state::SharedState;
 
@@ -178,6 +175,7 @@ fn write_problem(error: &RetrainError) -> Option<String> {
     }
 }
 
+/// The training itself: the shared workflow with this instance's data, recipe and rules.
 async fn run(
     state: &SharedState,
     trigger: Trigger,
@@ -185,79 +183,21 @@ async fn run(
     algorithm: Option<Algorithm>,
     force: bool,
 ) -> Result<Outcome, RetrainError> {
-    let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())
-        .map_err(|e| RetrainError::Train(TrainError::Fit(FitError::Fit(e.to_string()))))?;
-    let mut options = TrainOptions::new(spec, data.source, trigger);
-    let feedback = crate::feedback::training::load(&state.settings).await;
-    let bytes = data.bytes;
-    let sha = sha256_hex(&bytes);
-    // A first training runs because no stored version serves: the champion's card may
-    // describe this very training while its model is broken.
-    if !force && trigger != Trigger::Startup {
-        if let Some(unchanged) = identical_champion(&state.registry, &sha, &options).await? {
-            return Ok(Outcome::Unchanged(unchanged));
-        }
-    }
-    state.registry.check_writable().await?;
-    let read = tokio::task::spawn_blocking(move || read_training_data(&bytes[..]))
-        .await
-        .map_err(|e| RetrainError::TaskFailed {
-            task: "reader",
-            reason: e.to_string(),
-        })?;
-    let mut dataset = match read {
-        Ok(dataset) => dataset,
-        Err(error) => {
-            let context = TrainingContext {
-                trigger,
-                source: options.source.clone(),
-                holdout: options.holdout,
-                spec: options.spec,
-                rows: 0,
-                data_sha256: sha,
-            };
-            track_failure(state, context, error.to_string());
-            return Err(error.into());
-        }
+    let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())?;
+    let request = TrainingRequest {
+        input: TrainingInput::Bytes(data.bytes),
+        options: TrainOptions::new(spec, data.source, trigger),
+        policy: PromotionPolicy {
+            tolerance: state.settings.promotion_tolerance,
+            min_comparable_rows: state.settings.min_comparable_rows,
+            force,
+            keep_versions: state.settings.keep_versions,
+            max_label_shift: state.settings.max_label_shift,
+        },
+        feedback: crate::feedback::training::load(&state.settings).await,
+        cross_validation: None,
+        tracking: TrackingMode::Background,
     };
-    if let Some(rows) = feedback {
-        crate::feedback::training::merge(&mut dataset, &mut options.source, rows);
-    }
-    let context = TrainingContext::new(&options, &dataset);
-    let policy = PromotionPolicy {
-        tolerance: state.settings.promotion_tolerance,
-        min_comparable_rows: state.settings.min_comparable_rows,
-        force,
-        keep_versions: state.settings.keep_versions,
-        max_label_shift: state.settings.max_label_shift,
-    };
-    let result = train_and_publish(&state.registry, dataset, options, policy).await;
-    match &result {
-        Ok(retrained) => track_success(state, context, retrained),
-        Err(error) => track_failure(state, context, error.to_string()),
-    }
-    result.map(|retrained| Outcome::Trained(Box::new(retrained)))
-}
-
-/// Records the training in MLflow in the background: never on the critical path, and never
-/// while the training lock is held.
-fn track_success(state: &SharedState, context: TrainingContext, retrained: &Retrained) {
-    if !state.tracker.is_enabled() {
-        return;
-    }
-    let tracker = state.tracker.clone();
-    let retrained = retrained.clone();
-    tokio::spawn(async move {
-        if let Some(run_id) = tracker.training_succeeded(&context, &retrained).await {
-            tracing::info!(version = %retrained.report.version, %run_id, "training tracked in MLflow");
-        }
-    });
-}
-
-fn track_failure(state: &SharedState, context: TrainingContext, error: String) {
-    if !state.tracker.is_enabled() {
-        return;
-    }
-    let tracker = state.tracker.clone();
-    tokio::spawn(async move { tracker.training_failed(&context, &error).await });
+    let finished = workflow::run(&state.registry, &state.tracker, request, &Quiet).await?;
+    Ok(finished.outcome)
 }

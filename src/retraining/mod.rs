@@ -4,12 +4,14 @@
 //! A failed or worse training never touches the serving model, and a training that would
 //! repeat the champion's (same data, recipe and split) is not run at all: see [`retrain`].
 
+pub mod workflow;
+
 use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::model::algorithm::Algorithm;
+use crate::model::algorithm::{Algorithm, SpecError};
 use crate::model::artifact::ModelArtifact;
 use crate::model::comparison::PairedComparison;
 use crate::model::dataset::{Dataset, DatasetError};
@@ -45,6 +47,9 @@ pub enum RetrainError {
     Data(#[from] DatasetError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// The recipe asked for is not valid (an out-of-range hyperparameter).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("the champion pointer kept changing during promotion; try again")]
@@ -60,6 +65,7 @@ impl RetrainError {
         matches!(
             self,
             RetrainError::Data(_)
+                | RetrainError::Spec(_)
                 | RetrainError::Registry(RegistryError::Unservable { .. })
                 | RetrainError::Train(TrainError::BadHoldout(_))
                 | RetrainError::Train(TrainError::BadFolds { .. })
