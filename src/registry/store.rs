@@ -199,55 +199,69 @@ macro_rules! delegate {
 
 impl ModelStore for Store {
     fn location(&self) -> String {
-        delegate!(self, s => s.location())
+        delegate!(self, store => store.location())
     }
-    async fn put_version(&self, v: &str, m: Vec<u8>, c: Vec<u8>) -> Result<(), StoreError> {
-        self.located(delegate!(self, s => s.put_version(v, m, c).await))
+    async fn put_version(
+        &self,
+        version: &str,
+        model: Vec<u8>,
+        card_json: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.located(delegate!(self, store => store.put_version(version, model, card_json).await))
     }
-    async fn get_model(&self, v: &str) -> Result<Vec<u8>, StoreError> {
-        self.located(delegate!(self, s => s.get_model(v).await))
+    async fn get_model(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        self.located(delegate!(self, store => store.get_model(version).await))
     }
-    async fn get_card(&self, v: &str) -> Result<Vec<u8>, StoreError> {
-        self.located(delegate!(self, s => s.get_card(v).await))
+    async fn get_card(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        self.located(delegate!(self, store => store.get_card(version).await))
     }
     async fn list_versions(&self) -> Result<Vec<String>, StoreError> {
-        self.located(delegate!(self, s => s.list_versions().await))
+        self.located(delegate!(self, store => store.list_versions().await))
     }
-    async fn delete_version(&self, v: &str) -> Result<(), StoreError> {
-        self.located(delegate!(self, s => s.delete_version(v).await))
+    async fn delete_version(&self, version: &str) -> Result<(), StoreError> {
+        self.located(delegate!(self, store => store.delete_version(version).await))
     }
-    async fn delete_card(&self, v: &str) -> Result<(), StoreError> {
-        self.located(delegate!(self, s => s.delete_card(v).await))
+    async fn delete_card(&self, version: &str) -> Result<(), StoreError> {
+        self.located(delegate!(self, store => store.delete_card(version).await))
     }
-    async fn restore_card(&self, v: &str, c: Vec<u8>) -> Result<(), StoreError> {
-        self.located(delegate!(self, s => s.restore_card(v, c).await))
+    async fn restore_card(&self, version: &str, card_json: Vec<u8>) -> Result<(), StoreError> {
+        self.located(delegate!(self, store => store.restore_card(version, card_json).await))
     }
     async fn sweep_incomplete(&self, older_than: Duration) -> Result<Vec<String>, StoreError> {
-        self.located(delegate!(self, s => s.sweep_incomplete(older_than).await))
+        self.located(delegate!(self, store => store.sweep_incomplete(older_than).await))
     }
     async fn read_champion(&self, known: Option<&ETag>) -> Result<PointerRead, StoreError> {
-        self.located(delegate!(self, s => s.read_champion(known).await))
+        self.located(delegate!(self, store => store.read_champion(known).await))
     }
-    async fn write_champion(&self, c: &Champion, e: Option<&ETag>) -> Result<ETag, StoreError> {
-        self.located(delegate!(self, s => s.write_champion(c, e).await))
+    async fn write_champion(
+        &self,
+        champion: &Champion,
+        expected: Option<&ETag>,
+    ) -> Result<ETag, StoreError> {
+        self.located(delegate!(self, store => store.write_champion(champion, expected).await))
     }
     async fn model_lengths(&self) -> Result<HashMap<String, u64>, StoreError> {
-        self.located(delegate!(self, s => s.model_lengths().await))
+        self.located(delegate!(self, store => store.model_lengths().await))
     }
-    async fn create_claim(&self, k: &str, b: Vec<u8>) -> Result<ETag, StoreError> {
-        self.located(delegate!(self, s => s.create_claim(k, b).await))
+    async fn create_claim(&self, key: &str, bytes: Vec<u8>) -> Result<ETag, StoreError> {
+        self.located(delegate!(self, store => store.create_claim(key, bytes).await))
     }
-    async fn read_claim(&self, k: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
-        self.located(delegate!(self, s => s.read_claim(k).await))
+    async fn read_claim(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StoreError> {
+        self.located(delegate!(self, store => store.read_claim(key).await))
     }
-    async fn replace_claim(&self, k: &str, b: Vec<u8>, e: &ETag) -> Result<ETag, StoreError> {
-        self.located(delegate!(self, s => s.replace_claim(k, b, e).await))
+    async fn replace_claim(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        expected: &ETag,
+    ) -> Result<ETag, StoreError> {
+        self.located(delegate!(self, store => store.replace_claim(key, bytes, expected).await))
     }
-    async fn delete_claim(&self, k: &str, e: &ETag) -> Result<bool, StoreError> {
-        self.located(delegate!(self, s => s.delete_claim(k, e).await))
+    async fn delete_claim(&self, key: &str, expected: &ETag) -> Result<bool, StoreError> {
+        self.located(delegate!(self, store => store.delete_claim(key, expected).await))
     }
     async fn list_claims(&self) -> Result<Vec<String>, StoreError> {
-        self.located(delegate!(self, s => s.list_claims().await))
+        self.located(delegate!(self, store => store.list_claims().await))
     }
 }
 
