@@ -56,11 +56,11 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The indices `0..n` in an order fixed by `seed` (Fisher–Yates).
-pub fn shuffled_indices(n: usize, seed: u64) -> Vec<usize> {
-    let mut indices: Vec<usize> = (0..n).collect();
+/// The indices `0..count` in an order fixed by `seed` (Fisher–Yates).
+pub fn shuffled_indices(count: usize, seed: u64) -> Vec<usize> {
+    let mut indices: Vec<usize> = (0..count).collect();
     let mut rng = SplitMix64::new(seed);
-    for i in (1..n).rev() {
+    for i in (1..count).rev() {
         indices.swap(i, rng.below(i + 1));
     }
     indices
@@ -167,20 +167,20 @@ pub struct Holdout {
     pub test: Vec<usize>,
 }
 
-/// `k` folds in which identical feature rows always share a fold: the distinct rows are
-/// shuffled by `seed` and dealt out so that folds hold about equally many rows. Each fold's
-/// test rows are disjoint and together cover all rows.
-pub fn grouped_k_folds(rows: &[FeatureRow], k: usize, seed: u64) -> Vec<Holdout> {
+/// `fold_count` folds in which identical feature rows always share a fold: the distinct rows
+/// are shuffled by `seed` and dealt out so that folds hold about equally many rows. Each
+/// fold's test rows are disjoint and together cover all rows.
+pub fn grouped_k_folds(rows: &[FeatureRow], fold_count: usize, seed: u64) -> Vec<Holdout> {
     let (group_of_row, group_sizes) = feature_groups(rows);
     let order = shuffled_indices(group_sizes.len(), seed);
     let mut fold_of_group = vec![0usize; group_sizes.len()];
     let mut dealt = 0usize;
     for &group in &order {
         // The fold is chosen by the group's first row in the dealt order: balanced by rows.
-        fold_of_group[group] = (dealt * k / rows.len().max(1)).min(k - 1);
+        fold_of_group[group] = (dealt * fold_count / rows.len().max(1)).min(fold_count - 1);
         dealt += group_sizes[group];
     }
-    (0..k)
+    (0..fold_count)
         .map(|fold| {
             let (test, train): (Vec<usize>, Vec<usize>) =
                 (0..rows.len()).partition(|&i| fold_of_group[group_of_row[i]] == fold);

@@ -117,16 +117,19 @@ pub fn decide(
 }
 
 /// The comparison in words: both RMSEs, the interval and what it means for the tolerance.
-fn verdict(c: &PairedComparison, tolerance: f64) -> String {
-    let [low, high] = c.interval_95;
+fn verdict(comparison: &PairedComparison, tolerance: f64) -> String {
+    let [low, high] = comparison.interval_95;
     let evidence = format!(
         "on {} rows neither model trained on, RMSE {:.4} vs the champion's {:.4}; \
          mean difference of squared errors {:+.4}, 95 % interval [{low:+.4}, {high:+.4}]",
-        c.rows, c.challenger_rmse, c.champion_rmse, c.mean_squared_error_difference
+        comparison.rows,
+        comparison.challenger_rmse,
+        comparison.champion_rmse,
+        comparison.mean_squared_error_difference
     );
-    let margin = c.margin(tolerance);
+    let margin = comparison.margin(tolerance);
     let percent = tolerance * 100.0;
-    if c.not_worse_beyond(tolerance) {
+    if comparison.not_worse_beyond(tolerance) {
         format!("{evidence}: not worse than the champion by more than {percent:.1}% (upper end ≤ {margin:+.4}) with 95 % confidence")
     } else {
         format!("{evidence}: the interval's upper end exceeds {margin:+.4}, so it may be worse than the champion by more than {percent:.1}%")
