@@ -4,7 +4,7 @@
 //! index; the others are kept. An id not seen yet is accepted (its prediction may still sit
 //! in another instance's queue). Parsing is linear in the body and bounded by the batch limit.
 //!
-//! Not here: admission and the body limit (`server::limits`), storing labels (`service`).
+//! Not here: admission and the body limit (`api::admission`), storing labels (`service`).
 
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 //! what they serve. A server runs trainings one at a time per instance as well, and shows no
 //! progress; its counters are simply not read.
 //!
-//! Not here: the display itself (`cli.rs`).
+//! Not here: the display itself (`cli`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

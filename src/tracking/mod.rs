@@ -17,11 +17,11 @@ use prometheus::{IntCounterVec, Opts};
 
 use crate::config::{MlflowSettings, Settings, StoreLocation};
 use crate::model::algorithm::ModelSpec;
-use crate::model::artifact::{DataSource, SOMMELIER_VERSION};
+use crate::model::artifact::{DataSource, ModelArtifact, ModelCard, SOMMELIER_VERSION};
 use crate::model::dataset::Dataset;
 use crate::model::training::{TrainOptions, Trigger};
-use crate::registry::published::Retrained;
-use mlflow::{KeyValue, Metric, MlflowClient, MlflowError};
+use crate::registry::published::{Retrained, TrainingReport};
+use mlflow::{KeyValue, Metric, MlflowClient, MlflowError, RunInfo};
 
 /// The alias that follows the champion.
 pub const CHAMPION_ALIAS: &str = "champion";
@@ -192,15 +192,26 @@ impl Tracker {
         retrained: &Retrained,
     ) -> Option<String> {
         let inner = self.inner.as_ref()?;
-        let mut run_id = None;
-        let sequence = inner.training_succeeded(ctx, retrained, &mut run_id);
-        if tokio::time::timeout(OPERATION_BUDGET, sequence)
-            .await
-            .is_err()
-        {
-            failed("deadline", &MlflowError::Timeout(OPERATION_BUDGET));
-        }
-        run_id
+        let deadline = tokio::time::Instant::now() + OPERATION_BUDGET;
+        let report = &retrained.report;
+        let card = &retrained.artifact.card;
+        let run = within(deadline, inner.start_training_run(ctx, report, card)).await?;
+        let recorded = async {
+            inner
+                .log_training_metrics(ctx, retrained, &run.run_id)
+                .await?;
+            inner.upload_model(&run, &retrained.artifact).await?;
+            optional_step(
+                "end_run",
+                inner
+                    .client
+                    .end_run(&run.run_id, "FINISHED", now_ms())
+                    .await,
+            )?;
+            inner.register_version(&run, report).await
+        };
+        within(deadline, recorded).await;
+        Some(run.run_id)
     }
 
     /// Records a training that failed (or an upload that was rejected): a run that ends
@@ -246,14 +257,13 @@ impl Tracker {
 }
 
 impl Inner {
-    async fn training_succeeded(
+    /// The run of a training, created in its experiment with the training's tags.
+    async fn start_training_run(
         &self,
         ctx: &TrainingContext,
-        retrained: &Retrained,
-        run_id_out: &mut Option<String>,
-    ) -> Result<(), Abandoned> {
-        let report = &retrained.report;
-        let card = &retrained.artifact.card;
+        report: &TrainingReport,
+        card: &ModelCard,
+    ) -> Result<RunInfo, Abandoned> {
         let experiment = step(
             "experiment",
             self.client
@@ -277,8 +287,19 @@ impl Inner {
                 .create_run(&experiment.experiment_id, &report.version, start_ms, &tags)
                 .await,
         )?;
-        *run_id_out = Some(run.run_id.clone());
+        Ok(run)
+    }
 
+    /// Parameters and metrics: the holdout's, the comparison's, global importance and the
+    /// intervals' calibration, one metric each.
+    async fn log_training_metrics(
+        &self,
+        ctx: &TrainingContext,
+        retrained: &Retrained,
+        run_id: &str,
+    ) -> Result<(), Abandoned> {
+        let report = &retrained.report;
+        let card = &retrained.artifact.card;
         let mut params = params(ctx);
         params.push(KeyValue::new(
             "training_rows",
@@ -340,12 +361,19 @@ impl Inner {
             .collect();
         optional_step(
             "log_batch",
-            self.client
-                .log_batch(&run.run_id, &params, &metrics, &[])
-                .await,
+            self.client.log_batch(run_id, &params, &metrics, &[]).await,
         )?;
 
-        let artifact = Arc::clone(&retrained.artifact);
+        Ok(())
+    }
+
+    /// The model and its card as the run's artifacts (`model/model.bin`, `model/card.json`).
+    async fn upload_model(
+        &self,
+        run: &RunInfo,
+        artifact: &Arc<ModelArtifact>,
+    ) -> Result<(), Abandoned> {
+        let artifact = Arc::clone(artifact);
         let encoded = tokio::task::spawn_blocking(move || {
             let model = artifact.encode().map_err(|e| e.to_string())?;
             // The card file exactly as the registry stores it, artifact digest included.
@@ -379,11 +407,15 @@ impl Inner {
                 &MlflowError::Unsupported(format!("cannot encode the model: {error}")),
             ),
         }
-        optional_step(
-            "end_run",
-            self.client.end_run(&run.run_id, "FINISHED", now_ms()).await,
-        )?;
+        Ok(())
+    }
 
+    /// A registered model version from the run, and the `champion` alias if it was promoted.
+    async fn register_version(
+        &self,
+        run: &RunInfo,
+        report: &TrainingReport,
+    ) -> Result<(), Abandoned> {
         step(
             "registered_model",
             self.client.ensure_registered_model(&self.model_name).await,
@@ -608,6 +640,22 @@ fn failed(operation: &'static str, error: &MlflowError) {
         counter.with_label_values(&[operation]).inc();
     }
     tracing::warn!(operation, %error, "MLflow tracking call failed; continuing without it");
+}
+
+/// Runs one part of a recording until `deadline`: `None` if it was abandoned (already logged
+/// and counted) or ran out of time.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    part: impl std::future::Future<Output = Result<T, Abandoned>>,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, part).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(Abandoned)) => None,
+        Err(_) => {
+            failed("deadline", &MlflowError::Timeout(OPERATION_BUDGET));
+            None
+        }
+    }
 }
 
 /// A step the rest of the sequence needs.
