@@ -7,7 +7,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 
 use super::error::ApiError;
-use crate::model::input::{csv, form, json, BodyError, ParseLimits, ParsedBody};
+use crate::model::input::{csv, json, urlencoded, BodyError, ParseLimits, ParsedBody};
 
 /// Bodies up to this size are parsed in place: cheaper than a hop to the blocking pool.
 pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
@@ -38,7 +38,7 @@ pub fn predict_parser_of(headers: &HeaderMap) -> Option<ChosenParser> {
         })
     } else if media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         Some(ChosenParser {
-            parse: form::parse_form,
+            parse: urlencoded::parse_form,
             form: true,
         })
     } else {

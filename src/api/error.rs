@@ -243,6 +243,14 @@ impl IntoResponse for MlflowError {
     }
 }
 
+impl From<crate::service::body_budget::Busy> for ApiError {
+    fn from(busy: crate::service::body_budget::Busy) -> ApiError {
+        ApiError::Busy {
+            retry_after_seconds: busy.retry_after_seconds,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,13 +268,5 @@ mod tests {
             .get::<super::super::rejected::Rejection>()
             .expect("a rejection");
         assert!(rejection.0.contains("no such field"), "{rejection:?}");
-    }
-}
-
-impl From<crate::service::body_budget::Busy> for ApiError {
-    fn from(busy: crate::service::body_budget::Busy) -> ApiError {
-        ApiError::Busy {
-            retry_after_seconds: busy.retry_after_seconds,
-        }
     }
 }

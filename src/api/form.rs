@@ -101,7 +101,7 @@ pub fn render(fields: &Fields, result_class: &str, result_html: &str) -> String 
         ));
     }
     PAGE.replace("{{inputs}}", &inputs)
-        .replace("{{feedback_script}}", crate::feedback::form::SCRIPT)
+        .replace("{{feedback_script}}", super::tasted_quality::SCRIPT)
         .replace("{{result_class}}", result_class)
         .replace("{{result}}", result_html)
 }
@@ -141,7 +141,7 @@ pub fn describe_prediction(answer: &PredictionResponse) -> String {
             escape(&answer.out_of_range.join(", "))
         ));
     }
-    text.push_str(&crate::feedback::form::tasted_quality_form(
+    text.push_str(&super::tasted_quality::tasted_quality_form(
         &answer.prediction_id,
     ));
     text

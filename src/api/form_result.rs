@@ -149,7 +149,7 @@ fn result_html(
     if let (Some(explanation), Some(row), Some(card)) = (explanation, row, card) {
         html.push_str(&table(explanation, row, card, answer.prediction));
     }
-    html.push_str(&crate::feedback::form::tasted_quality_form(
+    html.push_str(&super::tasted_quality::tasted_quality_form(
         &answer.prediction_id,
     ));
     html

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod predict;
 pub mod rejected;
 pub mod schema;
+pub mod tasted_quality;
 pub mod train;
 
 use std::convert::Infallible;
@@ -60,20 +61,22 @@ pub const SCHEDULE_BODY_LIMIT: usize = 64 * 1024;
 /// `GET /api/predict` (the form), goes to the router. A body answered before its end is read
 /// on and thrown away (see [`drain`]).
 #[derive(Clone)]
-pub struct App {
+pub struct HttpService {
     router: Router,
     state: SharedState,
 }
 
-/// The application of `state`.
-pub fn app(state: SharedState) -> App {
-    App {
-        router: router(state.clone()),
-        state,
+impl HttpService {
+    /// The API over the instance `state`.
+    pub fn new(state: SharedState) -> HttpService {
+        HttpService {
+            router: routes(state.clone()),
+            state,
+        }
     }
 }
 
-impl<B> Service<HttpRequest<B>> for App
+impl<B> Service<HttpRequest<B>> for HttpService
 where
     B: HttpBody<Data = Bytes> + Drainable,
     B::Error: Into<BoxError>,
@@ -103,8 +106,8 @@ where
     }
 }
 
-/// The whole router.
-pub fn router(state: SharedState) -> Router {
+/// Every route, behind its guards and limits.
+pub fn routes(state: SharedState) -> Router {
     // Prediction bodies are admitted against the memory budget and read within the deadline
     // (`/api/predict` does it in its handler, one layer less on the hottest route).
     let admitted = |route: MethodRouter<SharedState>| {
@@ -423,8 +426,8 @@ mod tests {
             crate::config::Settings::from_env(Some(&dir.path().display().to_string())).unwrap();
         let registry = crate::registry::open_registry(&settings).await.unwrap();
         let state: SharedState = Arc::new(crate::service::state::AppState::new(settings, registry));
-        let app = app(state.clone());
-        let router = router(state);
+        let app = HttpService::new(state.clone());
+        let router = routes(state);
         let wine = r#"{"fixed_acidity":7.4,"volatile_acidity":0.7,"citric_acid":0,"residual_sugar":1.9,"chlorides":0.076,"free_sulfur_dioxide":11,"total_sulfur_dioxide":34,"density":0.9978,"pH":3.51,"sulphates":0.56,"alcohol":9.4}"#;
         // (method, path, content type, body): the fast path's route, its neighbours and its
         // errors, all asking for HTML as a browser does (only a form gets a page). No model is

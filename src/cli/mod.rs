@@ -232,7 +232,7 @@ pub enum CliError {
     JsonLine {
         path: String,
         line: usize,
-        source: InputErrorOrJson,
+        source: JsonLineError,
     },
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -288,7 +288,7 @@ impl CliError {
                 _ => None,
             },
             CliError::JsonLine {
-                source: InputErrorOrJson::Input(error),
+                source: JsonLineError::Input(error),
                 ..
             } => error.field().map(str::to_string),
             CliError::NoIdField { field, .. } => Some(field.clone()),
@@ -310,7 +310,7 @@ impl CliError {
 
 /// A JSON line that is not JSON, or not a valid feature object.
 #[derive(Debug, Error)]
-pub enum InputErrorOrJson {
+pub enum JsonLineError {
     #[error("not valid JSON: {0}")]
     Json(String),
     #[error(transparent)]

@@ -9,9 +9,7 @@ use crate::model::dataset::{read_features_keeping, FeatureTable};
 use crate::model::input::row_from_json;
 use crate::registry::open_registry;
 
-use super::{
-    load_model, open_input, CliError, InputErrorOrJson, Output, PredictArgs, PredictFormat,
-};
+use super::{load_model, open_input, CliError, JsonLineError, Output, PredictArgs, PredictFormat};
 
 pub(super) async fn predict(
     settings: &Settings,
@@ -153,7 +151,7 @@ fn read_json_lines(
             source,
         };
         let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| fail(InputErrorOrJson::Json(e.to_string())))?;
+            serde_json::from_str(&line).map_err(|e| fail(JsonLineError::Json(e.to_string())))?;
         let parsed = row_from_json(&value).map_err(|e| fail(e.into()))?;
         match value.get(id_field) {
             Some(serde_json::Value::String(text)) => ids.push(Some(text.clone())),

@@ -67,7 +67,7 @@ pub(super) async fn train(
             keep_versions: settings.keep_versions,
             max_label_shift: settings.max_label_shift,
         },
-        feedback: crate::feedback::training::load(settings).await,
+        feedback: crate::feedback::labelled_rows::load(settings).await,
         cross_validation: args.cv.map(|folds| CrossValidationPlan {
             folds,
             seed: args.seed,
@@ -122,7 +122,7 @@ fn print_trained(
     cv: Option<&CrossValidation>,
     output: Output,
 ) {
-    let mut value = serde_json::to_value(&report).unwrap_or_default();
+    let mut value = serde_json::to_value(report).unwrap_or_default();
     value["status"] = json!("trained");
     if let Some(run_id) = run_id {
         value["mlflow_run_id"] = json!(run_id);

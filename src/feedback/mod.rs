@@ -7,9 +7,9 @@
 //! - `openapi`: what the OpenAPI document says about ids and feedback.
 //! - `form`: the form page's id and tasted-quality form.
 
-pub mod form;
 pub mod id;
 pub mod join;
+pub mod labelled_rows;
 pub mod labels;
 pub mod log;
 pub mod metrics;
@@ -18,4 +18,3 @@ pub mod record;
 pub mod run;
 pub mod service;
 pub mod store;
-pub mod training;

@@ -198,8 +198,8 @@ async fn upload(
     etag: Option<String>,
     sha: &str,
 ) -> Answer {
-    let feedback = crate::feedback::training::load(&state.settings).await;
-    let trained_sha = crate::feedback::training::combined_sha(sha, feedback.as_ref());
+    let feedback = crate::feedback::labelled_rows::load(&state.settings).await;
+    let trained_sha = crate::feedback::labelled_rows::combined_sha(sha, feedback.as_ref());
     match version_trained_on(state, &trained_sha).await {
         Ok(Some(version)) => {
             let message = format!("{blob} was already trained as version {version}; nothing to do");

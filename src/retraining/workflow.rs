@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use crate::feedback::training::{merge, FeedbackRows};
+use crate::feedback::labelled_rows::{merge, FeedbackRows};
 use crate::model::algorithm::Algorithm;
 use crate::model::artifact::DataSource;
 use crate::model::dataset::{read_training_data, Dataset, DatasetError};
@@ -33,7 +33,7 @@ pub struct TrainingRequest {
     /// The recipe, holdout, split key, source and trigger.
     pub options: TrainOptions,
     pub policy: PromotionPolicy,
-    /// Labelled production rows to add (see [`crate::feedback::training`]).
+    /// Labelled production rows to add (see [`crate::feedback::labelled_rows`]).
     pub feedback: Option<FeedbackRows>,
     /// A cross-validation run before the fit (the CLI's `--cv`).
     pub cross_validation: Option<CrossValidationPlan>,

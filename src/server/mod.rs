@@ -70,7 +70,7 @@ pub async fn run(
         let _ = began_tx.send(());
     };
     let serving = state.settings.serving;
-    let app = crate::api::app(state);
+    let app = crate::api::HttpService::new(state);
     let served = listen::serve(
         listener,
         app,

@@ -194,7 +194,7 @@ async fn run(
             keep_versions: state.settings.keep_versions,
             max_label_shift: state.settings.max_label_shift,
         },
-        feedback: crate::feedback::training::load(&state.settings).await,
+        feedback: crate::feedback::labelled_rows::load(&state.settings).await,
         cross_validation: None,
         tracking: TrackingMode::Background,
     };

@@ -102,11 +102,11 @@ impl TrainingContext {
 /// Records trainings in MLflow. Cheap to clone; does nothing when tracking is off.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
-    inner: Option<Arc<Inner>>,
+    inner: Option<Arc<Recorder>>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Recorder {
     client: MlflowClient,
     experiment_name: String,
     model_name: String,
@@ -157,7 +157,7 @@ impl Tracker {
                     "MLflow tracking on"
                 );
                 Tracker {
-                    inner: Some(Arc::new(Inner {
+                    inner: Some(Arc::new(Recorder {
                         client,
                         experiment_name: settings.experiment_name.clone(),
                         model_name: settings.model_name.clone(),
@@ -256,7 +256,7 @@ impl Tracker {
     }
 }
 
-impl Inner {
+impl Recorder {
     /// The run of a training, created in its experiment with the training's tags.
     async fn start_training_run(
         &self,

@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::csv::parse_csv;
-use super::form::parse_form;
 use super::json::{parse_invocations, parse_predict};
+use super::urlencoded::parse_form;
 use super::{BodyError, InputError, ParseLimits};
 use crate::model::features::FEATURE_NAMES;
 

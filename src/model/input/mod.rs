@@ -2,14 +2,14 @@
 //! values become a validated [`FeatureRow`], with errors that name the field.
 //!
 //! Request bodies go through the bounded parsers in the submodules ([`json`], [`csv`],
-//! [`form`]): each costs time linear in the body and applies [`ParseLimits`] while it reads,
+//! [`urlencoded`]): each costs time linear in the body and applies [`ParseLimits`] while it reads,
 //! before any row is built, so no body of a given size costs more than any other.
 
 pub mod csv;
-pub mod form;
 pub mod json;
 mod limits;
 mod plain;
+pub mod urlencoded;
 
 pub use limits::{BodyError, IgnoredFields, ParseLimits, ParsedBody};
 
