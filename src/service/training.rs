@@ -27,14 +27,17 @@ pub enum LastTraining {
 }
 
 /// Why an HTTP-started training did not produce an answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Another training holds the lock.
+    #[error("another training is running on this instance")]
     Busy,
     /// The training data could not be read from its store.
+    #[error("the training data cannot be read: {0}")]
     Data(crate::registry::StoreError),
+    #[error(transparent)]
     Train(RetrainError),
     /// The task running the training ended without a result (it panicked).
+    #[error("the training task ended without a result")]
     Lost,
 }
 
