@@ -33,8 +33,8 @@ use crate::retraining::RetrainError;
 #[derive(Debug, Parser)]
 #[command(name = "sommelier", version, about, long_about = None)]
 pub struct Cli {
-    /// Model registry: a directory or a blob container URL [env: SOMMELIER_STORE] [default: .sommelier]
-    #[arg(long, global = true, value_name = "DIR|URL")]
+    /// Model registry: a directory or a blob container URL [default: .sommelier]
+    #[arg(long, global = true, value_name = "DIR|URL", env = "SOMMELIER_STORE")]
     pub store: Option<String>,
     /// Print one JSON object instead of text (and no progress display).
     #[arg(long, global = true)]
@@ -322,7 +322,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     if matches!(cli.command, Command::Serve(_)) && cli.json {
         return Err(CliError::ServeHasNoJson);
     }
-    let settings = Settings::from_env(cli.store.as_deref())?;
+    // A blank `SOMMELIER_STORE` counts as unset, as every blank setting does.
+    let store = cli.store.as_deref().filter(|store| !store.trim().is_empty());
+    let settings = Settings::from_env(store)?;
     let output = Output { json: cli.json };
     match cli.command {
         Command::Train(args) => train::train(&settings, args, output).await,
