@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::id::PredictionId;
 use super::metrics::LOG_METRICS;
-use super::record::{write_prediction_line, write_string, RowToWrite, TimeWriter};
+use super::record::{number_text, write_prediction_line, write_string, RowToWrite, TimeWriter};
 use super::store::{Appender, LoopStore, Stream, MAX_APPEND_BYTES};
 use crate::model::features::FeatureRow;
 
@@ -61,7 +61,8 @@ struct Shared {
     serial: u64,
     /// A request is logged when a uniform draw in [0, 2^64) is below this.
     threshold: u64,
-    sample_rate: f64,
+    /// The sampling rate as written on every line.
+    sample_rate_json: Vec<u8>,
     /// Model versions seen, as JSON strings; a record names one by index.
     versions: Mutex<Vec<Arc<[u8]>>>,
     sender: SyncSender<Record>,
@@ -226,7 +227,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         serial: LOGS.fetch_add(1, Ordering::Relaxed),
         threshold,
-        sample_rate: sample.min(1.0),
+        sample_rate_json: number_text(sample.min(1.0)),
         versions: Mutex::new(Vec::new()),
         sender,
     });
@@ -343,6 +344,10 @@ impl Writer {
                 return;
             }
             self.format_next();
+            if self.text.bytes.is_empty() {
+                self.written();
+                continue;
+            }
             let written = tokio::time::timeout(
                 remaining.min(APPEND_TIMEOUT),
                 self.appender.append(&self.text.bytes, now_millis()),
@@ -392,22 +397,24 @@ impl Writer {
         if self.text.rows > 0 {
             return;
         }
-        let mut line = Vec::with_capacity(512);
         for record in &self.held {
-            line.clear();
+            let start = self.text.bytes.len();
             let known = format(
                 record,
                 &self.shared,
                 &mut self.versions,
                 &mut self.times,
-                &mut line,
+                &mut self.text.bytes,
             );
-            if known && self.text.bytes.len() + line.len() > MAX_APPEND_BYTES {
-                break;
+            let fits = self.text.bytes.len() <= MAX_APPEND_BYTES;
+            if !fits {
+                self.text.bytes.truncate(start);
+                if start > 0 {
+                    break;
+                }
             }
             self.text.rows += 1;
-            if known {
-                self.text.bytes.extend_from_slice(&line);
+            if known && fits {
                 self.text.lines += 1;
             } else {
                 LOG_METRICS.dropped.inc();
@@ -449,7 +456,7 @@ fn format(
             model_version_json: version,
             inputs: &record.inputs,
             prediction: record.prediction,
-            sample_rate: shared.sample_rate,
+            sample_rate_json: &shared.sample_rate_json,
             client_request_id: record.client_request_id.as_deref(),
         },
         times,
@@ -527,7 +534,7 @@ mod tests {
             shared: Some(Arc::new(Shared {
                 serial: LOGS.fetch_add(1, Ordering::Relaxed),
                 threshold: (0.25 * u64::MAX as f64) as u64,
-                sample_rate: 0.25,
+                sample_rate_json: number_text(0.25),
                 versions: Mutex::new(Vec::new()),
                 sender,
             })),
@@ -542,7 +549,7 @@ mod tests {
         let shared = |serial| Shared {
             serial,
             threshold: u64::MAX,
-            sample_rate: 1.0,
+            sample_rate_json: number_text(1.0),
             versions: Mutex::new(Vec::new()),
             sender: sender.clone(),
         };

@@ -176,8 +176,16 @@ pub struct RowToWrite<'a> {
     pub model_version_json: &'a [u8],
     pub inputs: &'a FeatureRow,
     pub prediction: f64,
-    pub sample_rate: f64,
+    /// The sampling rate as a JSON number ([`number_text`]): the same for every row.
+    pub sample_rate_json: &'a [u8],
     pub client_request_id: Option<&'a str>,
+}
+
+/// `value` as a JSON number, for a value written on every line.
+pub fn number_text(value: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    write_number(value, &mut out);
+    out
 }
 
 /// Appends the line of one logged prediction, newline included: the same JSON as
@@ -207,7 +215,7 @@ pub fn write_prediction_line(row: &RowToWrite, times: &mut TimeWriter, out: &mut
     out.extend_from_slice(br#"},"prediction":"#);
     write_number(row.prediction, out);
     out.extend_from_slice(br#","sample_rate":"#);
-    write_number(row.sample_rate, out);
+    out.extend_from_slice(row.sample_rate_json);
     if let Some(client) = row.client_request_id {
         out.extend_from_slice(br#","client_request_id":"#);
         write_string(client, out);
@@ -317,7 +325,7 @@ mod tests {
                     model_version_json: &version,
                     inputs: &inputs,
                     prediction: 5.066_666_666_666_667,
-                    sample_rate: 0.25,
+                    sample_rate_json: &number_text(0.25),
                     client_request_id: client,
                 },
                 &mut times,
