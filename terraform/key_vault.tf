@@ -81,3 +81,38 @@ resource "azurerm_key_vault_secret" "mlflow_token" {
 
   depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
 }
+
+# Function keys (set on the functions by the deploy workflow after the package deployment:
+# azurerm has no resource for a function's key). Two keys, so that whoever holds the prediction
+# clients' key cannot send labels: labels steer retraining.
+resource "random_password" "prediction_client_key" {
+  length  = 48
+  special = false
+}
+
+resource "random_password" "feedback_function_key" {
+  length  = 48
+  special = false
+}
+
+resource "azurerm_key_vault_secret" "prediction_client_key" {
+  #checkov:skip=CKV_AZURE_41:Rotation is a Terraform action (terraform apply -replace=random_password.prediction_client_key) followed by a deployment, which sets the new key on the functions; an expiry date would not rotate anything.
+  name         = "prediction-client-function-key"
+  value        = random_password.prediction_client_key.result
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain"
+  tags         = local.tags
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+}
+
+resource "azurerm_key_vault_secret" "feedback_function_key" {
+  #checkov:skip=CKV_AZURE_41:Rotation is a Terraform action (terraform apply -replace=random_password.feedback_function_key) followed by a deployment, which sets the new key on the feedback function; an expiry date would not rotate anything.
+  name         = "feedback-function-key"
+  value        = random_password.feedback_function_key.result
+  key_vault_id = azurerm_key_vault.main.id
+  content_type = "text/plain"
+  tags         = local.tags
+
+  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+}

@@ -38,6 +38,16 @@ output "key_vault_name" {
   value       = azurerm_key_vault.main.name
 }
 
+output "prediction_client_key_secret_name" {
+  description = "Key Vault secret holding the function key of the prediction clients (predict, invocations, explain, models); the deploy workflow sets it on those functions."
+  value       = azurerm_key_vault_secret.prediction_client_key.name
+}
+
+output "feedback_key_secret_name" {
+  description = "Key Vault secret holding the feedback function's own key, for whoever records tastings only; the deploy workflow sets it on the feedback function."
+  value       = azurerm_key_vault_secret.feedback_function_key.name
+}
+
 output "application_insights_name" {
   description = "Application Insights component receiving the function app's telemetry."
   value       = azurerm_application_insights.main.name

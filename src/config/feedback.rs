@@ -13,8 +13,8 @@ pub struct FeedbackSettings {
     pub sample: f64,
     /// `SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS`: how often the log queue is written out.
     pub flush: Duration,
-    /// `SOMMELIER_PREDICTION_LOG_QUEUE_ROWS`: rows the log may hold before writing them;
-    /// more are dropped and counted.
+    /// `SOMMELIER_PREDICTION_LOG_QUEUE_ROWS`: rows the log may hold (queued, or waiting for
+    /// the store); more are dropped and counted.
     pub queue_rows: usize,
     /// `SOMMELIER_FEEDBACK_HORIZON_DAYS`: how far back the join looks for predictions and
     /// labels.

@@ -92,18 +92,16 @@ impl Default for PredictionId {
 }
 
 impl PredictionId {
-    /// The canonical text form, lower-case hex with hyphens, without allocating.
+    /// The canonical text form, lower-case hex with hyphens, without allocating: a byte's
+    /// two digits at a time, since every prediction answer and logged row carries one.
     pub fn encode(&self) -> [u8; 36] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Where each byte's two digits go: 8-4-4-4-12 digits, hyphens at 8, 13, 18 and 23.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
         let mut out = [b'-'; 36];
-        let mut nibble = 0;
-        for (index, slot) in out.iter_mut().enumerate() {
-            if matches!(index, 8 | 13 | 18 | 23) {
-                continue;
-            }
-            let shift = 124 - 4 * nibble;
-            *slot = HEX[((self.0 >> shift) & 0xf) as usize];
-            nibble += 1;
+        for (byte, at) in self.0.to_be_bytes().into_iter().zip(AT) {
+            out[at] = HEX[usize::from(byte >> 4)];
+            out[at + 1] = HEX[usize::from(byte & 0xf)];
         }
         out
     }

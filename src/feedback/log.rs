@@ -1,26 +1,33 @@
 //! The prediction log: a sampled record of every prediction row, written in the background.
 //!
-//! A prediction pays for a sampling draw (a thread-local generator), one atomic add that
-//! reserves its rows in the queue's bound, and a send on a lock-free channel: no lock, no
-//! formatting, no I/O. A task formats the queued rows into JSON lines and appends them in
-//! batches of at most 4 MiB every `SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS` (sooner when a
-//! quarter of the queue is full). Rows stay reserved until written, so a slow or unreachable
-//! store can hold at most `SOMMELIER_PREDICTION_LOG_QUEUE_ROWS` rows (about 0.5 KiB each);
-//! past that, rows are dropped and counted in `sommelier_prediction_log_dropped_total`, and
-//! the log resumes when the store answers again. Graceful shutdown writes what is queued.
+//! A prediction pays for a sampling draw (a thread-local generator), a copy of its id, inputs
+//! and prediction into a fixed-size record, and a `try_send` on a bounded channel whose slots
+//! are allocated once: no lock, no allocation, no formatting, no I/O. The model version goes
+//! as a number into this log's table of versions (looked up through a per-thread cache, so a
+//! lock is taken once per thread and model install). A task takes the records off the channel
+//! every [`DRAIN_EVERY`], and writes them as JSON lines in appends of at most 4 MiB every
+//! `SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS`, or sooner when half of what it may hold waits.
+//!
+//! Memory is bounded by `SOMMELIER_PREDICTION_LOG_QUEUE_ROWS`: half of it in the channel, half
+//! in the writer's hands until the store has taken them (about 150 bytes a row), plus one
+//! append's text. A slow or unreachable store fills both; past that, rows are dropped and
+//! counted in `sommelier_prediction_log_dropped_total`, predictions go on unchanged, and the
+//! log resumes when the store answers again. Graceful shutdown writes what is held.
 //!
 //! Not here: the line format (`record`), where lines go (`store`).
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::watch;
 
 use super::id::PredictionId;
 use super::metrics::LOG_METRICS;
-use super::record::{time_text, Inputs, PredictionLine};
+use super::record::{number_text, write_prediction_line, write_string, RowToWrite, TimeWriter};
 use super::store::{Appender, LoopStore, Stream, MAX_APPEND_BYTES};
 use crate::model::features::FeatureRow;
 
@@ -28,41 +35,74 @@ use crate::model::features::FeatureRow;
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the final write at shutdown may take.
 const SHUTDOWN_WRITE: Duration = Duration::from_secs(3);
+/// Longest wait before an append that failed is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the writer takes records off the channel.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
+/// Marks a record whose row id is `<id>` rather than `<id>.<row>`.
+const UNNUMBERED: u32 = u32::MAX;
 
-/// The rows of one logged request.
-enum Rows {
-    One(FeatureRow, f64),
-    Many(Vec<FeatureRow>, Vec<f64>),
-}
-
-/// One logged request, as queued.
-struct Entry {
+/// One logged row, as queued: fixed size, nothing to format.
+struct Record {
     id: PredictionId,
-    unix_millis: u64,
-    model_version: String,
-    rows: Rows,
-    /// Rows are `<id>.<row>` (a batch, or any MLflow call); else the row is `<id>`.
-    numbered: bool,
+    inputs: FeatureRow,
+    prediction: f64,
+    /// Index into the log's table of model versions.
+    version: u32,
+    /// The row number of `<id>.<row>`, or [`UNNUMBERED`].
+    row: u32,
     client_request_id: Option<Box<str>>,
 }
 
-impl Entry {
-    fn row_count(&self) -> usize {
-        match &self.rows {
-            Rows::One(..) => 1,
-            Rows::Many(rows, _) => rows.len(),
-        }
-    }
-}
+/// Distinguishes logs in the per-thread version cache (tests run several in one process).
+static LOGS: AtomicU64 = AtomicU64::new(0);
 
 struct Shared {
+    serial: u64,
     /// A request is logged when a uniform draw in [0, 2^64) is below this.
     threshold: u64,
-    sample_rate: f64,
-    capacity: usize,
-    queued: AtomicUsize,
-    wake: Notify,
-    sender: mpsc::UnboundedSender<Entry>,
+    /// The sampling rate as written on every line.
+    sample_rate_json: Vec<u8>,
+    /// Model versions seen, as JSON strings; a record names one by index.
+    versions: Mutex<Vec<Arc<[u8]>>>,
+    sender: SyncSender<Record>,
+}
+
+impl Shared {
+    /// The index of `version` in the table, through this thread's cache of the last one.
+    fn version_index(&self, version: &str) -> u32 {
+        VERSION_CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((serial, text, index)) = cache.as_ref() {
+                if *serial == self.serial && **text == *version {
+                    return *index;
+                }
+            }
+            let index = self.intern(version);
+            *cache = Some((self.serial, Box::from(version), index));
+            index
+        })
+    }
+
+    fn intern(&self, version: &str) -> u32 {
+        let mut json = Vec::with_capacity(version.len() + 2);
+        write_string(version, &mut json);
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = versions.iter().position(|v| **v == *json) {
+            return index as u32;
+        }
+        versions.push(json.into());
+        (versions.len() - 1) as u32
+    }
+
+    fn send(&self, record: Record) {
+        match self.sender.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                LOG_METRICS.dropped.inc();
+            }
+        }
+    }
 }
 
 /// The handle predictions log through; cheap to clone. A log that is off does nothing.
@@ -73,6 +113,8 @@ pub struct PredictionLog {
 
 thread_local! {
     static DRAWS: Cell<u64> = Cell::new(PredictionId::new().encode().iter().fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)) | 1);
+    /// The last model version this thread logged: the log's serial, the text, its index.
+    static VERSION_CACHE: RefCell<Option<(u64, Box<str>, u32)>> = const { RefCell::new(None) };
 }
 
 /// A uniform draw from a thread-local xorshift generator.
@@ -99,29 +141,6 @@ impl PredictionLog {
         (shared.threshold == u64::MAX || draw() < shared.threshold).then_some(shared)
     }
 
-    /// Reserves `rows` in the bound; counts them dropped when they do not fit.
-    fn reserve(shared: &Shared, rows: usize) -> bool {
-        let before = shared.queued.fetch_add(rows, Ordering::AcqRel);
-        if before + rows > shared.capacity {
-            shared.queued.fetch_sub(rows, Ordering::AcqRel);
-            LOG_METRICS.dropped.inc_by(rows as u64);
-            return false;
-        }
-        let quarter = shared.capacity / 4;
-        if before < quarter && before + rows >= quarter {
-            shared.wake.notify_one();
-        }
-        true
-    }
-
-    fn send(shared: &Shared, entry: Entry) {
-        let rows = entry.row_count();
-        if shared.sender.send(entry).is_err() {
-            shared.queued.fetch_sub(rows, Ordering::AcqRel);
-            LOG_METRICS.dropped.inc_by(rows as u64);
-        }
-    }
-
     /// Logs one prediction, row id `<id>`.
     pub fn one(
         &self,
@@ -132,20 +151,14 @@ impl PredictionLog {
         client_request_id: Option<Box<str>>,
     ) {
         let Some(shared) = self.sampled() else { return };
-        if !Self::reserve(shared, 1) {
-            return;
-        }
-        Self::send(
-            shared,
-            Entry {
-                id,
-                unix_millis: id.unix_millis(),
-                model_version: model_version.to_string(),
-                rows: Rows::One(*row, prediction),
-                numbered: false,
-                client_request_id,
-            },
-        );
+        shared.send(Record {
+            id,
+            inputs: *row,
+            prediction,
+            version: shared.version_index(model_version),
+            row: UNNUMBERED,
+            client_request_id,
+        });
     }
 
     /// Logs a request's rows, row ids `<id>.<row>` (or `<id>` for a single row when not
@@ -160,28 +173,21 @@ impl PredictionLog {
         client_request_id: Option<Box<str>>,
     ) {
         let Some(shared) = self.sampled() else { return };
-        let count = rows.len().min(predictions.len());
-        if count == 0 || !Self::reserve(shared, count) {
-            return;
-        }
-        Self::send(
-            shared,
-            Entry {
+        let version = shared.version_index(model_version);
+        for (index, (row, prediction)) in rows.iter().zip(predictions).enumerate() {
+            shared.send(Record {
                 id,
-                unix_millis: id.unix_millis(),
-                model_version: model_version.to_string(),
-                rows: Rows::Many(rows[..count].to_vec(), predictions[..count].to_vec()),
-                numbered,
-                client_request_id,
-            },
-        );
-    }
-
-    /// Rows queued or being written now.
-    pub fn queued_rows(&self) -> usize {
-        self.shared
-            .as_ref()
-            .map_or(0, |s| s.queued.load(Ordering::Acquire))
+                inputs: *row,
+                prediction: *prediction,
+                version,
+                row: if numbered {
+                    u32::try_from(index).unwrap_or(UNNUMBERED - 1)
+                } else {
+                    UNNUMBERED
+                },
+                client_request_id: client_request_id.clone(),
+            });
+        }
     }
 }
 
@@ -200,6 +206,7 @@ impl LogWriter {
 }
 
 /// Starts the log: the handle and its writer, or an off handle when the sample is 0.
+/// `capacity` rows at most are held: half in the channel, half in the writer's hands.
 pub fn start(
     store: LoopStore,
     writer: &str,
@@ -215,18 +222,30 @@ pub fn start(
     } else {
         (sample * u64::MAX as f64) as u64
     };
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let held = (capacity / 2).max(1);
+    let (sender, receiver) = sync_channel(capacity.saturating_sub(held).max(1));
     let shared = Arc::new(Shared {
+        serial: LOGS.fetch_add(1, Ordering::Relaxed),
         threshold,
-        sample_rate: sample.min(1.0),
-        capacity,
-        queued: AtomicUsize::new(0),
-        wake: Notify::new(),
+        sample_rate_json: number_text(sample.min(1.0)),
+        versions: Mutex::new(Vec::new()),
         sender,
     });
     let (stop, stopped) = watch::channel(false);
-    let appender = store.appender(Stream::Log, writer);
-    let task = tokio::spawn(run(shared.clone(), receiver, appender, flush, stopped));
+    let writer = Writer {
+        shared: shared.clone(),
+        receiver,
+        appender: store.appender(Stream::Log, writer),
+        held: VecDeque::new(),
+        max_held: held,
+        text: Text::default(),
+        versions: Vec::new(),
+        times: TimeWriter::default(),
+        flush,
+        last_write: Instant::now(),
+        retry_at: None,
+    };
+    let task = tokio::spawn(writer.run(stopped));
     (
         PredictionLog {
             shared: Some(shared),
@@ -235,26 +254,33 @@ pub fn start(
     )
 }
 
-/// Lines formatted and waiting to be written, each batch at most [`MAX_APPEND_BYTES`].
+/// The lines of the first records held, formatted once and kept until the store takes them.
 #[derive(Default)]
-struct Pending {
-    batches: std::collections::VecDeque<(Vec<u8>, usize)>,
+struct Text {
+    bytes: Vec<u8>,
+    /// Records of `held` this append covers.
+    rows: usize,
+    /// Lines among them (a record that cannot be formatted is dropped and counted).
+    lines: usize,
 }
 
-impl Pending {
-    fn push_line(&mut self, line: &[u8]) {
-        let fits = self
-            .batches
-            .back()
-            .is_some_and(|(bytes, _)| bytes.len() + line.len() <= MAX_APPEND_BYTES);
-        if !fits {
-            self.batches.push_back((Vec::with_capacity(64 * 1024), 0));
-        }
-        if let Some((bytes, rows)) = self.batches.back_mut() {
-            bytes.extend_from_slice(line);
-            *rows += 1;
-        }
-    }
+/// The writer task's state.
+struct Writer {
+    shared: Arc<Shared>,
+    receiver: Receiver<Record>,
+    appender: Appender,
+    /// Records taken off the channel, not yet written.
+    held: VecDeque<Record>,
+    max_held: usize,
+    /// The next append: the lines of `held`'s first `text.rows` records.
+    text: Text,
+    /// This writer's copy of the version table.
+    versions: Vec<Arc<[u8]>>,
+    times: TimeWriter,
+    flush: Duration,
+    last_write: Instant,
+    /// After a failed append, no new try before this.
+    retry_at: Option<Instant>,
 }
 
 fn now_millis() -> u64 {
@@ -263,128 +289,180 @@ fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Formats an entry's rows into `pending`. A line longer than one append (it cannot be) is
-/// dropped and counted.
-fn format_entry(
-    entry: &Entry,
-    sample_rate: f64,
-    pending: &mut Pending,
-    line: &mut Vec<u8>,
-) -> usize {
-    let time = time_text(entry.unix_millis);
-    let id = entry.id.to_string();
-    let mut dropped = 0;
-    let mut one = |row_id: &str, row: &FeatureRow, prediction: f64| {
-        line.clear();
-        let record = PredictionLine {
-            id: row_id,
-            time: &time,
-            model_version: &entry.model_version,
-            inputs: Inputs(*row),
-            prediction,
-            sample_rate,
-            client_request_id: entry.client_request_id.as_deref(),
-        };
-        if serde_json::to_writer(&mut *line, &record).is_err() || line.len() >= MAX_APPEND_BYTES {
-            dropped += 1;
-            return;
-        }
-        line.push(b'\n');
-        pending.push_line(line);
-    };
-    match &entry.rows {
-        Rows::One(row, prediction) if !entry.numbered => one(&id, row, *prediction),
-        Rows::One(row, prediction) => one(&format!("{id}.0"), row, *prediction),
-        Rows::Many(rows, predictions) => {
-            for (index, (row, prediction)) in rows.iter().zip(predictions).enumerate() {
-                if entry.numbered {
-                    one(&format!("{id}.{index}"), row, *prediction);
-                } else {
-                    one(&id, row, *prediction);
+impl Writer {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(DRAIN_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.changed() => true,
+            };
+            self.take();
+            if stopping {
+                self.write_out(SHUTDOWN_WRITE, &mut failing_since).await;
+                let left = self.left_at_shutdown();
+                if left > 0 {
+                    LOG_METRICS.dropped.inc_by(left as u64);
+                    tracing::warn!(rows = left, "prediction log rows not written at shutdown");
                 }
+                return;
+            }
+            if self.due() {
+                self.write_out(APPEND_TIMEOUT, &mut failing_since).await;
             }
         }
     }
-    dropped
-}
 
-async fn run(
-    shared: Arc<Shared>,
-    mut receiver: mpsc::UnboundedReceiver<Entry>,
-    mut appender: Appender,
-    flush: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut interval = tokio::time::interval(flush);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pending = Pending::default();
-    let mut line = Vec::with_capacity(512);
-    let mut failing_since: Option<std::time::Instant> = None;
-    loop {
-        let stopping = tokio::select! {
-            _ = interval.tick() => false,
-            _ = shared.wake.notified() => false,
-            _ = stop.changed() => true,
-        };
-        while let Ok(entry) = receiver.try_recv() {
-            let dropped = format_entry(&entry, shared.sample_rate, &mut pending, &mut line);
-            if dropped > 0 {
-                shared.queued.fetch_sub(dropped, Ordering::AcqRel);
-                LOG_METRICS.dropped.inc_by(dropped as u64);
+    /// Moves records from the channel into `held`, up to its bound.
+    fn take(&mut self) {
+        while self.held.len() < self.max_held {
+            match self.receiver.try_recv() {
+                Ok(record) => self.held.push_back(record),
+                Err(_) => break,
             }
         }
-        let deadline = if stopping {
-            SHUTDOWN_WRITE
-        } else {
-            APPEND_TIMEOUT
-        };
-        let started = std::time::Instant::now();
-        while let Some((bytes, rows)) = pending.batches.front() {
+    }
+
+    /// Whether to write now: the flush interval passed or half the writer's share waits, and
+    /// no failure asks to wait.
+    fn due(&self) -> bool {
+        if self.held.is_empty() || self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return false;
+        }
+        self.last_write.elapsed() >= self.flush || self.held.len() >= self.max_held / 2
+    }
+
+    /// Appends what is held, one append at a time, until done, a failure, or `deadline`.
+    async fn write_out(&mut self, deadline: Duration, failing_since: &mut Option<Instant>) {
+        let started = Instant::now();
+        self.last_write = started;
+        while !self.held.is_empty() {
             let remaining = deadline.saturating_sub(started.elapsed());
             if remaining.is_zero() {
-                break;
+                return;
             }
-            let written =
-                tokio::time::timeout(remaining, appender.append(bytes, now_millis())).await;
-            match written {
-                Ok(Ok(())) => {
-                    shared.queued.fetch_sub(*rows, Ordering::AcqRel);
-                    LOG_METRICS.written.inc_by(*rows as u64);
-                    pending.batches.pop_front();
-                    if let Some(since) = failing_since.take() {
-                        tracing::info!(
-                            seconds = since.elapsed().as_secs(),
-                            "the prediction log is written again"
-                        );
-                    }
-                }
-                Ok(Err(error)) => {
-                    LOG_METRICS.write_failures.inc();
-                    if failing_since.is_none() {
-                        failing_since = Some(std::time::Instant::now());
-                        tracing::warn!(%error, "the prediction log cannot be written; rows are kept up to the queue's bound, then dropped and counted");
-                    }
-                    break;
-                }
-                Err(_) => {
-                    LOG_METRICS.write_failures.inc();
-                    if failing_since.is_none() {
-                        failing_since = Some(std::time::Instant::now());
-                        tracing::warn!("the prediction log store does not answer; rows are kept up to the queue's bound, then dropped and counted");
-                    }
-                    break;
-                }
+            self.format_next();
+            if self.text.bytes.is_empty() {
+                self.written();
+                continue;
             }
-        }
-        if stopping {
-            let left: usize = pending.batches.iter().map(|(_, rows)| rows).sum();
-            if left > 0 {
-                LOG_METRICS.dropped.inc_by(left as u64);
-                tracing::warn!(rows = left, "prediction log rows not written at shutdown");
+            let written = tokio::time::timeout(
+                remaining.min(APPEND_TIMEOUT),
+                self.appender.append(&self.text.bytes, now_millis()),
+            )
+            .await;
+            let error = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some("the store does not answer".to_string()),
+            };
+            if let Some(error) = error {
+                LOG_METRICS.write_failures.inc();
+                self.retry_at = Some(Instant::now() + self.flush.min(RETRY_AFTER));
+                if failing_since.is_none() {
+                    *failing_since = Some(Instant::now());
+                    tracing::warn!(%error, "the prediction log cannot be written; rows are kept up to the queue's bound, then dropped and counted");
+                }
+                return;
             }
-            return;
+            self.written();
+            self.take();
+            self.retry_at = None;
+            if let Some(since) = failing_since.take() {
+                tracing::info!(
+                    seconds = since.elapsed().as_secs(),
+                    "the prediction log is written again"
+                );
+            }
         }
     }
+
+    /// The records of the last append are written: let them go.
+    fn written(&mut self) {
+        let rows = self.text.rows;
+        self.held.drain(..rows.min(self.held.len()));
+        LOG_METRICS.written.inc_by(self.text.lines as u64);
+        self.text = Text {
+            bytes: std::mem::take(&mut self.text.bytes),
+            ..Text::default()
+        };
+        self.text.bytes.clear();
+    }
+
+    /// Formats the held records into the next append, unless it is formatted already (a
+    /// retry sends the same bytes).
+    fn format_next(&mut self) {
+        if self.text.rows > 0 {
+            return;
+        }
+        for record in &self.held {
+            let start = self.text.bytes.len();
+            let known = format(
+                record,
+                &self.shared,
+                &mut self.versions,
+                &mut self.times,
+                &mut self.text.bytes,
+            );
+            let fits = self.text.bytes.len() <= MAX_APPEND_BYTES;
+            if !fits {
+                self.text.bytes.truncate(start);
+                if start > 0 {
+                    break;
+                }
+            }
+            self.text.rows += 1;
+            if known && fits {
+                self.text.lines += 1;
+            } else {
+                LOG_METRICS.dropped.inc();
+            }
+        }
+    }
+
+    /// Counts what could not be written before shutdown.
+    fn left_at_shutdown(&mut self) -> usize {
+        let mut left = self.held.len();
+        while self.receiver.try_recv().is_ok() {
+            left += 1;
+        }
+        left
+    }
+}
+
+/// Writes one record's line; false when its version is unknown (it cannot be).
+fn format(
+    record: &Record,
+    shared: &Shared,
+    versions: &mut Vec<Arc<[u8]>>,
+    times: &mut TimeWriter,
+    out: &mut Vec<u8>,
+) -> bool {
+    let index = record.version as usize;
+    if index >= versions.len() {
+        let table = shared.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions.clone_from(&table);
+    }
+    let Some(version) = versions.get(index) else {
+        return false;
+    };
+    write_prediction_line(
+        &RowToWrite {
+            id: &record.id.encode(),
+            row: (record.row != UNNUMBERED).then_some(record.row),
+            unix_millis: record.id.unix_millis(),
+            model_version_json: version,
+            inputs: &record.inputs,
+            prediction: record.prediction,
+            sample_rate_json: &shared.sample_rate_json,
+            client_request_id: record.client_request_id.as_deref(),
+        },
+        times,
+        out,
+    );
+    true
 }
 
 #[cfg(test)]
@@ -395,46 +473,91 @@ mod tests {
         [value; crate::model::features::FEATURE_COUNT]
     }
 
+    async fn written_lines(store: &LoopStore) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        for name in store.list(Stream::Log, "0000").await.unwrap() {
+            let bytes = store.read(&name).await.unwrap();
+            for line in String::from_utf8(bytes).unwrap().lines() {
+                lines.push(serde_json::from_str(line).unwrap());
+            }
+        }
+        lines
+    }
+
     #[tokio::test]
-    async fn rows_past_the_bound_are_dropped_and_counted_and_the_rest_written_at_shutdown() {
+    async fn a_stalled_store_holds_at_most_the_bound_drops_and_counts_the_rest_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let store = LoopStore::Local(dir.path().to_path_buf());
+        // The log's directory cannot be made: a file stands where it goes.
+        std::fs::write(dir.path().join("log"), b"in the way").unwrap();
         let (log, writer) = start(store.clone(), "test", 1.0, Duration::from_secs(3600), 10);
         let dropped_before = LOG_METRICS.dropped.get();
-        for index in 0..12 {
+        for index in 0..5 {
             log.one(PredictionId::new(), "v1", &row(index as f64), 5.0, None);
         }
-        assert_eq!(log.queued_rows(), 10);
-        assert_eq!(LOG_METRICS.dropped.get() - dropped_before, 2);
+        // The writer takes the first five and fails to write them; five more fit the channel.
+        tokio::time::sleep(DRAIN_EVERY * 3).await;
+        for index in 5..15 {
+            log.one(PredictionId::new(), "v1", &row(index as f64), 5.0, None);
+        }
+        assert_eq!(LOG_METRICS.dropped.get() - dropped_before, 5);
+        // The store returns: what the bound kept is written, and the log goes on.
+        std::fs::remove_file(dir.path().join("log")).unwrap();
+        tokio::time::sleep(RETRY_AFTER + DRAIN_EVERY * 5).await;
+        log.rows(
+            PredictionId::new(),
+            "v2",
+            &[row(1.0), row(2.0)],
+            &[6.0, 7.0],
+            true,
+            Some("client-1".into()),
+        );
         writer.unwrap().shutdown().await;
-        let names = store.list(Stream::Log, "0000").await.unwrap();
-        assert_eq!(names.len(), 1, "{names:?}");
-        let bytes = store.read(&names[0]).await.unwrap();
-        let text = String::from_utf8(bytes).unwrap();
-        assert_eq!(text.lines().count(), 10);
-        for line in text.lines() {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let lines = written_lines(&store).await;
+        assert_eq!(lines.len(), 12, "{lines:?}");
+        assert_eq!(LOG_METRICS.dropped.get() - dropped_before, 5);
+        for (index, value) in lines[..10].iter().enumerate() {
             assert_eq!(value["model_version"], "v1");
             assert_eq!(value["sample_rate"], 1.0);
-            assert_eq!(value["inputs"].as_object().unwrap().len(), 11);
+            assert_eq!(value["inputs"]["alcohol"], index as f64);
             assert!(value.get("client_request_id").is_none());
         }
+        assert_eq!(lines[11]["model_version"], "v2");
+        assert_eq!(lines[11]["client_request_id"], "client-1");
+        assert!(lines[11]["id"].as_str().unwrap().ends_with(".1"));
     }
 
     #[test]
     fn a_quarter_sample_logs_about_a_quarter() {
-        let (sender, _receiver) = mpsc::unbounded_channel();
+        let (sender, _receiver) = sync_channel(1);
         let log = PredictionLog {
             shared: Some(Arc::new(Shared {
+                serial: LOGS.fetch_add(1, Ordering::Relaxed),
                 threshold: (0.25 * u64::MAX as f64) as u64,
-                sample_rate: 0.25,
-                capacity: usize::MAX / 2,
-                queued: AtomicUsize::new(0),
-                wake: Notify::new(),
+                sample_rate_json: number_text(0.25),
+                versions: Mutex::new(Vec::new()),
                 sender,
             })),
         };
         let sampled = (0..100_000).filter(|_| log.sampled().is_some()).count();
         assert!((23_000..27_000).contains(&sampled), "{sampled}");
+    }
+
+    #[test]
+    fn versions_are_numbered_once_per_log() {
+        let (sender, _receiver) = sync_channel(1);
+        let shared = |serial| Shared {
+            serial,
+            threshold: u64::MAX,
+            sample_rate_json: number_text(1.0),
+            versions: Mutex::new(Vec::new()),
+            sender: sender.clone(),
+        };
+        let (a, b) = (shared(u64::MAX - 1), shared(u64::MAX - 2));
+        assert_eq!(a.version_index("v1"), 0);
+        assert_eq!(a.version_index("v2"), 1);
+        assert_eq!(a.version_index("v1"), 0);
+        assert_eq!(b.version_index("v2"), 0);
+        assert_eq!(a.versions.lock().unwrap().len(), 2);
     }
 }

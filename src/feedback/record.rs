@@ -118,6 +118,124 @@ pub struct PredictionLine<'a> {
     pub client_request_id: Option<&'a str>,
 }
 
+/// Times as [`time_text`] writes them, with the text up to the second kept from the last
+/// call: rows logged in the same second pay for three digits.
+#[derive(Default)]
+pub struct TimeWriter {
+    second: Option<u64>,
+    prefix: Vec<u8>,
+}
+
+impl TimeWriter {
+    /// Appends the time of `unix_millis`, `YYYY-MM-DDTHH:MM:SS.fffZ`, to `out`.
+    pub fn write(&mut self, unix_millis: u64, out: &mut Vec<u8>) {
+        let second = unix_millis / 1000;
+        if self.second != Some(second) {
+            let text = crate::model::artifact::rfc3339_utc(second);
+            self.prefix.clear();
+            self.prefix
+                .extend_from_slice(text.trim_end_matches('Z').as_bytes());
+            self.second = Some(second);
+        }
+        let millis = (unix_millis % 1000) as u32;
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (millis / 100) as u8,
+            b'0' + (millis / 10 % 10) as u8,
+            b'0' + (millis % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+/// Appends `value` as a JSON number (`null` when not finite, as `serde_json` writes it).
+fn write_number(value: f64, out: &mut Vec<u8>) {
+    use serde_json::ser::Formatter;
+    let mut formatter = serde_json::ser::CompactFormatter;
+    if value.is_finite() {
+        // Writing into a vector cannot fail.
+        let _ = formatter.write_f64(out, value);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends `text` as a JSON string, quoted and escaped.
+pub fn write_string(text: &str, out: &mut Vec<u8>) {
+    // Writing a string into a vector cannot fail.
+    let _ = serde_json::to_writer(out, text);
+}
+
+/// One prediction row as the writer holds it, with its version already a JSON string.
+pub struct RowToWrite<'a> {
+    pub id: &'a [u8; 36],
+    /// `Some(n)`: the row id is `<id>.<n>`; else `<id>`.
+    pub row: Option<u32>,
+    pub unix_millis: u64,
+    pub model_version_json: &'a [u8],
+    pub inputs: &'a FeatureRow,
+    pub prediction: f64,
+    /// The sampling rate as a JSON number ([`number_text`]): the same for every row.
+    pub sample_rate_json: &'a [u8],
+    pub client_request_id: Option<&'a str>,
+}
+
+/// `value` as a JSON number, for a value written on every line.
+pub fn number_text(value: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    write_number(value, &mut out);
+    out
+}
+
+/// Appends the line of one logged prediction, newline included: the same JSON as
+/// [`PredictionLine`] through `serde_json`, written without building the value first, since
+/// the log writer shares the processors with the predictions it records.
+pub fn write_prediction_line(row: &RowToWrite, times: &mut TimeWriter, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"id":""#);
+    out.extend_from_slice(row.id);
+    if let Some(number) = row.row {
+        out.push(b'.');
+        out.extend_from_slice(itoa_u32(number, &mut [0; 10]));
+    }
+    out.extend_from_slice(br#"","time":""#);
+    times.write(row.unix_millis, out);
+    out.extend_from_slice(br#"","model_version":"#);
+    out.extend_from_slice(row.model_version_json);
+    out.extend_from_slice(br#","inputs":{"#);
+    for (index, (name, value)) in FEATURE_NAMES.iter().zip(row.inputs).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_number(*value, out);
+    }
+    out.extend_from_slice(br#"},"prediction":"#);
+    write_number(row.prediction, out);
+    out.extend_from_slice(br#","sample_rate":"#);
+    out.extend_from_slice(row.sample_rate_json);
+    if let Some(client) = row.client_request_id {
+        out.extend_from_slice(br#","client_request_id":"#);
+        write_string(client, out);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// The decimal digits of `value`, written into the end of `buffer`.
+fn itoa_u32(mut value: u32, buffer: &mut [u8; 10]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buffer[start..];
+        }
+    }
+}
+
 /// One logged prediction row, as read back by the join.
 #[derive(Debug, Deserialize)]
 pub struct LoggedPrediction {
@@ -168,6 +286,59 @@ mod tests {
         assert_eq!(parse_time("2025-12-06T05:46:40Z"), Some(1_765_000_000_000));
         assert_eq!(parse_time("2025-12-06 05:46:40Z"), None);
         assert_eq!(hour_partition(millis), "2025/12/06/05");
+    }
+
+    #[test]
+    fn a_line_written_by_hand_is_the_serde_line() {
+        let id = crate::feedback::id::PredictionId::at(1_765_000_000_123);
+        let text = id.to_string();
+        let mut inputs = [0.0; FEATURE_COUNT];
+        for (index, value) in inputs.iter_mut().enumerate() {
+            *value = index as f64 * 1.1 + 1e-7;
+        }
+        inputs[3] = 12.0;
+        let mut times = TimeWriter::default();
+        for (row, client) in [(None, None), (Some(17), Some("a\"b\\c"))] {
+            let row_id = match row {
+                Some(n) => format!("{text}.{n}"),
+                None => text.clone(),
+            };
+            let mut expected = serde_json::to_vec(&PredictionLine {
+                id: &row_id,
+                time: &time_text(id.unix_millis()),
+                model_version: "v\"1",
+                inputs: Inputs(inputs),
+                prediction: 5.066_666_666_666_667,
+                sample_rate: 0.25,
+                client_request_id: client,
+            })
+            .unwrap();
+            expected.push(b'\n');
+            let mut version = Vec::new();
+            write_string("v\"1", &mut version);
+            let mut line = Vec::new();
+            write_prediction_line(
+                &RowToWrite {
+                    id: &id.encode(),
+                    row,
+                    unix_millis: id.unix_millis(),
+                    model_version_json: &version,
+                    inputs: &inputs,
+                    prediction: 5.066_666_666_666_667,
+                    sample_rate_json: &number_text(0.25),
+                    client_request_id: client,
+                },
+                &mut times,
+                &mut line,
+            );
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+        let mut out = Vec::new();
+        times.write(1_765_000_001_007, &mut out);
+        assert_eq!(out, time_text(1_765_000_001_007).as_bytes());
     }
 
     #[test]

@@ -342,13 +342,16 @@ def test_deploy_steps_come_in_order(deploy: dict):
         r"^terraform plan .*-out.*enable_blob_trigger_subscription=",
         r"^terraform apply .*phase1",
         r"az functionapp deployment source config-zip",
+        r"az keyvault secret show",
+        r"az functionapp function keys set",
         r"^terraform plan .*-out.*enable_blob_trigger_subscription=true",
         r"^terraform apply .*phase2",
         r"terraform output -raw ansible_inventory_yaml",
         r"ansible-playbook .*monitoring/ansible/site\.yml",
-        r"az functionapp keys list",
+        r"az keyvault secret show",
         r"/api/health",
         r"/api/predict",
+        r"/api/feedback",
         r"az storage blob upload",
         r"/api/models",
     ]
@@ -690,3 +693,58 @@ def test_bootstrap_names_the_state_data_role_the_backend_needs(deploy: dict, rep
     header = "\n".join(line for line in (repo / ".github" / "workflows" / "deploy.yml").read_text().splitlines()
                        if line.startswith("#"))
     assert "Storage Blob Data" in header and "Contributor on the state container" in " ".join(header.replace("#", " ").split())
+
+
+# ---------------------------------------------------------------------------------------------
+# The feedback function's own key (issue 31): labels steer retraining
+# ---------------------------------------------------------------------------------------------
+
+KEYS_ENV = {"RESOURCE_GROUP": "rg", "FUNCTION_APP": "app", "KEY_VAULT": "kv", "CLIENT_KEY_SECRET": "client-secret",
+            "FEEDBACK_KEY_SECRET": "feedback-secret", "RETRY_PAUSE_SECONDS": "0"}
+KEY_ANSWERS = {"keyvault secret show --vault-name kv --name client-secret": [{"out": "client-key-value\n"}],
+               "keyvault secret show --vault-name kv --name feedback-secret": [{"out": "feedback-key-value\n"}]}
+
+
+def key_sets(calls: list) -> dict:
+    """function name -> (key name, key value) of each `az functionapp function keys set`."""
+    sets = {}
+    for call in calls:
+        if call[:4] == ["functionapp", "function", "keys", "set"]:
+            option = {call[i]: call[i + 1] for i in range(4, len(call) - 1) if call[i].startswith("--")}
+            sets[option["--function-name"]] = (option["--key-name"], option["--key-value"])
+    return sets
+
+
+def test_the_feedback_function_gets_a_key_the_prediction_clients_do_not_hold(deploy: dict, repo: Path, tmp_path: Path):
+    step = step_running(deploy, "az functionapp function keys set")
+    result, calls = run_step(step, tmp_path, KEY_ANSWERS, **KEYS_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sets = key_sets(calls)
+    assert sets["feedback"] == ("labelling", "feedback-key-value")
+    for function in ("predict", "invocations", "explain", "models"):
+        assert sets[function] == ("clients", "client-key-value")
+    assert "::add-mask::client-key-value" in result.stdout and "::add-mask::feedback-key-value" in result.stdout
+    # Every function the clients' key opens exists with authLevel function; feedback is one too.
+    for function in sets:
+        binding = yaml.safe_load((repo / "functions" / function / "function.json").read_text())["bindings"][0]
+        assert binding["authLevel"] == "function", function
+
+
+def test_setting_the_function_keys_retries_then_gives_up(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "az functionapp function keys set")
+    flaky = {**KEY_ANSWERS, "functionapp function keys set": [{"code": 1, "err": "ERROR: (NotFound) function\n"}, {}]}
+    result, calls = run_step(step, tmp_path, flaky, **KEYS_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(key_sets(calls)) == 5
+    broken = {**KEY_ANSWERS, "functionapp function keys set": [{"code": 1, "err": "ERROR: (NotFound) function\n"}]}
+    (tmp_path / "broken").mkdir()
+    result, calls = run_step(step, tmp_path / "broken", broken, **KEYS_ENV)
+    assert result.returncode != 0
+    assert sum(1 for c in calls if c[:4] == ["functionapp", "function", "keys", "set"]) == int(step["env"]["ATTEMPTS"])
+
+
+def test_setting_the_function_keys_refuses_one_key_for_both(deploy: dict, tmp_path: Path):
+    step = step_running(deploy, "az functionapp function keys set")
+    same = {"keyvault secret show": [{"out": "same-value\n"}]}
+    result, calls = run_step(step, tmp_path, same, **KEYS_ENV)
+    assert result.returncode != 0 and not key_sets(calls)
