@@ -1,11 +1,11 @@
 //! The HTTP API through the real binary: every input format, every bad input, and the
 //! OpenAPI document checked against real requests.
 
-use crate::support;
-
-use crate::support::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 async fn started() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tmp");

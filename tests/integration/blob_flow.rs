@@ -4,8 +4,6 @@
 //! Azurite comes from `bash scripts/install-tools.sh node`; these tests are ignored without
 //! `--include-ignored` (`scripts/test` passes it).
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -15,6 +13,7 @@ use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
 use sommelier::registry::{Champion, ModelStore, Registry};
 use sommelier::stores::open_registry;
 
+use crate::support;
 use crate::support::azurite::{Azurite, DEV_STORAGE};
 use crate::support::{bundled_csv, client, host_string, wine, Server};
 

@@ -4,8 +4,9 @@
 
 use std::process::Command;
 
-use crate::support::{client, repo_root, Server};
 use serde_json::Value;
+
+use crate::support::{client, repo_root, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs node and chromium"]

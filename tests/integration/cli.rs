@@ -1,14 +1,14 @@
 //! The command line on the bundled data: train, evaluate, predict, models, promote, and
 //! clear errors with a non-zero exit for bad input.
 
-use crate::support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use sommelier::model::features::{FEATURE_NAMES, TARGET_NAME};
+
+use crate::support;
 
 fn sommelier(store: &Path, args: &[&str]) -> Output {
     sommelier_with_input(store, args, None)

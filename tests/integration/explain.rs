@@ -3,8 +3,6 @@
 //! row, the artifact's covers and calibration through encoding, older artifacts refused but
 //! serving, and the intervals' coverage in grouped cross-validation.
 
-use crate::support;
-
 use std::process::Command;
 
 use serde_json::Value;
@@ -19,6 +17,8 @@ use sommelier::model::features::{FeatureRow, FEATURE_COUNT};
 use sommelier::model::interval::compare_adaptive;
 use sommelier::model::split::grouped_k_folds;
 use sommelier::model::training::{train, TrainOptions, Trigger};
+
+use crate::support;
 
 fn bundled() -> Dataset {
     read_training_data(WINE_QUALITY_RED_CSV).expect("bundled data is valid")

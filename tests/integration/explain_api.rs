@@ -2,9 +2,6 @@
 //! limit, the media types, the OpenAPI document, a model from before explanations (409, still
 //! predicting), and the form page's explanation.
 
-use crate::support;
-
-use crate::support::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sommelier::config::Settings;
@@ -13,6 +10,9 @@ use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 use sommelier::registry::{card_file, ArtifactDigest};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 const MAX_EXPLAIN_ROWS: usize = 5;
 

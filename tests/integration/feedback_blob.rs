@@ -2,13 +2,12 @@
 //! `predictions` container, feedback, the join, the report, the labelled rows in the next
 //! training, and a store that stalls under load and comes back.
 
-use crate::support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sommelier::feedback::store::{LoopStore, Stream};
 
+use crate::support;
 use crate::support::azurite::{Azurite, DEV_STORAGE};
 use crate::support::{client, wine, Server};
 

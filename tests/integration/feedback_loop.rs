@@ -1,10 +1,10 @@
 //! The loop on a local store, through the real binary: prediction ids on every answer, the
 //! prediction log, feedback, the join and its report, and labelled rows in the next training.
 
-use crate::support;
-
-use crate::support::{client, wine, Server};
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 async fn started(dir: &std::path::Path, extra: &[(&str, String)]) -> Server {
     let store = dir.join("store");

@@ -6,15 +6,15 @@
 //!
 //! `SOMMELIER_BIN` selects the binary (the packaged one, in the package test).
 
-use crate::support;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::support::{bundled_csv, client, host_string, repo_root, wine, Server};
 use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{bundled_csv, client, host_string, repo_root, wine, Server};
 
 const HOST_VERSION: &str = "4.1040.300.0";
 

@@ -3,17 +3,17 @@
 //! idle connections and a training in flight. Each answers the right status, and a normal
 //! prediction sent meanwhile still succeeds. Speed is measured in the bench, not here.
 
-use crate::support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sommelier::model::features::FEATURE_NAMES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 const MB: usize = 1024 * 1024;
 

@@ -16,8 +16,6 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use sommelier::bundled;
-
-use crate::support::free_port;
 use sommelier::config::MlflowSettings;
 use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use sommelier::model::artifact::DataSource;
@@ -26,6 +24,8 @@ use sommelier::model::training::{TrainOptions, Trigger};
 use sommelier::registry::{LocalStore, ModelStore, Registry, Store};
 use sommelier::retraining::{train_and_publish, PromotionPolicy, Retrained};
 use sommelier::tracking::{failure_count, Tracker, TrainingContext};
+
+use crate::support::free_port;
 
 // ---------------------------------------------------------------------------------------------
 // The MLflow server, shared by every test in this binary.

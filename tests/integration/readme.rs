@@ -3,10 +3,10 @@
 //! holds what a clone holds for it (`examples/data/`), with the built `sommelier` first on the
 //! `PATH`, as `cargo install --path .` would put it.
 
-use crate::support;
-
 use std::path::Path;
 use std::process::Command;
+
+use crate::support;
 
 /// The blocks marked runnable, in order.
 fn runnable_blocks(readme: &str) -> Vec<String> {

@@ -2,7 +2,6 @@
 //! model) is not an outage: a fresh instance trains a new model and serves it.
 
 use crate::support;
-
 use crate::support::{client, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

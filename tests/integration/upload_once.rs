@@ -10,8 +10,6 @@
 //! - An upload envelope whose caller hangs up keeps its training (and the lock) to the end:
 //!   a second envelope waits, and trainings never overlap.
 
-use crate::support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,6 +24,7 @@ use sommelier::registry::claims::{Claim, CLAIM_EXPIRY};
 use sommelier::registry::{ModelStore, Registry};
 use sommelier::stores::open_registry;
 
+use crate::support;
 use crate::support::azurite::{Azurite, DEV_STORAGE};
 use crate::support::{binary, bundled_csv, client, free_port, host_string, Server};
 
