@@ -7,8 +7,10 @@
 //! The crash points are armed through `SOMMELIER_CRASH_POINT`; the binary announces the step
 //! on stdout and waits there to be killed.
 
-mod azurite;
-mod common;
+// The integration tests' helpers; the crash tests use only some of them.
+#[allow(dead_code)]
+#[path = "integration/support/mod.rs"]
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -21,10 +23,8 @@ use sommelier::registry::faults::{ENV, REACHED, STEPS};
 use sommelier::registry::open_registry;
 use sommelier::registry::{ModelStore, Registry};
 
-use azurite::Azurite;
-use common::{client, Server};
-
-const DEV_STORAGE: &str = "UseDevelopmentStorage=true";
+use support::azurite::{Azurite, DEV_STORAGE};
+use support::{client, Server};
 
 /// Where the store is and how to reach it.
 struct Target {
@@ -34,7 +34,7 @@ struct Target {
 
 impl Target {
     fn command(&self) -> Command {
-        let mut command = Command::new(common::binary());
+        let mut command = Command::new(support::binary());
         command
             .args(["--store", &self.store, "--json", "train"])
             .args(["--algorithm", "elastic-net", "--force"])

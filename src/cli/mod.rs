@@ -323,7 +323,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         return Err(CliError::ServeHasNoJson);
     }
     // A blank `SOMMELIER_STORE` counts as unset, as every blank setting does.
-    let store = cli.store.as_deref().filter(|store| !store.trim().is_empty());
+    let store = cli
+        .store
+        .as_deref()
+        .filter(|store| !store.trim().is_empty());
     let settings = Settings::from_env(store)?;
     let output = Output { json: cli.json };
     match cli.command {

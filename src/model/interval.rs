@@ -8,7 +8,7 @@
 //! regression", JASA 2018). Intervals are clipped to the 0–10 scale, which loses no coverage.
 //!
 //! Locally adaptive intervals (errors scaled by the forest's spread at the row) were measured
-//! against these on the bundled data (see [`compare_adaptive`], `tests/explain.rs` and
+//! against these on the bundled data (see [`compare_adaptive`], `tests/integration/explain.rs` and
 //! docs/design.md): 0.7 % narrower, for a second walk of every tree per prediction. Serving keeps the
 //! constant width, one look-up per row.
 //!

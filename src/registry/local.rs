@@ -569,6 +569,8 @@ fn stage_version(staging: &Path, model: &[u8], card_json: &[u8]) -> Result<(), S
     Ok(())
 }
 
+/// What every store must do is checked by the store contract suite
+/// (`tests/integration/store_contract.rs`); these are the local store's own behaviours.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,89 +581,6 @@ mod tests {
             previous: None,
             updated_at: super::super::now_rfc3339(),
         }
-    }
-
-    #[tokio::test]
-    async fn versions_are_listed_only_when_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path());
-        assert!(store.list_versions().await.unwrap().is_empty());
-        store
-            .put_version("v2", b"m".to_vec(), b"{}".to_vec())
-            .await
-            .unwrap();
-        store
-            .put_version("v1", b"m".to_vec(), b"{}".to_vec())
-            .await
-            .unwrap();
-        fs::create_dir_all(dir.path().join(".partial-v3-1")).unwrap();
-        assert_eq!(store.list_versions().await.unwrap(), vec!["v1", "v2"]);
-        assert!(matches!(
-            store.put_version("v1", vec![], vec![]).await,
-            Err(StoreError::AlreadyExists(_))
-        ));
-        assert_eq!(store.get_model("v1").await.unwrap(), b"m");
-        assert!(matches!(
-            store.get_model("v9").await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.get_model("../etc").await,
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn champion_pointer_is_compare_and_swap() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path());
-        store
-            .put_version("v1", vec![], b"{}".to_vec())
-            .await
-            .unwrap();
-        store
-            .put_version("v2", vec![], b"{}".to_vec())
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read_champion(None).await.unwrap(),
-            PointerRead::Absent
-        );
-
-        let first = store.write_champion(&champion("v1"), None).await.unwrap();
-        assert!(matches!(
-            store.write_champion(&champion("v2"), None).await,
-            Err(StoreError::Conflict)
-        ));
-        assert_eq!(
-            store.read_champion(Some(&first)).await.unwrap(),
-            PointerRead::Unchanged
-        );
-        let second = store
-            .write_champion(&champion("v2"), Some(&first))
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.write_champion(&champion("v1"), Some(&first)).await,
-            Err(StoreError::Conflict)
-        ));
-        match store.read_champion(Some(&first)).await.unwrap() {
-            PointerRead::Current(p) => {
-                assert_eq!(p.champion.version, "v2");
-                assert_eq!(p.etag, second);
-            }
-            other => panic!("expected the new pointer, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn pointer_never_names_a_missing_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path());
-        assert!(matches!(
-            store.write_champion(&champion("ghost"), None).await,
-            Err(StoreError::NotFound(_))
-        ));
     }
 
     #[tokio::test]

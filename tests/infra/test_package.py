@@ -8,7 +8,7 @@ executable is statically linked and runs; that packing twice gives the same
 bytes, zip and bill of materials alike; that the executable carries its
 dependency list (cargo auditable) and that the bill of materials beside the
 zip names every crate the executable shows; and that the packed executable
-passes the host-playing harness (`cargo test --test host_harness` with
+passes the host-playing harness (`cargo test --test integration host_harness::` with
 SOMMELIER_BIN pointing at it).
 
 Set SOMMELIER_PACKAGE_BINARY to pack an already built executable instead of
@@ -287,11 +287,11 @@ def test_sbom_names_every_crate_the_executable_shows(unpacked: Path, package: Pa
 
 
 def test_packed_executable_passes_the_host_harness(unpacked: Path, repo: Path):
-    harness = repo / "tests" / "host_harness.rs"
-    assert harness.is_file(), "tests/host_harness.rs (the host-playing harness of the serving issue) is missing"
+    harness = repo / "tests" / "integration" / "host_harness.rs"
+    assert harness.is_file(), "tests/integration/host_harness.rs (the host-playing harness of the serving issue) is missing"
     env = dict(os.environ, SOMMELIER_BIN=str(unpacked / EXECUTABLE))
     result = subprocess.run(
-        ["cargo", "test", "--test", "host_harness"],
+        ["cargo", "test", "--test", "integration", "host_harness::"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
     )
     assert result.returncode == 0, f"host harness failed:\n{result.stdout[-8000:]}{result.stderr[-8000:]}"

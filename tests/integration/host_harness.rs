@@ -6,15 +6,15 @@
 //!
 //! `SOMMELIER_BIN` selects the binary (the packaged one, in the package test).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use base64::Engine;
-use common::{bundled_csv, client, repo_root, wine, Server};
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{bundled_csv, client, host_string, repo_root, wine, Server};
 
 const HOST_VERSION: &str = "4.1040.300.0";
 
@@ -82,11 +82,6 @@ fn host_json() -> Value {
         &std::fs::read_to_string(repo_root().join("host.json")).expect("host.json"),
     )
     .expect("JSON")
-}
-
-/// The host's double encoding of string values in Data and Metadata.
-fn host_string(text: &str) -> Value {
-    Value::String(serde_json::to_string(text).expect("string"))
 }
 
 fn sys(function: &str) -> Value {
@@ -466,7 +461,7 @@ async fn the_handler_honours_the_functions_host_contract() {
             "{value}"
         );
     }
-    let models: Value = common::get_json(&server, "/api/models?code=k").await;
+    let models: Value = support::get_json(&server, "/api/models?code=k").await;
     let versions = models["versions"].as_array().expect("versions");
     assert!(
         versions.len() >= 5,
@@ -635,7 +630,7 @@ async fn a_50_mb_csv_arrives_whole_through_the_blob_envelope() {
         reason.contains(&format!("line {}", lines + 1)),
         "the last line is named: {reason}"
     );
-    let health: Value = common::get_json(&server, "/api/health").await;
+    let health: Value = support::get_json(&server, "/api/health").await;
     assert_eq!(
         health["status"], "healthy",
         "the champion is untouched: {health}"

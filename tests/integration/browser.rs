@@ -2,14 +2,14 @@
 //! playwright-core from `scripts/install-tools.sh`): fill, submit, see the prediction inline;
 //! the server's address leads a browser to the form, and the API page renders the document.
 
-mod common;
-
 use std::process::Command;
 
-use common::{client, repo_root, Server};
 use serde_json::Value;
 
+use crate::support::{client, repo_root, Server};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and chromium"]
 async fn the_form_shows_a_prediction_and_inline_errors_in_chromium() {
     let node_modules = repo_root().join(".tools/node/node_modules");
     assert!(
@@ -78,6 +78,7 @@ async fn the_form_shows_a_prediction_and_inline_errors_in_chromium() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and chromium"]
 async fn a_browser_is_sent_to_the_form_and_the_api_page_renders_the_document() {
     let node_modules = repo_root().join(".tools/node/node_modules");
     assert!(
@@ -173,6 +174,7 @@ async fn a_browser_is_sent_to_the_form_and_the_api_page_renders_the_document() {
 /// table), echoes an invalid one with the field marked, and gives the training range of a
 /// value outside it; a screenshot of each (kept with `SOMMELIER_KEEP_SCREENSHOT=DIR`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and chromium"]
 async fn the_form_shows_why_and_how_sure_without_javascript_in_chromium() {
     let node_modules = repo_root().join(".tools/node/node_modules");
     assert!(

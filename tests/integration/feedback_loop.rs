@@ -1,10 +1,10 @@
 //! The loop on a local store, through the real binary: prediction ids on every answer, the
 //! prediction log, feedback, the join and its report, and labelled rows in the next training.
 
-mod common;
-
-use common::{client, wine, Server};
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 async fn started(dir: &std::path::Path, extra: &[(&str, String)]) -> Server {
     let store = dir.join("store");
@@ -117,7 +117,7 @@ async fn every_prediction_answer_carries_an_id_and_batch_rows_are_numbered() {
 }
 
 fn sommelier(store: &std::path::Path, args: &[&str]) -> Value {
-    let output = std::process::Command::new(common::binary())
+    let output = std::process::Command::new(support::binary())
         .args(args)
         .arg("--store")
         .arg(store)
@@ -379,7 +379,7 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
         .await
         .expect("JSON");
     assert_eq!(trained["rows"], 1599 + 7, "{trained}");
-    let models = common::get_json(&server, "/api/models").await;
+    let models = support::get_json(&server, "/api/models").await;
     let card = models["versions"]
         .as_array()
         .expect("versions")

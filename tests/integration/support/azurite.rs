@@ -1,23 +1,17 @@
 //! Azurite for the blob tests: started by the tests themselves on a free port, with its data in
 //! a temporary directory, optionally over HTTPS with OAuth checking; stopped on drop.
-//! Azurite comes from `bash scripts/install-tools.sh node`; without it the tests fail.
-#![allow(dead_code)]
+//! Azurite comes from `bash scripts/install-tools.sh node`; the tests that use it are ignored
+//! in a plain `cargo test` and run by `scripts/test` (`-- --include-ignored`).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::{free_port, repo_root};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// The connection string of Azurite's well-known development account.
+pub const DEV_STORAGE: &str = "UseDevelopmentStorage=true";
 
 /// TLS material for Azurite over HTTPS: a test CA and a server certificate for 127.0.0.1.
 pub struct Tls {

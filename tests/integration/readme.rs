@@ -3,10 +3,10 @@
 //! holds what a clone holds for it (`examples/data/`), with the built `sommelier` first on the
 //! `PATH`, as `cargo install --path .` would put it.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
+
+use crate::support;
 
 /// The blocks marked runnable, in order.
 fn runnable_blocks(readme: &str) -> Vec<String> {
@@ -43,14 +43,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_readmes_runnable_blocks_run_as_written_in_a_fresh_copy() {
-    let root = common::repo_root();
+    let root = support::repo_root();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let blocks = runnable_blocks(&readme);
     assert!(
         !blocks.is_empty(),
         "no block of the README is marked runnable"
     );
-    let binary = common::binary();
+    let binary = support::binary();
     let bin_dir = binary.parent().expect("the binary's directory");
     let path = format!(
         "{}:{}",

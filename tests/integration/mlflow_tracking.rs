@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +25,8 @@ use sommelier::registry::{LocalStore, ModelStore, Registry, Store};
 use sommelier::retraining::{train_and_publish, PromotionPolicy, Retrained};
 use sommelier::tracking::{failure_count, Tracker, TrainingContext};
 
+use crate::support::free_port;
+
 // ---------------------------------------------------------------------------------------------
 // The MLflow server, shared by every test in this binary.
 
@@ -42,13 +44,6 @@ fn mlflow() -> &'static str {
         Ok(server) => &server.url,
         Err(message) => panic!("{message}"),
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Starts `mlflow server` under a shell that stops it (its whole process group) and deletes
@@ -339,6 +334,7 @@ fn version_tag(version: &Value) -> String {
 // Against the real server.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mlflow"]
 async fn a_training_is_one_run_with_params_metrics_tags_and_artifacts() {
     let url = mlflow();
     let settings = settings(url, "one-run");
@@ -461,6 +457,7 @@ async fn a_training_is_one_run_with_params_metrics_tags_and_artifacts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mlflow"]
 async fn promotion_and_rollback_move_the_champion_alias() {
     let url = mlflow();
     let settings = settings(url, "alias");
@@ -530,6 +527,7 @@ async fn promotion_and_rollback_move_the_champion_alias() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mlflow"]
 async fn a_rejected_upload_leaves_a_failed_run_with_the_reason() {
     let url = mlflow();
     let settings = settings(url, "failed");
@@ -762,6 +760,7 @@ fn sommelier_cli(store: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mlflow"]
 async fn the_cli_and_the_server_track_their_trainings() {
     let url = mlflow();
     let api = Api::new(url);

@@ -1,12 +1,19 @@
-//! Shared test helpers: spawn the real binary the way the Functions host does, and talk HTTP.
-#![allow(dead_code)]
+//! What the integration tests share: the binary under test and a server spawned the way the
+//! Functions host does, HTTP helpers, the bundled wine data, trained models, and the services
+//! ([`azurite`]) that the service tests start themselves.
+//!
+//! Not here: helpers that one test module alone uses (they stay beside their tests).
+
+pub mod azurite;
+pub mod models;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use sommelier::model::features::{FEATURE_COUNT, FEATURE_NAMES};
 
 /// The binary under test: `SOMMELIER_BIN` (e.g. the packaged one), else cargo's build.
 pub fn binary() -> PathBuf {
@@ -27,18 +34,31 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// One wine from the bundled data, as the API's JSON object.
+/// The first wine of the bundled data, in the model's feature order.
+pub const FIRST_WINE: [f64; FEATURE_COUNT] = [
+    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+];
+
+/// The first wine of the bundled data, as the API's JSON object.
 pub fn wine() -> Value {
-    json!({"fixed_acidity": 7.4, "volatile_acidity": 0.7, "citric_acid": 0.0, "residual_sugar": 1.9,
-           "chlorides": 0.076, "free_sulfur_dioxide": 11.0, "total_sulfur_dioxide": 34.0,
-           "density": 0.9978, "pH": 3.51, "sulphates": 0.56, "alcohol": 9.4})
+    FEATURE_NAMES
+        .iter()
+        .zip(FIRST_WINE)
+        .map(|(name, value)| (name.to_string(), Value::from(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// A string value as the Functions host double-encodes it in `Data` and `Metadata`
+/// (`"\"value\""`).
+pub fn host_string(value: &str) -> Value {
+    Value::String(serde_json::to_string(value).expect("a string serialises"))
 }
 
 /// A running `sommelier serve`, killed on drop.
 pub struct Server {
     pub port: u16,
     pub child: Child,
-    pub workdir: PathBuf,
     pub readiness: Duration,
 }
 
@@ -78,7 +98,6 @@ impl Server {
         let mut server = Server {
             port,
             child,
-            workdir: workdir.to_path_buf(),
             readiness: Duration::ZERO,
         };
         loop {

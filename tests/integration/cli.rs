@@ -1,20 +1,21 @@
 //! The command line on the bundled data: train, evaluate, predict, models, promote, and
 //! clear errors with a non-zero exit for bad input.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use sommelier::model::features::{FEATURE_NAMES, TARGET_NAME};
+
+use crate::support;
 
 fn sommelier(store: &Path, args: &[&str]) -> Output {
     sommelier_with_input(store, args, None)
 }
 
 fn sommelier_with_input(store: &Path, args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut child = Command::new(common::binary())
+    let mut child = Command::new(support::binary())
         .args(args)
         .arg("--store")
         .arg(store)
@@ -97,7 +98,7 @@ fn train_evaluate_predict_and_roll_back_on_the_bundled_data() {
     assert_eq!(worse["promoted"], false, "{worse}");
     assert_eq!(worse["champion"], first.as_str());
 
-    let data = common::repo_root().join("data/winequality-red.csv");
+    let data = support::repo_root().join("data/winequality-red.csv");
     let evaluated = json_of(&sommelier(
         &store,
         &["evaluate", "--json", "--data", data.to_str().expect("path")],
@@ -198,7 +199,7 @@ fn bad_input_exits_non_zero_with_a_message_that_names_the_problem() {
         std::fs::write(&path, content).expect("write");
         path.to_str().expect("path").to_string()
     };
-    let header = "fixed_acidity,volatile_acidity,citric_acid,residual_sugar,chlorides,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol,quality";
+    let header = format!("{},{TARGET_NAME}", FEATURE_NAMES.join(","));
     let good_row = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5";
     let many = |row: &str| format!("{header}\n{}{row}\n", format!("{good_row}\n").repeat(60));
     let cases = [
@@ -319,7 +320,7 @@ fn one_bad_cell_is_refused_and_broken_versions_are_listed_never_promoted() {
         .to_string();
 
     // 3e160 in one cell: refused with line and column, nothing stored, champion untouched.
-    let csv = String::from_utf8(common::bundled_csv()).expect("utf-8");
+    let csv = String::from_utf8(support::bundled_csv()).expect("utf-8");
     let bad = csv.replacen("7.8,0.88,0,2.6,", "7.8,0.88,0,3e160,", 1);
     let bad_path = dir.path().join("overflow.csv");
     std::fs::write(&bad_path, bad).expect("write");
@@ -511,7 +512,7 @@ fn evaluate_separates_the_rows_the_version_may_have_trained_on() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
     let trained = json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
-    let data = common::repo_root().join("data/winequality-red.csv");
+    let data = support::repo_root().join("data/winequality-red.csv");
     let data = data.to_str().unwrap();
     let evaluated = json_of(&sommelier(&store, &["evaluate", "--json", "--data", data]));
     assert_eq!(evaluated["rows"], 1599);
@@ -737,7 +738,7 @@ fn predict_carries_ids_reports_ignored_columns_and_writes_csv() {
 fn crash_points_are_not_in_an_ordinary_build() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
-    let output = Command::new(common::binary())
+    let output = Command::new(support::binary())
         .args(["train", "--algorithm", "elastic-net", "--store"])
         .arg(&store)
         .env("SOMMELIER_CRASH_POINT", "after-model")

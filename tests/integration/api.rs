@@ -1,11 +1,11 @@
 //! The HTTP API through the real binary: every input format, every bad input, and the
 //! OpenAPI document checked against real requests.
 
-mod common;
-
-use common::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 async fn started() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -338,7 +338,7 @@ async fn bad_input_gets_a_4xx_that_names_the_problem() {
 async fn train_models_promote_health_and_metrics() {
     let (_dir, server) = started().await;
     let http = client();
-    let health: Value = common::get_json(&server, "/api/health").await;
+    let health: Value = support::get_json(&server, "/api/health").await;
     assert_eq!(health["status"], "healthy");
     let first = health["model_version"]
         .as_str()
@@ -396,17 +396,17 @@ async fn train_models_promote_health_and_metrics() {
         .expect("train");
     assert_eq!(response.status(), 400);
 
-    let models: Value = common::get_json(&server, "/api/models").await;
+    let models: Value = support::get_json(&server, "/api/models").await;
     let versions = models["versions"].as_array().expect("versions");
     assert!(versions.len() >= 3, "{models}");
     let elastic = trained["version"].as_str().expect("version");
 
     // GET reports the last training and changes nothing.
-    let status: Value = common::get_json(&server, "/api/train").await;
+    let status: Value = support::get_json(&server, "/api/train").await;
     assert_eq!(status["running"], false, "{status}");
     assert_eq!(status["last_trigger"], "http", "{status}");
     assert_eq!(status["last"]["version"], elastic, "{status}");
-    let again: Value = common::get_json(&server, "/api/models").await;
+    let again: Value = support::get_json(&server, "/api/models").await;
     assert_eq!(again["versions"], models["versions"]);
 
     // Locally, state changes come only from this machine's own pages.
@@ -478,7 +478,7 @@ async fn train_models_promote_health_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_real_requests() {
     let (_dir, server) = started().await;
-    let document: Value = common::get_json(&server, "/api/openapi.json").await;
+    let document: Value = support::get_json(&server, "/api/openapi.json").await;
     assert!(document["openapi"].as_str().unwrap_or("").starts_with("3."));
     let paths = document["paths"].as_object().expect("paths");
     for (path, methods) in [
@@ -524,9 +524,9 @@ async fn the_openapi_document_matches_real_requests() {
         post_json(&server, "/api/predict", &json!({"instances": [example]})).await;
     assert_eq!(status, 200);
     assert_documented(&schemas["BatchPredictionResponse"], &answer);
-    let health: Value = common::get_json(&server, "/api/health").await;
+    let health: Value = support::get_json(&server, "/api/health").await;
     assert_documented(&schemas["HealthResponse"], &health);
-    let models: Value = common::get_json(&server, "/api/models").await;
+    let models: Value = support::get_json(&server, "/api/models").await;
     assert_documented(&schemas["ModelsResponse"], &models);
     let (_, error) = post_json(&server, "/api/predict", &json!({})).await;
     assert_documented(&schemas["ErrorBody"], &error);

@@ -3,16 +3,17 @@
 //! idle connections and a training in flight. Each answers the right status, and a normal
 //! prediction sent meanwhile still succeeds. Speed is measured in the bench, not here.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sommelier::model::features::FEATURE_NAMES;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 const MB: usize = 1024 * 1024;
 
@@ -58,11 +59,9 @@ async fn normal_prediction_succeeds(server: &Server) {
 }
 
 fn features_object(value: impl Fn(&str) -> Value) -> serde_json::Map<String, Value> {
-    wine()
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(|k| (k.clone(), value(k)))
+    FEATURE_NAMES
+        .iter()
+        .map(|name| (name.to_string(), value(name)))
         .collect()
 }
 
@@ -174,7 +173,7 @@ async fn hostile_bodies_get_their_4xx_and_the_server_stays_responsive() {
         b
     };
     let csv = {
-        let mut b = b"fixed_acidity,volatile_acidity,citric_acid,residual_sugar,chlorides,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol\n".to_vec();
+        let mut b = format!("{}\n", FEATURE_NAMES.join(",")).into_bytes();
         while b.len() < just_under {
             b.extend_from_slice(b"7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4\n");
         }
@@ -312,7 +311,7 @@ async fn the_memory_budget_and_the_deadlines_hold() {
 }
 
 async fn train_status(server: &Server) -> Value {
-    common::get_json(server, "/api/train").await
+    support::get_json(server, "/api/train").await
 }
 
 fn versions(store: &Path) -> Vec<String> {
@@ -396,7 +395,7 @@ async fn hang_ups_during_training_cancel_nothing() {
     );
     assert_no_partial_version(&store);
 
-    let metrics = common::get_text(&server, "/api/metrics").await;
+    let metrics = support::get_text(&server, "/api/metrics").await;
     assert!(
         metrics.contains("sommelier_http_requests_in_flight 1\n"),
         "only the metrics request itself is in flight"
@@ -410,7 +409,7 @@ async fn sigterm_exits_promptly_and_leaves_no_partial_version() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = dir.path().join("store");
     // A training set eight times the bundled one, so that the training outlasts the grace.
-    let bundled = String::from_utf8(common::bundled_csv()).expect("text");
+    let bundled = String::from_utf8(support::bundled_csv()).expect("text");
     let mut lines = bundled.lines();
     let header = lines.next().expect("header");
     let rows: Vec<&str> = lines.collect();
@@ -424,7 +423,7 @@ async fn sigterm_exits_promptly_and_leaves_no_partial_version() {
     let data = dir.path().join("big.csv");
     std::fs::write(&data, big).expect("write");
     // A first model from the bundled data, so the server starts serving at once.
-    let trained = std::process::Command::new(common::binary())
+    let trained = std::process::Command::new(support::binary())
         .args(["train", "--store"])
         .arg(&store)
         .env_remove("SOMMELIER_TRAINING_DATA")
@@ -483,7 +482,7 @@ async fn other_sites_cannot_reach_the_envelope_routes_and_ambiguous_hosts_are_re
     let server = hostile_server(dir.path(), &[]).await;
     let store = dir.path().join("store");
     let before = versions(&store);
-    let csv = String::from_utf8(common::bundled_csv()).expect("utf-8");
+    let csv = String::from_utf8(support::bundled_csv()).expect("utf-8");
     let port = server.port;
     for path in ["/retrain-on-upload", "/retrain-on-schedule"] {
         let cross_site = format!(

@@ -2,56 +2,26 @@
 //! old versions, a promotion to one of them either wins (the version survives and loads) or
 //! fails cleanly (the pointer still names a complete version). Never a pointer to nothing.
 
-mod azurite;
-
 use sommelier::config::Settings;
-use sommelier::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
-use sommelier::model::artifact::{DataSource, ModelArtifact};
-use sommelier::model::dataset::read_training_data;
-use sommelier::model::training::{train, TrainOptions, Trigger};
-use sommelier::registry::open_registry;
-use sommelier::registry::{LocalStore, ModelStore, Registry, RegistryError, Store};
+use sommelier::registry::{open_registry, LocalStore, ModelStore, Registry, RegistryError, Store};
 
-use azurite::{repo_root, Azurite};
+use crate::support::azurite::{Azurite, DEV_STORAGE};
+use crate::support::models::{renamed, trained_model_bytes};
 
 const KEEP: usize = 3;
 const ROUNDS: usize = 12;
 
-fn model_bytes() -> Vec<u8> {
-    let csv = std::fs::read(repo_root().join("data/winequality-red.csv")).expect("bundled data");
-    let dataset = read_training_data(&csv[..]).expect("bundled data parses");
-    let options = TrainOptions {
-        holdout: 0.2,
-        ..TrainOptions::new(
-            ModelSpec::build(Algorithm::ElasticNet, &SpecOverrides::default()).expect("spec"),
-            DataSource::named("winequality-red.csv"),
-            Trigger::Cli,
-        )
-    };
-    train(&dataset, &options)
-        .expect("train")
-        .artifact
-        .encode()
-        .expect("encode")
-}
-
-fn named(model: &[u8], version: &str) -> ModelArtifact {
-    let mut artifact = ModelArtifact::decode(model).expect("decode");
-    artifact.card.version = version.to_string();
-    artifact
-}
-
 /// Each round: more versions than retention keeps, then retention and a rollback to the
 /// oldest version at the same time.
 async fn rollbacks_race_retention(registry: &Registry) {
-    let model = model_bytes();
+    let model = trained_model_bytes();
     let (mut won, mut refused) = (0, 0);
     let mut next = 0;
     for round in 0..ROUNDS {
         while registry.store().list_versions().await.expect("list").len() < KEEP + 4 {
             next += 1;
             registry
-                .save(&named(&model, &format!("v{next:04}")))
+                .save(&renamed(&model, &format!("v{next:04}")))
                 .await
                 .expect("save");
         }
@@ -129,11 +99,12 @@ async fn rollbacks_racing_retention_on_a_local_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
 async fn rollbacks_racing_retention_on_a_blob_store() {
     let azurite = Azurite::start();
     let url = azurite.container_url("models");
     let mut settings = Settings::from_env(Some(&url)).expect("settings");
-    settings.storage_connection_string = Some("UseDevelopmentStorage=true".into());
+    settings.storage_connection_string = Some(DEV_STORAGE.into());
     settings.storage_ca_file = None;
     let registry = open_registry(&settings).await.expect("registry");
     rollbacks_race_retention(&registry).await;

@@ -10,9 +10,6 @@
 //! - An upload envelope whose caller hangs up keeps its training (and the lock) to the end:
 //!   a second envelope waits, and trainings never overlap.
 
-mod azurite;
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,10 +24,9 @@ use sommelier::registry::claims::{Claim, CLAIM_EXPIRY};
 use sommelier::registry::open_registry;
 use sommelier::registry::{ModelStore, Registry};
 
-use azurite::Azurite;
-use common::{binary, bundled_csv, client, free_port, Server};
-
-const DEV_STORAGE: &str = "UseDevelopmentStorage=true";
+use crate::support;
+use crate::support::azurite::{Azurite, DEV_STORAGE};
+use crate::support::{binary, bundled_csv, client, free_port, host_string, Server};
 
 /// The bundled data without its last `drop` rows: a distinct upload per `drop`.
 fn upload_csv(drop: usize) -> Vec<u8> {
@@ -39,10 +35,6 @@ fn upload_csv(drop: usize) -> Vec<u8> {
     let mut out = lines[..lines.len() - drop].join("\n");
     out.push('\n');
     out.into_bytes()
-}
-
-fn host_string(value: &str) -> Value {
-    Value::String(serde_json::to_string(value).expect("string"))
 }
 
 /// The blob-trigger envelope the host sends for `training-data/{name}`.
@@ -276,7 +268,7 @@ async fn broken_versions_are_listed(
     let listed = models_cli(env, false);
     let problem = problem_of(&listed, victim).expect("a truncated model is flagged");
     assert!(problem.contains("bytes"), "{problem}");
-    let api = common::get_json(server, "/api/models").await;
+    let api = support::get_json(server, "/api/models").await;
     let problem = problem_of(&api, victim).expect("the API flags it too");
     assert!(problem.contains("model.bin"), "{problem}");
 
@@ -354,6 +346,7 @@ async fn local_store_one_training_per_upload_and_broken_versions_listed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
 async fn blob_store_one_training_per_upload_and_broken_versions_listed() {
     let azurite = Azurite::start();
     let models = azurite.container_url("models");
@@ -404,7 +397,6 @@ fn serve_with_log(workdir: &Path, store: &Path, log: &Path) -> Server {
     let server = Server {
         port,
         child,
-        workdir: workdir.to_path_buf(),
         readiness: Duration::ZERO,
     };
     let started = Instant::now();
@@ -521,6 +513,7 @@ fn larger_csv(times: usize) -> Vec<u8> {
 /// claim cannot be released then; the host's retry once the store is back trains the upload
 /// (one version), instead of being told for 35 minutes that it is "already being trained".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
 async fn an_upload_cut_off_by_a_store_outage_is_trained_on_the_hosts_retry() {
     let mut azurite = Azurite::start();
     let models = azurite.container_url("models");
@@ -637,7 +630,7 @@ async fn a_poisoned_upload_is_stored_but_not_promoted() {
     let predict = || async {
         let answer: Value = client()
             .post(server.url("/api/predict"))
-            .json(&common::wine())
+            .json(&support::wine())
             .send()
             .await
             .expect("answer")
@@ -671,7 +664,7 @@ async fn a_poisoned_upload_is_stored_but_not_promoted() {
         "{answer}"
     );
     assert_eq!(predict().await, before, "the champion still serves");
-    let metrics = common::get_text(&server, "/api/metrics").await;
+    let metrics = support::get_text(&server, "/api/metrics").await;
     assert!(
         metrics.contains("sommelier_training_held_for_label_shift 1"),
         "the alert's gauge is set"
@@ -751,6 +744,7 @@ fn staging_leftovers(store: &Path) -> Vec<String> {
 /// store refuses writes; once it is read-only, the envelope routes answer 503 (the host
 /// retries) or 200, never 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (mounts a tmpfs)"]
 async fn a_full_or_read_only_store_leaves_nothing_behind_and_degrades_health() {
     let dir = tempfile::tempdir().expect("workdir");
     let store = dir.path().join("store");
@@ -774,7 +768,7 @@ async fn a_full_or_read_only_store_leaves_nothing_behind_and_degrades_health() {
         }
     }
     assert!(refused >= 1, "the 3 MB store filled up");
-    let health = common::get_json(&server, "/api/health").await;
+    let health = support::get_json(&server, "/api/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(
         health["degraded"]

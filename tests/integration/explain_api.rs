@@ -2,9 +2,6 @@
 //! limit, the media types, the OpenAPI document, a model from before explanations (409, still
 //! predicting), and the form page's explanation.
 
-mod common;
-
-use common::{client, wine, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sommelier::config::Settings;
@@ -13,6 +10,9 @@ use sommelier::model::artifact::DataSource;
 use sommelier::model::dataset::read_training_data;
 use sommelier::model::training::{train, TrainOptions, Trigger};
 use sommelier::registry::{card_file, ArtifactDigest};
+
+use crate::support;
+use crate::support::{client, wine, Server};
 
 const MAX_EXPLAIN_ROWS: usize = 5;
 
@@ -174,7 +174,7 @@ async fn explanations_add_up_to_the_predictions_and_predictions_carry_intervals(
     assert_eq!(status, 400, "{bad}");
 
     // The document states the route, its row limit and its 409.
-    let document: Value = common::get_json(&server, "/api/openapi.json").await;
+    let document: Value = support::get_json(&server, "/api/openapi.json").await;
     let explain = &document["paths"]["/api/explain"]["post"];
     assert!(explain["responses"]["409"].is_object(), "{explain}");
     assert_eq!(

@@ -1,15 +1,14 @@
 //! A store whose every version is broken (e.g. written by a build that stored an unservable
 //! model) is not an outage: a fresh instance trains a new model and serves it.
 
-mod common;
-
-use common::{client, Server};
+use crate::support;
+use crate::support::{client, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_with_only_broken_versions_recovers_by_training() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let trained = std::process::Command::new(common::binary())
+    let trained = std::process::Command::new(support::binary())
         .args(["--store", store.to_str().unwrap(), "--json", "train"])
         .args(["--algorithm", "elastic-net"])
         .env_remove("SOMMELIER_STORE")
@@ -32,6 +31,6 @@ async fn a_store_with_only_broken_versions_recovers_by_training() {
         .expect("a model")
         .to_string();
     assert_ne!(serving, broken, "{health}");
-    let models = common::get_json(&server, "/api/models").await;
+    let models = support::get_json(&server, "/api/models").await;
     assert_eq!(models["champion"], serving.as_str(), "{models}");
 }

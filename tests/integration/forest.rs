@@ -216,8 +216,8 @@ fn the_default_model_stays_bounded_in_size_and_depth_at_ten_times_the_bundled_ro
 /// 2 byte for byte.
 #[test]
 fn models_written_by_the_previous_release_load_and_predict_the_same() {
-    let stored = include_bytes!("fixtures/format-2-previous-release.bin");
-    let expected: Vec<f64> = include_str!("fixtures/format-2-previous-release-predictions.txt")
+    let stored = include_bytes!("../fixtures/format-2-previous-release.bin");
+    let expected: Vec<f64> = include_str!("../fixtures/format-2-previous-release-predictions.txt")
         .lines()
         .map(|line| line.parse().expect("a prediction"))
         .collect();
