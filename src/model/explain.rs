@@ -25,11 +25,15 @@
 //! of `(z_j + t)` over the hot ones, with the leaf's own feature `i` divided out of either):
 //! every cold feature gets the same `-v Zc sum_k w(k) q_k`, and a hot feature `i` gets
 //! `v (1 - z_i) Zc sum_k w(k) [t^k] (Q(t) / (z_i + t))`. Those weighted sums are integrals
-//! of polynomials of degree below 11, computed exactly by Gauss–Legendre rules of 4 or 6
-//! points (see [`leaf`]). A depth-first walk carries each feature's `z` and hot flag down the tree, so a
-//! row costs O(T (N + L F)) over T trees of N nodes and L leaves, with `F <= 11` the distinct
-//! features of a path (the cost does not grow with depth past them); shap's recursive
-//! algorithm costs O(T L D^2) for depth D.
+//! of polynomials of degree below 11, computed exactly by a Gauss–Legendre rule of as few
+//! points as the tree's longest path allows (see [`Rule`]). Both are sums, over the rule's
+//! points, of the leaf's *terms* `v Zc ω_g (1-s_g)^c F(s_g)` with weights that depend only on
+//! the feature's state after its last split on the path; so a walk sums the terms of the
+//! leaves below each split and credits each split's feature once, with the sum of the leaves
+//! below it that are not below a deeper split on the same feature (see [`walk_tree`]). What
+//! depends on the path alone (each node's `z`) is worked out once per model. A row costs
+//! O(T N M) over T trees of N nodes, with `M <= 6` the rule's points (the cost does not grow
+//! with depth); shap's recursive algorithm costs O(T L D^2) for L leaves and depth D.
 //!
 //! Linear models are explained exactly by `weight_j * (x_j - mean_j)`, the means being the
 //! training rows' (on the card), and the base value `intercept + sum_j weight_j mean_j`.
@@ -37,6 +41,7 @@
 //! Not here: where the covers come from and how they are stored (`artifact`, `training`),
 //! the HTTP route (`api::explain`), the export for shap (`explain_export`).
 
+use std::cell::RefCell;
 use std::sync::{LazyLock, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -101,11 +106,56 @@ pub struct TreeCovers {
 pub struct Derived {
     /// Per node in the forest's memory order (as [`Forest::view`] reads it).
     covers: Vec<u32>,
-    /// Per node: its cover over its parent's (1 for a root; 0 under an empty parent).
-    fractions: Vec<f64>,
+    /// The trees as explanations walk them (see [`WalkNode`]), one after another.
+    walk: Vec<WalkNode>,
+    /// Per tree: where it starts in `walk` and the quadrature it needs.
+    spans: Vec<TreeSpan>,
+    /// The deepest tree's levels: the room a walk needs.
+    levels: usize,
     /// The forest's expected prediction: the mean over trees of the cover-weighted mean of
     /// their leaves.
     base_value: f64,
+}
+
+/// A node as explanations walk it: the trees in pre-order, each split's "true" child right
+/// after it, so that a walk reads the nodes in the order they are stored. Its own share of
+/// the parent's cover sits beside it, computed once rather than per row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WalkNode {
+    /// A split's threshold [key](row_keys); a leaf's value, as bits.
+    word: u64,
+    /// The node's cover over its parent's (1 for a root; 0 under an empty parent).
+    fraction: f64,
+    /// For the feature its parent splits on: the product of the fractions of the splits on
+    /// it from the root to this node (`z` in the module documentation), and the same product
+    /// before the parent's split (1 when the parent's split is the path's first on it). They
+    /// depend on the path only, not on the row explained.
+    z: f64,
+    z_before: f64,
+    /// The split's feature; [`WALK_LEAF`] for a leaf.
+    feature: u32,
+    /// A split's "false" child (for values above the threshold, or NaN), by index in its
+    /// tree.
+    false_child: u32,
+}
+
+/// The feature a leaf's [`WalkNode`] names.
+const WALK_LEAF: u32 = u32::MAX;
+
+impl WalkNode {
+    fn is_leaf(&self) -> bool {
+        self.feature == WALK_LEAF
+    }
+}
+
+/// One tree of [`Derived::walk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TreeSpan {
+    /// Index of its root.
+    start: u32,
+    /// Gauss–Legendre points that integrate its longest path exactly: half its most distinct
+    /// features on a path, rounded up (0 for a lone leaf, which contributes nothing).
+    points: u8,
 }
 
 impl TreeCovers {
@@ -213,12 +263,96 @@ impl Derived {
             }
             expected += tree;
         }
+        let (walk, spans) = lay_out(forest, &fractions);
         Ok(Derived {
             base_value: expected / forest.trees() as f64,
             covers,
-            fractions,
+            walk,
+            spans,
+            levels: forest.levels(),
         })
     }
+}
+
+/// The forest's trees in walk order (see [`WalkNode`]), with each tree's span.
+fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>) {
+    let mut walk = Vec::with_capacity(fractions.len());
+    let mut spans = Vec::with_capacity(forest.trees());
+    let mut pending: Vec<Pending> = Vec::new();
+    for root in forest.root_nodes() {
+        let start = walk.len();
+        let mut most = 0;
+        pending.push(Pending {
+            at: root,
+            false_of: None,
+            z: [1.0; FEATURE_COUNT],
+            edge: (1.0, 1.0),
+            features: 0,
+        });
+        while let Some(next) = pending.pop() {
+            let here = walk.len();
+            if let Some(parent) = next.false_of {
+                let split: &mut WalkNode = &mut walk[parent];
+                split.false_child = (here - start) as u32;
+            }
+            let mut node = WalkNode {
+                word: 0,
+                fraction: fractions[next.at],
+                z: next.edge.0,
+                z_before: next.edge.1,
+                feature: WALK_LEAF,
+                false_child: 0,
+            };
+            match forest.view(next.at) {
+                NodeView::Leaf(value) => {
+                    most = most.max(next.features.count_ones());
+                    node.word = value.to_bits();
+                    walk.push(node);
+                }
+                NodeView::Split {
+                    feature,
+                    key,
+                    true_child,
+                    false_child,
+                } => {
+                    node.word = key;
+                    node.feature = feature as u32;
+                    walk.push(node);
+                    for (child, false_of) in [(false_child, Some(here)), (true_child, None)] {
+                        let mut z = next.z;
+                        z[feature] *= fractions[child];
+                        pending.push(Pending {
+                            at: child,
+                            false_of,
+                            edge: (z[feature], next.z[feature]),
+                            z,
+                            features: next.features | 1 << feature,
+                        });
+                    }
+                }
+            }
+        }
+        spans.push(TreeSpan {
+            start: start as u32,
+            points: most.div_ceil(2) as u8,
+        });
+    }
+    (walk, spans)
+}
+
+/// A node [`lay_out`] has still to place.
+struct Pending {
+    /// The node, by memory index.
+    at: usize,
+    /// The split whose "false" child it is, by index in the walk (`None`: a "true" child,
+    /// placed right after its parent, or a root).
+    false_of: Option<usize>,
+    /// Per feature: the product of the fractions of the splits on it down to the node.
+    z: [f64; FEATURE_COUNT],
+    /// [`WalkNode::z`] and [`WalkNode::z_before`].
+    edge: (f64, f64),
+    /// The features split on above it (bit per feature).
+    features: u16,
 }
 
 /// Explains `rows` of `artifact`'s model, one explanation per row.
@@ -233,7 +367,6 @@ pub fn explain_rows(
 /// A model ready to explain rows.
 pub enum Explainer<'m> {
     Forest {
-        forest: &'m Forest,
         covers: &'m Derived,
     },
     Linear {
@@ -247,7 +380,6 @@ impl<'m> Explainer<'m> {
     pub fn of(artifact: &'m ModelArtifact) -> Result<Explainer<'m>, ExplainError> {
         match (&artifact.regressor, &artifact.covers) {
             (Regressor::Forest(forest), Some(covers)) => Ok(Explainer::Forest {
-                forest,
                 covers: covers.derived(forest)?,
             }),
             (Regressor::Forest(_), None) => Err(ExplainError::TrainedBefore),
@@ -264,7 +396,12 @@ impl<'m> Explainer<'m> {
     /// The explanation of one row.
     pub fn explain(&self, row: &FeatureRow) -> Explanation {
         match self {
-            Explainer::Forest { forest, covers } => explain_forest(forest, covers, row),
+            Explainer::Forest { covers } => {
+                SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                    Ok(mut scratch) => explain_forest(covers, row, &mut scratch),
+                    Err(_) => explain_forest(covers, row, &mut Scratch::new(covers.levels)),
+                })
+            }
             Explainer::Linear { model, means } => explain_linear(model, means, row),
         }
     }
@@ -306,13 +443,15 @@ fn explain_linear(
 
 /// A Gauss–Legendre rule of `M` points on [0, 1]: exact for polynomials of degree up to
 /// `2M - 1`. A leaf whose path has `n` features integrates polynomials of degree `n - 1`
-/// (see [`leaf`]), so `ceil(n / 2)` points suffice: 3 serve paths of up to 6 features, 6
-/// every path (at most 11).
+/// (see [`Path::leaf`]), so `ceil(n / 2)` points suffice: a tree takes the fewest that serve
+/// its longest path, 6 serve every path (at most 11 features).
 struct Rule<const M: usize> {
     /// The points `s_g` in (0, 1).
     points: [f64; M],
     /// `1 - s_g`.
     complements: [f64; M],
+    /// `1 / (1 - s_g)`.
+    inverse_complements: [f64; M],
     /// `weighted[e][g] = ω_g (1 - s_g)^e`, `ω_g` the point's weight, for `e` up to 11.
     weighted: [[f64; M]; FEATURE_COUNT + 1],
 }
@@ -357,73 +496,39 @@ impl<const M: usize> Rule<M> {
         Rule {
             points,
             complements: points.map(|s| 1.0 - s),
+            inverse_complements: points.map(|s| 1.0 / (1.0 - s)),
             weighted,
         }
     }
+
+    /// `a(s_g) = s_g + z (1 - s_g)`: a hot feature's factor at point `g` (`g < M`).
+    #[inline(always)]
+    fn factor(&self, g: usize, z: f64) -> f64 {
+        self.points[g] + z * self.complements[g]
+    }
 }
 
+static RULE_1: LazyLock<Rule<1>> = LazyLock::new(Rule::new);
+static RULE_2: LazyLock<Rule<2>> = LazyLock::new(Rule::new);
 static RULE_3: LazyLock<Rule<3>> = LazyLock::new(Rule::new);
 static RULE_4: LazyLock<Rule<4>> = LazyLock::new(Rule::new);
 static RULE_5: LazyLock<Rule<5>> = LazyLock::new(Rule::new);
 static RULE_6: LazyLock<Rule<6>> = LazyLock::new(Rule::new);
 
-/// The rules, and room for a leaf's partial products, reused from leaf to leaf.
-struct Leaves<'r> {
-    rules: (&'r Rule<3>, &'r Rule<4>, &'r Rule<5>, &'r Rule<6>),
-    /// Per hot feature k: the product of the factors of the hot features before it.
-    prefix: [[f64; 6]; FEATURE_COUNT + 1],
-    /// The hot features, in bit order.
-    features: [usize; FEATURE_COUNT],
-}
+/// The most points a rule has: 6 integrate paths of all 11 features.
+const MAX_POINTS: usize = FEATURE_COUNT.div_ceil(2);
 
-impl Leaves<'_> {
-    /// Adds a leaf's share to `phi` with the smallest rule that is exact for its path.
-    #[inline(always)]
-    fn add(&mut self, value: f64, state: &PathState, phi: &mut [f64; FEATURE_COUNT]) {
-        match state.present.count_ones() {
-            0 => {}
-            1..=6 => leaf(
-                value,
-                state,
-                self.rules.0,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            7..=8 => leaf(
-                value,
-                state,
-                self.rules.1,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            9..=10 => leaf(
-                value,
-                state,
-                self.rules.2,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            _ => leaf(
-                value,
-                state,
-                self.rules.3,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-        }
-    }
-}
+/// Per quadrature point: a polynomial's values at the rule's points (only the first `M` used).
+type Values = [f64; MAX_POINTS];
 
-/// The walk's state at a node: what the path from the root says of each feature.
+/// What the path from the root says at a node, for the row being explained. Kept small
+/// (64 bytes): it is copied at every step.
 #[derive(Clone, Copy)]
-struct PathState {
-    /// Per feature split on along the path: the product of the splits' cover fractions.
-    z: [f64; FEATURE_COUNT],
-    /// Product of `z` over the cold features.
+struct Path {
+    /// At each point `s_g`: the product of `a_j(s_g) = s_g + z_j (1 - s_g)` over the hot
+    /// features `j`.
+    hot_product: Values,
+    /// The product of `z` over the cold features.
     cold_product: f64,
     /// Features split on along the path (bit per feature).
     present: u16,
@@ -431,143 +536,244 @@ struct PathState {
     hot: u16,
 }
 
-/// A step of the depth-first walk.
-#[derive(Clone, Copy)]
-enum Step {
-    /// Enter `node` through a split on `feature` that the row follows when `hot`
-    /// (`feature` is [`NO_FEATURE`] for a root).
-    Visit { node: u32, feature: u8, hot: bool },
-    /// Leave a subtree: put back what entering it changed.
-    Undo {
-        feature: u8,
-        z: f64,
-        cold_product: f64,
-        present: u16,
-        hot: u16,
-    },
-}
-
-const NO_FEATURE: u8 = u8::MAX;
-
-impl PathState {
-    const ROOT: PathState = PathState {
-        z: [1.0; FEATURE_COUNT],
+impl Path {
+    const ROOT: Path = Path {
+        hot_product: [1.0; MAX_POINTS],
         cold_product: 1.0,
         present: 0,
         hot: 0,
     };
 
-    /// What [`PathState::enter`] changes, to be put back.
-    fn saved(&self, feature: usize) -> Step {
-        Step::Undo {
-            feature: feature as u8,
-            z: self.z[feature],
-            cold_product: self.cold_product,
-            present: self.present,
-            hot: self.hot,
-        }
-    }
-
-    fn restore(&mut self, step: Step) {
-        if let Step::Undo {
-            feature,
-            z,
-            cold_product,
-            present,
-            hot,
-        } = step
-        {
-            self.z[feature as usize] = z;
-            self.cold_product = cold_product;
-            self.present = present;
-            self.hot = hot;
-        }
-    }
-
-    /// Goes down a split on `feature` that keeps `fraction` of the parent's rows, on the row's
-    /// side when `hot`.
+    /// The path one split on `feature` further down, into `child`, on the row's side when
+    /// `hot`. A feature seen before changes its factor: a ratio of two positive numbers, so
+    /// no precision is lost.
     #[inline(always)]
-    fn enter(&mut self, feature: usize, fraction: f64, hot: bool) {
+    #[allow(clippy::needless_range_loop)]
+    fn enter<const M: usize>(
+        &self,
+        feature: usize,
+        child: &WalkNode,
+        hot: bool,
+        rule: &Rule<M>,
+    ) -> Path {
+        let mut next = *self;
         let bit = 1u16 << feature;
+        next.present |= bit;
         if self.present & bit == 0 {
-            self.present |= bit;
-            self.z[feature] = fraction;
             if hot {
-                self.hot |= bit;
+                next.hot |= bit;
+                for g in 0..M {
+                    next.hot_product[g] *= rule.factor(g, child.z);
+                }
             } else {
-                self.cold_product *= fraction;
+                next.cold_product *= child.z;
+            }
+        } else if self.hot & bit == 0 {
+            next.cold_product *= child.fraction;
+        } else if hot {
+            for g in 0..M {
+                next.hot_product[g] *= rule.factor(g, child.z) / rule.factor(g, child.z_before);
             }
         } else {
-            let z = self.z[feature] * fraction;
-            self.z[feature] = z;
-            if self.hot & bit == 0 {
-                self.cold_product *= fraction;
-            } else if !hot {
-                self.hot &= !bit;
-                self.cold_product *= z;
+            next.hot &= !bit;
+            next.cold_product *= child.z;
+            for g in 0..M {
+                next.hot_product[g] /= rule.factor(g, child.z_before);
             }
+        }
+        next
+    }
+
+    /// A leaf's terms at each point: `v Zc ω_g (1 - s_g)^c F(s_g)` for `c` cold features and
+    /// `F` the hot product. Its share to a feature is a weighted sum of them (see
+    /// [`contribute`]).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn leaf<const M: usize>(&self, value: f64, rule: &Rule<M>) -> Values {
+        let cold = (self.present & !self.hot).count_ones() as usize;
+        let weights = &rule.weighted[cold];
+        let scale = value * self.cold_product;
+        let mut terms = [0.0; MAX_POINTS];
+        for g in 0..M {
+            terms[g] = scale * weights[g] * self.hot_product[g];
+        }
+        terms
+    }
+}
+
+/// Adds to `phi` the share of `feature` in leaves whose last split on it leads to `child`
+/// (reached by `path`); `terms` is the sum of those leaves' [terms](Path::leaf). A hot
+/// feature `i` gets `(1 - z_i) Σ_g terms_g / a_i(s_g)` (its own factor taken out of `F`); a
+/// cold one `-Σ_g terms_g / (1 - s_g)` (one cold feature fewer: itself).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn contribute<const M: usize>(
+    feature: usize,
+    terms: &Values,
+    child: &WalkNode,
+    path: &Path,
+    rule: &Rule<M>,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    let mut total = 0.0;
+    if path.hot & 1 << feature != 0 {
+        let z = child.z;
+        for g in 0..M {
+            total += terms[g] / rule.factor(g, z);
+        }
+        phi[feature] += (1.0 - z) * total;
+    } else {
+        for g in 0..M {
+            total += terms[g] * rule.inverse_complements[g];
+        }
+        phi[feature] -= total;
+    }
+}
+
+/// A split on the walk's stack (at most 128 bytes, so that it is moved inline).
+#[derive(Clone, Copy)]
+struct Frame {
+    /// The path to the split.
+    path: Path,
+    /// The sum of the terms of the leaves below the children done.
+    terms: Values,
+    /// The split, by index in its tree.
+    at: u32,
+    /// Children already entered: 0, 1 (the "true" one) or 2.
+    entered: u32,
+}
+
+/// The walk's stacks, kept from tree to tree and row to row.
+struct Scratch {
+    frames: Vec<Frame>,
+    /// Per frame but the root's: what its split's parent set aside of the sums of the
+    /// parent's feature (see [`walk_tree`]).
+    set_aside: Vec<Values>,
+}
+
+thread_local! {
+    /// Each thread's walk stacks: explaining a row allocates nothing once they have grown.
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { frames: Vec::new(), set_aside: Vec::new() })
+    };
+}
+
+impl Scratch {
+    /// Room for walks of `levels` levels (it grows if needed).
+    fn new(levels: usize) -> Scratch {
+        Scratch {
+            frames: Vec::with_capacity(levels),
+            set_aside: Vec::with_capacity(levels),
         }
     }
 }
 
-fn explain_forest(forest: &Forest, covers: &Derived, row: &FeatureRow) -> Explanation {
-    let keys = row_keys(row);
-    let mut leaves = Leaves {
-        rules: (&*RULE_3, &*RULE_4, &*RULE_5, &*RULE_6),
-        prefix: [[1.0; 6]; FEATURE_COUNT + 1],
-        features: [0; FEATURE_COUNT],
-    };
-    let fractions = &covers.fractions;
-    let mut phi = [0.0; FEATURE_COUNT];
-    let mut state = PathState::ROOT;
-    let mut stack: Vec<Step> = Vec::with_capacity(128);
-    for root in forest.root_nodes() {
-        stack.push(Step::Visit {
-            node: root as u32,
-            feature: NO_FEATURE,
-            hot: true,
-        });
-        while let Some(step) = stack.pop() {
-            let Step::Visit { node, feature, hot } = step else {
-                state.restore(step);
-                continue;
+#[inline(always)]
+fn add<const M: usize>(sum: &mut Values, terms: &Values) {
+    for (s, t) in sum.iter_mut().zip(terms).take(M) {
+        *s += t;
+    }
+}
+
+/// Adds one tree's shares to `phi` (not yet divided by the trees' count).
+///
+/// Every leaf's share to a feature is a weighted sum of the leaf's [terms](Path::leaf), with
+/// weights fixed by the feature's state at the leaf; that state is the one after the last
+/// split on the feature along the path. So instead of working out each leaf's share to each
+/// of its features, the walk sums the terms of the leaves below every split (sums of terms
+/// of one sign, going up) and credits a feature once per split on it, with the sum of the
+/// leaves below that split on no further split on the feature. That sum is the child's sum
+/// less what the deeper splits on the feature took: `claimed[j]` gathers, per feature, the
+/// sums of the splits on `j` done since the split on `j` above them was entered. A row
+/// costs O(N M) per tree of N nodes, with `M <= 6` the tree's [points](TreeSpan::points).
+fn walk_tree<const M: usize>(
+    nodes: &[WalkNode],
+    keys: &[u64; FEATURE_COUNT],
+    rule: &Rule<M>,
+    scratch: &mut Scratch,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    if nodes.first().is_none_or(WalkNode::is_leaf) {
+        return;
+    }
+    let mut claimed = [[0.0; MAX_POINTS]; FEATURE_COUNT];
+    let Scratch { frames, set_aside } = scratch;
+    frames.clear();
+    set_aside.clear();
+    frames.push(Frame {
+        path: Path::ROOT,
+        terms: [0.0; MAX_POINTS],
+        at: 0,
+        entered: 0,
+    });
+    while let Some(top) = frames.last_mut() {
+        if top.entered == 2 {
+            // The split is done: credit its parent's feature with what is left of its sum.
+            let at = top.at as usize;
+            let (terms, path) = (top.terms, top.path);
+            frames.pop();
+            let (Some(parent), Some(aside)) = (frames.last_mut(), set_aside.pop()) else {
+                break;
             };
-            let node = node as usize;
-            if feature != NO_FEATURE {
-                let feature = usize::from(feature);
-                stack.push(state.saved(feature));
-                state.enter(feature, fractions[node], hot);
+            let feature = nodes[parent.at as usize].feature as usize;
+            let mut unclaimed = terms;
+            for g in 0..M {
+                unclaimed[g] -= claimed[feature][g];
+                claimed[feature][g] = aside[g] + terms[g];
             }
-            match forest.view(node) {
-                NodeView::Leaf(value) => leaves.add(value, &state, &mut phi),
-                NodeView::Split {
-                    feature,
-                    key,
-                    true_child,
-                    false_child,
-                } => {
-                    let goes_true = keys[feature] <= key;
-                    for (child, hot) in [(false_child, !goes_true), (true_child, goes_true)] {
-                        // A leaf child is added at once (the state changed for it and put
-                        // back); a split child is visited later.
-                        if let NodeView::Leaf(value) = forest.view(child) {
-                            let saved = state.saved(feature);
-                            state.enter(feature, fractions[child], hot);
-                            leaves.add(value, &state, &mut phi);
-                            state.restore(saved);
-                        } else {
-                            stack.push(Step::Visit {
-                                node: child as u32,
-                                feature: feature as u8,
-                                hot,
-                            });
-                        }
-                    }
-                }
-            }
+            contribute(feature, &unclaimed, &nodes[at], &path, rule, phi);
+            add::<M>(&mut parent.terms, &terms);
+            continue;
+        }
+        let node = &nodes[top.at as usize];
+        let feature = node.feature as usize;
+        let goes_true = keys[feature] <= node.word;
+        let (child, hot) = if top.entered == 0 {
+            (top.at + 1, goes_true)
+        } else {
+            (node.false_child, !goes_true)
+        };
+        top.entered += 1;
+        let next = &nodes[child as usize];
+        let path = top.path.enter(feature, next, hot, rule);
+        if next.is_leaf() {
+            let terms = path.leaf(f64::from_bits(next.word), rule);
+            contribute(feature, &terms, next, &path, rule, phi);
+            add::<M>(&mut claimed[feature], &terms);
+            add::<M>(&mut top.terms, &terms);
+        } else {
+            set_aside.push(std::mem::replace(&mut claimed[feature], [0.0; MAX_POINTS]));
+            frames.push(Frame {
+                path,
+                terms: [0.0; MAX_POINTS],
+                at: child,
+                entered: 0,
+            });
         }
     }
-    let trees = forest.trees() as f64;
+}
+
+fn explain_forest(covers: &Derived, row: &FeatureRow, scratch: &mut Scratch) -> Explanation {
+    let keys = row_keys(row);
+    let mut phi = [0.0; FEATURE_COUNT];
+    for (t, span) in covers.spans.iter().enumerate() {
+        let start = span.start as usize;
+        let end = covers
+            .spans
+            .get(t + 1)
+            .map_or(covers.walk.len(), |next| next.start as usize);
+        let nodes = &covers.walk[start..end];
+        match span.points {
+            0 => {}
+            1 => walk_tree(nodes, &keys, &RULE_1, scratch, &mut phi),
+            2 => walk_tree(nodes, &keys, &RULE_2, scratch, &mut phi),
+            3 => walk_tree(nodes, &keys, &RULE_3, scratch, &mut phi),
+            4 => walk_tree(nodes, &keys, &RULE_4, scratch, &mut phi),
+            5 => walk_tree(nodes, &keys, &RULE_5, scratch, &mut phi),
+            _ => walk_tree(nodes, &keys, &RULE_6, scratch, &mut phi),
+        }
+    }
+    let trees = covers.spans.len().max(1) as f64;
     for contribution in &mut phi {
         *contribution /= trees;
     }
@@ -575,75 +781,6 @@ fn explain_forest(forest: &Forest, covers: &Derived, row: &FeatureRow) -> Explan
         method: TREE_METHOD,
         base_value: covers.base_value,
         contributions: phi,
-    }
-}
-
-/// Adds one leaf's share to `phi`.
-///
-/// With `n` features on the leaf's path, `h` of them hot, the Shapley weights are Beta
-/// integrals, `k! (n-k-1)! / n! = ∫ s^k (1-s)^(n-1-k) ds` over [0, 1], so the weighted sums
-/// of the module documentation are integrals of polynomials of degree `n - 1`:
-///
-/// ```text
-/// cold share of each cold feature:  -v Zc ∫ (1-s)^(n-1-h) F(s) ds
-/// share of a hot feature i:  v Zc (1 - z_i) ∫ (1-s)^(n-h) F_i(s) ds
-/// F(s) = prod over hot j of a_j(s),  F_i(s) = the same without i,  a_j(s) = z_j + s (1 - z_j)
-/// ```
-///
-/// which a Gauss–Legendre rule of enough points computes exactly (up to rounding), from
-/// positive terms only: no cancellation, whatever the depth. `F_i` is a prefix product times
-/// a suffix product, so no division is needed.
-/// `prefix` and `features` are room the caller reuses (`prefix[0]` holds ones). The loops
-/// over the rule's points index several arrays in step.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-fn leaf<const M: usize>(
-    value: f64,
-    state: &PathState,
-    rule: &Rule<M>,
-    prefix: &mut [[f64; 6]; FEATURE_COUNT + 1],
-    features: &mut [usize; FEATURE_COUNT],
-    phi: &mut [f64; FEATURE_COUNT],
-) {
-    let n = state.present.count_ones() as usize;
-    // Per hot feature k (in bit order): the product of the factors a_j(s_g) before it.
-    let mut h = 0;
-    let mut hot = state.hot;
-    while hot != 0 {
-        let j = hot.trailing_zeros() as usize;
-        hot &= hot - 1;
-        let z = state.z[j];
-        features[h] = j;
-        for g in 0..M {
-            prefix[h + 1][g] = prefix[h][g] * (rule.points[g] + z * rule.complements[g]);
-        }
-        h += 1;
-    }
-    let scale = value * state.cold_product;
-    let mut cold = state.present & !state.hot;
-    if cold != 0 {
-        let weights = &rule.weighted[n - 1 - h];
-        let mut integral = 0.0;
-        for g in 0..M {
-            integral += weights[g] * prefix[h][g];
-        }
-        let share = -scale * integral;
-        while cold != 0 {
-            let j = cold.trailing_zeros() as usize;
-            cold &= cold - 1;
-            phi[j] += share;
-        }
-    }
-    let weights = &rule.weighted[n - h];
-    let mut suffix = [1.0; M];
-    for k in (0..h).rev() {
-        let z = state.z[features[k]];
-        let mut integral = 0.0;
-        for g in 0..M {
-            integral += weights[g] * prefix[k][g] * suffix[g];
-            suffix[g] *= rule.points[g] + z * rule.complements[g];
-        }
-        phi[features[k]] += scale * (1.0 - z) * integral;
     }
 }
 

@@ -90,7 +90,7 @@ fn tree_values_are_the_shapley_values_of_their_definition() {
     for algorithm in [Algorithm::ExtraTrees, Algorithm::RandomForest] {
         let (forest, covers, others) = small_forest(algorithm, 80, 5, 3);
         for row in others.iter().take(6) {
-            let explanation = explain_forest(&forest, &covers, row);
+            let explanation = explain_forest(&covers, row, &mut Scratch::new(16));
             let exact = brute_force(&forest, &covers, row);
             for (f, (got, want)) in explanation.contributions.iter().zip(exact).enumerate() {
                 assert!(
@@ -111,7 +111,7 @@ fn base_and_contributions_add_up_to_every_prediction() {
     ] {
         let (forest, covers, others) = small_forest(algorithm, rows, depth, trees);
         for row in &others {
-            let explanation = explain_forest(&forest, &covers, row);
+            let explanation = explain_forest(&covers, row, &mut Scratch::new(16));
             let prediction = forest.predict_row(row);
             assert!(
                 (explanation.total() - prediction).abs() < 1e-9,
