@@ -118,8 +118,10 @@ pub struct Derived {
 }
 
 /// A node as explanations walk it: the trees in pre-order, each split's "true" child right
-/// after it, so that a walk reads the nodes in the order they are stored. Its own share of
-/// the parent's cover sits beside it, computed once rather than per row.
+/// after it, so that a walk reads the nodes in the order they are stored. What the walk
+/// needs of the covers (the node's share of its parent's, and the `z` it enters with) sits
+/// beside it, worked out once per model rather than per row; 32 bytes, since every row
+/// reads every node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct WalkNode {
     /// A split's threshold [key](row_keys); a leaf's value, as bits.
@@ -127,10 +129,9 @@ struct WalkNode {
     /// The node's cover over its parent's (1 for a root; 0 under an empty parent).
     fraction: f64,
     /// For the feature its parent splits on: the product of the fractions of the splits on
-    /// it from the root to this node (`z` in the module documentation), and the same product
-    /// before the parent's split (1 when the parent's split is the path's first on it). They
-    /// depend on the path only, not on the row explained.
-    z: f64,
+    /// it from the root down to the parent (1 when the parent's split is the path's first on
+    /// it). It depends on the path only, not on the row explained; times `fraction`, it is
+    /// the feature's `z` at this node (see [`WalkNode::z`]).
     z_before: f64,
     /// The split's feature; [`WALK_LEAF`] for a leaf.
     feature: u32,
@@ -146,6 +147,13 @@ impl WalkNode {
     fn is_leaf(&self) -> bool {
         self.feature == WALK_LEAF
     }
+
+    /// The `z` of its parent's feature at this node: the product of the fractions of the
+    /// splits on it from the root to this node (as [`lay_out`] works it out).
+    #[inline(always)]
+    fn z(&self) -> f64 {
+        self.z_before * self.fraction
+    }
 }
 
 /// One tree of [`Derived::walk`].
@@ -156,6 +164,8 @@ struct TreeSpan {
     /// Gauss–Legendre points that integrate its longest path exactly: half its most distinct
     /// features on a path, rounded up (0 for a lone leaf, which contributes nothing).
     points: u8,
+    /// Its levels (1 for a lone leaf).
+    levels: u32,
 }
 
 impl TreeCovers {
@@ -281,15 +291,17 @@ fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>)
     let mut pending: Vec<Pending> = Vec::new();
     for root in forest.root_nodes() {
         let start = walk.len();
-        let mut most = 0;
+        let (mut most, mut levels) = (0, 0);
         pending.push(Pending {
             at: root,
             false_of: None,
             z: [1.0; FEATURE_COUNT],
-            edge: (1.0, 1.0),
+            z_before: 1.0,
             features: 0,
+            level: 1,
         });
         while let Some(next) = pending.pop() {
+            levels = levels.max(next.level);
             let here = walk.len();
             if let Some(parent) = next.false_of {
                 let split: &mut WalkNode = &mut walk[parent];
@@ -298,8 +310,7 @@ fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>)
             let mut node = WalkNode {
                 word: 0,
                 fraction: fractions[next.at],
-                z: next.edge.0,
-                z_before: next.edge.1,
+                z_before: next.z_before,
                 feature: WALK_LEAF,
                 false_child: 0,
             };
@@ -324,9 +335,10 @@ fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>)
                         pending.push(Pending {
                             at: child,
                             false_of,
-                            edge: (z[feature], next.z[feature]),
+                            z_before: next.z[feature],
                             z,
                             features: next.features | 1 << feature,
+                            level: next.level + 1,
                         });
                     }
                 }
@@ -335,6 +347,7 @@ fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>)
         spans.push(TreeSpan {
             start: start as u32,
             points: most.div_ceil(2) as u8,
+            levels,
         });
     }
     (walk, spans)
@@ -349,10 +362,12 @@ struct Pending {
     false_of: Option<usize>,
     /// Per feature: the product of the fractions of the splits on it down to the node.
     z: [f64; FEATURE_COUNT],
-    /// [`WalkNode::z`] and [`WalkNode::z_before`].
-    edge: (f64, f64),
+    /// [`WalkNode::z_before`].
+    z_before: f64,
     /// The features split on above it (bit per feature).
     features: u16,
+    /// Its level (1 for a root).
+    level: u32,
 }
 
 /// Explains `rows` of `artifact`'s model, one explanation per row.
@@ -448,10 +463,6 @@ fn explain_linear(
 struct Rule<const M: usize> {
     /// The points `s_g` in (0, 1).
     points: [f64; M],
-    /// `1 - s_g`.
-    complements: [f64; M],
-    /// `1 / (1 - s_g)`.
-    inverse_complements: [f64; M],
     /// `weighted[e][g] = ω_g (1 - s_g)^e`, `ω_g` the point's weight, for `e` up to 11.
     weighted: [[f64; M]; FEATURE_COUNT + 1],
 }
@@ -493,18 +504,14 @@ impl<const M: usize> Rule<M> {
                 row[g] = weights[g] * (1.0 - points[g]).powi(e as i32);
             }
         }
-        Rule {
-            points,
-            complements: points.map(|s| 1.0 - s),
-            inverse_complements: points.map(|s| 1.0 / (1.0 - s)),
-            weighted,
-        }
+        Rule { points, weighted }
     }
 
-    /// `a(s_g) = s_g + z (1 - s_g)`: a hot feature's factor at point `g` (`g < M`).
+    /// `a(s_g) = z + s_g (1 - z)`: a hot feature's factor at point `g` (`g < M`); exactly 1
+    /// for `z = 1`.
     #[inline(always)]
     fn factor(&self, g: usize, z: f64) -> f64 {
-        self.points[g] + z * self.complements[g]
+        z + self.points[g] * (1.0 - z)
     }
 }
 
@@ -546,7 +553,8 @@ impl Path {
 
     /// The path one split on `feature` further down, into `child`, on the row's side when
     /// `hot`. A feature seen before changes its factor: a ratio of two positive numbers, so
-    /// no precision is lost.
+    /// no precision is lost. Whether the row is on the child's side is as good as random, so
+    /// every case takes the same steps, chosen by selects rather than branches.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     fn enter<const M: usize>(
@@ -556,32 +564,37 @@ impl Path {
         hot: bool,
         rule: &Rule<M>,
     ) -> Path {
-        let mut next = *self;
         let bit = 1u16 << feature;
-        next.present |= bit;
-        if self.present & bit == 0 {
-            if hot {
-                next.hot |= bit;
-                for g in 0..M {
-                    next.hot_product[g] *= rule.factor(g, child.z);
-                }
-            } else {
-                next.cold_product *= child.z;
-            }
-        } else if self.hot & bit == 0 {
-            next.cold_product *= child.fraction;
-        } else if hot {
+        let was_hot = self.hot & bit != 0;
+        let was_cold = self.present & !self.hot & bit != 0;
+        let now_hot = hot && !was_cold;
+        // The feature's factor in the hot product: a(z) while hot, 1 (a(1)) otherwise.
+        let after = if now_hot { child.z() } else { 1.0 };
+        let before = if was_hot { child.z_before } else { 1.0 };
+        // Its factor in the cold product: its z once cold (the fraction if it was already).
+        let cold = if was_cold {
+            child.fraction
+        } else if now_hot {
+            1.0
+        } else {
+            child.z()
+        };
+        let mut hot_product = self.hot_product;
+        if was_hot {
             for g in 0..M {
-                next.hot_product[g] *= rule.factor(g, child.z) / rule.factor(g, child.z_before);
+                hot_product[g] *= rule.factor(g, after) / rule.factor(g, before);
             }
         } else {
-            next.hot &= !bit;
-            next.cold_product *= child.z;
             for g in 0..M {
-                next.hot_product[g] /= rule.factor(g, child.z_before);
+                hot_product[g] *= rule.factor(g, after);
             }
         }
-        next
+        Path {
+            hot_product,
+            cold_product: self.cold_product * cold,
+            present: self.present | bit,
+            hot: self.hot & !bit | if now_hot { bit } else { 0 },
+        }
     }
 
     /// A leaf's terms at each point: `v Zc ω_g (1 - s_g)^c F(s_g)` for `c` cold features and
@@ -604,7 +617,8 @@ impl Path {
 /// Adds to `phi` the share of `feature` in leaves whose last split on it leads to `child`
 /// (reached by `path`); `terms` is the sum of those leaves' [terms](Path::leaf). A hot
 /// feature `i` gets `(1 - z_i) Σ_g terms_g / a_i(s_g)` (its own factor taken out of `F`); a
-/// cold one `-Σ_g terms_g / (1 - s_g)` (one cold feature fewer: itself).
+/// cold one `-Σ_g terms_g / (1 - s_g)` (one cold feature fewer: itself). Both are
+/// `scale Σ_g terms_g / (p + q s_g)`, chosen by selects (see [`Path::enter`]).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 fn contribute<const M: usize>(
@@ -615,19 +629,17 @@ fn contribute<const M: usize>(
     rule: &Rule<M>,
     phi: &mut [f64; FEATURE_COUNT],
 ) {
-    let mut total = 0.0;
-    if path.hot & 1 << feature != 0 {
-        let z = child.z;
-        for g in 0..M {
-            total += terms[g] / rule.factor(g, z);
-        }
-        phi[feature] += (1.0 - z) * total;
+    let hot = path.hot & 1 << feature != 0;
+    let (p, q, scale) = if hot {
+        (child.z(), 1.0 - child.z(), 1.0 - child.z())
     } else {
-        for g in 0..M {
-            total += terms[g] * rule.inverse_complements[g];
-        }
-        phi[feature] -= total;
+        (1.0, -1.0, -1.0)
+    };
+    let mut total = 0.0;
+    for g in 0..M {
+        total += terms[g] / (p + q * rule.points[g]);
     }
+    phi[feature] += scale * total;
 }
 
 /// A split on the walk's stack (at most 128 bytes, so that it is moved inline).
@@ -680,12 +692,13 @@ fn add<const M: usize>(sum: &mut Values, terms: &Values) {
 /// Every leaf's share to a feature is a weighted sum of the leaf's [terms](Path::leaf), with
 /// weights fixed by the feature's state at the leaf; that state is the one after the last
 /// split on the feature along the path. So instead of working out each leaf's share to each
-/// of its features, the walk sums the terms of the leaves below every split (sums of terms
-/// of one sign, going up) and credits a feature once per split on it, with the sum of the
-/// leaves below that split on no further split on the feature. That sum is the child's sum
-/// less what the deeper splits on the feature took: `claimed[j]` gathers, per feature, the
-/// sums of the splits on `j` done since the split on `j` above them was entered. A row
-/// costs O(N M) per tree of N nodes, with `M <= 6` the tree's [points](TreeSpan::points).
+/// of its features, the walk sums the terms of the leaves below every split (going up) and
+/// credits a feature once per split on it, with the sum of the leaves below that split on
+/// no further split on the feature. That sum is the child's sum less what the deeper splits
+/// on the feature took: `claimed[j]` gathers, per feature, the sums of the splits on `j`
+/// done since the split on `j` above them was entered. A row costs O(N M) per tree of N
+/// nodes, with `M <= 6` the tree's [points](TreeSpan::points). This walk keeps its stack on
+/// the heap, for trees of any depth; [`Recursion`] takes the same steps faster.
 fn walk_tree<const M: usize>(
     nodes: &[WalkNode],
     keys: &[u64; FEATURE_COUNT],
@@ -753,7 +766,96 @@ fn walk_tree<const M: usize>(
     }
 }
 
+/// Trees of at most this many levels are walked by recursion (see [`Recursion`]); deeper
+/// ones, which a model may hold (depth can be unlimited), by [`walk_tree`] and its stack on
+/// the heap, so that no tree can exhaust a thread's stack.
+const RECURSION_LEVELS: usize = 64;
+
+/// One tree's walk by recursion: the same sums and credits as [`walk_tree`], with a split's
+/// two children in straight-line code and the path's state kept on the thread's stack.
+struct Recursion<'a, const M: usize> {
+    nodes: &'a [WalkNode],
+    keys: &'a [u64; FEATURE_COUNT],
+    rule: &'a Rule<M>,
+    /// Per feature: the sums of the splits on it done since the split on it above them was
+    /// entered (see [`walk_tree`]).
+    claimed: [Values; FEATURE_COUNT],
+    phi: &'a mut [f64; FEATURE_COUNT],
+}
+
+impl<const M: usize> Recursion<'_, M> {
+    /// The sum of the terms of the leaves below split `at`, reached by `path`.
+    fn split(&mut self, at: usize, path: &Path) -> Values {
+        let node = &self.nodes[at];
+        let feature = node.feature as usize;
+        let goes_true = self.keys[feature] <= node.word;
+        let mut terms = self.child(feature, at + 1, goes_true, path);
+        let other = self.child(feature, node.false_child as usize, !goes_true, path);
+        add::<M>(&mut terms, &other);
+        terms
+    }
+
+    /// The sum of the terms of the leaves below child `at` of a split on `feature`; credits
+    /// the feature with those of them below no deeper split on it.
+    #[inline(always)]
+    fn child(&mut self, feature: usize, at: usize, hot: bool, path: &Path) -> Values {
+        let child = &self.nodes[at];
+        let path = path.enter(feature, child, hot, self.rule);
+        if child.is_leaf() {
+            let terms = path.leaf(f64::from_bits(child.word), self.rule);
+            contribute(feature, &terms, child, &path, self.rule, self.phi);
+            add::<M>(&mut self.claimed[feature], &terms);
+            return terms;
+        }
+        let aside = std::mem::replace(&mut self.claimed[feature], [0.0; MAX_POINTS]);
+        let terms = self.split(at, &path);
+        let mut unclaimed = terms;
+        for g in 0..M {
+            unclaimed[g] -= self.claimed[feature][g];
+            self.claimed[feature][g] = aside[g] + terms[g];
+        }
+        contribute(feature, &unclaimed, child, &path, self.rule, self.phi);
+        terms
+    }
+}
+
+/// Adds one tree's shares to `phi`, by [`Recursion`] when it has at most `recursion_levels`
+/// levels.
+fn walk<const M: usize>(
+    nodes: &[WalkNode],
+    span: &TreeSpan,
+    recursion_levels: usize,
+    keys: &[u64; FEATURE_COUNT],
+    rule: &Rule<M>,
+    scratch: &mut Scratch,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    if span.levels as usize > recursion_levels {
+        walk_tree(nodes, keys, rule, scratch, phi);
+    } else if nodes.first().is_some_and(|root| !root.is_leaf()) {
+        let mut recursion = Recursion {
+            nodes,
+            keys,
+            rule,
+            claimed: [[0.0; MAX_POINTS]; FEATURE_COUNT],
+            phi,
+        };
+        recursion.split(0, &Path::ROOT);
+    }
+}
+
 fn explain_forest(covers: &Derived, row: &FeatureRow, scratch: &mut Scratch) -> Explanation {
+    explain_walking(covers, row, scratch, RECURSION_LEVELS)
+}
+
+/// [`explain_forest`], with trees of more than `recursion_levels` levels walked by
+/// [`walk_tree`] (a parameter so that tests take both walks).
+fn explain_walking(
+    covers: &Derived,
+    row: &FeatureRow,
+    scratch: &mut Scratch,
+    recursion_levels: usize,
+) -> Explanation {
     let keys = row_keys(row);
     let mut phi = [0.0; FEATURE_COUNT];
     for (t, span) in covers.spans.iter().enumerate() {
@@ -765,12 +867,60 @@ fn explain_forest(covers: &Derived, row: &FeatureRow, scratch: &mut Scratch) -> 
         let nodes = &covers.walk[start..end];
         match span.points {
             0 => {}
-            1 => walk_tree(nodes, &keys, &RULE_1, scratch, &mut phi),
-            2 => walk_tree(nodes, &keys, &RULE_2, scratch, &mut phi),
-            3 => walk_tree(nodes, &keys, &RULE_3, scratch, &mut phi),
-            4 => walk_tree(nodes, &keys, &RULE_4, scratch, &mut phi),
-            5 => walk_tree(nodes, &keys, &RULE_5, scratch, &mut phi),
-            _ => walk_tree(nodes, &keys, &RULE_6, scratch, &mut phi),
+            1 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_1,
+                scratch,
+                &mut phi,
+            ),
+            2 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_2,
+                scratch,
+                &mut phi,
+            ),
+            3 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_3,
+                scratch,
+                &mut phi,
+            ),
+            4 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_4,
+                scratch,
+                &mut phi,
+            ),
+            5 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_5,
+                scratch,
+                &mut phi,
+            ),
+            _ => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_6,
+                scratch,
+                &mut phi,
+            ),
         }
     }
     let trees = covers.spans.len().max(1) as f64;
