@@ -92,8 +92,9 @@ impl Explanation {
 /// What explaining a forest needs beyond its trees: each node's cover (training rows that
 /// reached it), kept beside the forest, never inside its walk nodes, so predictions read
 /// exactly what they read without it. What explanations derive from the covers (each node's
-/// share of its parent's cover, the expected value) is worked out at the first explanation,
-/// so loading a model costs only the covers' decoding.
+/// share of its parent's cover and `z`, laid out as the walk reads them; the expected value)
+/// is worked out at the first explanation, so loading a model costs only the covers'
+/// decoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TreeCovers {
     /// Per node in the artifact's order (see [`Forest::stored_order`]).
