@@ -644,6 +644,43 @@ fn contribute<const M: usize>(
     phi[feature] += scale * (pairs[0] + pairs[1] + pairs[2]);
 }
 
+/// [`contribute`] for a leaf child, mostly without dividing: its share to `feature` is its
+/// terms without the feature's own factor, taken from `parent` (the path to the split) when
+/// the feature is hot, and with the weights of one cold feature fewer when it is cold. A
+/// feature hot before and after the split changed its factor; that case divides as
+/// [`contribute`] does.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn contribute_leaf<const M: usize>(
+    feature: usize,
+    value: f64,
+    terms: &Values,
+    child: &WalkNode,
+    parent: &Path,
+    path: &Path,
+    rule: &Rule<M>,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    let bit = 1u16 << feature;
+    if path.hot & parent.hot & bit != 0 {
+        return contribute(feature, terms, child, path, rule, phi);
+    }
+    let hot = path.hot & bit != 0;
+    let cold = (path.present & !path.hot).count_ones() as usize;
+    // A cold feature is one of the `cold`, so the row below is not negative.
+    let (product, row, scale) = if hot {
+        (&parent.hot_product, cold, 1.0 - child.z())
+    } else {
+        (&path.hot_product, cold - 1, -1.0)
+    };
+    let weights = &rule.weighted[row];
+    let mut pairs = [0.0; MAX_POINTS.div_ceil(2)];
+    for g in 0..M {
+        pairs[g / 2] += weights[g] * product[g];
+    }
+    phi[feature] += scale * value * path.cold_product * (pairs[0] + pairs[1] + pairs[2]);
+}
+
 /// A split on the walk's stack (at most 128 bytes, so that it is moved inline).
 #[derive(Clone, Copy)]
 struct Frame {
@@ -752,8 +789,9 @@ fn walk_tree<const M: usize>(
         let next = &nodes[child as usize];
         let path = top.path.enter(feature, next, hot, rule);
         if next.is_leaf() {
-            let terms = path.leaf(f64::from_bits(next.word), rule);
-            contribute(feature, &terms, next, &path, rule, phi);
+            let value = f64::from_bits(next.word);
+            let terms = path.leaf(value, rule);
+            contribute_leaf(feature, value, &terms, next, &top.path, &path, rule, phi);
             add::<M>(&mut claimed[feature], &terms);
             add::<M>(&mut top.terms, &terms);
         } else {
@@ -800,12 +838,15 @@ impl<const M: usize> Recursion<'_, M> {
     /// The sum of the terms of the leaves below child `at` of a split on `feature`; credits
     /// the feature with those of them below no deeper split on it.
     #[inline(always)]
-    fn child(&mut self, feature: usize, at: usize, hot: bool, path: &Path) -> Values {
+    fn child(&mut self, feature: usize, at: usize, hot: bool, parent: &Path) -> Values {
         let child = &self.nodes[at];
-        let path = path.enter(feature, child, hot, self.rule);
+        let path = parent.enter(feature, child, hot, self.rule);
         if child.is_leaf() {
-            let terms = path.leaf(f64::from_bits(child.word), self.rule);
-            contribute(feature, &terms, child, &path, self.rule, self.phi);
+            let value = f64::from_bits(child.word);
+            let terms = path.leaf(value, self.rule);
+            contribute_leaf(
+                feature, value, &terms, child, parent, &path, self.rule, self.phi,
+            );
             add::<M>(&mut self.claimed[feature], &terms);
             return terms;
         }
