@@ -25,11 +25,15 @@
 //! of `(z_j + t)` over the hot ones, with the leaf's own feature `i` divided out of either):
 //! every cold feature gets the same `-v Zc sum_k w(k) q_k`, and a hot feature `i` gets
 //! `v (1 - z_i) Zc sum_k w(k) [t^k] (Q(t) / (z_i + t))`. Those weighted sums are integrals
-//! of polynomials of degree below 11, computed exactly by Gauss–Legendre rules of 4 or 6
-//! points (see [`leaf`]). A depth-first walk carries each feature's `z` and hot flag down the tree, so a
-//! row costs O(T (N + L F)) over T trees of N nodes and L leaves, with `F <= 11` the distinct
-//! features of a path (the cost does not grow with depth past them); shap's recursive
-//! algorithm costs O(T L D^2) for depth D.
+//! of polynomials of degree below 11, computed exactly by a Gauss–Legendre rule of as few
+//! points as the tree's longest path allows (see [`Rule`]). Both are sums, over the rule's
+//! points, of the leaf's *terms* `v Zc ω_g (1-s_g)^c F(s_g)` with weights that depend only on
+//! the feature's state after its last split on the path; so a walk sums the terms of the
+//! leaves below each split and credits each split's feature once, with the sum of the leaves
+//! below it that are not below a deeper split on the same feature (see [`walk_tree`]). What
+//! depends on the path alone (each node's `z`) is worked out once per model. A row costs
+//! O(T N M) over T trees of N nodes, with `M <= 6` the rule's points (the cost does not grow
+//! with depth); shap's recursive algorithm costs O(T L D^2) for L leaves and depth D.
 //!
 //! Linear models are explained exactly by `weight_j * (x_j - mean_j)`, the means being the
 //! training rows' (on the card), and the base value `intercept + sum_j weight_j mean_j`.
@@ -37,6 +41,7 @@
 //! Not here: where the covers come from and how they are stored (`artifact`, `training`),
 //! the HTTP route (`api::explain`), the export for shap (`explain_export`).
 
+use std::cell::RefCell;
 use std::sync::{LazyLock, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -87,8 +92,9 @@ impl Explanation {
 /// What explaining a forest needs beyond its trees: each node's cover (training rows that
 /// reached it), kept beside the forest, never inside its walk nodes, so predictions read
 /// exactly what they read without it. What explanations derive from the covers (each node's
-/// share of its parent's cover, the expected value) is worked out at the first explanation,
-/// so loading a model costs only the covers' decoding.
+/// share of its parent's cover and `z`, laid out as the walk reads them; the expected value)
+/// is worked out at the first explanation, so loading a model costs only the covers'
+/// decoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TreeCovers {
     /// Per node in the artifact's order (see [`Forest::stored_order`]).
@@ -101,11 +107,66 @@ pub struct TreeCovers {
 pub struct Derived {
     /// Per node in the forest's memory order (as [`Forest::view`] reads it).
     covers: Vec<u32>,
-    /// Per node: its cover over its parent's (1 for a root; 0 under an empty parent).
-    fractions: Vec<f64>,
+    /// The trees as explanations walk them (see [`WalkNode`]), one after another.
+    walk: Vec<WalkNode>,
+    /// Per tree: where it starts in `walk` and the quadrature it needs.
+    spans: Vec<TreeSpan>,
+    /// The deepest tree's levels: the room a walk needs.
+    levels: usize,
     /// The forest's expected prediction: the mean over trees of the cover-weighted mean of
     /// their leaves.
     base_value: f64,
+}
+
+/// A node as explanations walk it: the trees in pre-order, each split's "true" child right
+/// after it, so that a walk reads the nodes in the order they are stored. What the walk
+/// needs of the covers (the node's share of its parent's, and the `z` it enters with) sits
+/// beside it, worked out once per model rather than per row; 32 bytes, since every row
+/// reads every node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WalkNode {
+    /// A split's threshold [key](row_keys); a leaf's value, as bits.
+    word: u64,
+    /// The node's cover over its parent's (1 for a root; 0 under an empty parent).
+    fraction: f64,
+    /// For the feature its parent splits on: the product of the fractions of the splits on
+    /// it from the root down to the parent (1 when the parent's split is the path's first on
+    /// it). It depends on the path only, not on the row explained; times `fraction`, it is
+    /// the feature's `z` at this node (see [`WalkNode::z`]).
+    z_before: f64,
+    /// The split's feature; [`WALK_LEAF`] for a leaf.
+    feature: u32,
+    /// A split's "false" child (for values above the threshold, or NaN), by index in its
+    /// tree.
+    false_child: u32,
+}
+
+/// The feature a leaf's [`WalkNode`] names.
+const WALK_LEAF: u32 = u32::MAX;
+
+impl WalkNode {
+    fn is_leaf(&self) -> bool {
+        self.feature == WALK_LEAF
+    }
+
+    /// The `z` of its parent's feature at this node: the product of the fractions of the
+    /// splits on it from the root to this node (as [`lay_out`] works it out).
+    #[inline(always)]
+    fn z(&self) -> f64 {
+        self.z_before * self.fraction
+    }
+}
+
+/// One tree of [`Derived::walk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TreeSpan {
+    /// Index of its root.
+    start: u32,
+    /// Gauss–Legendre points that integrate its longest path exactly: half its most distinct
+    /// features on a path, rounded up (0 for a lone leaf, which contributes nothing).
+    points: u8,
+    /// Its levels (1 for a lone leaf).
+    levels: u32,
 }
 
 impl TreeCovers {
@@ -213,12 +274,101 @@ impl Derived {
             }
             expected += tree;
         }
+        let (walk, spans) = lay_out(forest, &fractions);
         Ok(Derived {
             base_value: expected / forest.trees() as f64,
             covers,
-            fractions,
+            walk,
+            spans,
+            levels: forest.levels(),
         })
     }
+}
+
+/// The forest's trees in walk order (see [`WalkNode`]), with each tree's span.
+fn lay_out(forest: &Forest, fractions: &[f64]) -> (Vec<WalkNode>, Vec<TreeSpan>) {
+    let mut walk = Vec::with_capacity(fractions.len());
+    let mut spans = Vec::with_capacity(forest.trees());
+    let mut pending: Vec<Pending> = Vec::new();
+    for root in forest.root_nodes() {
+        let start = walk.len();
+        let (mut most, mut levels) = (0, 0);
+        pending.push(Pending {
+            at: root,
+            false_of: None,
+            z: [1.0; FEATURE_COUNT],
+            z_before: 1.0,
+            features: 0,
+            level: 1,
+        });
+        while let Some(next) = pending.pop() {
+            levels = levels.max(next.level);
+            let here = walk.len();
+            if let Some(parent) = next.false_of {
+                let split: &mut WalkNode = &mut walk[parent];
+                split.false_child = (here - start) as u32;
+            }
+            let mut node = WalkNode {
+                word: 0,
+                fraction: fractions[next.at],
+                z_before: next.z_before,
+                feature: WALK_LEAF,
+                false_child: 0,
+            };
+            match forest.view(next.at) {
+                NodeView::Leaf(value) => {
+                    most = most.max(next.features.count_ones());
+                    node.word = value.to_bits();
+                    walk.push(node);
+                }
+                NodeView::Split {
+                    feature,
+                    key,
+                    true_child,
+                    false_child,
+                } => {
+                    node.word = key;
+                    node.feature = feature as u32;
+                    walk.push(node);
+                    for (child, false_of) in [(false_child, Some(here)), (true_child, None)] {
+                        let mut z = next.z;
+                        z[feature] *= fractions[child];
+                        pending.push(Pending {
+                            at: child,
+                            false_of,
+                            z_before: next.z[feature],
+                            z,
+                            features: next.features | 1 << feature,
+                            level: next.level + 1,
+                        });
+                    }
+                }
+            }
+        }
+        spans.push(TreeSpan {
+            start: start as u32,
+            points: most.div_ceil(2) as u8,
+            levels,
+        });
+    }
+    (walk, spans)
+}
+
+/// A node [`lay_out`] has still to place.
+struct Pending {
+    /// The node, by memory index.
+    at: usize,
+    /// The split whose "false" child it is, by index in the walk (`None`: a "true" child,
+    /// placed right after its parent, or a root).
+    false_of: Option<usize>,
+    /// Per feature: the product of the fractions of the splits on it down to the node.
+    z: [f64; FEATURE_COUNT],
+    /// [`WalkNode::z_before`].
+    z_before: f64,
+    /// The features split on above it (bit per feature).
+    features: u16,
+    /// Its level (1 for a root).
+    level: u32,
 }
 
 /// Explains `rows` of `artifact`'s model, one explanation per row.
@@ -233,7 +383,6 @@ pub fn explain_rows(
 /// A model ready to explain rows.
 pub enum Explainer<'m> {
     Forest {
-        forest: &'m Forest,
         covers: &'m Derived,
     },
     Linear {
@@ -247,7 +396,6 @@ impl<'m> Explainer<'m> {
     pub fn of(artifact: &'m ModelArtifact) -> Result<Explainer<'m>, ExplainError> {
         match (&artifact.regressor, &artifact.covers) {
             (Regressor::Forest(forest), Some(covers)) => Ok(Explainer::Forest {
-                forest,
                 covers: covers.derived(forest)?,
             }),
             (Regressor::Forest(_), None) => Err(ExplainError::TrainedBefore),
@@ -264,7 +412,12 @@ impl<'m> Explainer<'m> {
     /// The explanation of one row.
     pub fn explain(&self, row: &FeatureRow) -> Explanation {
         match self {
-            Explainer::Forest { forest, covers } => explain_forest(forest, covers, row),
+            Explainer::Forest { covers } => {
+                SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                    Ok(mut scratch) => explain_forest(covers, row, &mut scratch),
+                    Err(_) => explain_forest(covers, row, &mut Scratch::new(covers.levels)),
+                })
+            }
             Explainer::Linear { model, means } => explain_linear(model, means, row),
         }
     }
@@ -306,13 +459,11 @@ fn explain_linear(
 
 /// A Gauss–Legendre rule of `M` points on [0, 1]: exact for polynomials of degree up to
 /// `2M - 1`. A leaf whose path has `n` features integrates polynomials of degree `n - 1`
-/// (see [`leaf`]), so `ceil(n / 2)` points suffice: 3 serve paths of up to 6 features, 6
-/// every path (at most 11).
+/// (see [`Path::leaf`]), so `ceil(n / 2)` points suffice: a tree takes the fewest that serve
+/// its longest path, 6 serve every path (at most 11 features).
 struct Rule<const M: usize> {
     /// The points `s_g` in (0, 1).
     points: [f64; M],
-    /// `1 - s_g`.
-    complements: [f64; M],
     /// `weighted[e][g] = ω_g (1 - s_g)^e`, `ω_g` the point's weight, for `e` up to 11.
     weighted: [[f64; M]; FEATURE_COUNT + 1],
 }
@@ -354,76 +505,38 @@ impl<const M: usize> Rule<M> {
                 row[g] = weights[g] * (1.0 - points[g]).powi(e as i32);
             }
         }
-        Rule {
-            points,
-            complements: points.map(|s| 1.0 - s),
-            weighted,
-        }
+        Rule { points, weighted }
+    }
+
+    /// `a(s_g) = z + s_g (1 - z)`: a hot feature's factor at point `g` (`g < M`); exactly 1
+    /// for `z = 1`.
+    #[inline(always)]
+    fn factor(&self, g: usize, z: f64) -> f64 {
+        z + self.points[g] * (1.0 - z)
     }
 }
 
+static RULE_1: LazyLock<Rule<1>> = LazyLock::new(Rule::new);
+static RULE_2: LazyLock<Rule<2>> = LazyLock::new(Rule::new);
 static RULE_3: LazyLock<Rule<3>> = LazyLock::new(Rule::new);
 static RULE_4: LazyLock<Rule<4>> = LazyLock::new(Rule::new);
 static RULE_5: LazyLock<Rule<5>> = LazyLock::new(Rule::new);
 static RULE_6: LazyLock<Rule<6>> = LazyLock::new(Rule::new);
 
-/// The rules, and room for a leaf's partial products, reused from leaf to leaf.
-struct Leaves<'r> {
-    rules: (&'r Rule<3>, &'r Rule<4>, &'r Rule<5>, &'r Rule<6>),
-    /// Per hot feature k: the product of the factors of the hot features before it.
-    prefix: [[f64; 6]; FEATURE_COUNT + 1],
-    /// The hot features, in bit order.
-    features: [usize; FEATURE_COUNT],
-}
+/// The most points a rule has: 6 integrate paths of all 11 features.
+const MAX_POINTS: usize = FEATURE_COUNT.div_ceil(2);
 
-impl Leaves<'_> {
-    /// Adds a leaf's share to `phi` with the smallest rule that is exact for its path.
-    #[inline(always)]
-    fn add(&mut self, value: f64, state: &PathState, phi: &mut [f64; FEATURE_COUNT]) {
-        match state.present.count_ones() {
-            0 => {}
-            1..=6 => leaf(
-                value,
-                state,
-                self.rules.0,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            7..=8 => leaf(
-                value,
-                state,
-                self.rules.1,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            9..=10 => leaf(
-                value,
-                state,
-                self.rules.2,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-            _ => leaf(
-                value,
-                state,
-                self.rules.3,
-                &mut self.prefix,
-                &mut self.features,
-                phi,
-            ),
-        }
-    }
-}
+/// Per quadrature point: a polynomial's values at the rule's points (only the first `M` used).
+type Values = [f64; MAX_POINTS];
 
-/// The walk's state at a node: what the path from the root says of each feature.
+/// What the path from the root says at a node, for the row being explained. Kept small
+/// (64 bytes): it is copied at every step.
 #[derive(Clone, Copy)]
-struct PathState {
-    /// Per feature split on along the path: the product of the splits' cover fractions.
-    z: [f64; FEATURE_COUNT],
-    /// Product of `z` over the cold features.
+struct Path {
+    /// At each point `s_g`: the product of `a_j(s_g) = s_g + z_j (1 - s_g)` over the hot
+    /// features `j`.
+    hot_product: Values,
+    /// The product of `z` over the cold features.
     cold_product: f64,
     /// Features split on along the path (bit per feature).
     present: u16,
@@ -431,143 +544,429 @@ struct PathState {
     hot: u16,
 }
 
-/// A step of the depth-first walk.
-#[derive(Clone, Copy)]
-enum Step {
-    /// Enter `node` through a split on `feature` that the row follows when `hot`
-    /// (`feature` is [`NO_FEATURE`] for a root).
-    Visit { node: u32, feature: u8, hot: bool },
-    /// Leave a subtree: put back what entering it changed.
-    Undo {
-        feature: u8,
-        z: f64,
-        cold_product: f64,
-        present: u16,
-        hot: u16,
-    },
-}
-
-const NO_FEATURE: u8 = u8::MAX;
-
-impl PathState {
-    const ROOT: PathState = PathState {
-        z: [1.0; FEATURE_COUNT],
+impl Path {
+    const ROOT: Path = Path {
+        hot_product: [1.0; MAX_POINTS],
         cold_product: 1.0,
         present: 0,
         hot: 0,
     };
 
-    /// What [`PathState::enter`] changes, to be put back.
-    fn saved(&self, feature: usize) -> Step {
-        Step::Undo {
-            feature: feature as u8,
-            z: self.z[feature],
-            cold_product: self.cold_product,
-            present: self.present,
-            hot: self.hot,
-        }
-    }
-
-    fn restore(&mut self, step: Step) {
-        if let Step::Undo {
-            feature,
-            z,
-            cold_product,
-            present,
-            hot,
-        } = step
-        {
-            self.z[feature as usize] = z;
-            self.cold_product = cold_product;
-            self.present = present;
-            self.hot = hot;
-        }
-    }
-
-    /// Goes down a split on `feature` that keeps `fraction` of the parent's rows, on the row's
-    /// side when `hot`.
+    /// The path one split on `feature` further down, into `child`, on the row's side when
+    /// `hot`. A feature seen before changes its factor: a ratio of two positive numbers, so
+    /// no precision is lost. Whether the row is on the child's side is as good as random, so
+    /// every case takes the same steps, chosen by selects rather than branches.
     #[inline(always)]
-    fn enter(&mut self, feature: usize, fraction: f64, hot: bool) {
+    #[allow(clippy::needless_range_loop)]
+    fn enter<const M: usize>(
+        &self,
+        feature: usize,
+        child: &WalkNode,
+        hot: bool,
+        rule: &Rule<M>,
+    ) -> Path {
         let bit = 1u16 << feature;
-        if self.present & bit == 0 {
-            self.present |= bit;
-            self.z[feature] = fraction;
-            if hot {
-                self.hot |= bit;
-            } else {
-                self.cold_product *= fraction;
+        let was_hot = self.hot & bit != 0;
+        let was_cold = self.present & !self.hot & bit != 0;
+        let now_hot = hot && !was_cold;
+        // The feature's factor in the hot product: a(z) while hot, 1 (a(1)) otherwise.
+        let after = if now_hot { child.z() } else { 1.0 };
+        let before = if was_hot { child.z_before } else { 1.0 };
+        // Its factor in the cold product: its z once cold (the fraction if it was already).
+        let cold = if was_cold {
+            child.fraction
+        } else if now_hot {
+            1.0
+        } else {
+            child.z()
+        };
+        let mut hot_product = self.hot_product;
+        if was_hot {
+            for g in 0..M {
+                hot_product[g] *= rule.factor(g, after) / rule.factor(g, before);
             }
         } else {
-            let z = self.z[feature] * fraction;
-            self.z[feature] = z;
-            if self.hot & bit == 0 {
-                self.cold_product *= fraction;
-            } else if !hot {
-                self.hot &= !bit;
-                self.cold_product *= z;
+            for g in 0..M {
+                hot_product[g] *= rule.factor(g, after);
             }
+        }
+        Path {
+            hot_product,
+            cold_product: self.cold_product * cold,
+            present: self.present | bit,
+            hot: self.hot & !bit | if now_hot { bit } else { 0 },
+        }
+    }
+
+    /// A leaf's terms at each point: `v Zc ω_g (1 - s_g)^c F(s_g)` for `c` cold features and
+    /// `F` the hot product. Its share to a feature is a weighted sum of them (see
+    /// [`contribute`]).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn leaf<const M: usize>(&self, value: f64, rule: &Rule<M>) -> Values {
+        let cold = (self.present & !self.hot).count_ones() as usize;
+        let weights = &rule.weighted[cold];
+        let scale = value * self.cold_product;
+        let mut terms = [0.0; MAX_POINTS];
+        for g in 0..M {
+            terms[g] = scale * weights[g] * self.hot_product[g];
+        }
+        terms
+    }
+}
+
+/// Adds to `phi` the share of `feature` in leaves whose last split on it leads to `child`
+/// (reached by `path`); `terms` is the sum of those leaves' [terms](Path::leaf). A hot
+/// feature `i` gets `(1 - z_i) Σ_g terms_g / a_i(s_g)` (its own factor taken out of `F`); a
+/// cold one `-Σ_g terms_g / (1 - s_g)` (one cold feature fewer: itself). Both are
+/// `scale Σ_g terms_g / (p + q s_g)`, chosen by selects (see [`Path::enter`]).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn contribute<const M: usize>(
+    feature: usize,
+    terms: &Values,
+    child: &WalkNode,
+    path: &Path,
+    rule: &Rule<M>,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    let hot = path.hot & 1 << feature != 0;
+    let (p, q, scale) = if hot {
+        (child.z(), 1.0 - child.z(), 1.0 - child.z())
+    } else {
+        (1.0, -1.0, -1.0)
+    };
+    // Summed in pairs: a shorter chain of dependent additions than one running total.
+    let mut pairs = [0.0; MAX_POINTS.div_ceil(2)];
+    for g in 0..M {
+        pairs[g / 2] += terms[g] / (p + q * rule.points[g]);
+    }
+    phi[feature] += scale * (pairs[0] + pairs[1] + pairs[2]);
+}
+
+/// [`contribute`] for a leaf child, mostly without dividing: its share to `feature` is its
+/// terms without the feature's own factor, taken from `parent` (the path to the split) when
+/// the feature is hot, and with the weights of one cold feature fewer when it is cold. A
+/// feature hot before and after the split changed its factor; that case divides as
+/// [`contribute`] does.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn contribute_leaf<const M: usize>(
+    feature: usize,
+    value: f64,
+    terms: &Values,
+    child: &WalkNode,
+    parent: &Path,
+    path: &Path,
+    rule: &Rule<M>,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    let bit = 1u16 << feature;
+    if path.hot & parent.hot & bit != 0 {
+        return contribute(feature, terms, child, path, rule, phi);
+    }
+    let hot = path.hot & bit != 0;
+    let cold = (path.present & !path.hot).count_ones() as usize;
+    // A cold feature is one of the `cold`, so the row below is not negative.
+    let (product, row, scale) = if hot {
+        (&parent.hot_product, cold, 1.0 - child.z())
+    } else {
+        (&path.hot_product, cold - 1, -1.0)
+    };
+    let weights = &rule.weighted[row];
+    let mut pairs = [0.0; MAX_POINTS.div_ceil(2)];
+    for g in 0..M {
+        pairs[g / 2] += weights[g] * product[g];
+    }
+    phi[feature] += scale * value * path.cold_product * (pairs[0] + pairs[1] + pairs[2]);
+}
+
+/// A split on the walk's stack (at most 128 bytes, so that it is moved inline).
+#[derive(Clone, Copy)]
+struct Frame {
+    /// The path to the split.
+    path: Path,
+    /// The sum of the terms of the leaves below the children done.
+    terms: Values,
+    /// The split, by index in its tree.
+    at: u32,
+    /// Children already entered: 0, 1 (the "true" one) or 2.
+    entered: u32,
+}
+
+/// The walk's stacks, kept from tree to tree and row to row.
+struct Scratch {
+    frames: Vec<Frame>,
+    /// Per frame but the root's: what its split's parent set aside of the sums of the
+    /// parent's feature (see [`walk_tree`]).
+    set_aside: Vec<Values>,
+}
+
+thread_local! {
+    /// Each thread's walk stacks: explaining a row allocates nothing once they have grown.
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { frames: Vec::new(), set_aside: Vec::new() })
+    };
+}
+
+impl Scratch {
+    /// Room for walks of `levels` levels (it grows if needed).
+    fn new(levels: usize) -> Scratch {
+        Scratch {
+            frames: Vec::with_capacity(levels),
+            set_aside: Vec::with_capacity(levels),
         }
     }
 }
 
-fn explain_forest(forest: &Forest, covers: &Derived, row: &FeatureRow) -> Explanation {
-    let keys = row_keys(row);
-    let mut leaves = Leaves {
-        rules: (&*RULE_3, &*RULE_4, &*RULE_5, &*RULE_6),
-        prefix: [[1.0; 6]; FEATURE_COUNT + 1],
-        features: [0; FEATURE_COUNT],
-    };
-    let fractions = &covers.fractions;
-    let mut phi = [0.0; FEATURE_COUNT];
-    let mut state = PathState::ROOT;
-    let mut stack: Vec<Step> = Vec::with_capacity(128);
-    for root in forest.root_nodes() {
-        stack.push(Step::Visit {
-            node: root as u32,
-            feature: NO_FEATURE,
-            hot: true,
-        });
-        while let Some(step) = stack.pop() {
-            let Step::Visit { node, feature, hot } = step else {
-                state.restore(step);
-                continue;
+#[inline(always)]
+fn add<const M: usize>(sum: &mut Values, terms: &Values) {
+    for (s, t) in sum.iter_mut().zip(terms).take(M) {
+        *s += t;
+    }
+}
+
+/// Adds one tree's shares to `phi` (not yet divided by the trees' count).
+///
+/// Every leaf's share to a feature is a weighted sum of the leaf's [terms](Path::leaf), with
+/// weights fixed by the feature's state at the leaf; that state is the one after the last
+/// split on the feature along the path. So instead of working out each leaf's share to each
+/// of its features, the walk sums the terms of the leaves below every split (going up) and
+/// credits a feature once per split on it, with the sum of the leaves below that split on
+/// no further split on the feature. That sum is the child's sum less what the deeper splits
+/// on the feature took: `claimed[j]` gathers, per feature, the sums of the splits on `j`
+/// done since the split on `j` above them was entered. A row costs O(N M) per tree of N
+/// nodes, with `M <= 6` the tree's [points](TreeSpan::points). This walk keeps its stack on
+/// the heap, for trees of any depth; [`Recursion`] takes the same steps faster.
+fn walk_tree<const M: usize>(
+    nodes: &[WalkNode],
+    keys: &[u64; FEATURE_COUNT],
+    rule: &Rule<M>,
+    scratch: &mut Scratch,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    if nodes.first().is_none_or(WalkNode::is_leaf) {
+        return;
+    }
+    let mut claimed = [[0.0; MAX_POINTS]; FEATURE_COUNT];
+    let Scratch { frames, set_aside } = scratch;
+    frames.clear();
+    set_aside.clear();
+    frames.push(Frame {
+        path: Path::ROOT,
+        terms: [0.0; MAX_POINTS],
+        at: 0,
+        entered: 0,
+    });
+    while let Some(top) = frames.last_mut() {
+        if top.entered == 2 {
+            // The split is done: credit its parent's feature with what is left of its sum.
+            let at = top.at as usize;
+            let (terms, path) = (top.terms, top.path);
+            frames.pop();
+            let (Some(parent), Some(aside)) = (frames.last_mut(), set_aside.pop()) else {
+                break;
             };
-            let node = node as usize;
-            if feature != NO_FEATURE {
-                let feature = usize::from(feature);
-                stack.push(state.saved(feature));
-                state.enter(feature, fractions[node], hot);
+            let feature = nodes[parent.at as usize].feature as usize;
+            let mut unclaimed = terms;
+            for g in 0..M {
+                unclaimed[g] -= claimed[feature][g];
+                claimed[feature][g] = aside[g] + terms[g];
             }
-            match forest.view(node) {
-                NodeView::Leaf(value) => leaves.add(value, &state, &mut phi),
-                NodeView::Split {
-                    feature,
-                    key,
-                    true_child,
-                    false_child,
-                } => {
-                    let goes_true = keys[feature] <= key;
-                    for (child, hot) in [(false_child, !goes_true), (true_child, goes_true)] {
-                        // A leaf child is added at once (the state changed for it and put
-                        // back); a split child is visited later.
-                        if let NodeView::Leaf(value) = forest.view(child) {
-                            let saved = state.saved(feature);
-                            state.enter(feature, fractions[child], hot);
-                            leaves.add(value, &state, &mut phi);
-                            state.restore(saved);
-                        } else {
-                            stack.push(Step::Visit {
-                                node: child as u32,
-                                feature: feature as u8,
-                                hot,
-                            });
-                        }
-                    }
-                }
-            }
+            contribute(feature, &unclaimed, &nodes[at], &path, rule, phi);
+            add::<M>(&mut parent.terms, &terms);
+            continue;
+        }
+        let node = &nodes[top.at as usize];
+        let feature = node.feature as usize;
+        let goes_true = keys[feature] <= node.word;
+        let (child, hot) = if top.entered == 0 {
+            (top.at + 1, goes_true)
+        } else {
+            (node.false_child, !goes_true)
+        };
+        top.entered += 1;
+        let next = &nodes[child as usize];
+        let path = top.path.enter(feature, next, hot, rule);
+        if next.is_leaf() {
+            let value = f64::from_bits(next.word);
+            let terms = path.leaf(value, rule);
+            contribute_leaf(feature, value, &terms, next, &top.path, &path, rule, phi);
+            add::<M>(&mut claimed[feature], &terms);
+            add::<M>(&mut top.terms, &terms);
+        } else {
+            set_aside.push(std::mem::replace(&mut claimed[feature], [0.0; MAX_POINTS]));
+            frames.push(Frame {
+                path,
+                terms: [0.0; MAX_POINTS],
+                at: child,
+                entered: 0,
+            });
         }
     }
-    let trees = forest.trees() as f64;
+}
+
+/// Trees of at most this many levels are walked by recursion (see [`Recursion`]); deeper
+/// ones, which a model may hold (depth can be unlimited), by [`walk_tree`] and its stack on
+/// the heap, so that no tree can exhaust a thread's stack.
+const RECURSION_LEVELS: usize = 64;
+
+/// One tree's walk by recursion: the same sums and credits as [`walk_tree`], with a split's
+/// two children in straight-line code and the path's state kept on the thread's stack.
+struct Recursion<'a, const M: usize> {
+    nodes: &'a [WalkNode],
+    keys: &'a [u64; FEATURE_COUNT],
+    rule: &'a Rule<M>,
+    /// Per feature: the sums of the splits on it done since the split on it above them was
+    /// entered (see [`walk_tree`]).
+    claimed: [Values; FEATURE_COUNT],
+    phi: &'a mut [f64; FEATURE_COUNT],
+}
+
+impl<const M: usize> Recursion<'_, M> {
+    /// The sum of the terms of the leaves below split `at`, reached by `path`.
+    fn split(&mut self, at: usize, path: &Path) -> Values {
+        let node = &self.nodes[at];
+        let feature = node.feature as usize;
+        let goes_true = self.keys[feature] <= node.word;
+        let mut terms = self.child(feature, at + 1, goes_true, path);
+        let other = self.child(feature, node.false_child as usize, !goes_true, path);
+        add::<M>(&mut terms, &other);
+        terms
+    }
+
+    /// The sum of the terms of the leaves below child `at` of a split on `feature`; credits
+    /// the feature with those of them below no deeper split on it.
+    #[inline(always)]
+    fn child(&mut self, feature: usize, at: usize, hot: bool, parent: &Path) -> Values {
+        let child = &self.nodes[at];
+        let path = parent.enter(feature, child, hot, self.rule);
+        if child.is_leaf() {
+            let value = f64::from_bits(child.word);
+            let terms = path.leaf(value, self.rule);
+            contribute_leaf(
+                feature, value, &terms, child, parent, &path, self.rule, self.phi,
+            );
+            add::<M>(&mut self.claimed[feature], &terms);
+            return terms;
+        }
+        let aside = std::mem::replace(&mut self.claimed[feature], [0.0; MAX_POINTS]);
+        let terms = self.split(at, &path);
+        let mut unclaimed = terms;
+        for g in 0..M {
+            unclaimed[g] -= self.claimed[feature][g];
+            self.claimed[feature][g] = aside[g] + terms[g];
+        }
+        contribute(feature, &unclaimed, child, &path, self.rule, self.phi);
+        terms
+    }
+}
+
+/// Adds one tree's shares to `phi`, by [`Recursion`] when it has at most `recursion_levels`
+/// levels.
+fn walk<const M: usize>(
+    nodes: &[WalkNode],
+    span: &TreeSpan,
+    recursion_levels: usize,
+    keys: &[u64; FEATURE_COUNT],
+    rule: &Rule<M>,
+    scratch: &mut Scratch,
+    phi: &mut [f64; FEATURE_COUNT],
+) {
+    if span.levels as usize > recursion_levels {
+        walk_tree(nodes, keys, rule, scratch, phi);
+    } else if nodes.first().is_some_and(|root| !root.is_leaf()) {
+        let mut recursion = Recursion {
+            nodes,
+            keys,
+            rule,
+            claimed: [[0.0; MAX_POINTS]; FEATURE_COUNT],
+            phi,
+        };
+        recursion.split(0, &Path::ROOT);
+    }
+}
+
+fn explain_forest(covers: &Derived, row: &FeatureRow, scratch: &mut Scratch) -> Explanation {
+    explain_walking(covers, row, scratch, RECURSION_LEVELS)
+}
+
+/// [`explain_forest`], with trees of more than `recursion_levels` levels walked by
+/// [`walk_tree`] (a parameter so that tests take both walks).
+fn explain_walking(
+    covers: &Derived,
+    row: &FeatureRow,
+    scratch: &mut Scratch,
+    recursion_levels: usize,
+) -> Explanation {
+    let keys = row_keys(row);
+    let mut phi = [0.0; FEATURE_COUNT];
+    for (t, span) in covers.spans.iter().enumerate() {
+        let start = span.start as usize;
+        let end = covers
+            .spans
+            .get(t + 1)
+            .map_or(covers.walk.len(), |next| next.start as usize);
+        let nodes = &covers.walk[start..end];
+        match span.points {
+            0 => {}
+            1 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_1,
+                scratch,
+                &mut phi,
+            ),
+            2 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_2,
+                scratch,
+                &mut phi,
+            ),
+            3 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_3,
+                scratch,
+                &mut phi,
+            ),
+            4 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_4,
+                scratch,
+                &mut phi,
+            ),
+            5 => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_5,
+                scratch,
+                &mut phi,
+            ),
+            _ => walk(
+                nodes,
+                span,
+                recursion_levels,
+                &keys,
+                &RULE_6,
+                scratch,
+                &mut phi,
+            ),
+        }
+    }
+    let trees = covers.spans.len().max(1) as f64;
     for contribution in &mut phi {
         *contribution /= trees;
     }
@@ -575,75 +974,6 @@ fn explain_forest(forest: &Forest, covers: &Derived, row: &FeatureRow) -> Explan
         method: TREE_METHOD,
         base_value: covers.base_value,
         contributions: phi,
-    }
-}
-
-/// Adds one leaf's share to `phi`.
-///
-/// With `n` features on the leaf's path, `h` of them hot, the Shapley weights are Beta
-/// integrals, `k! (n-k-1)! / n! = ∫ s^k (1-s)^(n-1-k) ds` over [0, 1], so the weighted sums
-/// of the module documentation are integrals of polynomials of degree `n - 1`:
-///
-/// ```text
-/// cold share of each cold feature:  -v Zc ∫ (1-s)^(n-1-h) F(s) ds
-/// share of a hot feature i:  v Zc (1 - z_i) ∫ (1-s)^(n-h) F_i(s) ds
-/// F(s) = prod over hot j of a_j(s),  F_i(s) = the same without i,  a_j(s) = z_j + s (1 - z_j)
-/// ```
-///
-/// which a Gauss–Legendre rule of enough points computes exactly (up to rounding), from
-/// positive terms only: no cancellation, whatever the depth. `F_i` is a prefix product times
-/// a suffix product, so no division is needed.
-/// `prefix` and `features` are room the caller reuses (`prefix[0]` holds ones). The loops
-/// over the rule's points index several arrays in step.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-fn leaf<const M: usize>(
-    value: f64,
-    state: &PathState,
-    rule: &Rule<M>,
-    prefix: &mut [[f64; 6]; FEATURE_COUNT + 1],
-    features: &mut [usize; FEATURE_COUNT],
-    phi: &mut [f64; FEATURE_COUNT],
-) {
-    let n = state.present.count_ones() as usize;
-    // Per hot feature k (in bit order): the product of the factors a_j(s_g) before it.
-    let mut h = 0;
-    let mut hot = state.hot;
-    while hot != 0 {
-        let j = hot.trailing_zeros() as usize;
-        hot &= hot - 1;
-        let z = state.z[j];
-        features[h] = j;
-        for g in 0..M {
-            prefix[h + 1][g] = prefix[h][g] * (rule.points[g] + z * rule.complements[g]);
-        }
-        h += 1;
-    }
-    let scale = value * state.cold_product;
-    let mut cold = state.present & !state.hot;
-    if cold != 0 {
-        let weights = &rule.weighted[n - 1 - h];
-        let mut integral = 0.0;
-        for g in 0..M {
-            integral += weights[g] * prefix[h][g];
-        }
-        let share = -scale * integral;
-        while cold != 0 {
-            let j = cold.trailing_zeros() as usize;
-            cold &= cold - 1;
-            phi[j] += share;
-        }
-    }
-    let weights = &rule.weighted[n - h];
-    let mut suffix = [1.0; M];
-    for k in (0..h).rev() {
-        let z = state.z[features[k]];
-        let mut integral = 0.0;
-        for g in 0..M {
-            integral += weights[g] * prefix[k][g] * suffix[g];
-            suffix[g] *= rule.points[g] + z * rule.complements[g];
-        }
-        phi[features[k]] += scale * (1.0 - z) * integral;
     }
 }
 

@@ -85,18 +85,31 @@ fn brute_force(forest: &Forest, covers: &Derived, row: &FeatureRow) -> [f64; FEA
     phi
 }
 
+/// A row's explanation by recursion (the trees are shallow enough) and by the walk with its
+/// stack on the heap, which take the same steps in another order.
+fn both_walks(covers: &Derived, row: &FeatureRow) -> [Explanation; 2] {
+    let mut scratch = Scratch::new(0);
+    let recursive = explain_forest(covers, row, &mut scratch);
+    let stacked = explain_walking(covers, row, &mut scratch, 0);
+    for (a, b) in recursive.contributions.iter().zip(stacked.contributions) {
+        assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+    }
+    [recursive, stacked]
+}
+
 #[test]
 fn tree_values_are_the_shapley_values_of_their_definition() {
     for algorithm in [Algorithm::ExtraTrees, Algorithm::RandomForest] {
         let (forest, covers, others) = small_forest(algorithm, 80, 5, 3);
         for row in others.iter().take(6) {
-            let explanation = explain_forest(&forest, &covers, row);
             let exact = brute_force(&forest, &covers, row);
-            for (f, (got, want)) in explanation.contributions.iter().zip(exact).enumerate() {
-                assert!(
-                    (got - want).abs() < 1e-12,
-                    "{algorithm:?} feature {f}: {got} vs {want}"
-                );
+            for explanation in both_walks(&covers, row) {
+                for (f, (got, want)) in explanation.contributions.iter().zip(exact).enumerate() {
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "{algorithm:?} feature {f}: {got} vs {want}"
+                    );
+                }
             }
         }
     }
@@ -111,13 +124,14 @@ fn base_and_contributions_add_up_to_every_prediction() {
     ] {
         let (forest, covers, others) = small_forest(algorithm, rows, depth, trees);
         for row in &others {
-            let explanation = explain_forest(&forest, &covers, row);
             let prediction = forest.predict_row(row);
-            assert!(
-                (explanation.total() - prediction).abs() < 1e-9,
-                "{algorithm:?}: {} vs {prediction}",
-                explanation.total()
-            );
+            for explanation in both_walks(&covers, row) {
+                assert!(
+                    (explanation.total() - prediction).abs() < 1e-9,
+                    "{algorithm:?}: {} vs {prediction}",
+                    explanation.total()
+                );
+            }
         }
     }
 }
