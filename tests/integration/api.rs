@@ -1,11 +1,23 @@
-//! The HTTP API through the real binary: every input format, every bad input, and the
-//! OpenAPI document checked against real requests.
+//! The HTTP API, served in this process where no process of its own is needed: every input
+//! format, every bad input, and the OpenAPI document checked against real requests.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support;
-use crate::support::{client, wine, Server};
+use crate::support::{client, wine, Address, InProcess, Server};
+
+/// The server in this process (see [`InProcess`]), on a fresh store, first model trained.
+async fn started_in_process() -> (tempfile::TempDir, InProcess) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = InProcess::start(
+        &dir.path().join("store"),
+        &[("SOMMELIER_MAX_BATCH_ROWS", "100")],
+    )
+    .await;
+    support::wait_healthy(&server, &client()).await;
+    (dir, server)
+}
 
 async fn started() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -21,7 +33,7 @@ async fn started() -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
-async fn post_json(server: &Server, path: &str, body: &Value) -> (StatusCode, Value) {
+async fn post_json(server: &impl Address, path: &str, body: &Value) -> (StatusCode, Value) {
     let response = client()
         .post(server.url(path))
         .json(body)
@@ -33,7 +45,7 @@ async fn post_json(server: &Server, path: &str, body: &Value) -> (StatusCode, Va
 }
 
 async fn post_raw(
-    server: &Server,
+    server: &impl Address,
     path: &str,
     content_type: Option<&str>,
     body: Vec<u8>,
@@ -63,7 +75,7 @@ fn form_body(value: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn predictions_in_every_accepted_format() {
-    let (_dir, server) = started().await;
+    let (_dir, server) = started_in_process().await;
     let (status, single) = post_json(&server, "/api/predict?code=abc&extra=1", &wine()).await;
     assert_eq!(status, 200, "{single}");
     let prediction = single["prediction"].as_f64().expect("prediction");
@@ -155,11 +167,13 @@ async fn predictions_in_every_accepted_format() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["predictions"], json!([single["prediction"]]));
+    // Shut down as a signal would: the server stops cleanly, in process.
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_that_names_the_problem() {
-    let (_dir, server) = started().await;
+    let (_dir, server) = started_in_process().await;
     let mut missing = wine();
     missing.as_object_mut().expect("object").remove("alcohol");
     let mut nan = wine();
@@ -477,7 +491,7 @@ async fn train_models_promote_health_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_real_requests() {
-    let (_dir, server) = started().await;
+    let (_dir, server) = started_in_process().await;
     let document: Value = support::get_json(&server, "/api/openapi.json").await;
     assert!(document["openapi"].as_str().unwrap_or("").starts_with("3."));
     let paths = document["paths"].as_object().expect("paths");

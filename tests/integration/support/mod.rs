@@ -123,6 +123,11 @@ impl Server {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// Waits until `/api/health` says healthy (the first start trains a model).
+    pub async fn wait_healthy(&self, client: &reqwest::Client) -> Value {
+        wait_healthy(self, client).await
+    }
+
     /// A minimal blocking GET, as the host's readiness probe: any HTTP answer counts.
     fn raw_get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
@@ -137,23 +142,6 @@ impl Server {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).ok()?;
         answer.starts_with("HTTP/1.1").then_some(answer)
-    }
-
-    /// Waits until `/api/health` says healthy (the first start trains a model).
-    pub async fn wait_healthy(&self, client: &reqwest::Client) -> Value {
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(self.url("/api/health")).send().await {
-                if response.status() == 200 {
-                    return response.json().await.expect("health JSON");
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "no healthy model after 120 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Sends SIGTERM and waits for a graceful exit.
@@ -196,7 +184,7 @@ pub fn bundled_csv() -> Vec<u8> {
 }
 
 /// `GET path` on the server, its body as JSON.
-pub async fn get_json(server: &Server, path: &str) -> Value {
+pub async fn get_json(server: &impl Address, path: &str) -> Value {
     client()
         .get(server.url(path))
         .send()
@@ -208,7 +196,7 @@ pub async fn get_json(server: &Server, path: &str) -> Value {
 }
 
 /// `GET path` on the server, its body as text.
-pub async fn get_text(server: &Server, path: &str) -> String {
+pub async fn get_text(server: &impl Address, path: &str) -> String {
     client()
         .get(server.url(path))
         .send()
@@ -217,4 +205,91 @@ pub async fn get_text(server: &Server, path: &str) -> String {
         .text()
         .await
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// A server's base address.
+pub trait Address {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Address for Server {
+    fn url(&self, path: &str) -> String {
+        Server::url(self, path)
+    }
+}
+
+/// Waits until `/api/health` says healthy (the first start trains a model).
+pub async fn wait_healthy(server: &impl Address, client: &reqwest::Client) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(server.url("/api/health")).send().await {
+            if response.status() == 200 {
+                return response.json().await.expect("health JSON");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no healthy model after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The server in the test's own process: `server::run` on a listener of the test's, with
+/// settings from a lookup (never the process environment) and a shutdown the test owns. For
+/// tests that need no process of their own: the metrics are the whole process's, so tests
+/// that read metric values run the binary.
+pub struct InProcess {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<Result<(), sommelier::server::ServerError>>>,
+}
+
+impl InProcess {
+    /// Serves a store in `store` with the settings `variables` on top of the defaults.
+    pub async fn start(store: &Path, variables: &[(&str, &str)]) -> InProcess {
+        let variables: std::collections::HashMap<String, String> = variables
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let settings =
+            sommelier::config::Settings::from_lookup(Some(&store.display().to_string()), |name| {
+                variables.get(name).cloned()
+            })
+            .expect("settings");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let port = listener.local_addr().expect("address").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let serving = tokio::spawn(sommelier::server::run(listener, settings, shutdown));
+        InProcess {
+            port,
+            stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Shuts the server down as a signal would, and waits for it to stop.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            let stopped = tokio::time::timeout(Duration::from_secs(30), serving).await;
+            assert!(
+                matches!(stopped, Ok(Ok(Ok(())))),
+                "the server stops cleanly: {stopped:?}"
+            );
+        }
+    }
+}
+
+impl Address for InProcess {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
 }
