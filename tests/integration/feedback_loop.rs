@@ -394,6 +394,14 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
             .ends_with("+ 7 labelled rows from feedback"),
         "{card}"
     );
+
+    // The command line runs the same workflow: the same data and labelled rows with the same
+    // recipe are unchanged, and a forced training adds the labelled rows too.
+    let unchanged = sommelier(&store, &["train"]);
+    assert_eq!(unchanged["status"], "unchanged", "{unchanged}");
+    let forced = sommelier(&store, &["train", "--force"]);
+    assert_eq!(forced["status"], "trained", "{forced}");
+    assert_eq!(forced["rows"], 1599 + 7, "{forced}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
