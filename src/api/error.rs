@@ -243,6 +243,23 @@ impl IntoResponse for MlflowError {
     }
 }
 
+impl ApiError {
+    /// 415 for a request whose `Content-Type` the route does not take, naming what was sent.
+    pub fn unsupported_media_type(
+        headers: &axum::http::HeaderMap,
+        expected: &'static str,
+    ) -> ApiError {
+        ApiError::UnsupportedMediaType {
+            found: headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(none)")
+                .to_string(),
+            expected,
+        }
+    }
+}
+
 impl From<crate::service::body_budget::Busy> for ApiError {
     fn from(busy: crate::service::body_budget::Busy) -> ApiError {
         ApiError::Busy {

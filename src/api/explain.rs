@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -118,14 +117,10 @@ async fn respond(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(parser) = body::predict_parser_of(headers) else {
-        return Err(ApiError::UnsupportedMediaType {
-            found: headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("(none)")
-                .to_string(),
-            expected: "application/json or application/x-www-form-urlencoded",
-        });
+        return Err(ApiError::unsupported_media_type(
+            headers,
+            "application/json or application/x-www-form-urlencoded",
+        ));
     };
     let parsed = parse(state, body, parser.parse).await?;
     let model = serving_model(state)?;

@@ -4,7 +4,6 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -54,14 +53,10 @@ pub async fn feedback(
         "text/csv" => parse_csv(&body, max_rows),
         "application/x-www-form-urlencoded" => parse_form(&body, max_rows),
         _ => {
-            return ApiError::UnsupportedMediaType {
-                found: headers
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("(none)")
-                    .to_string(),
-                expected: "application/json, text/csv or application/x-www-form-urlencoded",
-            }
+            return ApiError::unsupported_media_type(
+                &headers,
+                "application/json, text/csv or application/x-www-form-urlencoded",
+            )
             .into_response()
         }
     };

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -36,15 +35,9 @@ pub async fn invocations(
 ) -> Result<Response, MlflowError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, PREDICT_BODY_LIMIT))?;
     let Some(parser) = body::invocations_parser(&media_type(&headers)) else {
-        return Err(ApiError::UnsupportedMediaType {
-            found: headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("(none)")
-                .to_string(),
-            expected: "application/json or text/csv",
-        }
-        .into());
+        return Err(
+            ApiError::unsupported_media_type(&headers, "application/json or text/csv").into(),
+        );
     };
     let parsed = body::parse(body, parse_limits(&state), parser).await?;
     let model = serving_model(&state)?;

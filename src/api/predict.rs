@@ -79,14 +79,10 @@ async fn respond(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(parser) = body::predict_parser_of(headers) else {
-        return Err(ApiError::UnsupportedMediaType {
-            found: headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("(none)")
-                .to_string(),
-            expected: "application/json or application/x-www-form-urlencoded",
-        });
+        return Err(ApiError::unsupported_media_type(
+            headers,
+            "application/json or application/x-www-form-urlencoded",
+        ));
     };
     let wants_html = parser.form
         && headers

@@ -449,14 +449,7 @@ async fn train_models_promote_health_and_metrics() {
         assert_eq!(prediction["model_version"], target);
     }
 
-    let metrics = http
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = support::get_text(&server, "/api/metrics").await;
     for needle in [
         "sommelier_http_requests_total{function=\"predict\",status=\"200\"}",
         "sommelier_http_requests_total{function=\"predict\",status=\"400\"}",
@@ -471,14 +464,7 @@ async fn train_models_promote_health_and_metrics() {
     ] {
         if needle.contains("status=\"400\"") {
             let _ = post_json(&server, "/api/predict", &json!({})).await;
-            let again = http
-                .get(server.url("/api/metrics"))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
+            let again = support::get_text(&server, "/api/metrics").await;
             assert!(again.contains(needle), "{needle} missing");
             continue;
         }

@@ -473,14 +473,7 @@ async fn wait_degraded(server: &Server) -> Value {
 }
 
 async fn metric(server: &Server, name: &str) -> f64 {
-    let text = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = support::get_text(&server, "/api/metrics").await;
     text.lines()
         .filter(|line| line.starts_with(name))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

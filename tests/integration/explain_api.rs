@@ -187,14 +187,7 @@ async fn explanations_add_up_to_the_predictions_and_predictions_carry_intervals(
         assert!(documented.get(key).is_some(), "`{key}` is not documented");
     }
     // The metrics label the route.
-    let metrics = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = support::get_text(&server, "/api/metrics").await;
     assert!(metrics.contains("function=\"explain\""), "{metrics}");
 }
 

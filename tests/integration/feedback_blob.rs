@@ -206,30 +206,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["report"], report);
 
-    let trained: Value = client()
-        .post(server.url("/api/train?force=true"))
-        .send()
-        .await
-        .expect("train")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(trained["rows"], 1599 + 5, "{trained}");
-    let models_list = support::get_json(&server, "/api/models").await;
-    let card = models_list["versions"]
-        .as_array()
-        .expect("versions")
-        .iter()
-        .find(|v| v["version"] == trained["version"])
-        .expect("the new version")
-        .clone();
-    assert!(
-        card["source"]
-            .as_str()
-            .expect("source")
-            .ends_with("+ 5 labelled rows from feedback"),
-        "{card}"
-    );
+    support::train_adds_labelled_rows(&server, 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,14 +244,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
         .await;
         assert_eq!(status, 200, "predictions go on while the store is away");
     }
-    let metrics = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = support::get_text(&server, "/api/metrics").await;
     let dropped: f64 = metrics
         .lines()
         .find_map(|l| {

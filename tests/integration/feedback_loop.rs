@@ -176,14 +176,7 @@ async fn wait_logged(store: &std::path::Path, rows: usize) {
 }
 
 async fn metric(server: &Server, name: &str) -> f64 {
-    let text = client()
-        .get(server.url("/api/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = support::get_text(&server, "/api/metrics").await;
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0.0)
@@ -370,30 +363,7 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
     assert_eq!(again["labelled_rows"], 7);
 
     // The next training adds the labelled rows.
-    let trained: Value = client()
-        .post(server.url("/api/train?force=true"))
-        .send()
-        .await
-        .expect("train")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(trained["rows"], 1599 + 7, "{trained}");
-    let models = support::get_json(&server, "/api/models").await;
-    let card = models["versions"]
-        .as_array()
-        .expect("versions")
-        .iter()
-        .find(|v| v["version"] == trained["version"])
-        .expect("the new version")
-        .clone();
-    assert!(
-        card["source"]
-            .as_str()
-            .expect("source")
-            .ends_with("+ 7 labelled rows from feedback"),
-        "{card}"
-    );
+    support::train_adds_labelled_rows(&server, 7).await;
 
     // The command line runs the same workflow: the same data and labelled rows with the same
     // recipe are unchanged, and a forced training adds the labelled rows too.

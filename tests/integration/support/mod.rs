@@ -212,6 +212,12 @@ pub trait Address {
     fn url(&self, path: &str) -> String;
 }
 
+impl<T: Address> Address for &T {
+    fn url(&self, path: &str) -> String {
+        (*self).url(path)
+    }
+}
+
 impl Address for Server {
     fn url(&self, path: &str) -> String {
         Server::url(self, path)
@@ -292,4 +298,31 @@ impl Address for InProcess {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
+}
+
+/// Forces a training over HTTP and checks that it added `labelled` rows from feedback to the
+/// bundled data: in its row count and in its card's source.
+pub async fn train_adds_labelled_rows(server: &impl Address, labelled: usize) {
+    let trained: Value = client()
+        .post(server.url("/api/train?force=true"))
+        .send()
+        .await
+        .expect("train")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(trained["rows"], 1599 + labelled, "{trained}");
+    let models = get_json(server, "/api/models").await;
+    let card = models["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["version"] == trained["version"])
+        .expect("the new version")
+        .clone();
+    let source = card["source"].as_str().expect("source");
+    assert!(
+        source.ends_with(&format!("+ {labelled} labelled rows from feedback")),
+        "{card}"
+    );
 }
