@@ -221,7 +221,7 @@ async fn read_body(
 pub async fn run_heavy<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    crate::service::heavy_lane::run(job)
+    crate::service::heavy_lane::submit(job)
         .await
         .map_err(|e| ApiError::Internal(format!("heavy lane: {e}")))
 }

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::CliError;
 use crate::config::Settings;
+use crate::feedback::claimed_join::{run_join, JoinRun};
 use crate::feedback::join::{last_report, Report};
-use crate::feedback::run::{run_join, JoinRun};
 use crate::feedback::store::LoopStore;
 use crate::registry::open_registry;
 
@@ -61,7 +61,7 @@ fn describe(report: &Report) -> String {
     text
 }
 
-pub async fn run(
+pub async fn run_command(
     settings: &Settings,
     args: FeedbackArgs,
     json_output: bool,

@@ -338,7 +338,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let listener = crate::server::bind(&settings, args.port).await?;
             Ok(crate::server::run(listener, settings, crate::server::shutdown_signal()).await?)
         }
-        Command::Feedback(args) => feedback::run(&settings, args, cli.json).await,
+        Command::Feedback(args) => feedback::run_command(&settings, args, cli.json).await,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - `openapi`: what the OpenAPI document says about ids and feedback.
 //! - `form`: the form page's id and tasted-quality form.
 
+pub mod claimed_join;
 pub mod id;
 pub mod join;
 pub mod labelled_rows;
@@ -15,6 +16,5 @@ pub mod log;
 pub mod metrics;
 pub mod openapi;
 pub mod record;
-pub mod run;
 pub mod service;
 pub mod store;

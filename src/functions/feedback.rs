@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::envelope::EnvelopeResponse;
-use crate::feedback::run::{run_join, JoinRun};
+use crate::feedback::claimed_join::{run_join, JoinRun};
 use crate::service::state::SharedState;
 
 pub async fn join_feedback(

@@ -129,7 +129,7 @@ mod tests {
         for _ in 0..threads {
             let (release, wait) = std::sync::mpsc::channel::<()>();
             let started = started.clone();
-            tokio::spawn(heavy_lane::run(move || {
+            tokio::spawn(heavy_lane::submit(move || {
                 let _ = started.send(());
                 let _ = wait.recv();
             }));
@@ -149,7 +149,7 @@ mod tests {
         let jobs: Vec<_> = (0..threads)
             .map(|_| {
                 let barrier = barrier.clone();
-                tokio::spawn(heavy_lane::run(move || {
+                tokio::spawn(heavy_lane::submit(move || {
                     barrier.wait();
                 }))
             })
@@ -172,7 +172,7 @@ mod tests {
                 async move {
                     let _dropped = SignalOnDrop(dropped);
                     let _ = queued.send(());
-                    let _ = heavy_lane::run(move || ran.store(true, Ordering::SeqCst)).await;
+                    let _ = heavy_lane::submit(move || ran.store(true, Ordering::SeqCst)).await;
                     "done"
                 }
             }),

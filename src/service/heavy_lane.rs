@@ -49,7 +49,7 @@ pub enum LaneError {
 }
 
 /// Runs `job` on the lane once a thread is free and returns its result.
-pub async fn run<T: Send + 'static>(
+pub async fn submit<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, LaneError> {
     let (reply, result) = oneshot::channel();
@@ -108,18 +108,18 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_return_their_results_and_a_panic_is_an_error() {
-        assert_eq!(run(|| 6 * 7).await.unwrap(), 42);
+        assert_eq!(submit(|| 6 * 7).await.unwrap(), 42);
         assert!(matches!(
-            run(|| -> u8 { panic!("boom") }).await,
+            submit(|| -> u8 { panic!("boom") }).await,
             Err(LaneError::Panicked)
         ));
-        assert_eq!(run(|| "still running").await.unwrap(), "still running");
+        assert_eq!(submit(|| "still running").await.unwrap(), "still running");
     }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn lane_threads_run_at_a_lower_priority() {
-        let niceness = run(|| {
+        let niceness = submit(|| {
             let status = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
             // Field 19 (nice) counted after the command name's closing parenthesis.
             let after_name = &status[status.rfind(')').unwrap() + 2..];
