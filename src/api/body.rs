@@ -23,6 +23,17 @@ pub struct ChosenParser {
     pub form: bool,
 }
 
+/// The parser of `/api/predict`'s bodies (which `/api/explain` takes too), or 415 naming what
+/// was sent.
+pub fn predict_parser(headers: &HeaderMap) -> Result<ChosenParser, ApiError> {
+    predict_parser_of(headers).ok_or_else(|| {
+        ApiError::unsupported_media_type(
+            headers,
+            "application/json or application/x-www-form-urlencoded",
+        )
+    })
+}
+
 /// The parser of `/api/predict` for a request's `Content-Type` (JSON or an HTML form),
 /// compared in place without regard to case or parameters.
 pub fn predict_parser_of(headers: &HeaderMap) -> Option<ChosenParser> {

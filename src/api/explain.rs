@@ -116,12 +116,7 @@ async fn respond(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(parser) = body::predict_parser_of(headers) else {
-        return Err(ApiError::unsupported_media_type(
-            headers,
-            "application/json or application/x-www-form-urlencoded",
-        ));
-    };
+    let parser = body::predict_parser(headers)?;
     let parsed = parse(state, body, parser.parse).await?;
     let model = serving_model(state)?;
     let (predictions, explanations) = explain_in_lane(&model, parsed.rows.clone()).await?;

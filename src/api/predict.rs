@@ -78,12 +78,7 @@ async fn respond(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(parser) = body::predict_parser_of(headers) else {
-        return Err(ApiError::unsupported_media_type(
-            headers,
-            "application/json or application/x-www-form-urlencoded",
-        ));
-    };
+    let parser = body::predict_parser(headers)?;
     let wants_html = parser.form
         && headers
             .get(ACCEPT)

@@ -70,27 +70,6 @@ fn sommelier(models: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-async fn post(
-    server: &Server,
-    path: &str,
-    content_type: &str,
-    body: String,
-) -> (u16, Option<String>, Value) {
-    let response = client()
-        .post(server.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("answer");
-    let status = response.status().as_u16();
-    let id = response
-        .headers()
-        .get("x-prediction-id")
-        .map(|v| v.to_str().expect("ascii").to_string());
-    (status, id, response.json().await.expect("JSON"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs azurite"]
 async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_training() {
@@ -109,7 +88,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
         })
         .collect();
     let mut rows: Vec<(String, f64)> = Vec::new();
-    let (_, _, one) = post(
+    let (_, _, one) = support::post_for_id(
         &server,
         "/api/predict",
         "application/json",
@@ -120,7 +99,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
         one["prediction_id"].as_str().expect("id").into(),
         one["prediction"].as_f64().expect("p"),
     ));
-    let (_, _, batch) = post(
+    let (_, _, batch) = support::post_for_id(
         &server,
         "/api/predict",
         "application/json",
@@ -135,7 +114,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
     {
         rows.push((id.as_str().expect("id").into(), p.as_f64().expect("p")));
     }
-    let (_, id, mlflow) = post(
+    let (_, id, mlflow) = support::post_for_id(
         &server,
         "/api/invocations",
         "application/json",
@@ -154,7 +133,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
     wait_logged(&store, 5).await;
 
     let qualities = [6.0, 5.0, 7.0, 5.0, 6.0];
-    let (status, _, answer) = post(
+    let (status, _, answer) = support::post_for_id(
         &server,
         "/api/feedback",
         "application/json",
@@ -163,7 +142,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
     .await;
     assert_eq!(status, 202, "{answer}");
     let list = json!({"feedback": [{"prediction_id": rows[1].0, "quality": qualities[1]}, {"prediction_id": rows[2].0, "quality": qualities[2]}]});
-    let (status, _, answer) = post(
+    let (status, _, answer) = support::post_for_id(
         &server,
         "/api/feedback",
         "application/json",
@@ -179,7 +158,7 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
         "prediction_id,quality\n{},{}\n{},{}\n",
         rows[3].0, qualities[3], rows[4].0, qualities[4]
     );
-    let (status, _, answer) = post(&server, "/api/feedback", "text/csv", csv).await;
+    let (status, _, answer) = support::post_for_id(&server, "/api/feedback", "text/csv", csv).await;
     assert_eq!(
         (status, answer["accepted"].clone()),
         (202, json!(2)),
@@ -224,7 +203,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
     );
     server.wait_healthy(&client()).await;
     let store = loop_store(&models);
-    post(
+    support::post_for_id(
         &server,
         "/api/predict",
         "application/json",
@@ -235,7 +214,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
 
     azurite.kill();
     for _ in 0..200 {
-        let (status, _, _) = post(
+        let (status, _, _) = support::post_for_id(
             &server,
             "/api/predict",
             "application/json",
@@ -262,7 +241,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
     wait_logged(&store, 50).await;
     let before = logged_rows(&store).await;
     for _ in 0..5 {
-        post(
+        support::post_for_id(
             &server,
             "/api/predict",
             "application/json",

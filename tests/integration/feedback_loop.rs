@@ -20,18 +20,7 @@ async fn started(dir: &std::path::Path, extra: &[(&str, String)]) -> Server {
 
 /// `POST path` with a JSON body: status, `x-prediction-id`, body.
 async fn post(server: &Server, path: &str, body: &Value) -> (u16, Option<String>, Value) {
-    let response = client()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("answer");
-    let status = response.status().as_u16();
-    let id = response
-        .headers()
-        .get("x-prediction-id")
-        .map(|v| v.to_str().expect("ascii").to_string());
-    (status, id, response.json().await.expect("JSON"))
+    support::post_for_id(server, path, "application/json", body.to_string()).await
 }
 
 fn is_uuid_v7(text: &str) -> bool {

@@ -326,3 +326,26 @@ pub async fn train_adds_labelled_rows(server: &impl Address, labelled: usize) {
         "{card}"
     );
 }
+
+/// `POST path` with `body` of `content_type`: the status, the `x-prediction-id` header and
+/// the JSON answer.
+pub async fn post_for_id(
+    server: &impl Address,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, Option<String>, Value) {
+    let response = client()
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-prediction-id")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    (status, id, response.json().await.expect("JSON"))
+}
