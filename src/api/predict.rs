@@ -156,7 +156,7 @@ fn one_as_json(
         ignored_fields: &parsed.ignored_fields,
         interval: interval(state, model, prediction),
     };
-    let mut bytes = Vec::with_capacity(160);
+    let mut bytes = Vec::with_capacity(256);
     serde_json::to_writer(&mut bytes, &answer)
         .map_err(|e| ApiError::Internal(format!("cannot encode the answer: {e}")))?;
     Ok((

@@ -5,7 +5,7 @@
 //! are allocated once: no lock, no allocation, no formatting, no I/O. The model version goes
 //! as a number into this log's table of versions (looked up through a per-thread cache, so a
 //! lock is taken once per thread and model install). A task takes the records off the channel
-//! every [`DRAIN_EVERY`], and writes them as JSON lines in appends of at most 4 MiB every
+//! every [`DRAIN_EVERY`], and writes them as JSON lines in appends of at most 1 MiB every
 //! `SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS`, or sooner when half of what it may hold waits.
 //!
 //! Memory is bounded by `SOMMELIER_PREDICTION_LOG_QUEUE_ROWS`: half of it in the channel, half
@@ -23,6 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use azure_core::Bytes;
 use tokio::sync::watch;
 
 use super::id::PredictionId;
@@ -239,6 +240,7 @@ pub fn start(
         held: VecDeque::new(),
         max_held: held,
         text: Text::default(),
+        spare: Vec::new(),
         versions: Vec::new(),
         times: TimeWriter::default(),
         flush,
@@ -257,7 +259,7 @@ pub fn start(
 /// The lines of the first records held, formatted once and kept until the store takes them.
 #[derive(Default)]
 struct Text {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     /// Records of `held` this append covers.
     rows: usize,
     /// Lines among them (a record that cannot be formatted is dropped and counted).
@@ -274,6 +276,8 @@ struct Writer {
     max_held: usize,
     /// The next append: the lines of `held`'s first `text.rows` records.
     text: Text,
+    /// The buffer the next append is formatted into, the last one's when the store let go.
+    spare: Vec<u8>,
     /// This writer's copy of the version table.
     versions: Vec<Arc<[u8]>>,
     times: TimeWriter,
@@ -350,7 +354,7 @@ impl Writer {
             }
             let written = tokio::time::timeout(
                 remaining.min(APPEND_TIMEOUT),
-                self.appender.append(&self.text.bytes, now_millis()),
+                self.appender.append(self.text.bytes.clone(), now_millis()),
             )
             .await;
             let error = match written {
@@ -381,14 +385,12 @@ impl Writer {
 
     /// The records of the last append are written: let them go.
     fn written(&mut self) {
-        let rows = self.text.rows;
+        let Text { bytes, rows, lines } = std::mem::take(&mut self.text);
         self.held.drain(..rows.min(self.held.len()));
-        LOG_METRICS.written.inc_by(self.text.lines as u64);
-        self.text = Text {
-            bytes: std::mem::take(&mut self.text.bytes),
-            ..Text::default()
-        };
-        self.text.bytes.clear();
+        LOG_METRICS.written.inc_by(lines as u64);
+        if let Ok(buffer) = bytes.try_into_mut() {
+            self.spare = buffer.into();
+        }
     }
 
     /// Formats the held records into the next append, unless it is formatted already (a
@@ -397,18 +399,20 @@ impl Writer {
         if self.text.rows > 0 {
             return;
         }
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
         for record in &self.held {
-            let start = self.text.bytes.len();
+            let start = out.len();
             let known = format(
                 record,
                 &self.shared,
                 &mut self.versions,
                 &mut self.times,
-                &mut self.text.bytes,
+                &mut out,
             );
-            let fits = self.text.bytes.len() <= MAX_APPEND_BYTES;
+            let fits = out.len() <= MAX_APPEND_BYTES;
             if !fits {
-                self.text.bytes.truncate(start);
+                out.truncate(start);
                 if start > 0 {
                     break;
                 }
@@ -420,6 +424,7 @@ impl Writer {
                 LOG_METRICS.dropped.inc();
             }
         }
+        self.text.bytes = Bytes::from(out);
     }
 
     /// Counts what could not be written before shutdown.

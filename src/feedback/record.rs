@@ -149,8 +149,12 @@ impl TimeWriter {
     }
 }
 
-/// Appends `value` as a JSON number (`null` when not finite, as `serde_json` writes it).
+/// Appends `value` as a JSON number, exactly as `serde_json` writes it: the shortest decimal
+/// that reads back as `value`, and `null` when not finite.
 fn write_number(value: f64, out: &mut Vec<u8>) {
+    if write_short_decimal(value, out) {
+        return;
+    }
     use serde_json::ser::Formatter;
     let mut formatter = serde_json::ser::CompactFormatter;
     if value.is_finite() {
@@ -159,6 +163,72 @@ fn write_number(value: f64, out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(b"null");
     }
+}
+
+/// Decimal places [`write_short_decimal`] handles: measurements of wine are given to a few.
+const SHORT_PLACES: u32 = 6;
+const SHORT_SCALE: f64 = 1e6;
+
+/// Writes `value` when it is a decimal of at most [`SHORT_PLACES`] places between 1e-5 and
+/// about 2e9 (or zero), the inputs a prediction log sees, in a few integer steps instead of
+/// the general shortest-decimal search; false, writing nothing, for any other value.
+///
+/// Why the text is the one `serde_json` writes: `m / 10^6` is the correctly rounded quotient
+/// of two exact doubles, so the check below holds exactly when the decimal `m·10^-6` reads
+/// back as `value`. Below 2^51 the doubles near `value` are less than half of 10^-6 apart,
+/// so no other decimal of six places or fewer reads back as `value`, and stripping `m`'s
+/// trailing zeros gives the shortest. From 1e-5 up, `serde_json` writes plain decimal
+/// notation (`0.00001`, `12.0`), as here.
+fn write_short_decimal(value: f64, out: &mut Vec<u8>) -> bool {
+    const LIMIT: f64 = (1u64 << 51) as f64;
+    let scaled = value * SHORT_SCALE;
+    // Also false for NaN and the infinities.
+    if scaled.is_nan() || scaled.abs() >= LIMIT {
+        return false;
+    }
+    // Round to the nearest integer without a library call: truncate, then step.
+    let mut m = scaled as i64;
+    let rest = scaled - m as f64;
+    if rest >= 0.5 {
+        m += 1;
+    } else if rest <= -0.5 {
+        m -= 1;
+    }
+    if m as f64 / SHORT_SCALE != value {
+        return false;
+    }
+    if m == 0 {
+        out.extend_from_slice(if value.is_sign_negative() {
+            b"-0.0"
+        } else {
+            b"0.0"
+        });
+        return true;
+    }
+    if m.unsigned_abs() < 10 {
+        return false; // below 1e-5: exponent notation
+    }
+    if m < 0 {
+        out.push(b'-');
+    }
+    let mut digits = m.unsigned_abs();
+    let mut places = SHORT_PLACES;
+    while places > 0 && digits.is_multiple_of(10) {
+        digits /= 10;
+        places -= 1;
+    }
+    let scale = 10u64.pow(places);
+    let mut buffer = [0; 20];
+    out.extend_from_slice(itoa_u64(digits / scale, &mut buffer));
+    out.push(b'.');
+    if places == 0 {
+        out.push(b'0');
+    } else {
+        let fraction = itoa_u64(digits % scale, &mut buffer);
+        out.extend(std::iter::repeat_n(b'0', places as usize - fraction.len()));
+        out.extend_from_slice(fraction);
+    }
+    true
 }
 
 /// Appends `text` as a JSON string, quoted and escaped.
@@ -196,20 +266,14 @@ pub fn write_prediction_line(row: &RowToWrite, times: &mut TimeWriter, out: &mut
     out.extend_from_slice(row.id);
     if let Some(number) = row.row {
         out.push(b'.');
-        out.extend_from_slice(itoa_u32(number, &mut [0; 10]));
+        out.extend_from_slice(itoa_u64(u64::from(number), &mut [0; 20]));
     }
     out.extend_from_slice(br#"","time":""#);
     times.write(row.unix_millis, out);
     out.extend_from_slice(br#"","model_version":"#);
     out.extend_from_slice(row.model_version_json);
-    out.extend_from_slice(br#","inputs":{"#);
-    for (index, (name, value)) in FEATURE_NAMES.iter().zip(row.inputs).enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
+    for (key, value) in INPUT_KEYS.iter().zip(row.inputs) {
+        out.extend_from_slice(key);
         write_number(*value, out);
     }
     out.extend_from_slice(br#"},"prediction":"#);
@@ -223,8 +287,20 @@ pub fn write_prediction_line(row: &RowToWrite, times: &mut TimeWriter, out: &mut
     out.extend_from_slice(b"}\n");
 }
 
+/// What precedes each input's value on a line, `,"inputs":{"fixed_acidity":` then
+/// `,"volatile_acidity":` and so on: one copy each instead of four.
+static INPUT_KEYS: std::sync::LazyLock<[Box<[u8]>; FEATURE_COUNT]> =
+    std::sync::LazyLock::new(|| {
+        std::array::from_fn(|index| {
+            let opening = if index == 0 { r#","inputs":{"# } else { "," };
+            format!("{opening}\"{}\":", FEATURE_NAMES[index])
+                .into_bytes()
+                .into()
+        })
+    });
+
 /// The decimal digits of `value`, written into the end of `buffer`.
-fn itoa_u32(mut value: u32, buffer: &mut [u8; 10]) -> &[u8] {
+fn itoa_u64(mut value: u64, buffer: &mut [u8; 20]) -> &[u8] {
     let mut start = buffer.len();
     loop {
         start -= 1;
@@ -339,6 +415,93 @@ mod tests {
         let mut out = Vec::new();
         times.write(1_765_000_001_007, &mut out);
         assert_eq!(out, time_text(1_765_000_001_007).as_bytes());
+    }
+
+    /// `value` as `serde_json` writes it.
+    fn serde_text(value: f64) -> String {
+        serde_json::to_string(&value).unwrap()
+    }
+
+    fn written(value: f64) -> String {
+        let mut out = Vec::new();
+        write_number(value, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        let edges = [
+            0.0,
+            -0.0,
+            1e-5,
+            -1e-5,
+            9.999_99e-6,
+            1e-6,
+            1.5e-5,
+            0.1,
+            0.2,
+            0.3,
+            1.0,
+            10.0,
+            12.0,
+            100.0,
+            1e15,
+            1e16,
+            2.25e9,
+            2.252e9,
+            2_251_799_813.685_247,
+            123_456_789.123_456,
+            0.999_999_5,
+            9.999_999_5,
+            0.998,
+            0.9978,
+            7.4,
+            0.076,
+            3.51,
+            1.0 / 3.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e300,
+            f64::EPSILON,
+        ];
+        for value in edges {
+            assert_eq!(written(value), serde_text(value), "{value:e}");
+        }
+        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(written(value), "null");
+        }
+        // The short path takes the wine measurements, and leaves the rest to serde_json.
+        for (value, short) in [
+            (0.9978, true),
+            (34.0, true),
+            (1e-5, true),
+            (1.0 / 3.0, false),
+        ] {
+            assert_eq!(
+                write_short_decimal(value, &mut Vec::new()),
+                short,
+                "{value}"
+            );
+        }
+        // Decimals of 0 to 8 places at every magnitude the short path takes and past it,
+        // and raw bit patterns.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..400_000 {
+            let places = (next() % 9) as i32;
+            let digits = next() % 10u64.pow(1 + (next() % 15) as u32);
+            let sign = if next() % 2 == 0 { 1.0 } else { -1.0 };
+            let decimal: f64 = format!("{digits}e-{places}").parse().unwrap();
+            for value in [sign * decimal, f64::from_bits(next())] {
+                assert_eq!(written(value), serde_text(value), "{value:e}");
+            }
+        }
     }
 
     #[test]

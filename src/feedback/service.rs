@@ -112,6 +112,7 @@ impl Loop {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let time = time_text(now);
+        let mut appender = appender.lock().await;
         let mut batches = vec![Vec::new()];
         for label in labels {
             let line = LabelLine {
@@ -132,9 +133,8 @@ impl Loop {
                 batch.extend_from_slice(&bytes);
             }
         }
-        let mut appender = appender.lock().await;
-        for batch in batches.iter().filter(|b| !b.is_empty()) {
-            tokio::time::timeout(LABEL_WRITE_TIMEOUT, appender.append(batch, now))
+        for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+            tokio::time::timeout(LABEL_WRITE_TIMEOUT, appender.append(batch.into(), now))
                 .await
                 .map_err(|_| {
                     StoreError::Unavailable("the feedback store does not answer".into())
