@@ -26,7 +26,7 @@ use crate::registry::claims::{ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::RegistryError;
 use crate::retraining::{Outcome, RetrainError};
 use crate::service::state::SharedState;
-use crate::service::training::{run_exclusive, train_on};
+use crate::service::training::{run_exclusive, train_on, LabelledRows};
 use crate::sources::{
     is_rejection_report, load_training_data_or_bundled, report_rejected_upload, TrainingData,
     TrainingSource,
@@ -95,7 +95,15 @@ async fn scheduled(state: &SharedState, past_due: bool) -> Answer {
         "scheduled retraining on {} (past due: {past_due})",
         data.source.name
     )];
-    outcome(state, Trigger::Schedule, data, &mut logs, None).await
+    outcome(
+        state,
+        Trigger::Schedule,
+        data,
+        LabelledRows::Latest,
+        &mut logs,
+        None,
+    )
+    .await
 }
 
 /// Blob trigger: validates the uploaded CSV, trains, and promotes per the rules. A bad upload
@@ -223,7 +231,16 @@ async fn upload(
         "retraining on upload {blob} ({} bytes)",
         data.bytes.len()
     )];
-    outcome(state, Trigger::Upload, data, &mut logs, Some(blob)).await
+    let labelled = LabelledRows::Read(feedback);
+    outcome(
+        state,
+        Trigger::Upload,
+        data,
+        labelled,
+        &mut logs,
+        Some(blob),
+    )
+    .await
 }
 
 /// Trains and turns the result into the envelope answer.
@@ -231,10 +248,11 @@ async fn outcome(
     state: &SharedState,
     trigger: Trigger,
     data: TrainingData,
+    labelled: LabelledRows,
     logs: &mut Vec<String>,
     blob: Option<&str>,
 ) -> Answer {
-    match train_on(state, trigger, data, None, false).await {
+    match train_on(state, trigger, data, labelled, None, false).await {
         Ok(Outcome::Unchanged(unchanged)) => {
             let message = format!("nothing to train: {}", unchanged.reason);
             answer(

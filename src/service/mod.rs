@@ -116,7 +116,16 @@ async fn load_or_train(state: SharedState) {
             return;
         }
     };
-    if let Err(error) = training::train_on(&state, Trigger::Startup, data, None, false).await {
+    if let Err(error) = training::train_on(
+        &state,
+        Trigger::Startup,
+        data,
+        training::LabelledRows::Latest,
+        None,
+        false,
+    )
+    .await
+    {
         state.set_startup_problem(Some(format!("the first training failed: {error}")));
     } else if state.model().is_none() {
         // Another instance promoted first: serve its champion.

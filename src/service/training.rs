@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::feedback::labelled_rows::{self, FeedbackRows};
 use crate::model::algorithm::{Algorithm, ModelSpec, SpecOverrides};
 use crate::model::training::{TrainOptions, Trigger};
 use crate::registry::StoreError;
@@ -24,6 +25,15 @@ pub enum LastTraining {
         trigger: Trigger,
         error: String,
     },
+}
+
+/// The labelled production rows a training adds to its data.
+pub enum LabelledRows {
+    /// Those the last join wrote, read as the training starts.
+    Latest,
+    /// These, read by the caller: an upload checks for a redelivery against the very rows it
+    /// then trains on.
+    Read(Option<FeedbackRows>),
 }
 
 /// Why an HTTP-started training did not produce an answer.
@@ -59,9 +69,16 @@ pub async fn start_http_training(
         let _ = started_tx.send(true);
         let source = crate::sources::TrainingSource::from_settings(&state.settings);
         let result = match crate::sources::load_training_data(&state.settings, &source).await {
-            Ok(data) => train_on(&state, Trigger::Http, data, algorithm, force)
-                .await
-                .map_err(StartError::Train),
+            Ok(data) => train_on(
+                &state,
+                Trigger::Http,
+                data,
+                LabelledRows::Latest,
+                algorithm,
+                force,
+            )
+            .await
+            .map_err(StartError::Train),
             Err(error) => {
                 tracing::warn!(%error, "training data unavailable");
                 state.remember_training(LastTraining::Failed {
@@ -105,12 +122,13 @@ pub async fn train_on(
     state: &SharedState,
     trigger: Trigger,
     data: TrainingData,
+    labelled: LabelledRows,
     algorithm: Option<Algorithm>,
     force: bool,
 ) -> Result<Outcome, RetrainError> {
     let started = Instant::now();
     tracing::info!(trigger = trigger.as_str(), source = %data.source.name, "training started");
-    let result = run(state, trigger, data, algorithm, force).await;
+    let result = run(state, trigger, data, labelled, algorithm, force).await;
     let seconds = started.elapsed().as_secs_f64();
     match &result {
         Ok(Outcome::Unchanged(unchanged)) => {
@@ -183,9 +201,14 @@ async fn run(
     state: &SharedState,
     trigger: Trigger,
     data: TrainingData,
+    labelled: LabelledRows,
     algorithm: Option<Algorithm>,
     force: bool,
 ) -> Result<Outcome, RetrainError> {
+    let feedback = match labelled {
+        LabelledRows::Latest => labelled_rows::load(&state.settings).await,
+        LabelledRows::Read(rows) => rows,
+    };
     let spec = ModelSpec::build(algorithm.unwrap_or_default(), &SpecOverrides::default())?;
     let request = TrainingRequest {
         input: TrainingInput::Bytes(data.bytes),
@@ -197,7 +220,7 @@ async fn run(
             keep_versions: state.settings.keep_versions,
             max_label_shift: state.settings.max_label_shift,
         },
-        feedback: crate::feedback::labelled_rows::load(&state.settings).await,
+        feedback,
         cross_validation: None,
         tracking: TrackingMode::Background,
     };
