@@ -9,9 +9,10 @@
 //! - `joined/labelled.csv` and `joined/report.json`: what the last join found, replaced only
 //!   under the tag read before the join (compare-and-swap).
 //!
-//! On Blob Storage the logs are append blobs: each append is at most 1 MiB (the service takes 4) and conditional on
-//! the blob's length (`x-ms-blob-condition-appendpos`), so a retried append never writes a
-//! line twice; a writer starts a new blob well before the 50,000-block limit.
+//! On Blob Storage the logs are append blobs: each append is at most 1 MiB (the service takes
+//! 4) and conditional on the blob's length (`x-ms-blob-condition-appendpos`), so a retried
+//! append never writes a line twice; a writer starts a new blob well before the 50,000-block
+//! limit.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -310,9 +311,10 @@ pub struct Appender {
 }
 
 impl Appender {
-    /// Appends `lines` (complete lines, at most [`MAX_APPEND_BYTES`]) at the time `now_ms`. On an error nothing of `lines` may be assumed written; a retry never writes
-    /// a line twice (Blob Storage: the append is conditional on the blob's length). The
-    /// lines are shared, not copied, with the file task or the request.
+    /// Appends `lines` (complete lines, at most [`MAX_APPEND_BYTES`]) at the time `now_ms`.
+    /// On an error nothing of `lines` may be assumed written; a retry never writes a line
+    /// twice (Blob Storage: the append is conditional on the blob's length). The lines are
+    /// shared, not copied, with the file task or the request.
     pub async fn append(&mut self, lines: Bytes, now_ms: u64) -> Result<(), StoreError> {
         debug_assert!(lines.len() <= MAX_APPEND_BYTES);
         let hour = hour_partition(now_ms);
