@@ -64,6 +64,27 @@ impl Cloud {
         Container::open(&BlobUrl::parse(&self.training).unwrap(), &self.settings()).unwrap()
     }
 
+    /// Puts the bundled data in the training container as `base.csv`, starts an instance
+    /// (whose first start trains on it) and waits until it serves: the instance and its
+    /// champion's version.
+    async fn serving_base_data(&self) -> (Server, String) {
+        self.uploads()
+            .write(
+                "base.csv",
+                bundled_csv(),
+                WriteCondition::Overwrite,
+                "text/csv",
+            )
+            .await
+            .unwrap();
+        let server = self.instance();
+        let champion = server.wait_healthy(&client()).await["model_version"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (server, champion)
+    }
+
     fn models(&self) -> Container {
         Container::open(&BlobUrl::parse(&self.models).unwrap(), &self.settings()).unwrap()
     }
@@ -256,21 +277,7 @@ async fn an_upload_retrains_every_instance_follows_and_rollback_works() {
 #[ignore = "needs azurite"]
 async fn bad_uploads_are_rejected_with_a_report_and_never_move_the_champion() {
     let cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "base.csv",
-            bundled_csv(),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let server = cloud.instance();
-    let champion = server.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (server, champion) = cloud.serving_base_data().await;
     let registry = cloud.registry().await;
     let versions = registry.store().list_versions().await.unwrap();
 
@@ -331,21 +338,7 @@ async fn bad_uploads_are_rejected_with_a_report_and_never_move_the_champion() {
 #[ignore = "needs azurite"]
 async fn serving_survives_a_store_outage_and_a_corrupt_champion() {
     let mut cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "base.csv",
-            bundled_csv(),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let server = cloud.instance();
-    let champion = server.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (server, champion) = cloud.serving_base_data().await;
 
     // Store down: predictions continue from memory, health says degraded, uploads ask for a
     // retry (non-2xx).
@@ -484,21 +477,7 @@ async fn metric(server: &Server, name: &str) -> f64 {
 #[ignore = "needs azurite"]
 async fn one_bad_cell_or_a_broken_card_never_takes_the_service_down() {
     let cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "base.csv",
-            bundled_csv(),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let server = cloud.instance();
-    let first = server.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (server, first) = cloud.serving_base_data().await;
     let registry = cloud.registry().await;
 
     // One overflowing cell: rejected with line and column, the champion untouched.
@@ -630,21 +609,7 @@ async fn one_bad_cell_or_a_broken_card_never_takes_the_service_down() {
 #[ignore = "needs azurite"]
 async fn refused_credentials_are_a_loud_configuration_error() {
     let cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "base.csv",
-            bundled_csv(),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let good = cloud.instance();
-    let champion = good.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_good, champion) = cloud.serving_base_data().await;
 
     // Azurite checks shared-key signatures: a wrong key gets 403 on the champion read.
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);

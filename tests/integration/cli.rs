@@ -39,6 +39,22 @@ fn sommelier_with_input(store: &Path, args: &[&str], input: Option<&[u8]>) -> Ou
     child.wait_with_output().expect("output")
 }
 
+/// A store in a new temporary directory with one elastic net trained on the bundled data (a
+/// model that trains in a moment): the directory (removed when dropped), the store and the
+/// version.
+fn store_with_an_elastic_net() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let version = json_of(&sommelier(
+        &store,
+        &["train", "--json", "--algorithm", "elastic-net"],
+    ))["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    (dir, store, version)
+}
+
 fn json_of(output: &Output) -> Value {
     assert!(
         output.status.success(),
@@ -309,15 +325,7 @@ fn every_command_has_useful_help() {
 
 #[test]
 fn one_bad_cell_is_refused_and_broken_versions_are_listed_never_promoted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store");
-    let first = json_of(&sommelier(
-        &store,
-        &["train", "--json", "--algorithm", "elastic-net"],
-    ))["version"]
-        .as_str()
-        .expect("version")
-        .to_string();
+    let (dir, store, first) = store_with_an_elastic_net();
 
     // 3e160 in one cell: refused with line and column, nothing stored, champion untouched.
     let csv = String::from_utf8(support::bundled_csv()).expect("utf-8");
@@ -382,15 +390,7 @@ fn one_bad_cell_is_refused_and_broken_versions_are_listed_never_promoted() {
 
 #[test]
 fn an_empty_champion_pointer_is_repaired_with_a_clear_message() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = dir.path().join("store");
-    let version = json_of(&sommelier(
-        &store,
-        &["train", "--json", "--algorithm", "elastic-net"],
-    ))["version"]
-        .as_str()
-        .expect("version")
-        .to_string();
+    let (_dir, store, version) = store_with_an_elastic_net();
     std::fs::write(store.join("champion"), b"").unwrap();
     let output = sommelier(&store, &["models", "--json"]);
     let models = json_of(&output);
@@ -581,12 +581,7 @@ fn models_verify_summarises_and_fails_on_a_broken_version() {
 
 #[test]
 fn misspelt_columns_tabs_and_decimal_commas_get_a_hint() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
-    json_of(&sommelier(
-        &store,
-        &["train", "--json", "--algorithm", "elastic-net"],
-    ));
+    let (_dir, store, _version) = store_with_an_elastic_net();
     let header = "fixed_acidity,volatile_acidity,citric_acid,residual_sugar,chloride,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol";
     let row = "7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4";
     let csv = format!("{header}\n{row}\n");
@@ -659,12 +654,7 @@ fn misspelt_columns_tabs_and_decimal_commas_get_a_hint() {
 
 #[test]
 fn predict_carries_ids_reports_ignored_columns_and_writes_csv() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = dir.path().join("store");
-    json_of(&sommelier(
-        &store,
-        &["train", "--json", "--algorithm", "elastic-net"],
-    ));
+    let (_dir, store, _version) = store_with_an_elastic_net();
     let csv = "wine,Fixed Acidity,volatile_acidity,citric_acid,residual_sugar,chlorides,free_sulfur_dioxide,total_sulfur_dioxide,density,pH,sulphates,alcohol,colour\n\
                a-1,7.4,0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,red\n\
                \"b,2\",7.8,0.88,0,2.6,0.098,25,67,0.9968,3.2,0.68,30,red\n";
