@@ -167,9 +167,11 @@ fn normalised(name: &str) -> String {
 }
 
 /// Reads a CSV feedback body with the header `prediction_id,quality` (in either order; other
-/// columns are ignored). Rows count from 0 after the header.
+/// columns are ignored), separated by `,`, `;` or a tab like every CSV sommelier reads. Rows
+/// count from 0 after the header.
 pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(crate::model::dataset::delimiter_of(body))
         .flexible(true)
         .has_headers(true)
         .from_reader(body);
@@ -315,5 +317,23 @@ mod tests {
             parse_csv(b"a,b\n1,2\n", 10),
             Err(BodyProblem::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn csv_labels_separated_by_semicolons_or_tabs_read_as_with_commas() {
+        let good = id();
+        let expected = vec![Label {
+            id: good.clone(),
+            quality: 7.0,
+        }];
+        for separator in [",", ";", "\t"] {
+            let body = format!("prediction_id{separator}quality\n{good}{separator}7\n");
+            let (accepted, rejected, _) = parse_csv(body.as_bytes(), 10).unwrap();
+            assert_eq!(
+                (accepted, rejected.len()),
+                (expected.clone(), 0),
+                "{separator:?}"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@ pub fn document_ids_and_feedback(doc: &mut Value, max_rows: usize) {
     if feedback.is_object() {
         feedback["requestBody"] = json!({
             "required": true,
-            "description": "One label, a list of labels, or CSV with the header prediction_id,quality. Each label is checked on its own; refused ones are listed with their index.",
+            "description": "One label, a list of labels, or CSV with the header prediction_id,quality (separated by commas, semicolons or tabs). Each label is checked on its own; refused ones are listed with their index.",
             "content": {
                 "application/json": {"schema": {"oneOf": [
                     label.clone(),
@@ -37,7 +37,7 @@ pub fn document_ids_and_feedback(doc: &mut Value, max_rows: usize) {
                         "quality": label["properties"]["quality"].clone(),
                     },
                 }},
-                "text/csv": {"schema": {"type": "string", "pattern": r"^prediction_id,quality\n[^\n]", "description": "A header naming prediction_id and quality, then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
+                "text/csv": {"schema": {"type": "string", "pattern": r"^prediction_id[,;\t]quality\n[^\n]", "description": "A header naming prediction_id and quality (separated by `,`, `;` or a tab), then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
             },
         });
     }

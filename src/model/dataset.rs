@@ -341,13 +341,14 @@ fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<u8, DatasetError> {
     if looks_binary(sample) {
         return Err(DatasetError::Binary);
     }
-    let first_line = sample.split(|&b| b == b'\n').next().unwrap_or(sample);
-    Ok(delimiter_of(first_line))
+    Ok(delimiter_of(sample))
 }
 
-/// The separator a header line uses: tab or `;` when it has more of them than of the others
-/// (tab-separated exports, European spreadsheets), else `,`.
-pub fn delimiter_of(header: &[u8]) -> u8 {
+/// The separator of a CSV text, read from its header (first) line: tab or `;` when that line
+/// has more of them than of the others (tab-separated exports, European spreadsheets), else
+/// `,`.
+pub fn delimiter_of(text: &[u8]) -> u8 {
+    let header = text.split(|&b| b == b'\n').next().unwrap_or(text);
     let count = |separator: u8| header.iter().filter(|&&b| b == separator).count();
     let (tabs, semicolons, commas) = (count(b'\t'), count(b';'), count(b','));
     if tabs > semicolons && tabs > commas {

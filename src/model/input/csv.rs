@@ -14,7 +14,7 @@ pub fn parse_csv(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyEr
         return Err(BodyError::Empty);
     }
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter(body))
+        .delimiter(crate::model::dataset::delimiter_of(body))
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
@@ -73,12 +73,6 @@ pub fn parse_csv(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyEr
         ignored_fields: ignored.into_names(),
         single: false,
     })
-}
-
-/// The separator of the header line (see [`crate::model::dataset::delimiter_of`]).
-fn delimiter(body: &[u8]) -> u8 {
-    let first_line = body.split(|&b| b == b'\n').next().unwrap_or(body);
-    crate::model::dataset::delimiter_of(first_line)
 }
 
 fn is_blank(record: &csv::ByteRecord) -> bool {
