@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::id::canonical_label_id;
-use crate::model::input::BodyError;
+use crate::model::input::{urlencoded, BodyError};
 
 /// Largest feedback body: 10,000 labels of about 70 bytes fit several times over.
 pub const FEEDBACK_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -79,6 +79,9 @@ fn check(
 /// tasted-quality form sends when the browser runs no JavaScript. Checked as the same label
 /// in JSON would be.
 pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
+    if urlencoded::looks_like_json(body) {
+        return Err(BodyProblem::Malformed(urlencoded::JSON_SENT_AS_FORM.into()));
+    }
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|e| BodyProblem::Malformed(format!("the body is not form fields: {e}")))?;
     let mut object = serde_json::Map::new();
@@ -252,6 +255,11 @@ mod tests {
         assert!(matches!(
             parse_form(b"note=hello", 100),
             Err(BodyProblem::Malformed(_))
+        ));
+        let json = format!("{{\"prediction_id\": \"{good}\", \"quality\": 6}}");
+        assert!(matches!(
+            parse_form(json.as_bytes(), 100),
+            Err(BodyProblem::Malformed(message)) if message.contains("Content-Type: application/json")
         ));
     }
 

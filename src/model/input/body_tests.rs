@@ -191,6 +191,12 @@ fn errors_are_the_clients() {
         parse_form(b"pH=1&pH=2", &limits()),
         Err(BodyError::Input(InputError::Duplicate { .. }))
     ));
+    // JSON sent as form fields (`curl -d` without a content type) is told so, not that a
+    // feature is missing.
+    for json in [&b"{\"fixed_acidity\": 7.4}"[..], b" \n[{\"pH\": 3.5}]"] {
+        let error = parse_form(json, &limits()).unwrap_err().to_string();
+        assert!(error.contains("Content-Type: application/json"), "{error}");
+    }
 }
 
 /// Arbitrary JSON values, a few levels deep, with keys that are sometimes feature names.
