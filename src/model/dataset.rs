@@ -64,7 +64,7 @@ pub enum DatasetError {
     NoSuchColumn { column: String, found: Vec<String> },
     #[error("column `{}` appears more than once in the header", clip(.column))]
     DuplicateColumn { column: String },
-    #[error("line {line}, column `{}`: `{}` {}{}", clip(.column), clip(.value), .problem.describe(), decimal_comma_hint(.value))]
+    #[error("line {line}, column `{}`: `{}` {}", clip(.column), clip(.value), .problem.describe())]
     BadValue {
         line: u64,
         column: String,
@@ -127,19 +127,6 @@ fn suggestions(missing: &[String], found: &[String]) -> String {
 fn separator_hint(found: &[String]) -> &'static str {
     if found.len() == 1 {
         " (the header was read as one column: separate the fields with `,`, `;` or a tab)"
-    } else {
-        ""
-    }
-}
-
-/// A hint when a value that is no number is one written with a decimal comma.
-fn decimal_comma_hint(value: &str) -> &'static str {
-    let mut parts = value.trim().trim_start_matches(['-', '+']).split(',');
-    let decimal = |part: Option<&str>| {
-        part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    if decimal(parts.next()) && decimal(parts.next()) && parts.next().is_none() {
-        " (a decimal comma: write the number with a point, e.g. `7.4`)"
     } else {
         ""
     }

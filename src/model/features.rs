@@ -118,6 +118,8 @@ pub const FEATURE_BOUNDS: [(f64, f64); FEATURE_COUNT] = [
 pub enum ValueProblem {
     Empty,
     NotANumber,
+    /// A number written with a decimal comma (`7,4`), as many spreadsheets export it.
+    DecimalComma,
     NaN,
     Infinite,
     /// Finite, but outside the feature's [`FEATURE_BOUNDS`].
@@ -132,6 +134,10 @@ impl ValueProblem {
         match self {
             ValueProblem::Empty => "is empty".to_string(),
             ValueProblem::NotANumber => "is not a number".to_string(),
+            ValueProblem::DecimalComma => {
+                "is not a number: it has a decimal comma; write it with a point, e.g. `7.4`"
+                    .to_string()
+            }
             ValueProblem::NaN => "is NaN".to_string(),
             ValueProblem::Infinite => "is infinite".to_string(),
             ValueProblem::OutOfRange { min, max } => {
@@ -162,8 +168,23 @@ pub fn parse_value(text: &str) -> Result<f64, ValueProblem> {
     if text.is_empty() {
         return Err(ValueProblem::Empty);
     }
-    let value: f64 = text.parse().map_err(|_| ValueProblem::NotANumber)?;
+    let value: f64 = text.parse().map_err(|_| {
+        if written_with_decimal_comma(text) {
+            ValueProblem::DecimalComma
+        } else {
+            ValueProblem::NotANumber
+        }
+    })?;
     check_finite(value)
+}
+
+/// Whether `text` is digits, one comma and digits (a sign allowed): a decimal comma.
+fn written_with_decimal_comma(text: &str) -> bool {
+    let digits = |part: Option<&str>| {
+        part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut parts = text.trim_start_matches(['-', '+']).split(',');
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
 }
 
 /// Accepts a number only if it is finite.
@@ -225,6 +246,15 @@ mod tests {
         assert_eq!(parse_value("1e-3"), Ok(0.001));
         assert_eq!(parse_value(""), Err(ValueProblem::Empty));
         assert_eq!(parse_value("abc"), Err(ValueProblem::NotANumber));
+        assert_eq!(parse_value(" 7,4"), Err(ValueProblem::DecimalComma));
+        assert_eq!(parse_value("-0,25"), Err(ValueProblem::DecimalComma));
+        for not_one in ["7,4,1", "7,", ",4", "1.000,5", "a,b"] {
+            assert_eq!(
+                parse_value(not_one),
+                Err(ValueProblem::NotANumber),
+                "{not_one}"
+            );
+        }
         assert_eq!(parse_value("NaN"), Err(ValueProblem::NaN));
         assert_eq!(parse_value("inf"), Err(ValueProblem::Infinite));
         assert_eq!(parse_value("-infinity"), Err(ValueProblem::Infinite));

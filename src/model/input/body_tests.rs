@@ -197,6 +197,25 @@ fn errors_are_the_clients() {
         let error = parse_form(json, &limits()).unwrap_err().to_string();
         assert!(error.contains("Content-Type: application/json"), "{error}");
     }
+    // A number written with a decimal comma is named as such, in JSON, forms and CSV.
+    let mut comma = wine();
+    comma["fixed_acidity"] = json!("7,4");
+    let form = "fixed_acidity=7%2C4&volatile_acidity=0.7";
+    let csv = format!(
+        "{}\n\"7,4\",0.7,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4\n",
+        FEATURE_NAMES.join(",")
+    );
+    for error in [
+        parse_predict(&bytes(&comma), &limits()).unwrap_err(),
+        parse_form(form.as_bytes(), &limits()).unwrap_err(),
+        parse_csv(csv.as_bytes(), &limits()).unwrap_err(),
+    ] {
+        let message = error.to_string();
+        assert!(
+            message.contains("fixed_acidity") && message.contains("decimal comma"),
+            "{message}"
+        );
+    }
 }
 
 /// Arbitrary JSON values, a few levels deep, with keys that are sometimes feature names.
