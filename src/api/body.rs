@@ -23,15 +23,27 @@ pub struct ChosenParser {
     pub form: bool,
 }
 
-/// The parser of `/api/predict`'s bodies (which `/api/explain` takes too), or 415 naming what
-/// was sent.
+/// What `/api/predict` and `/api/explain` take.
+const PREDICT_MEDIA_TYPES: &str = "application/json or application/x-www-form-urlencoded";
+
+/// The parser of `/api/predict`'s bodies, or 415 naming what was sent; CSV is sent on to
+/// `/api/invocations`, which takes it.
 pub fn predict_parser(headers: &HeaderMap) -> Result<ChosenParser, ApiError> {
     predict_parser_of(headers).ok_or_else(|| {
-        ApiError::unsupported_media_type(
-            headers,
-            "application/json or application/x-www-form-urlencoded",
-        )
+        let expected = if super::media_type(headers) == "text/csv" {
+            "application/json or application/x-www-form-urlencoded here; CSV rows go to POST /api/invocations"
+        } else {
+            PREDICT_MEDIA_TYPES
+        };
+        ApiError::unsupported_media_type(headers, expected)
     })
+}
+
+/// The parser of `/api/explain`'s bodies (those of `/api/predict`), or 415 naming what was
+/// sent.
+pub fn explain_parser(headers: &HeaderMap) -> Result<ChosenParser, ApiError> {
+    predict_parser_of(headers)
+        .ok_or_else(|| ApiError::unsupported_media_type(headers, PREDICT_MEDIA_TYPES))
 }
 
 /// The parser of `/api/predict` for a request's `Content-Type` (JSON or an HTML form),
@@ -78,4 +90,35 @@ pub async fn parse(
     crate::api::admission::run_heavy(move || parser(&body, &limits))
         .await?
         .map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(parser: fn(&HeaderMap) -> Result<ChosenParser, ApiError>, media: &str) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, media.parse().unwrap());
+        match parser(&headers) {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("{media} was taken"),
+        }
+    }
+
+    #[test]
+    fn csv_sent_for_a_prediction_is_pointed_to_invocations() {
+        let message = refused(predict_parser, "Text/CSV; charset=utf-8");
+        assert!(message.contains("POST /api/invocations"), "{message}");
+        assert!(message.contains("application/json"), "{message}");
+        // Other types, and CSV sent to be explained (invocations explain nothing), get the
+        // list of what is taken, and no more.
+        for (parser, media) in [
+            (predict_parser as fn(&HeaderMap) -> _, "text/plain"),
+            (explain_parser, "text/csv"),
+        ] {
+            let message = refused(parser, media);
+            assert!(!message.contains("invocations"), "{message}");
+            assert!(message.contains(PREDICT_MEDIA_TYPES), "{message}");
+        }
+    }
 }

@@ -116,7 +116,7 @@ async fn respond(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let parser = body::predict_parser(headers)?;
+    let parser = body::explain_parser(headers)?;
     let parsed = parse(state, body, parser.parse).await?;
     let model = serving_model(state)?;
     let (predictions, explanations) = explain_in_lane(&model, parsed.rows.clone()).await?;
