@@ -37,11 +37,23 @@ fn print(json_output: bool, value: &serde_json::Value, text: impl FnOnce() -> St
     };
 }
 
+/// Why a label finds no logged prediction, said beside their count when there are some.
+fn unmatched_causes(unmatched: u64) -> &'static str {
+    if unmatched == 0 {
+        ""
+    } else {
+        "; a label joins no prediction that is not logged yet (it joins on a later run), was \
+         sampled out or is past the horizon, or when a batch row's label carries the batch's id \
+         instead of `<id>.<row>`"
+    }
+}
+
 fn describe(report: &Report) -> String {
     if report.versions.is_empty() {
         return format!(
-            "no labelled predictions yet ({} labels without a logged prediction)",
-            report.unmatched_labels
+            "no labelled predictions yet ({} labels without a logged prediction{})",
+            report.unmatched_labels,
+            unmatched_causes(report.unmatched_labels)
         );
     }
     let mut text = format!(
@@ -55,8 +67,9 @@ fn describe(report: &Report) -> String {
         ));
     }
     text.push_str(&format!(
-        "labels without a logged prediction: {}",
-        report.unmatched_labels
+        "labels without a logged prediction: {}{}",
+        report.unmatched_labels,
+        unmatched_causes(report.unmatched_labels)
     ));
     text
 }
@@ -110,4 +123,36 @@ pub async fn run_command(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feedback::join::VersionReport;
+
+    #[test]
+    fn unmatched_labels_come_with_their_possible_causes() {
+        let version = VersionReport {
+            model_version: "20261205T101500123Z-1a2b3c4".into(),
+            labelled_rows: 412,
+            rmse: 0.71,
+            mae: 0.55,
+            mean_label_delay_seconds: 86400.0,
+        };
+        for versions in [vec![], vec![version]] {
+            let clean = describe(&Report {
+                versions: versions.clone(),
+                unmatched_labels: 0,
+            });
+            assert!(!clean.contains("<id>.<row>"), "{clean}");
+            let unmatched = describe(&Report {
+                versions,
+                unmatched_labels: 3,
+            });
+            assert!(
+                unmatched.contains("3") && unmatched.contains("`<id>.<row>`"),
+                "{unmatched}"
+            );
+        }
+    }
 }
