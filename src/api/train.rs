@@ -1,8 +1,7 @@
 //! `POST /api/train` retrains on the configured data, one training at a time per instance;
 //! `GET /api/train` reports the last training this instance finished, changing nothing.
 
-use axum::body::HttpBody;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 
@@ -33,7 +32,7 @@ pub struct TrainQuery {
     params(TrainQuery),
     responses(
         (status = 200, body = TrainResponse),
-        (status = 400, description = "A parameter is invalid, or the options came in a body (they are query parameters)", body = super::error::ErrorBody),
+        (status = 400, description = "A parameter is invalid", body = super::error::ErrorBody),
         (status = 403, description = "Local server: the request is not from this machine's own pages", body = super::error::ErrorBody),
         (status = 409, description = "A training is already running", body = super::error::ErrorBody),
         (status = 500, description = "Configuration error: the server's own training data cannot be read or is invalid, or the store refuses writes", body = super::error::ErrorBody),
@@ -43,10 +42,8 @@ pub struct TrainQuery {
 pub async fn train(
     State(state): State<SharedState>,
     query: Result<Query<TrainQuery>, axum::extract::rejection::QueryRejection>,
-    request: Request,
 ) -> Result<Json<TrainResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    refuse_options_in_a_body(&request)?;
     match start_http_training(&state, query.algorithm, query.force).await {
         Ok(Outcome::Trained(retrained)) => Ok(Json(response(retrained.report))),
         Ok(Outcome::Unchanged(unchanged)) => Ok(Json(unchanged_response(unchanged))),
@@ -61,20 +58,6 @@ pub async fn train(
         Err(StartError::Lost) => Err(ApiError::Internal(
             "the training task ended without a result".to_string(),
         )),
-    }
-}
-
-/// A training's options are query parameters: a body that declares content (say
-/// `{"algorithm": "elastic-net"}`) is refused before anything trains, rather than ignored
-/// while the default recipe trains.
-fn refuse_options_in_a_body(request: &Request) -> Result<(), ApiError> {
-    match request.body().size_hint().exact() {
-        Some(length) if length > 0 => Err(ApiError::BadRequest(
-            "POST /api/train takes its options as query parameters, not in a body: \
-             /api/train?algorithm=elastic-net&force=true"
-                .into(),
-        )),
-        _ => Ok(()),
     }
 }
 
