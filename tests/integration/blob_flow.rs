@@ -68,19 +68,21 @@ impl Cloud {
     /// (whose first start trains on it) and waits until it serves: the instance and its
     /// champion's version.
     async fn serving_base_data(&self) -> (Server, String) {
+        self.serving_upload("base.csv", bundled_csv()).await
+    }
+
+    /// Puts `csv` in the training container as `name`, starts an instance (whose first start
+    /// trains on the newest upload) and waits until it serves: the instance and its
+    /// champion's version.
+    async fn serving_upload(&self, name: &str, csv: Vec<u8>) -> (Server, String) {
         self.uploads()
-            .write(
-                "base.csv",
-                bundled_csv(),
-                WriteCondition::Overwrite,
-                "text/csv",
-            )
+            .write(name, csv, WriteCondition::Overwrite, "text/csv")
             .await
             .unwrap();
         let server = self.instance();
         let champion = server.wait_healthy(&client()).await["model_version"]
             .as_str()
-            .unwrap()
+            .expect("a first model trained on the newest upload")
             .to_string();
         (server, champion)
     }
@@ -200,21 +202,7 @@ async fn health(server: &Server) -> (u16, Value) {
 #[ignore = "needs azurite"]
 async fn an_upload_retrains_every_instance_follows_and_rollback_works() {
     let cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "first.csv",
-            scrambled_csv(),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let a = cloud.instance();
-    let first = a.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .expect("a first model trained on the newest upload")
-        .to_string();
+    let (a, first) = cloud.serving_upload("first.csv", scrambled_csv()).await;
     let b = cloud.instance();
     b.wait_healthy(&client()).await;
     wait_serving(&b, &first).await;
