@@ -669,21 +669,9 @@ fn first_rows_csv(n: usize) -> Vec<u8> {
 #[ignore = "needs azurite"]
 async fn appended_uploads_are_compared_only_on_rows_neither_model_trained_on() {
     let cloud = Cloud::start();
-    cloud
-        .uploads()
-        .write(
-            "first-1200.csv",
-            first_rows_csv(1200),
-            WriteCondition::Overwrite,
-            "text/csv",
-        )
-        .await
-        .unwrap();
-    let server = cloud.instance();
-    let first = server.wait_healthy(&client()).await["model_version"]
-        .as_str()
-        .expect("a first model trained on the 1,200 rows")
-        .to_string();
+    let (server, first) = cloud
+        .serving_upload("first-1200.csv", first_rows_csv(1200))
+        .await;
 
     let (status, answer) = upload_and_deliver(&cloud, &server, "all.csv", &bundled_csv()).await;
     assert_eq!(status, 200, "{answer}");
