@@ -153,7 +153,12 @@ pub fn routes(state: SharedState) -> Router {
         .route("/api/invocations", admitted(post(invocations::invocations)))
         .route(
             "/api/train",
-            get(train::status).merge(local_only(post(train::train))),
+            get(train::status).merge(local_only(post(train::train).route_layer(
+                middleware::from_fn_with_state(
+                    state.budget.with_limit(train::TRAIN_BODY_LIMIT),
+                    admission::admit_body,
+                ),
+            ))),
         )
         .route("/api/models", get(models::list))
         .route(

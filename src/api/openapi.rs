@@ -141,16 +141,42 @@ pub fn exact_document(max_rows: usize) -> Value {
         "#/components/schemas/MlflowError",
     );
     crate::feedback::openapi::document_ids_and_feedback(&mut doc, max_rows);
-    if let Some(parameters) = doc["paths"]["/api/train"]["post"]["parameters"].as_array_mut() {
+    document_training_options(&mut doc["paths"]["/api/train"]["post"]);
+    doc
+}
+
+/// `POST /api/train`'s options: query parameters, or the same in an optional body.
+fn document_training_options(train: &mut Value) {
+    let algorithm =
+        json!({"type": "string", "enum": ["extra-trees", "random-forest", "elastic-net"]});
+    if let Some(parameters) = train["parameters"].as_array_mut() {
         for parameter in parameters {
             parameter["in"] = json!("query");
             parameter["required"] = json!(false);
-            if parameter["name"] == "algorithm" {
-                parameter["schema"] = json!({"type": "string", "enum": ["extra-trees", "random-forest", "elastic-net"]});
-            }
+            parameter["schema"] = match parameter["name"].as_str() {
+                Some("algorithm") => algorithm.clone(),
+                _ => json!({"type": "boolean"}),
+            };
         }
     }
-    doc
+    let options = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"algorithm": algorithm, "force": {"type": "boolean"}},
+    });
+    train["requestBody"] = json!({
+        "required": false,
+        "description": "The same options as the query parameters; an option in the body overrides the same in the query string. No body and no parameters train with the defaults.",
+        "content": {
+            "application/json": {"schema": options},
+            "application/x-www-form-urlencoded": {"schema": options},
+        },
+    });
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    let responses = &mut train["responses"];
+    responses["408"] = error("The body did not arrive within SOMMELIER_REQUEST_TIMEOUT_SECONDS");
+    responses["413"] = error("A body larger than its limit (4 KiB)");
+    responses["415"] = error("A body that is neither a JSON object nor form fields");
 }
 
 /// A feature value: a number within its physical bounds (a numeric string is accepted too,

@@ -1,7 +1,9 @@
 //! `POST /api/train` retrains on the configured data, one training at a time per instance;
 //! `GET /api/train` reports the last training this instance finished, changing nothing.
 
+use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 
@@ -12,14 +14,84 @@ use crate::retraining::{Outcome, TrainingReport, Unchanged};
 use crate::service::state::SharedState;
 use crate::service::training::{start_http_training, LastTraining, StartError};
 
+/// The largest body `POST /api/train` reads: its options take a few dozen bytes.
+pub const TRAIN_BODY_LIMIT: usize = 4 * 1024;
+
 /// Optional query parameters (unknown ones, like `code`, are ignored).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct TrainQuery {
     /// Algorithm [default: extra-trees].
     pub algorithm: Option<Algorithm>,
     /// Promote whatever the score.
-    #[serde(default)]
-    pub force: bool,
+    pub force: Option<bool>,
+}
+
+/// The same options in the body, as a JSON object or form fields. Unlike the query string,
+/// which also carries the Functions key (`code`), a body holds nothing but options: a member
+/// that is not one is refused rather than silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainBody {
+    #[serde(default, deserialize_with = "given")]
+    algorithm: Option<Algorithm>,
+    #[serde(default, deserialize_with = "given")]
+    force: Option<bool>,
+}
+
+/// An option that is present has a value: `null` is refused, not read as absent.
+fn given<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// What a body of options may be, for the error that refuses another.
+const TRAIN_BODY_FORMS: &str =
+    "a JSON object of options such as {\"algorithm\": \"elastic-net\", \"force\": true} \
+(Content-Type: application/json), the same as form fields, or no body and query parameters";
+
+/// The training's options: the query string's, each overridden by the same option in the
+/// body, as web frameworks merge the two. A body that is a JSON object is read as JSON
+/// whatever its declared type (`curl -d` declares form fields), since no form field starts
+/// with `{`.
+fn options(query: TrainQuery, headers: &HeaderMap, body: &[u8]) -> Result<TrainQuery, ApiError> {
+    let from_body = body_options(headers, body)?;
+    Ok(TrainQuery {
+        algorithm: from_body.algorithm.or(query.algorithm),
+        force: from_body.force.or(query.force),
+    })
+}
+
+fn body_options(headers: &HeaderMap, body: &[u8]) -> Result<TrainBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TrainBody::default());
+    }
+    let media_type = super::media_type(headers);
+    let plain = matches!(
+        media_type.as_str(),
+        "" | "application/json" | "application/x-www-form-urlencoded" | "text/plain"
+    );
+    let invalid = |e: &dyn std::fmt::Display| {
+        ApiError::BadRequest(format!(
+            "invalid training options in the body: {e}; send {TRAIN_BODY_FORMS}"
+        ))
+    };
+    if plain && crate::model::input::urlencoded::looks_like_json(body) {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
+        if !value.is_object() {
+            return Err(invalid(&"the body is JSON but not an object"));
+        }
+        return TrainBody::deserialize(value).map_err(|e| invalid(&e));
+    }
+    if media_type == "application/x-www-form-urlencoded" {
+        return serde_urlencoded::from_bytes(body).map_err(|e| invalid(&e));
+    }
+    Err(ApiError::UnsupportedMediaType {
+        found: media_type,
+        expected: TRAIN_BODY_FORMS,
+    })
 }
 
 /// Retrains on `SOMMELIER_TRAINING_DATA` (default: the bundled data) and promotes per the
@@ -32,19 +104,23 @@ pub struct TrainQuery {
     params(TrainQuery),
     responses(
         (status = 200, body = TrainResponse),
-        (status = 400, description = "A parameter is invalid", body = super::error::ErrorBody),
+        (status = 400, description = "An option is invalid or, in the body, unknown", body = super::error::ErrorBody),
         (status = 403, description = "Local server: the request is not from this machine's own pages", body = super::error::ErrorBody),
         (status = 409, description = "A training is already running", body = super::error::ErrorBody),
         (status = 500, description = "Configuration error: the server's own training data cannot be read or is invalid, or the store refuses writes", body = super::error::ErrorBody),
-        (status = 503, description = "The model store is unavailable", body = super::error::ErrorBody),
+        (status = 503, description = "The model store is unavailable, or the server's request-memory budget is in use (see Retry-After)", body = super::error::ErrorBody),
     )
 )]
 pub async fn train(
     State(state): State<SharedState>,
     query: Result<Query<TrainQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<TrainResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    match start_http_training(&state, query.algorithm, query.force).await {
+    let options = options(query, &headers, &body)?;
+    let force = options.force.unwrap_or(false);
+    match start_http_training(&state, options.algorithm, force).await {
         Ok(Outcome::Trained(retrained)) => Ok(Json(response(retrained.report))),
         Ok(Outcome::Unchanged(unchanged)) => Ok(Json(unchanged_response(unchanged))),
         Err(StartError::Busy) => Err(ApiError::TrainingInProgress),
@@ -124,5 +200,95 @@ fn unchanged_response(unchanged: Unchanged) -> TrainResponse {
         ignored_columns: Vec::new(),
         fit_seconds: 0.0,
         peak_memory_bytes: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header::CONTENT_TYPE;
+    use axum::http::HeaderValue;
+
+    fn typed(media_type: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+        headers
+    }
+
+    fn from(media_type: &'static str, body: &str) -> Result<TrainQuery, ApiError> {
+        options(TrainQuery::default(), &typed(media_type), body.as_bytes())
+    }
+
+    #[test]
+    fn no_body_or_an_empty_object_means_the_defaults() {
+        for (media_type, body) in [
+            ("application/json", ""),
+            ("application/json", " {} "),
+            ("application/x-www-form-urlencoded", "{}"),
+            ("", "\n"),
+            ("text/csv", ""),
+        ] {
+            let options = from(media_type, body).expect("defaults");
+            assert_eq!(options.algorithm, None, "{media_type} {body:?}");
+            assert_eq!(options.force, None, "{media_type} {body:?}");
+        }
+    }
+
+    #[test]
+    fn options_come_from_a_json_object_or_form_fields() {
+        for (media_type, body) in [
+            (
+                "application/json",
+                r#"{"algorithm": "elastic-net", "force": true}"#,
+            ),
+            // `curl -d` declares form fields whatever it sends.
+            (
+                "application/x-www-form-urlencoded",
+                r#"{"algorithm":"elastic-net","force":true}"#,
+            ),
+            ("", r#"{"algorithm":"elastic-net","force":true}"#),
+            (
+                "application/x-www-form-urlencoded",
+                "algorithm=elastic-net&force=true",
+            ),
+        ] {
+            let options = from(media_type, body).expect("options");
+            assert_eq!(options.algorithm, Some(Algorithm::ElasticNet), "{body}");
+            assert_eq!(options.force, Some(true), "{body}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_option_is_named() {
+        let error = |media_type, body| from(media_type, body).expect_err(body).to_string();
+        assert!(error("application/json", r#"{"algo": "x"}"#).contains("unknown field `algo`"));
+        assert!(error("application/json", "[1]").contains("not an object"));
+        assert!(error("application/json", r#"{"force": null}"#).contains("expected a boolean"));
+        assert!(
+            error("application/json", r#"{"algorithm": "svm"}"#).contains("unknown variant `svm`")
+        );
+        assert!(
+            error("application/x-www-form-urlencoded", "force=maybe").contains("`true` or `false`")
+        );
+        assert!(
+            error("application/x-www-form-urlencoded", "code=abc").contains("unknown field `code`")
+        );
+        let refused = from("text/csv", "a,b").expect_err("csv");
+        assert!(
+            matches!(refused, ApiError::UnsupportedMediaType { .. }),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_body_overrides_the_query_string() {
+        let query = TrainQuery {
+            algorithm: Some(Algorithm::RandomForest),
+            force: Some(true),
+        };
+        let headers = typed("application/json");
+        let merged = options(query, &headers, br#"{"algorithm": "elastic-net"}"#).expect("options");
+        assert_eq!(merged.algorithm, Some(Algorithm::ElasticNet));
+        assert_eq!(merged.force, Some(true));
     }
 }

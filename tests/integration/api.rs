@@ -473,6 +473,32 @@ async fn train_models_promote_health_and_metrics() {
             "{needle} missing from:\n{metrics}"
         );
     }
+
+    // The same options in a JSON body; one that names no option is refused, naming it.
+    let response = http
+        .post(server.url("/api/train"))
+        .json(&json!({"algorithm": "random-forest", "force": true}))
+        .send()
+        .await
+        .expect("train");
+    assert_eq!(response.status(), 200);
+    let from_body: Value = response.json().await.expect("json");
+    assert_eq!(from_body["algorithm"], "random-forest", "{from_body}");
+    let response = http
+        .post(server.url("/api/train"))
+        .json(&json!({"algoritm": "random-forest"}))
+        .send()
+        .await
+        .expect("train");
+    assert_eq!(response.status(), 400);
+    let refused: Value = response.json().await.expect("json");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`algoritm`"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -574,6 +574,36 @@ async fn envelope_bodies_keep_the_budget_and_the_deadlines() {
     }
 }
 
+/// `POST /api/train` reads its options' body like an envelope: a stalled body gets 408 and
+/// trains nothing, a body past its 4 KiB gets 413 before it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_option_bodies_keep_their_limit_and_the_deadline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = hostile_server(dir.path(), &[]).await;
+    let before = (
+        versions(&dir.path().join("store")),
+        train_status(&server).await,
+    );
+
+    let mut slow = hold_body(&server, "/api/train?force=true", 40, "{\"force\": ").await;
+    let answer = read_until_closed(&mut slow, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let mut large = hold_body(&server, "/api/train?force=true", 5 * 1024, "").await;
+    let answer = read_until_closed(&mut large, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    let after = (
+        versions(&dir.path().join("store")),
+        train_status(&server).await,
+    );
+    assert_eq!(after, before, "nothing trained");
+    normal_prediction_succeeds(&server).await;
+}
+
 /// Connections that send headers declaring large bodies and nothing else hold the large slots
 /// only until the body start deadline; meanwhile a small prediction sent chunked (no declared
 /// length) is admitted like a small one, and afterwards a large batch finds a slot.
