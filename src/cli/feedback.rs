@@ -48,10 +48,19 @@ fn unmatched_causes(unmatched: u64) -> &'static str {
     }
 }
 
+/// How labels reach a report, for a store that has none yet.
+const HOW_LABELS_ARRIVE: &str = "labels arrive as the tasted quality of a served prediction, \
+POST /api/feedback {\"prediction_id\": ..., \"quality\": ...}, and count once a join has run";
+
+/// What `report` says on a store where no join has run.
+const NO_JOIN_YET: &str = "no join has run on this store yet: `sommelier feedback join` joins the \
+labels sent to POST /api/feedback with the logged predictions (under Azure the join-feedback \
+function runs it on SOMMELIER_FEEDBACK_SCHEDULE, hourly by default)";
+
 fn describe(report: &Report) -> String {
     if report.versions.is_empty() {
         return format!(
-            "no labelled predictions yet ({} labels without a logged prediction{})",
+            "no labelled predictions yet ({} labels without a logged prediction{}); {HOW_LABELS_ARRIVE}",
             report.unmatched_labels,
             unmatched_causes(report.unmatched_labels)
         );
@@ -111,15 +120,17 @@ pub async fn run_command(
         }
         FeedbackAction::Report => {
             let store = LoopStore::open(settings).map_err(|e| failed(&e))?;
-            let report = last_report(&store)
-                .await
-                .map_err(|e| failed(&e))?
-                .unwrap_or(Report {
-                    versions: Vec::new(),
-                    unmatched_labels: 0,
-                });
-            let value = serde_json::to_value(&report).map_err(|e| failed(&e))?;
-            print(json_output, &value, || describe(&report));
+            let last = last_report(&store).await.map_err(|e| failed(&e))?;
+            let none_yet = Report {
+                versions: Vec::new(),
+                unmatched_labels: 0,
+            };
+            let value =
+                serde_json::to_value(last.as_ref().unwrap_or(&none_yet)).map_err(|e| failed(&e))?;
+            print(json_output, &value, || {
+                last.as_ref()
+                    .map_or_else(|| NO_JOIN_YET.to_string(), describe)
+            });
         }
     }
     Ok(())
@@ -154,5 +165,16 @@ mod tests {
                 "{unmatched}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_report_says_how_labels_arrive() {
+        let empty = Report {
+            versions: Vec::new(),
+            unmatched_labels: 0,
+        };
+        let text = describe(&empty);
+        assert!(text.starts_with("no labelled predictions yet"), "{text}");
+        assert!(text.contains("POST /api/feedback"), "{text}");
     }
 }
