@@ -168,6 +168,8 @@ fn write_number(value: f64, out: &mut Vec<u8>) {
 /// Decimal places [`write_short_decimal`] handles: measurements of wine are given to a few.
 const SHORT_PLACES: u32 = 6;
 const SHORT_SCALE: f64 = 1e6;
+/// [`SHORT_SCALE`] as an integer.
+const SHORT_SCALE_INT: u64 = 1_000_000;
 
 /// Writes `value` when it is a decimal of at most [`SHORT_PLACES`] places between 1e-5 and
 /// about 2e9 (or zero), the inputs a prediction log sees, in a few integer steps instead of
@@ -208,27 +210,61 @@ fn write_short_decimal(value: f64, out: &mut Vec<u8>) -> bool {
     if m.unsigned_abs() < 10 {
         return false; // below 1e-5: exponent notation
     }
+    // `[-]whole.fraction`, the fraction's six places with its trailing zeros cut (one zero
+    // kept when all are). The digits are put together in a register and appended eight bytes
+    // at a time: bytes stored one by one and then copied as a block stall the processor (the
+    // block's load cannot take the bytes from the pending stores), and a copy of a varying
+    // length is a call.
     if m < 0 {
         out.push(b'-');
     }
-    let mut digits = m.unsigned_abs();
-    let mut places = SHORT_PLACES;
-    while places > 0 && digits.is_multiple_of(10) {
-        digits /= 10;
-        places -= 1;
+    let digits = m.unsigned_abs();
+    let whole = digits / SHORT_SCALE_INT;
+    match decimal_digits(whole) {
+        count @ 1..=8 => append_word(out, digits_word(whole, count), count),
+        _ => out.extend_from_slice(itoa_u64(whole, &mut [0; 20])),
     }
-    let scale = 10u64.pow(places);
-    let mut buffer = [0; 20];
-    out.extend_from_slice(itoa_u64(digits / scale, &mut buffer));
-    out.push(b'.');
-    if places == 0 {
-        out.push(b'0');
+    let fraction = digits_word(digits % SHORT_SCALE_INT, SHORT_PLACES as usize);
+    // The fraction's last significant digit: the highest byte that is not an ASCII zero.
+    let significant = fraction ^ digits_word(0, SHORT_PLACES as usize);
+    let places = if significant == 0 {
+        1
     } else {
-        let fraction = itoa_u64(digits % scale, &mut buffer);
-        out.extend(std::iter::repeat_n(b'0', places as usize - fraction.len()));
-        out.extend_from_slice(fraction);
-    }
+        (71 - significant.leading_zeros() as usize) / 8
+    };
+    out.push(b'.');
+    append_word(out, fraction, places);
     true
+}
+
+/// How many decimal digits `value` has (one for zero).
+fn decimal_digits(value: u64) -> usize {
+    let mut count = 1;
+    let mut bound = 10;
+    while count < 20 && value >= bound {
+        count += 1;
+        bound = bound.saturating_mul(10);
+    }
+    count
+}
+
+/// The last `count` (at most eight) decimal digits of `value` as ASCII, the most significant
+/// in the lowest byte: the order in which a little-endian store writes them.
+fn digits_word(mut value: u64, count: usize) -> u64 {
+    let mut word = 0;
+    for index in (0..count).rev() {
+        word |= (u64::from(b'0') + value % 10) << (8 * index);
+        value /= 10;
+    }
+    word
+}
+
+/// Appends the first `count` bytes of `word`: all eight, then cut back (a copy of a known size
+/// is a single store).
+fn append_word(out: &mut Vec<u8>, word: u64, count: usize) {
+    let length = out.len() + count;
+    out.extend_from_slice(&word.to_le_bytes());
+    out.truncate(length);
 }
 
 /// Appends `text` as a JSON string, quoted and escaped.
