@@ -66,11 +66,12 @@ locals {
     "SOMMELIER_FEEDBACK_SCHEDULE" = var.feedback_schedule
 
     # The prediction log and feedback (README, Closing the loop).
-    "SOMMELIER_PREDICTION_LOG_SAMPLE"        = tostring(var.prediction_log_sample)
-    "SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS" = "5"
-    "SOMMELIER_PREDICTION_LOG_QUEUE_ROWS"    = "65536"
-    "SOMMELIER_FEEDBACK_HORIZON_DAYS"        = tostring(var.feedback_horizon_days)
-    "SOMMELIER_TRAIN_ON_FEEDBACK"            = tostring(var.train_on_feedback)
+    "SOMMELIER_PREDICTION_LOG_SAMPLE"         = tostring(var.prediction_log_sample)
+    "SOMMELIER_PREDICTION_LOG_FLUSH_SECONDS"  = "5"
+    "SOMMELIER_PREDICTION_LOG_QUEUE_ROWS"     = "65536"
+    "SOMMELIER_FEEDBACK_HORIZON_DAYS"         = tostring(var.feedback_horizon_days)
+    "SOMMELIER_PREDICTION_LOG_RETENTION_DAYS" = tostring(var.prediction_log_retention_days)
+    "SOMMELIER_TRAIN_ON_FEEDBACK"             = tostring(var.train_on_feedback)
 
     "SOMMELIER_MODEL_REFRESH_SECONDS" = tostring(var.model_refresh_seconds)
     "SOMMELIER_PROMOTION_TOLERANCE"   = tostring(var.promotion_tolerance)

@@ -145,6 +145,17 @@ variable "feedback_horizon_days" {
   }
 }
 
+variable "prediction_log_retention_days" {
+  type        = number
+  description = "How long the prediction log's and the labels' blobs are kept, in days (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS): each feedback join removes older ones. 0 keeps them all."
+  default     = 90
+
+  validation {
+    condition     = floor(var.prediction_log_retention_days) == var.prediction_log_retention_days && (var.prediction_log_retention_days == 0 || (var.prediction_log_retention_days >= var.feedback_horizon_days && var.prediction_log_retention_days <= 3650))
+    error_message = "prediction_log_retention_days must be 0 (keep every blob) or a whole number of days from feedback_horizon_days to 3650: the join still reads what is younger than its horizon."
+  }
+}
+
 variable "train_on_feedback" {
   type        = bool
   description = "Whether trainings add the labelled production rows of the last feedback join (SOMMELIER_TRAIN_ON_FEEDBACK)."

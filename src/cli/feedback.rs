@@ -48,6 +48,15 @@ fn unmatched_causes(unmatched: u64) -> &'static str {
     }
 }
 
+/// The expired files a join removed, said when there were some.
+fn removed_text(removed: u64, retention_days: u32) -> String {
+    if removed == 0 {
+        String::new()
+    } else {
+        format!("; {removed} log and label files older than {retention_days} days removed")
+    }
+}
+
 /// How labels reach a report, for a store that has none yet.
 const HOW_LABELS_ARRIVE: &str = "labels arrive as the tasted quality of a served prediction, \
 POST /api/feedback {\"prediction_id\": ..., \"quality\": ...}, and count once a join has run";
@@ -97,12 +106,13 @@ pub async fn run_command(
                     let value = serde_json::to_value(&*outcome).map_err(|e| failed(&e))?;
                     print(json_output, &value, || {
                         format!(
-                            "joined {} labels with {} logged rows ({} lines skipped; {} labelled rows for training{})\n{}",
+                            "joined {} labels with {} logged rows ({} lines skipped; {} labelled rows for training{}{})\n{}",
                             outcome.labels,
                             outcome.logged_rows,
                             outcome.skipped_lines,
                             outcome.labelled_rows,
                             if outcome.changed { "" } else { "; nothing new" },
+                            removed_text(outcome.removed_files, settings.feedback.retention_days),
                             describe(&outcome.report)
                         )
                     });

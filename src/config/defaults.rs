@@ -52,5 +52,7 @@ pub const PREDICTION_LOG_FLUSH: Duration = Duration::from_secs(5);
 pub const PREDICTION_LOG_QUEUE_ROWS: usize = 65_536;
 /// `SOMMELIER_FEEDBACK_HORIZON_DAYS`.
 pub const FEEDBACK_HORIZON_DAYS: u32 = 30;
+/// `SOMMELIER_PREDICTION_LOG_RETENTION_DAYS`: three horizons.
+pub const PREDICTION_LOG_RETENTION_DAYS: u32 = 90;
 /// `SOMMELIER_TRAIN_ON_FEEDBACK`.
 pub const TRAIN_ON_FEEDBACK: bool = true;

@@ -19,6 +19,9 @@ pub struct FeedbackSettings {
     /// `SOMMELIER_FEEDBACK_HORIZON_DAYS`: how far back the join looks for predictions and
     /// labels.
     pub horizon_days: u32,
+    /// `SOMMELIER_PREDICTION_LOG_RETENTION_DAYS`: how long the log's and the labels' files are
+    /// kept; the join removes older ones. 0 keeps them all.
+    pub retention_days: u32,
     /// `SOMMELIER_TRAIN_ON_FEEDBACK`: whether trainings add the labelled production rows.
     pub train_on_feedback: bool,
 }
@@ -30,14 +33,19 @@ impl Default for FeedbackSettings {
             flush: defaults::PREDICTION_LOG_FLUSH,
             queue_rows: defaults::PREDICTION_LOG_QUEUE_ROWS,
             horizon_days: defaults::FEEDBACK_HORIZON_DAYS,
+            retention_days: defaults::PREDICTION_LOG_RETENTION_DAYS,
             train_on_feedback: defaults::TRAIN_ON_FEEDBACK,
         }
     }
 }
 
+const RETENTION: &str = "SOMMELIER_PREDICTION_LOG_RETENTION_DAYS";
+const RETENTION_EXPECTED: &str =
+    "0 to keep every file, or whole days from SOMMELIER_FEEDBACK_HORIZON_DAYS to 3650";
+
 impl FeedbackSettings {
     pub(super) fn read(source: &Source) -> Result<FeedbackSettings, ConfigError> {
-        Ok(FeedbackSettings {
+        let settings = FeedbackSettings {
             sample: source.parsed(
                 "SOMMELIER_PREDICTION_LOG_SAMPLE",
                 defaults::PREDICTION_LOG_SAMPLE,
@@ -61,8 +69,24 @@ impl FeedbackSettings {
                 "whole days, 1 to 3650",
                 |v| (1..=3650).contains(v),
             )?,
+            retention_days: source.parsed(
+                RETENTION,
+                defaults::PREDICTION_LOG_RETENTION_DAYS,
+                RETENTION_EXPECTED,
+                |v| *v <= 3650,
+            )?,
             train_on_feedback: source
                 .switch("SOMMELIER_TRAIN_ON_FEEDBACK", defaults::TRAIN_ON_FEEDBACK)?,
-        })
+        };
+        // Files the join still reads are never removed: a retention shorter than the horizon
+        // would shorten the horizon unseen.
+        if settings.retention_days != 0 && settings.retention_days < settings.horizon_days {
+            return Err(ConfigError::Invalid {
+                name: RETENTION,
+                value: settings.retention_days.to_string(),
+                expected: RETENTION_EXPECTED,
+            });
+        }
+        Ok(settings)
     }
 }

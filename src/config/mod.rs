@@ -386,4 +386,31 @@ mod tests {
             Settings::from_lookup(None, lookup_of(&[("SOMMELIER_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(error.to_string().contains("SOMMELIER_LOG_FORMAT"));
     }
+
+    #[test]
+    fn the_log_is_kept_at_least_as_long_as_the_join_reads_it() {
+        let retention = |pairs: &[(&str, &str)]| {
+            Settings::from_lookup(None, lookup_of(pairs)).map(|s| s.feedback.retention_days)
+        };
+        assert_eq!(retention(&[]).unwrap(), 90);
+        assert_eq!(
+            retention(&[("SOMMELIER_PREDICTION_LOG_RETENTION_DAYS", "0")]).unwrap(),
+            0
+        );
+        assert_eq!(
+            retention(&[
+                ("SOMMELIER_PREDICTION_LOG_RETENTION_DAYS", "7"),
+                ("SOMMELIER_FEEDBACK_HORIZON_DAYS", "7"),
+            ])
+            .unwrap(),
+            7
+        );
+        let shorter = retention(&[("SOMMELIER_PREDICTION_LOG_RETENTION_DAYS", "29")]).unwrap_err();
+        assert!(
+            shorter
+                .to_string()
+                .contains("from SOMMELIER_FEEDBACK_HORIZON_DAYS"),
+            "{shorter}"
+        );
+    }
 }

@@ -4,7 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::join::{join, JoinOutcome};
-use super::store::LoopStore;
+use super::record::hour_partition;
+use super::store::{LoopStore, Stream};
 use crate::config::Settings;
 use crate::registry::claims::{Claim, ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::{Registry, RegistryError};
@@ -31,7 +32,10 @@ pub async fn run_join(settings: &Settings, registry: &Registry) -> Result<JoinRu
         ClaimOutcome::Held(claim) => return Ok(JoinRun::AlreadyRunning(claim)),
     };
     let now = now_millis();
-    let outcome = join(&store, settings.feedback.horizon_days, now).await;
+    let mut outcome = join(&store, settings.feedback.horizon_days, now).await;
+    if let Ok(joined) = &mut outcome {
+        joined.removed_files = remove_expired(&store, settings.feedback.retention_days, now).await;
+    }
     registry.release_claim_eventually(held).await;
     let outcome = outcome?;
     tracing::info!(
@@ -40,6 +44,7 @@ pub async fn run_join(settings: &Settings, registry: &Registry) -> Result<JoinRu
         skipped_lines = outcome.skipped_lines,
         labelled_rows = outcome.labelled_rows,
         changed = outcome.changed,
+        removed_files = outcome.removed_files,
         "feedback joined"
     );
     if let Some(push) = &settings.push {
@@ -55,6 +60,27 @@ pub async fn run_join(settings: &Settings, registry: &Registry) -> Result<JoinRu
         super::metrics::push(push, text).await;
     }
     Ok(JoinRun::Joined(Box::new(outcome)))
+}
+
+/// Removes the log's and the labels' files older than `retention_days` (0: none), after a
+/// join and under its claim; the number removed. The join never reads them again (the
+/// retention is at least the horizon, and earlier joins' labelled rows are kept apart), so a
+/// failure here is only logged: it costs storage, never a result.
+async fn remove_expired(store: &LoopStore, retention_days: u32, now_ms: u64) -> u64 {
+    if retention_days == 0 {
+        return 0;
+    }
+    let before = hour_partition(now_ms.saturating_sub(u64::from(retention_days) * 86_400_000));
+    let mut removed = 0;
+    for stream in [Stream::Log, Stream::Labels] {
+        match store.remove_before(stream, &before).await {
+            Ok(count) => removed += count,
+            Err(error) => {
+                tracing::warn!(%error, "expired prediction log files could not be removed");
+            }
+        }
+    }
+    removed
 }
 
 fn now_millis() -> u64 {

@@ -56,6 +56,8 @@ pub struct JoinOutcome {
     pub labelled_rows: u64,
     /// Whether the join changed its results (false: nothing new since the last one).
     pub changed: bool,
+    /// Log and label files removed after the join, past `SOMMELIER_PREDICTION_LOG_RETENTION_DAYS`.
+    pub removed_files: u64,
 }
 
 /// A labelled production row: the logged inputs, the label, and when it was given.
@@ -336,6 +338,7 @@ pub async fn join(
         skipped_lines: skipped,
         labelled_rows: rows.len() as u64,
         changed,
+        removed_files: 0,
     })
 }
 

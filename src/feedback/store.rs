@@ -104,20 +104,47 @@ impl LoopStore {
 
     /// The names in `stream` whose hour is `since_hour` (`YYYY/MM/DD/HH`) or later, sorted.
     pub async fn list(&self, stream: Stream, since_hour: &str) -> Result<Vec<String>, StoreError> {
-        let mut names = match self {
-            LoopStore::Local(root) => {
-                let root = root.clone();
-                blocking(move || list_local(&root, stream.prefix())).await?
-            }
-            LoopStore::Blob(container) => list_blobs(container, stream.prefix()).await?,
-        };
-        names.retain(|name| {
-            name.strip_prefix(stream.prefix())
-                .and_then(|rest| rest.get(..13))
-                .is_some_and(|hour| hour >= since_hour)
-        });
+        let mut names = self.names(stream).await?;
+        names.retain(|name| hour_of(stream, name).is_some_and(|hour| hour >= since_hour));
         names.sort();
         Ok(names)
+    }
+
+    /// Removes the files of `stream` whose hour is before `before_hour` (`YYYY/MM/DD/HH`),
+    /// and on a local store the hour directories left empty; the number removed. A name
+    /// without an hour partition is left alone.
+    pub async fn remove_before(
+        &self,
+        stream: Stream,
+        before_hour: &str,
+    ) -> Result<u64, StoreError> {
+        let mut names = self.names(stream).await?;
+        names.retain(|name| hour_of(stream, name).is_some_and(|hour| hour < before_hour));
+        match self {
+            LoopStore::Local(root) => {
+                let root = root.clone();
+                blocking(move || remove_local(&root, stream, &names)).await
+            }
+            LoopStore::Blob(container) => {
+                let mut removed = 0;
+                for name in names {
+                    if container.delete(&name).await? {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            }
+        }
+    }
+
+    async fn names(&self, stream: Stream) -> Result<Vec<String>, StoreError> {
+        match self {
+            LoopStore::Local(root) => {
+                let root = root.clone();
+                blocking(move || list_local(&root, stream.prefix())).await
+            }
+            LoopStore::Blob(container) => list_blobs(container, stream.prefix()).await,
+        }
     }
 
     /// A file's bytes.
@@ -209,6 +236,40 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(job)
         .await
         .map_err(|e| StoreError::Other(format!("the file task failed: {e}")))?
+}
+
+/// The hour partition of a name of `stream`, `YYYY/MM/DD/HH`, if it has one.
+fn hour_of(stream: Stream, name: &str) -> Option<&str> {
+    let hour = name.strip_prefix(stream.prefix())?.get(..13)?;
+    let shaped = hour.bytes().enumerate().all(|(at, byte)| match at {
+        4 | 7 | 10 => byte == b'/',
+        _ => byte.is_ascii_digit(),
+    });
+    shaped.then_some(hour)
+}
+
+/// Removes the named files of `stream` under `root`, then their hour directories as they
+/// empty (up to the stream's own directory, which stays).
+fn remove_local(root: &Path, stream: Stream, names: &[String]) -> Result<u64, StoreError> {
+    let stream_dir = root.join(stream.prefix().trim_end_matches('/'));
+    let mut removed = 0;
+    for name in names {
+        let path = root.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Other(format!("{}: {e}", path.display()))),
+        }
+        // `remove_dir` refuses a directory that is not empty.
+        let mut dir = path.parent();
+        while let Some(parent) = dir.filter(|d| d.starts_with(&stream_dir) && *d != stream_dir) {
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+            dir = parent.parent();
+        }
+    }
+    Ok(removed)
 }
 
 fn list_local(root: &Path, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -474,5 +535,58 @@ async fn append_block(
             }
         }
         Err(error) => Err(store_error(name, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_with_an_hour_partition_have_an_hour() {
+        assert_eq!(
+            hour_of(Stream::Log, "log/2026/12/05/21/vm-1-1.jsonl"),
+            Some("2026/12/05/21")
+        );
+        assert_eq!(
+            hour_of(Stream::Labels, "labels/2020/01/01/00/a.jsonl"),
+            Some("2020/01/01/00")
+        );
+        for name in [
+            "log/notes.jsonl",
+            "log/2026-12-05-21/a.jsonl",
+            "log/abcd/ef/gh/ij/a.jsonl",
+            "labels/2026/12/05/21/a.jsonl",
+            "joined/report.json",
+        ] {
+            assert_eq!(hour_of(Stream::Log, name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn expired_local_files_go_with_their_emptied_hours_and_the_rest_stays() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path();
+        let names = [
+            "log/2020/01/01/00/a-1.jsonl",
+            "log/2020/01/01/00/a-2.jsonl",
+            "log/2020/01/02/00/b-1.jsonl",
+            "log/2026/12/05/21/c-1.jsonl",
+        ];
+        for name in names {
+            let path = root.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(&path, b"{}\n").expect("file");
+        }
+        let removed = remove_local(
+            root,
+            Stream::Log,
+            &names[..3].iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("removed");
+        assert_eq!(removed, 3);
+        assert!(!root.join("log/2020").exists());
+        assert!(root.join(names[3]).is_file());
+        assert!(root.join("log").is_dir());
     }
 }

@@ -19,12 +19,13 @@ pub async fn join_feedback(
         Ok(JoinRun::Joined(outcome)) => (
             StatusCode::OK,
             format!(
-                "feedback joined: {} labels, {} logged rows, {} versions, {} unmatched labels, {} lines skipped{}",
+                "feedback joined: {} labels, {} logged rows, {} versions, {} unmatched labels, {} lines skipped, {} expired files removed{}",
                 outcome.labels,
                 outcome.logged_rows,
                 outcome.report.versions.len(),
                 outcome.report.unmatched_labels,
                 outcome.skipped_lines,
+                outcome.removed_files,
                 if outcome.changed { "" } else { " (nothing new)" }
             ),
             json!({"status": "joined", "outcome": *outcome}),

@@ -186,6 +186,37 @@ async fn on_blob_storage_labels_join_logged_predictions_and_reach_the_next_train
     assert_eq!(again["report"], report);
 
     support::train_adds_labelled_rows(&server, 5).await;
+
+    // After a join, blobs past the retention (90 days by default) are removed; newer ones and
+    // names without an hour stay.
+    let expired = [
+        "log/2020/01/01/00/old-1.jsonl",
+        "labels/2020/01/01/00/old-1.jsonl",
+    ];
+    for name in expired.iter().chain(&["log/notes.jsonl"]) {
+        store
+            .write_result(name, Vec::new(), None)
+            .await
+            .expect("an old blob");
+    }
+    let logged_before = store.list(Stream::Log, "2021").await.expect("list");
+    let pruned = sommelier(&models, &["feedback", "join"]);
+    assert_eq!(pruned["removed_files"], 2, "{pruned}");
+    assert_eq!(pruned["report"], report);
+    assert_eq!(
+        store.list(Stream::Log, "0000").await.expect("list"),
+        logged_before
+    );
+    assert!(store
+        .list(Stream::Labels, "0000")
+        .await
+        .expect("list")
+        .iter()
+        .all(|n| !n.contains("2020/")));
+    assert!(
+        store.read("log/notes.jsonl").await.is_ok(),
+        "a name without an hour stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -351,6 +351,36 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
     );
     assert_eq!(again["labelled_rows"], 7);
 
+    // After a join, the log's and the labels' files past the retention (90 days by default)
+    // are removed with their emptied hour directories; newer files, the results and names
+    // without an hour stay.
+    let root = store.join(".predictions");
+    let expired = [
+        "log/2020/01/01/00/old-1.jsonl",
+        "labels/2020/01/01/00/old-1.jsonl",
+    ];
+    for name in expired.iter().chain(&["log/notes.jsonl"]) {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(&path, b"").expect("file");
+    }
+    let pruned = sommelier(&store, &["feedback", "join"]);
+    assert_eq!(pruned["removed_files"], 2, "{pruned}");
+    assert_eq!(pruned["report"], again["report"]);
+    assert_eq!(pruned["labelled_rows"], 7);
+    assert!(!root.join("log/2020").exists() && !root.join("labels/2020").exists());
+    assert!(root.join("log/notes.jsonl").exists());
+    for stream in ["log", "labels"] {
+        let years = std::fs::read_dir(root.join(stream))
+            .expect("the stream's directory")
+            .flatten()
+            .filter(|entry| entry.path().is_dir())
+            .count();
+        assert_eq!(years, 1, "the recent {stream} stays");
+    }
+    let kept = sommelier(&store, &["feedback", "join"]);
+    assert_eq!(kept["removed_files"], 0, "{kept}");
+
     // The next training adds the labelled rows.
     support::train_adds_labelled_rows(&server, 7).await;
 
