@@ -62,6 +62,11 @@ pub async fn run_join(settings: &Settings, registry: &Registry) -> Result<JoinRu
     Ok(JoinRun::Joined(Box::new(outcome)))
 }
 
+/// Files one join removes at most per stream: the first join after a long time, or after the
+/// retention was shortened, would otherwise hold the claim (and a timer's invocation) for as
+/// long as thousands of deletions take; the rest go on the next runs.
+const MAX_REMOVED_PER_JOIN: usize = 2_000;
+
 /// Removes the log's and the labels' files older than `retention_days` (0: none), after a
 /// join and under its claim; the number removed. The join never reads them again (the
 /// retention is at least the horizon, and earlier joins' labelled rows are kept apart), so a
@@ -73,7 +78,10 @@ async fn remove_expired(store: &LoopStore, retention_days: u32, now_ms: u64) -> 
     let before = hour_partition(now_ms.saturating_sub(u64::from(retention_days) * 86_400_000));
     let mut removed = 0;
     for stream in [Stream::Log, Stream::Labels] {
-        match store.remove_before(stream, &before).await {
+        match store
+            .remove_before(stream, &before, MAX_REMOVED_PER_JOIN)
+            .await
+        {
             Ok(count) => removed += count,
             Err(error) => {
                 tracing::warn!(%error, "expired prediction log files could not be removed");

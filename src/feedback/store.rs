@@ -111,15 +111,18 @@ impl LoopStore {
     }
 
     /// Removes the files of `stream` whose hour is before `before_hour` (`YYYY/MM/DD/HH`),
-    /// and on a local store the hour directories left empty; the number removed. A name
-    /// without an hour partition is left alone.
+    /// the oldest first and at most `limit`, and on a local store the hour directories left
+    /// empty; the number removed. A name without an hour partition is left alone.
     pub async fn remove_before(
         &self,
         stream: Stream,
         before_hour: &str,
+        limit: usize,
     ) -> Result<u64, StoreError> {
         let mut names = self.names(stream).await?;
         names.retain(|name| hour_of(stream, name).is_some_and(|hour| hour < before_hour));
+        names.sort();
+        names.truncate(limit);
         match self {
             LoopStore::Local(root) => {
                 let root = root.clone();
@@ -588,5 +591,31 @@ mod tests {
         assert!(!root.join("log/2020").exists());
         assert!(root.join(names[3]).is_file());
         assert!(root.join("log").is_dir());
+    }
+
+    #[tokio::test]
+    async fn a_removal_takes_the_oldest_files_first_up_to_its_limit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LoopStore::Local(dir.path().to_path_buf());
+        let names = [
+            "labels/2020/01/03/00/c.jsonl",
+            "labels/2020/01/01/00/a.jsonl",
+            "labels/2020/01/02/00/b.jsonl",
+            "labels/2026/12/05/21/d.jsonl",
+        ];
+        for name in names {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(&path, b"").expect("file");
+        }
+        let cut = "2026/01/01/00";
+        let first = store.remove_before(Stream::Labels, cut, 2).await;
+        assert_eq!(first.expect("removed"), 2);
+        let left = store.list(Stream::Labels, "0000").await.expect("list");
+        assert_eq!(left, [names[0], names[3]]);
+        let second = store.remove_before(Stream::Labels, cut, 2).await;
+        assert_eq!(second.expect("removed"), 1);
+        let left = store.list(Stream::Labels, "0000").await.expect("list");
+        assert_eq!(left, [names[3]]);
     }
 }
