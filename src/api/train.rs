@@ -64,6 +64,7 @@ fn options(query: TrainQuery, headers: &HeaderMap, body: &[u8]) -> Result<TrainQ
     })
 }
 
+/// The options a body carries: none when it is empty.
 fn body_options(headers: &HeaderMap, body: &[u8]) -> Result<TrainBody, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(TrainBody::default());
