@@ -69,6 +69,31 @@ resource "azurerm_storage_container" "predictions" {
   container_access_type = "private"
 }
 
+# The platform's own retention for the prediction log and the labels, the same as the one the
+# feedback join applies after each run (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS): storage stays
+# bounded even while the join does not run. Only the append blobs of the two streams match;
+# the join's results (block blobs under joined/) are kept.
+resource "azurerm_storage_management_policy" "prediction_log_retention" {
+  count              = var.prediction_log_retention_days > 0 ? 1 : 0
+  storage_account_id = azurerm_storage_account.main.id
+
+  rule {
+    name    = "prediction-log-retention"
+    enabled = true
+
+    filters {
+      prefix_match = ["${local.predictions_container}/log/", "${local.predictions_container}/labels/"]
+      blob_types   = ["appendBlob"]
+    }
+
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.prediction_log_retention_days
+      }
+    }
+  }
+}
+
 resource "azurerm_storage_container" "app_package" {
   #checkov:skip=CKV2_AZURE_21:Holds only the deployment zip written by the platform during deployment; deployments are logged by the deploy workflow and the app's activity log.
   name                  = local.package_container

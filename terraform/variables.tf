@@ -147,7 +147,7 @@ variable "feedback_horizon_days" {
 
 variable "prediction_log_retention_days" {
   type        = number
-  description = "How long the prediction log's and the labels' blobs are kept, in days (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS): each feedback join removes older ones. 0 keeps them all."
+  description = "How long the prediction log's and the labels' blobs are kept, in days (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS): each feedback join removes older ones, and a lifecycle rule of the storage account deletes them too. 0 keeps them all."
   default     = 90
 
   validation {

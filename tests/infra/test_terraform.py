@@ -22,6 +22,7 @@ CHECKS_DIR = Path(__file__).resolve().parent / "checkov_checks"
 # Resource types that have no `tags` argument.
 UNTAGGABLE = {
     "azurerm_storage_container",
+    "azurerm_storage_management_policy",
     "azurerm_role_assignment",
     "azurerm_subnet",
     "azurerm_subnet_network_security_group_association",
