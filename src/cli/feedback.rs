@@ -48,12 +48,12 @@ fn unmatched_causes(unmatched: u64) -> &'static str {
     }
 }
 
-/// The expired files a join removed, said when there were some.
-fn removed_text(removed: u64, retention_days: u32) -> String {
+/// The retention that made a join remove files, said when it removed some.
+fn retention_text(removed: u64, retention_days: u32) -> String {
     if removed == 0 {
         String::new()
     } else {
-        format!("; {removed} log and label files older than {retention_days} days removed")
+        format!(" (the retention is {retention_days} days)")
     }
 }
 
@@ -106,13 +106,9 @@ pub async fn run_command(
                     let value = serde_json::to_value(&*outcome).map_err(|e| failed(&e))?;
                     print(json_output, &value, || {
                         format!(
-                            "joined {} labels with {} logged rows ({} lines skipped; {} labelled rows for training{}{})\n{}",
-                            outcome.labels,
-                            outcome.logged_rows,
-                            outcome.skipped_lines,
-                            outcome.labelled_rows,
-                            if outcome.changed { "" } else { "; nothing new" },
-                            removed_text(outcome.removed_files, settings.feedback.retention_days),
+                            "joined {}{}\n{}",
+                            outcome.summary(),
+                            retention_text(outcome.removed_files, settings.feedback.retention_days),
                             describe(&outcome.report)
                         )
                     });

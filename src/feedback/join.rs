@@ -60,6 +60,38 @@ pub struct JoinOutcome {
     pub removed_files: u64,
 }
 
+impl JoinOutcome {
+    /// One line on what the join found, for the CLI and the timer's log: each count with its
+    /// noun in the right number, the removals only when there were some.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} with {}: {} for training, {}, {}, {}",
+            counted(self.labels, "label"),
+            counted(self.logged_rows, "logged row"),
+            counted(self.labelled_rows, "labelled row"),
+            counted(self.report.versions.len() as u64, "model version"),
+            counted(self.report.unmatched_labels, "unmatched label"),
+            counted(self.skipped_lines, "skipped line"),
+        );
+        if self.removed_files > 0 {
+            text.push_str(&format!(
+                ", {} removed",
+                counted(self.removed_files, "expired file")
+            ));
+        }
+        if !self.changed {
+            text.push_str("; nothing new");
+        }
+        text
+    }
+}
+
+/// `count` and `noun`, with an `s` unless `count` is 1.
+fn counted(count: u64, noun: &str) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {noun}{plural}")
+}
+
 /// A labelled production row: the logged inputs, the label, and when it was given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledRow {
@@ -355,6 +387,47 @@ pub async fn last_report(store: &LoopStore) -> Result<Option<Report>, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcome(count: u64, changed: bool) -> JoinOutcome {
+        let version = VersionReport {
+            model_version: "v1".into(),
+            labelled_rows: count,
+            rmse: 0.5,
+            mae: 0.4,
+            mean_label_delay_seconds: 60.0,
+        };
+        JoinOutcome {
+            report: Report {
+                versions: vec![version; count as usize],
+                unmatched_labels: count,
+            },
+            labels: count,
+            logged_rows: count,
+            skipped_lines: count,
+            labelled_rows: count,
+            changed,
+            removed_files: count,
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_in_the_right_number() {
+        assert_eq!(
+            outcome(1, true).summary(),
+            "1 label with 1 logged row: 1 labelled row for training, 1 model version, \
+             1 unmatched label, 1 skipped line, 1 expired file removed"
+        );
+        assert_eq!(
+            outcome(2, true).summary(),
+            "2 labels with 2 logged rows: 2 labelled rows for training, 2 model versions, \
+             2 unmatched labels, 2 skipped lines, 2 expired files removed"
+        );
+        assert_eq!(
+            outcome(0, false).summary(),
+            "0 labels with 0 logged rows: 0 labelled rows for training, 0 model versions, \
+             0 unmatched labels, 0 skipped lines; nothing new"
+        );
+    }
 
     #[test]
     fn labelled_rows_round_trip() {

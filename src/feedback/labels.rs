@@ -53,25 +53,48 @@ fn check(
         Some(_) => return Err(reject("`prediction_id` must be a string".into())),
         None => return Err(reject("`prediction_id` is missing".into())),
     };
-    let quality = match quality {
-        Some(Value::Number(number)) => number.as_f64(),
+    let Some(given) = quality else {
+        return Err(reject("`quality` is missing".into()));
+    };
+    let quality = match given {
+        Value::Number(number) => number.as_f64(),
         // A CSV cell: digits only.
-        Some(Value::String(text)) if from_csv => {
+        Value::String(text) if from_csv => {
             let text = text.trim();
             (!text.is_empty() && text.len() <= 2 && text.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| text.parse::<f64>().ok())
                 .flatten()
         }
-        Some(_) => None,
-        None => return Err(reject("`quality` is missing".into())),
+        _ => None,
     };
-    let shown = || quality.map_or_else(|| "the value".to_string(), |q| format!("`{q}`"));
     match quality {
         Some(q) if (0.0..=10.0).contains(&q) && q.fract() == 0.0 => Ok(Label { id, quality: q }),
-        _ => Err(reject(format!(
-            "`quality`: {} is not a whole number from 0 to 10",
-            shown()
+        Some(q) => Err(reject(format!(
+            "`quality`: `{q}` is not a whole number from 0 to 10"
         ))),
+        None => Err(reject(format!(
+            "`quality`: {} is not a whole number from 0 to 10",
+            shown(given)
+        ))),
+    }
+}
+
+/// Longest text of a value an error repeats.
+const SHOWN_CHARS: usize = 20;
+
+/// What was sent where a number belongs, short enough for an error message.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) if text.chars().count() > SHOWN_CHARS => {
+            let start: String = text.chars().take(SHOWN_CHARS).collect();
+            format!("the text `{start}…`")
+        }
+        Value::String(text) => format!("the text `{text}`"),
+        Value::Null => "`null`".into(),
+        Value::Bool(value) => format!("`{value}`"),
+        Value::Number(number) => format!("`{number}`"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
     }
 }
 
@@ -289,6 +312,12 @@ mod tests {
             [1, 2, 3, 4, 5, 6]
         );
         assert!(rejected[1].error.contains("`11`"), "{:?}", rejected[1]);
+        assert_eq!(
+            rejected[2].error,
+            "`quality`: the text `6` is not a whole number from 0 to 10"
+        );
+        assert!(rejected[3].error.contains("`5.5`"), "{:?}", rejected[3]);
+        assert_eq!(rejected[4].error, "`quality` is missing");
         let single = serde_json::json!({"prediction_id": good, "quality": 7});
         assert_eq!(
             parse_json(single.to_string().as_bytes(), 1)
@@ -306,6 +335,32 @@ mod tests {
             parse_json(many.to_string().as_bytes(), 2),
             Err(BodyProblem::TooMany(_))
         ));
+    }
+
+    #[test]
+    fn what_was_sent_instead_of_a_quality_is_named_briefly() {
+        let good = id();
+        let long = "x".repeat(100_000);
+        let body = serde_json::json!({"feedback": [
+            {"prediction_id": good, "quality": null},
+            {"prediction_id": good, "quality": true},
+            {"prediction_id": good, "quality": [6]},
+            {"prediction_id": good, "quality": {"score": 6}},
+            {"prediction_id": good, "quality": long},
+        ]});
+        let (_, rejected, _) = parse_json(body.to_string().as_bytes(), 100).unwrap();
+        let errors: Vec<&str> = rejected.iter().map(|r| r.error.as_str()).collect();
+        let whole = " is not a whole number from 0 to 10";
+        assert_eq!(
+            errors,
+            [
+                format!("`quality`: `null`{whole}"),
+                format!("`quality`: `true`{whole}"),
+                format!("`quality`: a list{whole}"),
+                format!("`quality`: an object{whole}"),
+                format!("`quality`: the text `{}…`{whole}", "x".repeat(20)),
+            ]
+        );
     }
 
     #[test]

@@ -18,16 +18,7 @@ pub async fn join_feedback(
     let (status, line, value) = match run_join(&state.settings, &state.registry).await {
         Ok(JoinRun::Joined(outcome)) => (
             StatusCode::OK,
-            format!(
-                "feedback joined: {} labels, {} logged rows, {} versions, {} unmatched labels, {} lines skipped, {} expired files removed{}",
-                outcome.labels,
-                outcome.logged_rows,
-                outcome.report.versions.len(),
-                outcome.report.unmatched_labels,
-                outcome.skipped_lines,
-                outcome.removed_files,
-                if outcome.changed { "" } else { " (nothing new)" }
-            ),
+            format!("feedback joined {}", outcome.summary()),
             json!({"status": "joined", "outcome": *outcome}),
         ),
         Ok(JoinRun::AlreadyRunning(claim)) => (
