@@ -12,8 +12,9 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::media_type;
-use crate::feedback::labels::{parse_csv, parse_form, parse_json, BodyProblem, Rejected};
+use crate::feedback::labels::{parse_csv, parse_form, parse_json, BodyProblem, Parsed, Rejected};
 use crate::feedback::metrics::LOG_METRICS;
+use crate::model::input::BodyError;
 use crate::service::state::SharedState;
 
 /// What was kept and what was not.
@@ -48,10 +49,11 @@ pub async fn feedback(
     body: Bytes,
 ) -> Response {
     let max_rows = state.settings.max_batch_rows;
-    let parsed = match media_type(&headers).as_str() {
-        "application/json" => parse_json(&body, max_rows),
-        "text/csv" => parse_csv(&body, max_rows),
-        "application/x-www-form-urlencoded" => parse_form(&body, max_rows),
+    let parse: fn(&[u8], usize) -> Result<Parsed, BodyProblem> = match media_type(&headers).as_str()
+    {
+        "application/json" => parse_json,
+        "text/csv" => parse_csv,
+        "application/x-www-form-urlencoded" => parse_form,
         _ => {
             return ApiError::unsupported_media_type(
                 &headers,
@@ -60,6 +62,11 @@ pub async fn feedback(
             .into_response()
         }
     };
+    // Said as a prediction says it, whichever form the body was declared in.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return ApiError::Body(BodyError::Empty).into_response();
+    }
+    let parsed = parse(&body, max_rows);
     let (accepted, rejected, single) = match parsed {
         Ok(parsed) => parsed,
         Err(BodyProblem::Malformed(reason)) => return ApiError::BadRequest(reason).into_response(),

@@ -286,6 +286,19 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
         send_feedback(&server, "text/plain", "x".into()).await.0,
         415
     );
+    // An empty body is named as such, in every form the route reads.
+    for content_type in [
+        "application/json",
+        "text/csv",
+        "application/x-www-form-urlencoded",
+    ] {
+        let (status, answer) = send_feedback(&server, content_type, " \n".into()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("request body is empty")),
+            "{content_type}: {answer}"
+        );
+    }
     let huge = format!("{{\"feedback\": [{}]}}", vec!["{}"; 1_000_000].join(","));
     assert_eq!(
         send_feedback(&server, "application/json", huge).await.0,
