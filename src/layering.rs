@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, lowest first: the one place the allowed direction is written.
 const LAYERS: &[&str] = &[
+    "text",
     "bundled",
     "config",
     "model",

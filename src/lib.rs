@@ -6,6 +6,7 @@
 //!
 //! | module       | what it holds |
 //! |--------------|---------------|
+//! | `text`       | wording shared by messages (counts with their nouns) |
 //! | `bundled`    | the red-wine data shipped in the binary |
 //! | `config`     | every setting, read once into [`config::Settings`] |
 //! | `model`      | pure computation: datasets, fitting, the inference layout, explanations, input formats |
@@ -34,6 +35,7 @@ pub mod server;
 pub mod service;
 pub mod sources;
 pub mod telemetry;
+pub mod text;
 pub mod tracking;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::feedback::claimed_join::{run_join, JoinRun};
 use crate::feedback::join::{last_report, Report};
 use crate::feedback::store::LoopStore;
 use crate::registry::open_registry;
+use crate::text::counted;
 
 #[derive(Debug, Args)]
 pub struct FeedbackArgs {
@@ -69,8 +70,8 @@ function runs it on SOMMELIER_FEEDBACK_SCHEDULE, hourly by default)";
 fn describe(report: &Report) -> String {
     if report.versions.is_empty() {
         return format!(
-            "no labelled predictions yet ({} labels without a logged prediction{}); {HOW_LABELS_ARRIVE}",
-            report.unmatched_labels,
+            "no labelled predictions yet ({} without a logged prediction{}); {HOW_LABELS_ARRIVE}",
+            counted(report.unmatched_labels, "label"),
             unmatched_causes(report.unmatched_labels)
         );
     }
@@ -180,7 +181,19 @@ mod tests {
             unmatched_labels: 0,
         };
         let text = describe(&empty);
-        assert!(text.starts_with("no labelled predictions yet"), "{text}");
+        assert!(
+            text.starts_with("no labelled predictions yet (0 labels without"),
+            "{text}"
+        );
         assert!(text.contains("POST /api/feedback"), "{text}");
+        let one = Report {
+            versions: Vec::new(),
+            unmatched_labels: 1,
+        };
+        let text = describe(&one);
+        assert!(
+            text.starts_with("no labelled predictions yet (1 label without"),
+            "{text}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::model::artifact::ModelArtifact;
 use crate::registry::open_registry;
 use crate::registry::{Registry, VersionEntry};
+use crate::text::counted;
 use crate::tracking::Tracker;
 
 use super::train::metrics_line;
@@ -101,14 +102,15 @@ pub(super) async fn models(
 
 /// The last line of `models --verify`: how many versions were checked and which cannot serve.
 fn verify_summary(total: usize, broken: &[&str]) -> String {
-    if broken.is_empty() {
-        format!("\nVerified {total} versions: every one loads and predicts.")
-    } else {
-        format!(
-            "\nVerified {total} versions: {} cannot serve: {}",
+    let verified = counted(total as u64, "version");
+    match (broken.is_empty(), total) {
+        (true, 1) => format!("\nVerified {verified}: it loads and predicts."),
+        (true, _) => format!("\nVerified {verified}: every one loads and predicts."),
+        (false, _) => format!(
+            "\nVerified {verified}: {} cannot serve: {}",
             broken.len(),
             broken.join(", ")
-        )
+        ),
     }
 }
 

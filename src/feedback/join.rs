@@ -22,6 +22,7 @@ use super::record::{
 use super::store::{LoopStore, Stream, LABELLED_ROWS, REPORT};
 use crate::model::features::{FeatureRow, FEATURE_COUNT, FEATURE_NAMES};
 use crate::registry::StoreError;
+use crate::text::counted;
 
 /// What the last join found, per model version: `sommelier feedback report --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -84,12 +85,6 @@ impl JoinOutcome {
         }
         text
     }
-}
-
-/// `count` and `noun`, with an `s` unless `count` is 1.
-fn counted(count: u64, noun: &str) -> String {
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {noun}{plural}")
 }
 
 /// A labelled production row: the logged inputs, the label, and when it was given.

@@ -540,7 +540,9 @@ fn models_verify_summarises_and_fails_on_a_broken_version() {
     json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
     let ok = sommelier(&store, &["models", "--verify"]);
     assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("Verified 1 versions: every one loads"));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("Verified 1 version: it loads and predicts.")
+    );
     let second = json_of(&sommelier(
         &store,
         &["train", "--json", "--algorithm", "elastic-net"],
