@@ -195,8 +195,8 @@ fn export(model: &ModelArtifact, path: &Path, output: Output) -> Result<(), CliE
     });
     output.print(&value, || {
         format!(
-            "Wrote {} trees of {} to {} (shap-json, base value {:.6})",
-            export.trees.len(),
+            "Wrote {} of {} to {} (shap-json, base value {:.6})",
+            counted(export.trees.len() as u64, "tree"),
             model.card.version,
             path.display(),
             export.base_value
