@@ -176,24 +176,16 @@ mod tests {
 
     #[test]
     fn an_empty_report_says_how_labels_arrive() {
-        let empty = Report {
-            versions: Vec::new(),
-            unmatched_labels: 0,
-        };
-        let text = describe(&empty);
-        assert!(
-            text.starts_with("no labelled predictions yet (0 labels without"),
-            "{text}"
-        );
-        assert!(text.contains("POST /api/feedback"), "{text}");
-        let one = Report {
-            versions: Vec::new(),
-            unmatched_labels: 1,
-        };
-        let text = describe(&one);
-        assert!(
-            text.starts_with("no labelled predictions yet (1 label without"),
-            "{text}"
-        );
+        for (unmatched, start) in [
+            (0, "no labelled predictions yet (0 labels without"),
+            (1, "no labelled predictions yet (1 label without"),
+        ] {
+            let text = describe(&Report {
+                versions: Vec::new(),
+                unmatched_labels: unmatched,
+            });
+            assert!(text.starts_with(start), "{text}");
+            assert!(text.contains("POST /api/feedback"), "{text}");
+        }
     }
 }
