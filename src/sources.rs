@@ -14,7 +14,7 @@ use crate::registry::StoreError;
 pub enum TrainingSource {
     Bundled,
     File(PathBuf),
-    /// A blob container URL: the newest blob in it (rejection reports excepted); or a blob URL
+    /// A blob container URL: the newest blob in it (reports and deployment checks excepted); or a blob URL
     /// (container URL plus blob name): that blob.
     BlobContainer(String),
 }
@@ -116,11 +116,26 @@ fn bundled_fallback(missing: &str) -> TrainingData {
 /// Suffix of the report left next to a rejected upload.
 pub const REJECTION_SUFFIX: &str = ".rejected.json";
 
-/// Whether a blob in the training-data container is a rejection report, not training data.
-/// The upload trigger fires for reports too: they must be ignored, never trained on or
-/// reported on again.
-pub fn is_rejection_report(blob_name: &str) -> bool {
-    blob_name.to_ascii_lowercase().ends_with(REJECTION_SUFFIX)
+/// Suffix of the report left next to a deployment check.
+pub const CHECK_SUFFIX: &str = ".checked.json";
+
+/// Folder of the training-data container for deployment checks: an upload there is read and
+/// fitted as any upload would be, and nothing is stored, promoted or recorded; the result is
+/// left beside it (`<name>.checked.json`). A check never becomes training data, so checking
+/// a deployment cannot change what the production model trains on or which model serves.
+pub const CHECK_FOLDER: &str = "checks/";
+
+/// Whether a blob in the training-data container is a report the service wrote (on a
+/// rejected upload or a check), not training data. The upload trigger fires for reports too:
+/// they must be ignored, never trained on or reported on again.
+pub fn is_upload_report(blob_name: &str) -> bool {
+    let name = blob_name.to_ascii_lowercase();
+    name.ends_with(REJECTION_SUFFIX) || name.ends_with(CHECK_SUFFIX)
+}
+
+/// Whether an upload is a deployment check (see [`CHECK_FOLDER`]).
+pub fn is_check_upload(blob_name: &str) -> bool {
+    blob_name.starts_with(CHECK_FOLDER)
 }
 
 fn open_container(settings: &Settings, url: &BlobUrl) -> Result<Container, StoreError> {
@@ -139,7 +154,7 @@ async fn load_blob_training_data(
             .list()
             .await?
             .into_iter()
-            .filter(|entry| !is_rejection_report(&entry.name))
+            .filter(|entry| !is_upload_report(&entry.name) && !is_check_upload(&entry.name))
             .max_by(|a, b| (a.last_modified, &a.name).cmp(&(b.last_modified, &b.name)))
             .map(|entry| entry.name)
             .ok_or_else(|| {
@@ -156,13 +171,32 @@ async fn load_blob_training_data(
     })
 }
 
-/// Leaves a report next to a rejected upload (`<name>.rejected.json` in the container of
-/// `SOMMELIER_TRAINING_DATA`) so the uploader can see why. A no-op unless the training data is
-/// in Blob Storage, and for a name that is itself a report (which would loop: the report is an
-/// upload too).
-pub async fn report_rejected_upload(
+/// A report the service leaves beside an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadReport {
+    /// Why the upload was not trained on (`<name>.rejected.json`).
+    Rejected,
+    /// What a deployment check found (`<name>.checked.json`).
+    Checked,
+}
+
+impl UploadReport {
+    fn suffix(self) -> &'static str {
+        match self {
+            UploadReport::Rejected => REJECTION_SUFFIX,
+            UploadReport::Checked => CHECK_SUFFIX,
+        }
+    }
+}
+
+/// Leaves a report next to an upload (`<name>.rejected.json` or `<name>.checked.json` in the
+/// container of `SOMMELIER_TRAINING_DATA`) so the uploader can see what came of it. A no-op
+/// unless the training data is in Blob Storage, and for a name that is itself a report (which
+/// would loop: the report is an upload too).
+pub async fn report_on_upload(
     settings: &Settings,
     blob_name: &str,
+    kind: UploadReport,
     report: &serde_json::Value,
 ) -> Result<(), StoreError> {
     let Some(TrainingSource::BlobContainer(url)) = settings
@@ -172,7 +206,7 @@ pub async fn report_rejected_upload(
     else {
         return Ok(());
     };
-    if blob_name.trim().is_empty() || is_rejection_report(blob_name) {
+    if blob_name.trim().is_empty() || is_upload_report(blob_name) {
         return Ok(());
     }
     let url = BlobUrl::parse(&url).map_err(|e| StoreError::Other(e.to_string()))?;
@@ -180,7 +214,7 @@ pub async fn report_rejected_upload(
     let bytes = serde_json::to_vec_pretty(report).map_err(|e| StoreError::Other(e.to_string()))?;
     container
         .write(
-            &format!("{blob_name}{REJECTION_SUFFIX}"),
+            &format!("{blob_name}{}", kind.suffix()),
             bytes,
             WriteCondition::Overwrite,
             "application/json",

@@ -69,26 +69,50 @@ resource "azurerm_storage_container" "predictions" {
   container_access_type = "private"
 }
 
-# The platform's own retention for the prediction log and the labels, the same as the one the
-# feedback join applies after each run (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS): storage stays
-# bounded even while the join does not run. Only the append blobs of the two streams match;
-# the join's results (block blobs under joined/) are kept.
-resource "azurerm_storage_management_policy" "prediction_log_retention" {
-  count              = var.prediction_log_retention_days > 0 ? 1 : 0
+# The storage account's lifecycle rules (one policy per account).
+# - The prediction log and the labels: the same retention the feedback join applies after each
+#   run (SOMMELIER_PREDICTION_LOG_RETENTION_DAYS), so storage stays bounded even while the join
+#   does not run. Only the append blobs of the two streams match; the join's results (block
+#   blobs under joined/) are kept.
+# - Deployment checks (training-data/checks/, the deploy workflow's smoke test): removed a day
+#   after they were written, should the workflow not have removed them itself.
+resource "azurerm_storage_management_policy" "lifecycle" {
   storage_account_id = azurerm_storage_account.main.id
 
+  dynamic "rule" {
+    for_each = var.prediction_log_retention_days > 0 ? [var.prediction_log_retention_days] : []
+    content {
+      name    = "prediction-log-retention"
+      enabled = true
+
+      filters {
+        prefix_match = ["${local.predictions_container}/log/", "${local.predictions_container}/labels/"]
+        blob_types   = ["appendBlob"]
+      }
+
+      actions {
+        base_blob {
+          delete_after_days_since_modification_greater_than = rule.value
+        }
+      }
+    }
+  }
+
   rule {
-    name    = "prediction-log-retention"
+    name    = "deployment-checks"
     enabled = true
 
     filters {
-      prefix_match = ["${local.predictions_container}/log/", "${local.predictions_container}/labels/"]
-      blob_types   = ["appendBlob"]
+      prefix_match = ["${local.training_data_container}/checks/"]
+      blob_types   = ["blockBlob"]
     }
 
     actions {
       base_blob {
-        delete_after_days_since_modification_greater_than = var.prediction_log_retention_days
+        delete_after_days_since_modification_greater_than = 1
+      }
+      version {
+        delete_after_days_since_creation = 1
       }
     }
   }

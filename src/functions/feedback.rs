@@ -1,7 +1,8 @@
 //! `POST /join-feedback` (timer `%SOMMELIER_FEEDBACK_SCHEDULE%`, hourly by default): joins the
 //! labels to the logged predictions (see [`crate::feedback::join`]). Answers 200 with what it
 //! found, `already_running` when another join holds the claim, and 503 when the store cannot
-//! be reached (the host retries).
+//! be reached: the host logs the run as failed and does not retry a timer, the next tick joins
+//! again (a join reads everything within its horizon, so nothing is missed).
 
 use axum::extract::State;
 use axum::http::StatusCode;

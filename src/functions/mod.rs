@@ -1,13 +1,15 @@
 //! The non-HTTP functions, spoken in the Functions host's JSON envelope (see
 //! functions-host-protocol §2–3): `POST /retrain-on-schedule` (timer) and
 //! `POST /retrain-on-upload` (blob trigger). Every answer is 2xx with a JSON object, except a
-//! transient failure (store unreachable), which answers 503 so that the host retries.
+//! transient failure (store unreachable), which answers 503: the host retries an upload, and
+//! logs a timer's run as failed (the next tick runs it again).
 //!
 //! Both run their training in a task that owns the training lock, so an invocation the host
 //! cancels never releases the lock while a fit is still running. An upload is trained at
 //! most once across instances: the instance that claims its data in the store trains it, any
 //! other delivery of the same data answers `already_training` (or `duplicate` once the
-//! version is stored).
+//! version is stored). An upload under `checks/` is a deployment check: read and fitted like
+//! any other, nothing stored, the result written beside it (see [`crate::sources::CHECK_FOLDER`]).
 
 pub mod envelope;
 pub mod feedback;
@@ -26,10 +28,10 @@ use crate::registry::claims::{ClaimOutcome, CLAIM_EXPIRY};
 use crate::registry::RegistryError;
 use crate::retraining::{Outcome, RetrainError};
 use crate::service::state::SharedState;
-use crate::service::training::{run_exclusive, train_on, LabelledRows};
+use crate::service::training::{check_upload, run_exclusive, train_on, LabelledRows};
 use crate::sources::{
-    is_rejection_report, load_training_data_or_bundled, report_rejected_upload, TrainingData,
-    TrainingSource,
+    is_check_upload, is_upload_report, load_training_data_or_bundled, report_on_upload,
+    TrainingData, TrainingSource, UploadReport,
 };
 use envelope::{EnvelopeResponse, Invocation};
 
@@ -129,10 +131,10 @@ pub async fn retrain_on_upload(
     let blob = invocation
         .blob_name()
         .unwrap_or_else(|| "(unnamed)".to_string());
-    if is_rejection_report(&blob) {
+    if is_upload_report(&blob) {
         return answer(
             StatusCode::OK,
-            vec![format!("{blob} is a rejection report; ignored")],
+            vec![format!("{blob} is a report on an upload; ignored")],
             json!({"status": "ignored", "blob": blob}),
         );
     }
@@ -140,11 +142,62 @@ pub async fn retrain_on_upload(
         Ok(bytes) => bytes,
         Err(reason) => return reject(&state, &blob, reason).await,
     };
+    if is_check_upload(&blob) {
+        return exclusive(&state, move |state| async move {
+            checked(&state, blob, bytes).await
+        })
+        .await;
+    }
     let etag = invocation.blob_etag();
     exclusive(&state, move |state| async move {
         claimed_upload(&state, blob, bytes, etag).await
     })
     .await
+}
+
+/// A deployment check's work, under the training lock: the upload read and fitted, nothing
+/// stored, and the result left beside the blob for whoever checks the deployment. Every
+/// outcome answers 200: a check is not retried.
+async fn checked(state: &SharedState, blob: String, bytes: Vec<u8>) -> Answer {
+    let data = TrainingData {
+        bytes,
+        source: DataSource {
+            name: blob.clone(),
+            etag: None,
+        },
+    };
+    let (value, line) = match check_upload(data).await {
+        Ok(checked) => (
+            json!({"status": "checked", "blob": blob, "rows": checked.rows,
+                   "metrics": checked.metrics}),
+            format!(
+                "check {blob}: {} read and fitted; nothing stored",
+                crate::text::counted(checked.rows as u64, "row")
+            ),
+        ),
+        Err(error) => {
+            let status = if error.is_input_error() {
+                "rejected"
+            } else {
+                "failed"
+            };
+            let reason = bounded(error.to_string());
+            let line = format!("check {blob}: {status}: {reason}");
+            (
+                json!({"status": status, "blob": blob, "reason": reason}),
+                line,
+            )
+        }
+    };
+    let mut logs = vec![line];
+    let mut report = value.clone();
+    report["checked_at"] = json!(crate::registry::now_rfc3339());
+    if let Err(error) =
+        report_on_upload(&state.settings, &blob, UploadReport::Checked, &report).await
+    {
+        logs.push(format!("could not write the check's report: {error}"));
+    }
+    answer(StatusCode::OK, logs, value)
 }
 
 /// The upload's work, under the training lock: claims the data in the store (so that of
@@ -313,7 +366,7 @@ fn store_failed(state: &SharedState, operation: &str, error: RegistryError) -> A
     )
 }
 
-/// A training that failed: 503 when the store failed (the host retries later), else 200
+/// A training that failed: 503 when the store failed (an upload is retried later), else 200
 /// `failed` (a retry of the same data would fail the same way). Never 500: the host treats
 /// every failure alike, and this API promises 2xx or 503.
 fn failed(state: &SharedState, error: RetrainError, mut logs: Vec<String>) -> Answer {
@@ -345,7 +398,9 @@ async fn reject(state: &SharedState, blob: &str, reason: String) -> Answer {
     let reason = bounded(reason);
     let report = json!({"blob": blob, "status": "rejected", "reasons": [reason.clone()], "rejected_at": crate::registry::now_rfc3339()});
     let mut logs = vec![format!("upload {blob} rejected: {reason}")];
-    if let Err(error) = report_rejected_upload(&state.settings, blob, &report).await {
+    if let Err(error) =
+        report_on_upload(&state.settings, blob, UploadReport::Rejected, &report).await
+    {
         logs.push(format!("could not write the rejection report: {error}"));
     }
     tracing::warn!(%blob, %reason, "upload rejected");

@@ -11,7 +11,8 @@ use crate::feedback::labelled_rows::{merge, FeedbackRows};
 use crate::model::algorithm::Algorithm;
 use crate::model::artifact::DataSource;
 use crate::model::dataset::{read_training_data, Dataset, DatasetError};
-use crate::model::training::{cross_validate, CrossValidation, TrainOptions, Trigger};
+use crate::model::metrics::Metrics;
+use crate::model::training::{cross_validate, train_owned, CrossValidation, TrainOptions, Trigger};
 use crate::registry::Registry;
 use crate::tracking::{Tracker, TrainingContext};
 
@@ -140,6 +141,31 @@ pub async fn run(
             Err(error)
         }
     }
+}
+
+/// What a check found: the rows read and the fitted model's scores on its holdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    pub rows: usize,
+    pub metrics: Option<Metrics>,
+}
+
+/// Reads and fits the rows as a training would, and stores, promotes and records nothing: a
+/// deployment check (an upload under [`crate::sources::CHECK_FOLDER`]). The labelled
+/// production rows are left out, since the check is of the upload alone.
+pub async fn check(input: TrainingInput, options: TrainOptions) -> Result<Checked, RetrainError> {
+    let dataset = read(input, &options.source, &Quiet).await??;
+    let rows = dataset.rows.len();
+    let trained = tokio::task::spawn_blocking(move || train_owned(dataset, &options))
+        .await
+        .map_err(|e| RetrainError::TaskFailed {
+            task: "training",
+            reason: e.to_string(),
+        })??;
+    Ok(Checked {
+        rows,
+        metrics: trained.artifact.card.metrics,
+    })
 }
 
 /// Reads the rows off the async workers. The outer error is the reading task's; the inner,

@@ -196,6 +196,15 @@ fn write_problem(error: &RetrainError) -> Option<String> {
     }
 }
 
+/// A deployment check of an upload: the data read and fitted with the recipe an upload's
+/// training uses, nothing stored (see [`workflow::check`]); the caller holds the training
+/// lock, so a check never runs beside a training.
+pub async fn check_upload(data: TrainingData) -> Result<workflow::Checked, RetrainError> {
+    let spec = ModelSpec::build(Algorithm::default(), &SpecOverrides::default())?;
+    let options = TrainOptions::new(spec, data.source, Trigger::Upload);
+    workflow::check(TrainingInput::Bytes(data.bytes), options).await
+}
+
 /// The training itself: the shared workflow with this instance's data, recipe and rules.
 async fn run(
     state: &SharedState,

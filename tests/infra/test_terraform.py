@@ -636,8 +636,10 @@ def test_storage_is_hardened(root):
 def test_role_assignments_are_scoped_to_single_resources(root):
     allowed_scopes = {
         "${azurerm_storage_account.main.id}",
+        "${azurerm_storage_container.training_data.id}",
         "${azurerm_key_vault.main.id}",
         "${azurerm_application_insights.main.id}",
+        "${each.value}",
     }
     assignments = {a: b for a, b in root.resources().items() if a.startswith("azurerm_role_assignment.")}
     assert len(assignments) >= 3
@@ -647,11 +649,49 @@ def test_role_assignments_are_scoped_to_single_resources(root):
         assert "subscription" not in scope.lower() and "resource_group" not in scope.lower()
         role = body["role_definition_name"]
         assert role not in {"Owner", "Contributor", "User Access Administrator"}, f"{address}: {role} is too broad"
-        if role.startswith("Storage "):
-            assert scope == "${azurerm_storage_account.main.id}", f"{address}: storage roles belong on the storage account"
     roles = {b["role_definition_name"] for b in assignments.values()}
     assert {"Storage Blob Data Owner", "Storage Queue Data Contributor", "Key Vault Secrets User"} <= roles
     assert not root.resources("data").keys() & {"azurerm_subscription.current"}
+
+
+def test_the_app_reads_only_the_secrets_its_settings_refer_to(root):
+    reader = root.resource("azurerm_role_assignment.app_key_vault_secrets_user")
+    assert reader["role_definition_name"] == "Key Vault Secrets User"
+    assert reader["scope"] == "${each.value}" and "app_referenced_secret_ids" in reader["for_each"]
+    secrets = root.locals()["app_referenced_secret_ids"]
+    referenced = set(re.findall(r"azurerm_key_vault_secret\.(\w+)", secrets))
+    assert referenced == {"pushgateway_password", "mlflow_password", "mlflow_token"}
+    assert secrets.count("resource_versionless_id") == 3
+    # Exactly the secrets the app settings refer to, and no function key.
+    references = {
+        name
+        for key, value in root.locals().items()
+        if key.endswith("_reference")
+        for name in re.findall(r"azurerm_key_vault_secret\.(\w+)", str(value))
+    }
+    assert referenced == references
+    assert "feedback_function_key" not in secrets and "prediction_client_key" not in secrets
+
+
+def test_the_deploy_principal_writes_only_training_data(root):
+    deployer = root.resource("azurerm_role_assignment.deployer_blob_data_contributor")
+    assert deployer["scope"] == "${azurerm_storage_container.training_data.id}"
+    app = root.resource("azurerm_role_assignment.app_blob_data_owner")
+    assert app["scope"] == "${azurerm_storage_account.main.id}"
+
+
+def test_lifecycle_rules_bound_the_log_and_remove_deployment_checks(root):
+    policy = root.resource("azurerm_storage_management_policy.lifecycle")
+    rules = {_block(rule)["name"]: _block(rule) for rule in policy["rule"]}
+    checks = rules["deployment-checks"]
+    assert _block(checks["filters"])["prefix_match"] == ["${local.training_data_container}/checks/"]
+    actions = _block(checks["actions"])
+    assert _block(actions["base_blob"])["delete_after_days_since_modification_greater_than"] == 1
+    log_rule = _block(_block(policy["dynamic"])["rule"])
+    assert "prediction_log_retention_days > 0" in log_rule["for_each"]
+    content = _block(log_rule["content"])
+    assert _block(content["filters"])["prefix_match"] == [
+        "${local.predictions_container}/log/", "${local.predictions_container}/labels/"]
 
 
 GUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")

@@ -353,7 +353,7 @@ def test_deploy_steps_come_in_order(deploy: dict):
         r"/api/predict",
         r"/api/feedback",
         r"az storage blob upload",
-        r"/api/models",
+        r"--file checked\.json",
     ]
     position = 0
     for pattern in order:  # each one after the one before
@@ -375,9 +375,14 @@ def test_deploy_smoke_test_exercises_the_upload_path(deploy: dict):
     (step,) = [step for _, step in all_steps(deploy) if "/api/predict" in (step.get("run") or "")]
     script = step["run"]
     assert "--auth-mode login" in script and '--container-name "$TRAINING_DATA_CONTAINER"' in script
-    # It waits for the version trained on its own blob, and fails the job if none comes.
-    assert '"$APP_URL/api/models"' in script and 'v.get("source") == sys.argv[1]' in script
-    assert '::error::no model version trained on' in script and script.rstrip().endswith("exit 1")
+    # A deployment check: under checks/, so nothing is stored or promoted and the timer never
+    # trains on it; the job waits for the report beside it and fails if none comes or it did
+    # not pass; both blobs are removed however the step ends.
+    assert 'blob="checks/smoke-${RUN_ID}-${RUN_ATTEMPT}.csv"' in script
+    assert 'report="${blob}.checked.json"' in script and 'report.get("status") == "checked"' in script
+    assert "trap remove_check EXIT" in script and "az storage blob delete" in script
+    assert '"$APP_URL/api/models"' not in script
+    assert '::error::no report on' in script and script.rstrip().endswith("exit 1")
 
 
 def test_deploy_pins_the_monitoring_host_key(deploy: dict):

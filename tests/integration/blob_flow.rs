@@ -324,6 +324,81 @@ async fn bad_uploads_are_rejected_with_a_report_and_never_move_the_champion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs azurite"]
+async fn a_deployment_check_fits_the_upload_and_changes_nothing() {
+    let cloud = Cloud::start();
+    let (server, champion) = cloud.serving_base_data().await;
+    let registry = cloud.registry().await;
+    let versions = registry.store().list_versions().await.unwrap();
+
+    // Data a real upload would store as a new version (it differs from the champion's).
+    let name = "checks/deploy-1.csv";
+    let (status, answer) = upload_and_deliver(&cloud, &server, name, &scrambled_csv()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "checked", "{answer}");
+    assert_eq!(answer["rows"], 1599, "{answer}");
+    assert!(
+        answer["metrics"]["rmse"].as_f64().unwrap() > 0.0,
+        "{answer}"
+    );
+    let report = cloud
+        .uploads()
+        .read(&format!("{name}.checked.json"))
+        .await
+        .expect("the check's report beside the upload");
+    let report: Value = serde_json::from_slice(&report.bytes).unwrap();
+    assert_eq!(report["status"], "checked", "{report}");
+    assert_eq!(report["rows"], 1599, "{report}");
+    assert!(report["checked_at"].is_string(), "{report}");
+
+    // Nothing stored, nothing promoted.
+    assert_eq!(registry.store().list_versions().await.unwrap(), versions);
+    assert_eq!(
+        registry.champion().await.unwrap().unwrap().champion.version,
+        champion
+    );
+
+    // A check that cannot be trained on is reported as rejected, in the same place.
+    let (status, answer) =
+        upload_and_deliver(&cloud, &server, "checks/bad.csv", b"not, a wine\n1,2\n").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "rejected", "{answer}");
+    let report = cloud
+        .uploads()
+        .read("checks/bad.csv.checked.json")
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.bytes).unwrap();
+    assert_eq!(report["status"], "rejected", "{report}");
+    assert!(!cloud
+        .uploads()
+        .exists("checks/bad.csv.rejected.json")
+        .await
+        .unwrap());
+
+    // The reports arrive as uploads too: ignored.
+    let report_name = format!("{name}.checked.json");
+    let (status, ignored) =
+        deliver(&server, &blob_envelope(&cloud, &report_name, b"{}", None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(ignored["status"], "ignored", "{ignored}");
+
+    // The checks are the newest blobs, yet the timer trains on the newest real upload, which
+    // the champion was trained on: nothing to do.
+    let timer = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
+    let response = client()
+        .post(server.url("/retrain-on-schedule"))
+        .json(&timer)
+        .send()
+        .await
+        .expect("timer invocation");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("envelope JSON");
+    assert_eq!(body["ReturnValue"]["status"], "unchanged", "{body}");
+    assert_eq!(registry.store().list_versions().await.unwrap(), versions);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
 async fn serving_survives_a_store_outage_and_a_corrupt_champion() {
     let mut cloud = Cloud::start();
     let (server, champion) = cloud.serving_base_data().await;

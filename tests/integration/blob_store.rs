@@ -18,7 +18,7 @@ use sommelier::registry::blob::{BlobUrl, Container, WriteCondition};
 use sommelier::registry::open_registry;
 use sommelier::registry::{ModelStore, PointerRead, Registry, RegistryError, StoreError};
 use sommelier::retraining::{train_and_publish, PromotionPolicy};
-use sommelier::sources::{load_training_data, report_rejected_upload, TrainingSource};
+use sommelier::sources::{load_training_data, report_on_upload, TrainingSource, UploadReport};
 
 use crate::support::azurite::{Azurite, DEV_STORAGE};
 use crate::support::models::{champion, elastic_net_options, renamed, trained_model_bytes};
@@ -354,11 +354,34 @@ async fn training_data_is_the_newest_upload_and_rejections_are_reported() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = json!({"blob": "bad.csv", "reasons": ["column `pH` missing"]});
-    report_rejected_upload(&settings, "bad.csv", &report)
+    report_on_upload(&settings, "bad.csv", UploadReport::Rejected, &report)
         .await
         .unwrap();
 
-    // The report is newer, but it is not training data.
+    // A deployment check and its report are newer still: neither is training data.
+    uploads
+        .write(
+            "checks/deploy.csv",
+            b"check".to_vec(),
+            WriteCondition::Overwrite,
+            "text/csv",
+        )
+        .await
+        .unwrap();
+    report_on_upload(
+        &settings,
+        "checks/deploy.csv",
+        UploadReport::Checked,
+        &json!({"status": "checked"}),
+    )
+    .await
+    .unwrap();
+    assert!(uploads
+        .exists("checks/deploy.csv.checked.json")
+        .await
+        .unwrap());
+
+    // The reports are newer, but they are not training data.
     let data = load_training_data(&settings, &source).await.unwrap();
     assert_eq!(data.bytes, b"new");
     assert_eq!(data.source.name, "new data.csv");
@@ -368,9 +391,14 @@ async fn training_data_is_the_newest_upload_and_rejections_are_reported() {
     let stored: serde_json::Value = serde_json::from_slice(&stored.bytes).unwrap();
     assert_eq!(stored, report);
     // A report on a report would retrigger the upload function forever: never written.
-    report_rejected_upload(&settings, "bad.csv.rejected.json", &report)
-        .await
-        .unwrap();
+    report_on_upload(
+        &settings,
+        "bad.csv.rejected.json",
+        UploadReport::Rejected,
+        &report,
+    )
+    .await
+    .unwrap();
     assert!(!uploads
         .exists("bad.csv.rejected.json.rejected.json")
         .await
@@ -386,7 +414,7 @@ async fn training_data_is_the_newest_upload_and_rejections_are_reported() {
     // Without blob training data, reporting is a no-op.
     let mut local = settings.clone();
     local.training_data = None;
-    report_rejected_upload(&local, "x.csv", &report)
+    report_on_upload(&local, "x.csv", UploadReport::Rejected, &report)
         .await
         .unwrap();
     assert!(!uploads.exists("x.csv.rejected.json").await.unwrap());
