@@ -24,7 +24,7 @@ pub struct FeedbackResponse {
     pub accepted: usize,
     /// Labels refused, by their index in the body (from 0), with the reason.
     pub rejected: Vec<Rejected>,
-    /// When every label was refused: the first reason.
+    /// When every label was refused (422): how many, and the first reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -39,7 +39,7 @@ pub struct FeedbackResponse {
         (status = 400, description = "Not JSON or CSV of the expected shape", body = super::error::ErrorBody),
         (status = 413, description = "Body or number of labels too large", body = super::error::ErrorBody),
         (status = 415, description = "Content type other than application/json, text/csv or a form", body = super::error::ErrorBody),
-        (status = 422, description = "The one label sent was refused (a list or CSV answers 202 with each refused label named)", body = FeedbackResponse),
+        (status = 422, description = "Every label sent was refused, none stored; each is named with its reason (a list or CSV with some labels accepted answers 202)", body = FeedbackResponse),
         (status = 503, description = "The feedback store cannot be reached; retry", body = super::error::ErrorBody),
     )
 )]
@@ -76,24 +76,8 @@ pub async fn feedback(
         .labels
         .with_label_values(&["rejected"])
         .inc_by(rejected.len() as u64);
-    if accepted.is_empty() && single {
-        let error = rejected
-            .first()
-            .map(|r| format!("label {}: {}", r.index, r.error));
-        let body = FeedbackResponse {
-            accepted: 0,
-            rejected,
-            error,
-        };
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
-    }
     if accepted.is_empty() {
-        let body = FeedbackResponse {
-            accepted: 0,
-            rejected,
-            error: None,
-        };
-        return (StatusCode::ACCEPTED, Json(body)).into_response();
+        return every_label_refused(rejected, single);
     }
     if let Err(error) = state.feedback.record_labels(&accepted).await {
         tracing::warn!(%error, "labels could not be stored");
@@ -110,4 +94,26 @@ pub async fn feedback(
         error: None,
     };
     (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// 422 when no label of the body can be stored: a client that checks only the status must not
+/// take a body of refused labels for stored ones. Each refusal is listed as in a 202.
+fn every_label_refused(rejected: Vec<Rejected>, single: bool) -> Response {
+    let first = rejected
+        .first()
+        .map(|r| format!("label {}: {}", r.index, r.error));
+    let error = match (single, first) {
+        (true, first) => first,
+        (false, Some(first)) => Some(format!(
+            "{} refused, none stored; {first}",
+            crate::text::counted(rejected.len() as u64, "label")
+        )),
+        (false, None) => None,
+    };
+    let body = FeedbackResponse {
+        accepted: 0,
+        rejected,
+        error,
+    };
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }

@@ -41,20 +41,23 @@ pub enum BodyProblem {
 /// or CSV, where each label is answered on its own).
 pub type Parsed = (Vec<Label>, Vec<Rejected>, bool);
 
+/// Checks one label. `names` are the label's field names (JSON or form), for a "did you mean"
+/// when one of the two is missing.
 fn check(
     index: usize,
     id: Option<&Value>,
     quality: Option<&Value>,
     from_csv: bool,
+    names: &[&str],
 ) -> Result<Label, Rejected> {
     let reject = |error: String| Rejected { index, error };
     let id = match id {
         Some(Value::String(text)) => canonical_label_id(text).map_err(reject)?,
         Some(_) => return Err(reject("`prediction_id` must be a string".into())),
-        None => return Err(reject("`prediction_id` is missing".into())),
+        None => return Err(reject(missing("prediction_id", names))),
     };
     let Some(given) = quality else {
-        return Err(reject("`quality` is missing".into()));
+        return Err(reject(missing("quality", names)));
     };
     let quality = match given {
         Value::Number(number) => number.as_f64(),
@@ -72,10 +75,52 @@ fn check(
         Some(q) => Err(reject(format!(
             "`quality`: `{q}` is not a whole number from 0 to 10"
         ))),
-        None => Err(reject(format!(
+        None => Err(reject(not_a_quality(given, from_csv))),
+    }
+}
+
+/// "`quality` is missing", with a "did you mean" when a field of the label is probably the
+/// missing one misspelt.
+fn missing(field: &str, names: &[&str]) -> String {
+    match crate::model::features::did_you_mean(field, names.iter().copied()) {
+        Some(given) => format!(
+            "`{field}` is missing (found `{}`: did you mean `{field}`?)",
+            crate::model::dataset::clip(given)
+        ),
+        None => format!("`{field}` is missing"),
+    }
+}
+
+/// Why a value that is not a number cannot be a quality. A whole number sent as JSON text
+/// (`"6"`) is told how to send it; a CSV cell is text by nature, so only its value is named.
+fn not_a_quality(given: &Value, from_csv: bool) -> String {
+    match given {
+        Value::String(text) if !from_csv => {
+            let trimmed = text.trim();
+            let whole = !trimmed.is_empty()
+                && trimmed.len() <= 2
+                && trimmed.bytes().all(|b| b.is_ascii_digit())
+                && trimmed.parse::<u8>().is_ok_and(|q| q <= 10);
+            if whole {
+                format!(
+                    "`quality` must be a JSON number, not {}: send {trimmed} without quotes",
+                    shown(given)
+                )
+            } else {
+                format!(
+                    "`quality` must be a whole number from 0 to 10, not {}",
+                    shown(given)
+                )
+            }
+        }
+        Value::String(_) => format!(
             "`quality`: {} is not a whole number from 0 to 10",
             shown(given)
-        ))),
+        ),
+        _ => format!(
+            "`quality` must be a whole number from 0 to 10, not {}",
+            shown(given)
+        ),
     }
 }
 
@@ -171,11 +216,13 @@ pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
             });
             continue;
         };
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
         match check(
             index,
             fields.get("prediction_id"),
             fields.get("quality"),
             false,
+            &names,
         ) {
             Ok(label) => accepted.push(label),
             Err(rejection) => rejected.push(rejection),
@@ -238,6 +285,7 @@ pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
             cell(id_column).as_ref(),
             cell(quality_column).as_ref(),
             true,
+            &[],
         ) {
             Ok(label) => accepted.push(label),
             Err(rejection) => rejected.push(rejection),
@@ -314,7 +362,7 @@ mod tests {
         assert!(rejected[1].error.contains("`11`"), "{:?}", rejected[1]);
         assert_eq!(
             rejected[2].error,
-            "`quality`: the text `6` is not a whole number from 0 to 10"
+            "`quality` must be a JSON number, not the text `6`: send 6 without quotes"
         );
         assert!(rejected[3].error.contains("`5.5`"), "{:?}", rejected[3]);
         assert_eq!(rejected[4].error, "`quality` is missing");
@@ -350,15 +398,35 @@ mod tests {
         ]});
         let (_, rejected, _) = parse_json(body.to_string().as_bytes(), 100).unwrap();
         let errors: Vec<&str> = rejected.iter().map(|r| r.error.as_str()).collect();
-        let whole = " is not a whole number from 0 to 10";
+        let whole = "`quality` must be a whole number from 0 to 10, not";
         assert_eq!(
             errors,
             [
-                format!("`quality`: `null`{whole}"),
-                format!("`quality`: `true`{whole}"),
-                format!("`quality`: a list{whole}"),
-                format!("`quality`: an object{whole}"),
-                format!("`quality`: the text `{}…`{whole}", "x".repeat(20)),
+                format!("{whole} `null`"),
+                format!("{whole} `true`"),
+                format!("{whole} a list"),
+                format!("{whole} an object"),
+                format!("{whole} the text `{}…`", "x".repeat(20)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_pointed_out() {
+        let good = id();
+        let body = serde_json::json!({"feedback": [
+            {"prediction_id": good, "qualty": 6},
+            {"predictionid": good, "quality": 6},
+            {"prediction_id": good, "score": 6},
+        ]});
+        let (_, rejected, _) = parse_json(body.to_string().as_bytes(), 100).unwrap();
+        let errors: Vec<&str> = rejected.iter().map(|r| r.error.as_str()).collect();
+        assert_eq!(
+            errors,
+            [
+                "`quality` is missing (found `qualty`: did you mean `quality`?)",
+                "`prediction_id` is missing (found `predictionid`: did you mean `prediction_id`?)",
+                "`quality` is missing",
             ]
         );
     }

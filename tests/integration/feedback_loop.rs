@@ -276,6 +276,49 @@ async fn labels_join_logged_predictions_and_reach_the_next_training_on_a_local_s
         answer["error"].as_str().expect("error").contains("label 0"),
         "{answer}"
     );
+    // A list or CSV of which no label can be stored is refused as a whole (422), each label
+    // named, so a client that checks the status alone does not take it for stored.
+    let (status, answer) = send_feedback(
+        &server,
+        "application/json",
+        json!({"feedback": [{"prediction_id": "x", "quality": 6}, {"prediction_id": rows[0].0, "quality": "6"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (422, json!(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["rejected"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    assert!(
+        answer["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("2 labels refused, none stored; label 0: "),
+        "{answer}"
+    );
+    assert!(
+        answer["rejected"][1]["error"]
+            .as_str()
+            .expect("error")
+            .contains("send 6 without quotes"),
+        "{answer}"
+    );
+    let (status, answer) = send_feedback(
+        &server,
+        "text/csv",
+        "prediction_id,quality\nnot-an-id,6\n".into(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (422, json!(0)),
+        "{answer}"
+    );
     assert_eq!(
         send_feedback(&server, "application/json", "{".into())
             .await
