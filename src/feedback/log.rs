@@ -299,11 +299,19 @@ impl Writer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing_since: Option<Instant> = None;
         loop {
-            let stopping = tokio::select! {
+            let mut stopping = tokio::select! {
                 _ = tick.tick() => false,
                 _ = stop.changed() => true,
             };
             self.take();
+            if !stopping && self.due() {
+                // A stop ends a write that waits on a stalled store: the shutdown's own write
+                // tries the same bytes again within its bound, and what is left is counted.
+                stopping = tokio::select! {
+                    () = self.write_out(APPEND_TIMEOUT, &mut failing_since) => false,
+                    _ = stop.changed() => true,
+                };
+            }
             if stopping {
                 self.write_out(SHUTDOWN_WRITE, &mut failing_since).await;
                 let left = self.left_at_shutdown();
@@ -312,9 +320,6 @@ impl Writer {
                     tracing::warn!(rows = left, "prediction log rows not written at shutdown");
                 }
                 return;
-            }
-            if self.due() {
-                self.write_out(APPEND_TIMEOUT, &mut failing_since).await;
             }
         }
     }

@@ -229,6 +229,7 @@ impl LoopStore {
             writer: writer.to_string(),
             current: None,
             sequence: 0,
+            unsettled: None,
         }
     }
 }
@@ -372,6 +373,9 @@ pub struct Appender {
     writer: String,
     current: Option<Current>,
     sequence: u32,
+    /// Lines of an append to a blob whose outcome is not known (its answer was lost, or the
+    /// caller stopped waiting): they may be in the blob or not.
+    unsettled: Option<Bytes>,
 }
 
 impl Appender {
@@ -381,6 +385,12 @@ impl Appender {
     /// shared, not copied, with the file task or the request.
     pub async fn append(&mut self, lines: Bytes, now_ms: u64) -> Result<(), StoreError> {
         debug_assert!(lines.len() <= MAX_APPEND_BYTES);
+        // A retry of the unsettled append may find it written; other lines must first learn
+        // whether it was, or they could be taken for it (labels have lines of one length).
+        let retry = self.unsettled.as_ref() == Some(&lines);
+        if !retry {
+            self.settle().await?;
+        }
         let hour = hour_partition(now_ms);
         let roll = match &self.current {
             None => true,
@@ -423,7 +433,19 @@ impl Appender {
                     .map(|file| current.file = Some(file))
             }
             LoopStore::Blob(container) => {
-                append_block(container, &current.name, lines.clone(), current.bytes).await
+                self.unsettled = Some(lines.clone());
+                let appended = append_block(
+                    container,
+                    &current.name,
+                    lines.clone(),
+                    current.bytes,
+                    retry,
+                )
+                .await;
+                if !matches!(appended, Err(StoreError::Unavailable(_))) {
+                    self.unsettled = None;
+                }
+                appended
             }
         };
         if let Err(error) = written {
@@ -440,6 +462,27 @@ impl Appender {
         }
         current.bytes += lines.len() as u64;
         current.blocks += 1;
+        Ok(())
+    }
+
+    /// Learns whether the unsettled append is in the blob, from the blob's length: written
+    /// (the position moves past it), not written (the position stays), or neither, when the
+    /// blob is not what this writer wrote (the next append starts a new one).
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        let (Some(lines), LoopStore::Blob(container), Some(current)) =
+            (&self.unsettled, &self.store, self.current.as_mut())
+        else {
+            self.unsettled = None;
+            return Ok(());
+        };
+        let length = blob_length(container, &current.name).await?;
+        if length == current.bytes + lines.len() as u64 {
+            current.bytes = length;
+            current.blocks += 1;
+        } else if length != current.bytes {
+            self.current = None;
+        }
+        self.unsettled = None;
         Ok(())
     }
 }
@@ -508,15 +551,16 @@ async fn blob_length(container: &Container, name: &str) -> Result<u64, StoreErro
     Ok(properties.content_length().ok().flatten().unwrap_or(0))
 }
 
-/// Appends `lines` at `offset`. A 412 means the append position did not match: if the blob
-/// is exactly `offset + lines.len()` long, an earlier try of this very append succeeded and
-/// its answer was lost, so it counts as done; otherwise the blob is not what this writer
-/// wrote, and the error makes the writer start a new one.
+/// Appends `lines` at `offset`. A 412 means the append position did not match: on a `retry`
+/// of these very lines, a blob exactly `offset + lines.len()` long means the earlier try
+/// succeeded and its answer was lost, so it counts as done; otherwise the blob is not what
+/// this writer wrote, and the error makes the writer start a new one.
 async fn append_block(
     container: &Container,
     name: &str,
     lines: Bytes,
     offset: u64,
+    retry: bool,
 ) -> Result<(), StoreError> {
     let client = container.client().blob_client(name).append_blob_client();
     let options = AppendBlobClientAppendBlockOptions {
@@ -529,7 +573,7 @@ async fn append_block(
         Ok(_) => Ok(()),
         Err(error) if error.http_status() == Some(StatusCode::PreconditionFailed) => {
             let blob_bytes = blob_length(container, name).await?;
-            if blob_bytes == offset + length {
+            if retry && blob_bytes == offset + length {
                 Ok(())
             } else {
                 Err(StoreError::Other(format!(

@@ -282,3 +282,152 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
     }
     wait_logged(&store, before + 5).await;
 }
+
+/// A TCP proxy to Azurite that can swallow the store's answers: the requests still reach the
+/// store and take effect, but the client never hears back, as when a network drops a reply.
+struct AnswerSwallowingProxy {
+    port: u16,
+    swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnswerSwallowingProxy {
+    async fn start(upstream: u16) -> AnswerSwallowingProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let swallow = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = swallow.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(store) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut store_read, mut store_write) = store.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut store_write).await;
+                });
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(read) = store_read.read(&mut buffer).await {
+                        if read == 0 {
+                            break;
+                        }
+                        if !flag.load(Ordering::SeqCst)
+                            && client_write.write_all(&buffer[..read]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        AnswerSwallowingProxy { port, swallow }
+    }
+
+    fn swallow(&self, on: bool) {
+        self.swallow.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn label_line(id: &str, quality: u8) -> axum::body::Bytes {
+    format!("{{\"id\":\"{id}\",\"quality\":{quality}}}\n")
+        .into_bytes()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
+async fn an_append_whose_answer_was_lost_is_never_taken_for_the_next_one() {
+    let azurite = Azurite::start();
+    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
+    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
+    let store = loop_store(&models);
+    let mut appender = store.appender(Stream::Labels, "writer");
+    let now = 1_790_000_000_000;
+    // Lines of one length, as labels are: a lost answer must not make the next line look
+    // written when only the earlier one is.
+    let (a, c, d, e) = (
+        label_line("a", 4),
+        label_line("c", 5),
+        label_line("d", 6),
+        label_line("e", 7),
+    );
+    appender.append(a.clone(), now).await.expect("first append");
+
+    proxy.swallow(true);
+    let lost = tokio::time::timeout(Duration::from_secs(2), appender.append(c.clone(), now)).await;
+    assert!(lost.is_err(), "the answer was swallowed: {lost:?}");
+    proxy.swallow(false);
+    appender
+        .append(d.clone(), now)
+        .await
+        .expect("the next append");
+
+    // The same once more, then the lost lines sent again (a retry): written once.
+    proxy.swallow(true);
+    let lost = tokio::time::timeout(Duration::from_secs(2), appender.append(e.clone(), now)).await;
+    assert!(lost.is_err(), "the answer was swallowed: {lost:?}");
+    proxy.swallow(false);
+    appender.append(e.clone(), now).await.expect("the retry");
+
+    let mut text = String::new();
+    for name in store.list(Stream::Labels, "0000").await.unwrap() {
+        text.push_str(&String::from_utf8(store.read(&name).await.unwrap()).unwrap());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let count = |line: &axum::body::Bytes| {
+        let line = std::str::from_utf8(line).unwrap().trim_end();
+        lines.iter().filter(|l| **l == line).count()
+    };
+    // The store took the swallowed append of `c` (its answer alone was lost).
+    assert_eq!(
+        [count(&a), count(&c), count(&d), count(&e)],
+        [1, 1, 1, 1],
+        "{text}"
+    );
+    assert!(text.ends_with('\n'), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
+async fn a_graceful_stop_while_the_store_does_not_answer_counts_the_rows_left() {
+    let azurite = Azurite::start();
+    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
+    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("server.log");
+    let mut server = Server::start_logging_to(dir.path(), &env(&models, &[]), &log);
+    server.wait_healthy(&client()).await;
+
+    // The store takes the appends but its answers never come: the writer waits in an append
+    // (up to its 10 s timeout) when the stop arrives.
+    proxy.swallow(true);
+    for _ in 0..20 {
+        let (status, _, _) = support::post_for_id(
+            &server,
+            "/api/predict",
+            "application/json",
+            wine().to_string(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopping = Instant::now();
+    assert!(server.terminate().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(6),
+        "the stop waited {:?}",
+        stopping.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).expect("the server's log");
+    let line = text
+        .lines()
+        .find(|l| l.contains("prediction log rows not written at shutdown"))
+        .unwrap_or_else(|| panic!("the rows left are neither written nor counted:\n{text}"));
+    assert!(line.contains("20"), "{line}");
+}

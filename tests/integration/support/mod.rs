@@ -66,6 +66,15 @@ impl Server {
     /// Starts the binary in `workdir` as the host would (port in the environment, `serve`
     /// from host.json's arguments) and polls `GET /` every 25 ms until it answers.
     pub fn start(workdir: &Path, env: &[(&str, String)]) -> Server {
+        Self::launch(workdir, env, None)
+    }
+
+    /// [`Server::start`], with the server's output (its log) written to `log`.
+    pub fn start_logging_to(workdir: &Path, env: &[(&str, String)], log: &Path) -> Server {
+        Self::launch(workdir, env, Some(log))
+    }
+
+    fn launch(workdir: &Path, env: &[(&str, String)], log: Option<&Path>) -> Server {
         let port = free_port();
         let mut command = Command::new(binary());
         command
@@ -89,6 +98,12 @@ impl Server {
             .stderr(Stdio::null());
         if std::env::var_os("SOMMELIER_TEST_LOGS").is_some() {
             command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+        if let Some(log) = log {
+            let file = std::fs::File::create(log).expect("the server's log file");
+            command
+                .stdout(file.try_clone().expect("the log file"))
+                .stderr(file);
         }
         for (key, value) in env {
             command.env(key, value);
