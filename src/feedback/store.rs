@@ -424,13 +424,29 @@ impl Appender {
         let Some(current) = self.current.as_mut() else {
             return Err(StoreError::Other("no log file".into()));
         };
-        let written = match &self.store {
+        // What failed, and whether the file or blob can take the next append: a local write
+        // cut back to where it started, or a blob append the store did not answer (settled or
+        // retried at the same position). Otherwise the next append goes to a new file or blob,
+        // so whatever part of a line a failure left stays a last line cut short (the join
+        // skips it): a local write that could not be cut back, a blob that is gone or whose
+        // length is not what this writer wrote.
+        let failed = match &self.store {
             LoopStore::Local(root) => {
                 let path = root.join(&current.name);
                 let (file, data) = (current.file.clone(), lines.clone());
-                blocking(move || append_local(file, &path, &data))
-                    .await
-                    .map(|file| current.file = Some(file))
+                let appended =
+                    tokio::task::spawn_blocking(move || append_local(file, &path, &data))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(StoreError::Other(format!("the file task failed: {e}")).into())
+                        });
+                match appended {
+                    Ok(file) => {
+                        current.file = Some(file);
+                        None
+                    }
+                    Err(LocalAppendError { error, clean }) => Some((error, clean)),
+                }
             }
             LoopStore::Blob(container) => {
                 self.unsettled = Some(lines.clone());
@@ -445,17 +461,14 @@ impl Appender {
                 if !matches!(appended, Err(StoreError::Unavailable(_))) {
                     self.unsettled = None;
                 }
-                appended
+                appended.err().map(|error| {
+                    let unanswered = matches!(error, StoreError::Unavailable(_));
+                    (error, unanswered)
+                })
             }
         };
-        if let Err(error) = written {
-            // A local write that failed may have left part of a line: the next write goes to
-            // a new file, so the part stays a last line cut short (the join skips it). A blob
-            // that is gone or whose length is not what this writer wrote is left the same way.
-            // An append the store did not answer is retried at the same position.
-            let retry_same = matches!(self.store, LoopStore::Blob(_))
-                && matches!(error, StoreError::Unavailable(_));
-            if !retry_same {
+        if let Some((error, keep)) = failed {
+            if !keep {
                 self.current = None;
             }
             return Err(error);
@@ -493,7 +506,7 @@ fn append_local(
     file: Option<Arc<File>>,
     path: &Path,
     data: &[u8],
-) -> Result<Arc<File>, StoreError> {
+) -> Result<Arc<File>, LocalAppendError> {
     use std::io::Write;
     let io = |e: std::io::Error| StoreError::Other(format!("{}: {e}", path.display()));
     let file = match file {
@@ -510,8 +523,33 @@ fn append_local(
             Arc::new(opened)
         }
     };
-    (&*file).write_all(data).map_err(io)?;
+    // A write that fails part way (a full disk) is cut back to where it started, so the
+    // file keeps only whole lines and the next append can go on in it.
+    let start = file.metadata().map_err(io)?.len();
+    if let Err(error) = (&*file).write_all(data) {
+        let clean = file.set_len(start).is_ok();
+        return Err(LocalAppendError {
+            error: io(error),
+            clean,
+        });
+    }
     Ok(file)
+}
+
+/// A local append that failed; `clean` when the file was cut back to its length before it.
+#[derive(Debug)]
+struct LocalAppendError {
+    error: StoreError,
+    clean: bool,
+}
+
+impl From<StoreError> for LocalAppendError {
+    fn from(error: StoreError) -> LocalAppendError {
+        LocalAppendError {
+            error,
+            clean: false,
+        }
+    }
 }
 
 /// Creates the append blob `name` (and the container, the first time); returns its length

@@ -537,3 +537,82 @@ async fn a_line_cut_short_by_a_kill_is_skipped_and_counted_and_the_next_start_wr
         );
     }
 }
+
+/// A small tmpfs mounted for one test, unmounted on drop; `None` unless the tests run as root.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(kilobytes: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kilobytes}k"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallDisk { dir })
+    }
+
+    fn grow(&self, kilobytes: u32) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={kilobytes}k")])
+            .arg(self.dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_leaves_whole_lines_and_the_same_file_goes_on_when_space_returns() {
+    use sommelier::feedback::store::{LoopStore, Stream};
+    let Some(disk) = SmallDisk::mount(64) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let store_dir = disk.dir.path().join("store");
+    let settings =
+        sommelier::config::Settings::from_env(Some(&store_dir.display().to_string())).unwrap();
+    let store = LoopStore::open(&settings).expect("a local store");
+    let mut appender = store.appender(Stream::Labels, "writer");
+    let now = 1_790_000_000_000;
+    // 4 KiB appends of 64-byte lines until the disk is full.
+    let line = format!("{{\"id\":\"{}\",\"quality\":6}}\n", "x".repeat(42));
+    assert_eq!(line.len(), 64);
+    let batch: axum::body::Bytes = line.repeat(64).into_bytes().into();
+    let mut appended = 0;
+    let error = loop {
+        match appender.append(batch.clone(), now).await {
+            Ok(()) => appended += 1,
+            Err(error) => break error,
+        }
+        assert!(appended < 10_000, "the disk never filled");
+    };
+    assert!(error.to_string().contains("No space left"), "{error}");
+    // A second failure leaves no new file behind.
+    assert!(appender.append(batch.clone(), now).await.is_err());
+    let names = store.list(Stream::Labels, "0000").await.unwrap();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let written = store.read(&names[0]).await.unwrap();
+    assert_eq!(written.len(), appended * batch.len(), "only whole appends");
+
+    disk.grow(256);
+    appender
+        .append(batch.clone(), now)
+        .await
+        .expect("space again");
+    assert_eq!(store.list(Stream::Labels, "0000").await.unwrap(), names);
+    let written = store.read(&names[0]).await.unwrap();
+    assert_eq!(written.len(), (appended + 1) * batch.len());
+    assert!(written.chunks(64).all(|chunk| chunk == line.as_bytes()));
+}
