@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::feedback::claimed_join::{run_join, JoinRun};
 use crate::feedback::join::{last_report, Report};
 use crate::feedback::store::LoopStore;
-use crate::registry::open_registry;
+use crate::registry::{open_registry, Registry, StoreError};
 use crate::text::counted;
 
 #[derive(Debug, Args)]
@@ -93,6 +93,28 @@ fn describe(report: &Report) -> String {
     text
 }
 
+/// Refuses a store without a model registry (a mistyped `--store`) before anything is
+/// written there: the prediction log and the labels live beside a registry, and a join or a
+/// report elsewhere would print another store's figures or none, and exit as if all was well.
+async fn require_registry(registry: &Registry) -> Result<(), CliError> {
+    let missing = || CliError::NoRegistry(registry.store_location());
+    match registry.champion().await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => match registry.versions().await {
+            Ok(versions) if !versions.is_empty() => Ok(()),
+            Ok(_) => Err(missing()),
+            Err(error) if matches!(error.store_error(), Some(StoreError::NotFound(_))) => {
+                Err(missing())
+            }
+            Err(error) => Err(error.into()),
+        },
+        Err(error) if matches!(error.store_error(), Some(StoreError::NotFound(_))) => {
+            Err(missing())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 pub async fn run_command(
     settings: &Settings,
     args: FeedbackArgs,
@@ -102,6 +124,7 @@ pub async fn run_command(
     match args.action {
         FeedbackAction::Join => {
             let registry = open_registry(settings).await?;
+            require_registry(&registry).await?;
             match run_join(settings, &registry).await? {
                 JoinRun::Joined(outcome) => {
                     let value = serde_json::to_value(&*outcome).map_err(|e| failed(&e))?;
@@ -126,6 +149,7 @@ pub async fn run_command(
             }
         }
         FeedbackAction::Report => {
+            require_registry(&open_registry(settings).await?).await?;
             let store = LoopStore::open(settings).map_err(|e| failed(&e))?;
             let last = last_report(&store).await.map_err(|e| failed(&e))?;
             let none_yet = Report {

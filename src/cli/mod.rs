@@ -244,6 +244,8 @@ pub enum CliError {
     Registry(#[from] RegistryError),
     #[error("no champion model yet: run `sommelier train` first")]
     NoChampion,
+    #[error("no model registry in {0}: `--store` (or SOMMELIER_STORE) must name the store the server uses, whose prediction log and labels the join reads")]
+    NoRegistry(String),
     #[error("prediction failed: {0}")]
     Predict(String),
     #[error(transparent)]

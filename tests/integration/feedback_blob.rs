@@ -431,3 +431,42 @@ async fn a_graceful_stop_while_the_store_does_not_answer_counts_the_rows_left() 
         .unwrap_or_else(|| panic!("the rows left are neither written nor counted:\n{text}"));
     assert!(line.contains("20"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
+async fn a_join_or_report_on_a_store_without_a_registry_is_refused_and_creates_nothing() {
+    let azurite = Azurite::start();
+    let local = tempfile::tempdir().expect("tmp");
+    let missing_dir = local.path().join("no/such/store");
+    let typo = azurite.container_url("modles");
+    for store in [missing_dir.display().to_string(), typo.clone()] {
+        for action in ["join", "report"] {
+            let output = std::process::Command::new(support::binary())
+                .args(["feedback", action, "--store", &store])
+                .env("SOMMELIER_STORAGE_CONNECTION_STRING", DEV_STORAGE)
+                .env_remove("SOMMELIER_PUSHGATEWAY_URL")
+                .output()
+                .expect("run sommelier");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{action} on {store}: {stderr}");
+            assert!(
+                stderr.contains(&format!("no model registry in {store}")),
+                "{action} on {store}: {stderr}"
+            );
+        }
+    }
+    assert!(!local.path().join("no").exists());
+    let settings = sommelier::config::Settings::from_env(Some(&typo)).expect("settings");
+    let mut settings = settings;
+    settings.storage_connection_string = Some(DEV_STORAGE.into());
+    let container = sommelier::registry::blob::Container::open(
+        &sommelier::registry::blob::BlobUrl::parse(&typo).unwrap(),
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(
+        container.list().await.expect("a listing").len(),
+        0,
+        "nothing is written in the mistyped container"
+    );
+}
