@@ -61,17 +61,22 @@ fn check(
     };
     let quality = match given {
         Value::Number(number) => number.as_f64(),
-        // A CSV cell: digits only.
+        // A CSV cell: a number written as JSON or a form field may write it (`6`, `6.0`,
+        // `6e0`), so the three forms take the same qualities.
         Value::String(text) if from_csv => {
             let text = text.trim();
-            (!text.is_empty() && text.len() <= 2 && text.bytes().all(|b| b.is_ascii_digit()))
+            (text.len() <= MAX_NUMBER_CHARS)
                 .then(|| text.parse::<f64>().ok())
                 .flatten()
         }
         _ => None,
     };
     match quality {
-        Some(q) if (0.0..=10.0).contains(&q) && q.fract() == 0.0 => Ok(Label { id, quality: q }),
+        // `+ 0.0` stores -0 as 0.
+        Some(q) if (0.0..=10.0).contains(&q) && q.fract() == 0.0 => Ok(Label {
+            id,
+            quality: q + 0.0,
+        }),
         Some(q) => Err(reject(format!(
             "`quality`: `{q}` is not a whole number from 0 to 10"
         ))),
@@ -124,6 +129,9 @@ fn not_a_quality(given: &Value, from_csv: bool) -> String {
     }
 }
 
+/// Longest text a CSV cell may have to be read as a number.
+const MAX_NUMBER_CHARS: usize = 32;
+
 /// Longest text of a value an error repeats.
 const SHOWN_CHARS: usize = 20;
 
@@ -154,6 +162,12 @@ pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
         .map_err(|e| BodyProblem::Malformed(format!("the body is not form fields: {e}")))?;
     let mut object = serde_json::Map::new();
     for (name, text) in fields {
+        if object.contains_key(&name) {
+            return Err(BodyProblem::Malformed(format!(
+                "field `{}` is given twice",
+                crate::model::dataset::clip(&name)
+            )));
+        }
         let number = text
             .trim()
             .parse::<i64>()
@@ -175,13 +189,29 @@ pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
 
 /// Reads a JSON feedback body.
 pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| BodyProblem::Malformed(format!("the body is not JSON: {e}")))?;
+    let value = match serde_json::from_slice::<strict::Strict>(body) {
+        Ok(strict) => strict.0,
+        // A name given twice is JSON, but not a label this route can read.
+        Err(error) if error.is_data() => return Err(BodyProblem::Malformed(error.to_string())),
+        Err(error) => {
+            return Err(BodyProblem::Malformed(format!(
+                "the body is not JSON: {error}"
+            )))
+        }
+    };
     let Value::Object(object) = value else {
         return Err(BodyProblem::Malformed(
             "expected {\"prediction_id\": ..., \"quality\": ...} or {\"feedback\": [...]}".into(),
         ));
     };
+    if object.contains_key("feedback")
+        && (object.contains_key("prediction_id") || object.contains_key("quality"))
+    {
+        return Err(BodyProblem::Malformed(
+            "send one label {\"prediction_id\", \"quality\"} or a list under `feedback`, not both"
+                .into(),
+        ));
+    }
     let single = !matches!(object.get("feedback"), Some(Value::Array(_)));
     let items: Vec<Value> = match object.get("feedback") {
         Some(Value::Array(items)) => items.clone(),
@@ -295,6 +325,83 @@ pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
         return Err(BodyProblem::Malformed("the CSV has no rows".into()));
     }
     Ok((accepted, rejected, false))
+}
+
+/// JSON read as `serde_json` reads it, except that an object giving a name twice is an error,
+/// as it is on the prediction routes: `serde_json` would keep the last value without a word,
+/// and a label is not a place to guess which one was meant.
+mod strict {
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    pub struct Strict(pub Value);
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(Strict)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E: Error>(self, value: bool) -> Result<Value, E> {
+            Ok(Value::Bool(value))
+        }
+
+        fn visit_i64<E: Error>(self, value: i64) -> Result<Value, E> {
+            Ok(Value::from(value))
+        }
+
+        fn visit_u64<E: Error>(self, value: u64) -> Result<Value, E> {
+            Ok(Value::from(value))
+        }
+
+        fn visit_f64<E: Error>(self, value: f64) -> Result<Value, E> {
+            Ok(Value::from(value))
+        }
+
+        fn visit_str<E: Error>(self, value: &str) -> Result<Value, E> {
+            Ok(Value::String(value.to_string()))
+        }
+
+        fn visit_string<E: Error>(self, value: String) -> Result<Value, E> {
+            Ok(Value::String(value))
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Strict(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if object.contains_key(&name) {
+                    return Err(A::Error::custom(format!(
+                        "field `{}` is given twice",
+                        crate::model::dataset::clip(&name)
+                    )));
+                }
+                let Strict(value) = map.next_value()?;
+                object.insert(name, value);
+            }
+            Ok(Value::Object(object))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -465,6 +572,70 @@ mod tests {
                 (expected.clone(), 0),
                 "{separator:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_name_given_twice_or_one_label_beside_a_list_is_refused() {
+        let good = id();
+        let cases = [
+            format!(r#"{{"prediction_id": "{good}", "quality": 6, "quality": 9}}"#),
+            format!(
+                r#"{{"feedback": [{{"prediction_id": "{good}", "prediction_id": "x", "quality": 6}}]}}"#
+            ),
+            format!(
+                r#"{{"prediction_id": "{good}.7", "quality": 1, "feedback": [{{"prediction_id": "{good}.8", "quality": 2}}]}}"#
+            ),
+            format!(
+                r#"{{"feedback": [{{"prediction_id": "{good}", "quality": 2}}], "quality": "junk"}}"#
+            ),
+        ];
+        for body in &cases {
+            let problem = parse_json(body.as_bytes(), 10).expect_err(body);
+            let BodyProblem::Malformed(reason) = problem else {
+                panic!("{body}: {problem:?}");
+            };
+            assert!(
+                reason.contains("is given twice") || reason.contains("not both"),
+                "{body}: {reason}"
+            );
+            assert!(!reason.contains("not JSON"), "{body}: {reason}");
+        }
+        let form = format!("prediction_id={good}&quality=3&quality=9");
+        assert!(matches!(
+            parse_form(form.as_bytes(), 10),
+            Err(BodyProblem::Malformed(reason)) if reason == "field `quality` is given twice"
+        ));
+    }
+
+    #[test]
+    fn json_form_and_csv_take_the_same_qualities() {
+        let good = id();
+        for (text, expected) in [
+            ("6", Some(6.0)),
+            ("6.0", Some(6.0)),
+            ("6e0", Some(6.0)),
+            ("1e1", Some(10.0)),
+            ("-0", Some(0.0)),
+            ("5.5", None),
+            ("11", None),
+            ("-1", None),
+        ] {
+            let json = format!(r#"{{"prediction_id": "{good}", "quality": {text}}}"#);
+            let form = format!("prediction_id={good}&quality={text}");
+            let csv = format!("prediction_id,quality\n{good},{text}\n");
+            for (form_name, parsed) in [
+                ("json", parse_json(json.as_bytes(), 10)),
+                ("form", parse_form(form.as_bytes(), 10)),
+                ("csv", parse_csv(csv.as_bytes(), 10)),
+            ] {
+                let (accepted, _, _) = parsed.unwrap();
+                let quality = accepted.first().map(|label| label.quality);
+                assert_eq!(quality, expected, "{form_name} {text}");
+                if let Some(q) = quality {
+                    assert!(q.is_sign_positive(), "{form_name} {text}: {q}");
+                }
+            }
         }
     }
 }
