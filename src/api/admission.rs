@@ -112,6 +112,7 @@ fn admit_request(
     budget: &BodyBudget,
     request: Request,
 ) -> Result<(Parts, Body, Reservation), ApiError> {
+    refuse_encoded(request.headers())?;
     let declared = request
         .body()
         .size_hint()
@@ -128,6 +129,24 @@ fn admit_request(
     };
     let (parts, body) = request.into_parts();
     Ok((parts, body, reservation))
+}
+
+/// A compressed body (`Content-Encoding: gzip`, say) would be read as text and refused with a
+/// misleading parse error: it is refused as what it is, before it is read.
+fn refuse_encoded(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    match headers.get(axum::http::header::CONTENT_ENCODING) {
+        None => Ok(()),
+        Some(value) => {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            if text.trim().eq_ignore_ascii_case("identity") {
+                Ok(())
+            } else {
+                Err(ApiError::UnsupportedEncoding(
+                    crate::model::dataset::clip(&text).to_string(),
+                ))
+            }
+        }
+    }
 }
 
 /// A chunk of the body the connection has already read, if any: the stream is polled once,

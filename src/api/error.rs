@@ -27,6 +27,8 @@ pub enum ApiError {
         found: String,
         expected: &'static str,
     },
+    #[error("Content-Encoding `{0}` is not supported; send the body uncompressed")]
+    UnsupportedEncoding(String),
     #[error("request body is larger than the {limit_bytes}-byte limit")]
     BodyTooLarge { limit_bytes: usize },
     #[error("no model is loaded yet: {0}")]
@@ -85,7 +87,9 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT
             }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoModel(_) | ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TrainingInProgress => StatusCode::CONFLICT,

@@ -208,6 +208,32 @@ async fn hostile_bodies_get_their_4xx_and_the_server_stays_responsive() {
         assert_eq!(status, expected, "{path} {content_type}: {answer}");
     }
 
+    // A compressed body is refused as such on every route that reads a body, not parsed as
+    // text into a misleading error.
+    for (path, content_type) in [
+        ("/api/predict", "application/json"),
+        ("/api/invocations", "application/json"),
+        ("/api/feedback", "application/json"),
+        ("/api/explain", "application/json"),
+    ] {
+        let response = client()
+            .post(server.url(path))
+            .header("content-type", content_type)
+            .header("content-encoding", "gzip")
+            .body(vec![0x1f, 0x8b, 0x08, 0x00])
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.expect("a JSON error");
+        assert_eq!(status, 415, "{path}: {answer}");
+        assert_eq!(
+            answer["error"],
+            "Content-Encoding `gzip` is not supported; send the body uncompressed",
+            "{path}"
+        );
+    }
+
     // Past 16 MB: refused from the declared length, before a byte of the body is read.
     let mut stream = hold_large_body(&server, 17 * MB).await;
     let answer = read_until_closed(&mut stream, Duration::from_secs(30))
