@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -48,57 +48,101 @@ pub async fn feedback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let result = record(&state, &headers, &body).await;
+    let from_browser_form = media_type(&headers) == "application/x-www-form-urlencoded"
+        && super::docs::wants_html(&headers);
+    if from_browser_form {
+        return page(result);
+    }
+    match result {
+        Ok((status, answer)) => (status, Json(answer)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Reads, checks and stores the labels of a body: the status (202, or 422 when none could be
+/// stored) and the answer, or the error that refused the body as a whole.
+async fn record(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(StatusCode, FeedbackResponse), ApiError> {
     let max_rows = state.settings.max_batch_rows;
-    let parse: fn(&[u8], usize) -> Result<Parsed, BodyProblem> = match media_type(&headers).as_str()
+    let parse: fn(&[u8], usize) -> Result<Parsed, BodyProblem> = match media_type(headers).as_str()
     {
         "application/json" => parse_json,
         "text/csv" => parse_csv,
         "application/x-www-form-urlencoded" => parse_form,
         _ => {
-            return ApiError::unsupported_media_type(
-                &headers,
+            return Err(ApiError::unsupported_media_type(
+                headers,
                 "application/json, text/csv or application/x-www-form-urlencoded",
-            )
-            .into_response()
+            ))
         }
     };
     // Said as a prediction says it, whichever form the body was declared in.
     if body.iter().all(u8::is_ascii_whitespace) {
-        return ApiError::Body(BodyError::Empty).into_response();
+        return Err(ApiError::Body(BodyError::Empty));
     }
-    let parsed = parse(&body, max_rows);
-    let (accepted, rejected, single) = match parsed {
+    let (accepted, rejected, single) = match parse(body, max_rows) {
         Ok(parsed) => parsed,
-        Err(BodyProblem::Malformed(reason)) => return ApiError::BadRequest(reason).into_response(),
-        Err(BodyProblem::TooMany(error)) => return ApiError::Body(error).into_response(),
+        Err(BodyProblem::Malformed(reason)) => return Err(ApiError::BadRequest(reason)),
+        Err(BodyProblem::TooMany(error)) => return Err(ApiError::Body(error)),
     };
     LOG_METRICS
         .labels
         .with_label_values(&["rejected"])
         .inc_by(rejected.len() as u64);
     if accepted.is_empty() {
-        return every_label_refused(rejected, single);
+        return Ok(every_label_refused(rejected, single));
     }
     if let Err(error) = state.feedback.record_labels(&accepted).await {
         tracing::warn!(%error, "labels could not be stored");
-        return ApiError::StoreUnavailable(format!("the labels could not be stored: {error}"))
-            .into_response();
+        return Err(ApiError::StoreUnavailable(format!(
+            "the labels could not be stored: {error}"
+        )));
     }
     LOG_METRICS
         .labels
         .with_label_values(&["accepted"])
         .inc_by(accepted.len() as u64);
-    let body = FeedbackResponse {
+    let answer = FeedbackResponse {
         accepted: accepted.len(),
         rejected,
         error: None,
     };
-    (StatusCode::ACCEPTED, Json(body)).into_response()
+    Ok((StatusCode::ACCEPTED, answer))
+}
+
+/// The answer to the form page's tasted-quality form posted by a browser without JavaScript:
+/// the form page, saying whether the label was recorded, with the answer's status.
+fn page(result: Result<(StatusCode, FeedbackResponse), ApiError>) -> Response {
+    let (status, class, message) = match result {
+        Ok((status, answer)) if answer.accepted > 0 => (
+            status,
+            "ok",
+            "Thank you: the tasted quality is recorded.".to_string(),
+        ),
+        Ok((status, answer)) => (
+            status,
+            "error",
+            answer
+                .error
+                .unwrap_or_else(|| "The tasted quality was not recorded.".to_string()),
+        ),
+        Err(error) => (error.status(), "error", error.to_string()),
+    };
+    let html = super::form::render(
+        &super::form::Fields::default(),
+        class,
+        &super::form::plain_message(&message),
+    );
+    (status, Html(html)).into_response()
 }
 
 /// 422 when no label of the body can be stored: a client that checks only the status must not
 /// take a body of refused labels for stored ones. Each refusal is listed as in a 202.
-fn every_label_refused(rejected: Vec<Rejected>, single: bool) -> Response {
+fn every_label_refused(rejected: Vec<Rejected>, single: bool) -> (StatusCode, FeedbackResponse) {
     let first = rejected
         .first()
         .map(|r| format!("label {}: {}", r.index, r.error));
@@ -115,5 +159,5 @@ fn every_label_refused(rejected: Vec<Rejected>, single: bool) -> Response {
         rejected,
         error,
     };
-    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+    (StatusCode::UNPROCESSABLE_ENTITY, body)
 }

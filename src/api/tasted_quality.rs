@@ -25,7 +25,8 @@ fn escape(text: &str) -> String {
 }
 
 /// The page's script for the form: `feedbackForm(id)` renders it after a prediction and a
-/// submit posts `{"prediction_id", "quality"}` as JSON.
+/// submit posts `{"prediction_id", "quality"}` as JSON; a 401 (the page's key is not the
+/// labelling key) asks for the labelling key.
 pub const SCRIPT: &str = r#"  function feedbackForm(id) {
     if (!id) { return ''; }
     return '<br>Prediction id: <code id="prediction-id">' + text(id) + '</code>' +
@@ -39,14 +40,41 @@ pub const SCRIPT: &str = r#"  function feedbackForm(id) {
     var id = document.getElementById('prediction-id').textContent;
     var quality = document.getElementById('tasted-quality').value;
     var out = document.getElementById('feedback-result');
-    var url = window.location.pathname.replace(/predict\/?$/, 'feedback') + window.location.search;
+    var key = document.getElementById('feedback-key');
+    var query = key && key.value ? '?code=' + encodeURIComponent(key.value) : window.location.search;
+    var url = window.location.pathname.replace(/predict\/?$/, 'feedback') + query;
     fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
       body: JSON.stringify({ prediction_id: id, quality: quality === '' ? null : Number(quality) })
-    }).then(function (response) { return response.json(); }).then(function (data) {
+    }).then(function (response) {
+      if (response.status === 401) { askForKey(out); return null; }
+      if ((response.headers.get('Content-Type') || '').indexOf('application/json') < 0) {
+        out.textContent = 'The tasted quality was not recorded: the service answered ' + response.status + '.';
+        return null;
+      }
+      return response.json();
+    }).then(function (data) {
+      if (!data) { return; }
       if (data.accepted === 1) { out.textContent = 'Thank you: recorded.'; }
       else if (data.rejected && data.rejected.length) { out.textContent = data.rejected[0].error; }
       else { out.textContent = data.error || 'The feedback was not recorded.'; }
     }).catch(function (error) { out.textContent = 'The service could not be reached: ' + String(error); });
-  });"#;
+  });
+  // Under Azure Functions the feedback function has a key of its own (labels steer
+  // retraining), so the key that opened this page is refused: ask for the labelling key, kept
+  // in the page only, and send it with the next try.
+  function askForKey(out) {
+    out.textContent = 'This page\'s key cannot send tasted qualities: enter the labelling key and send again.';
+    if (document.getElementById('feedback-key')) { return; }
+    var input = document.createElement('input');
+    input.type = 'password';
+    input.id = 'feedback-key';
+    input.autocomplete = 'off';
+    input.setAttribute('aria-label', 'Labelling key');
+    input.placeholder = 'labelling key';
+    var send = document.getElementById('send-feedback');
+    send.parentNode.insertBefore(input, send);
+    input.focus();
+  }
+"#;

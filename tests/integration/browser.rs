@@ -60,6 +60,29 @@ async fn the_form_shows_a_prediction_and_inline_errors_in_chromium() {
             .contains("Please enter a value for Density"),
         "{seen}"
     );
+    assert_eq!(seen["feedback"], "Thank you: recorded.", "{seen}");
+    assert!(
+        seen["askedForKey"]
+            .as_str()
+            .unwrap_or("")
+            .contains("enter the labelling key"),
+        "{seen}"
+    );
+    let urls: Vec<&str> = seen["feedbackUrls"]
+        .as_array()
+        .expect("the feedback requests")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(urls.len(), 3, "{seen}");
+    assert!(
+        urls[0].ends_with("/api/feedback?code=functionkey"),
+        "{seen}"
+    );
+    assert!(
+        urls[2].ends_with("/api/feedback?code=labelling%20key"),
+        "{seen}"
+    );
     assert_eq!(seen["labels"], 11);
     assert_eq!(
         seen["external"],

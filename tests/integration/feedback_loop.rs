@@ -103,6 +103,28 @@ async fn every_prediction_answer_carries_an_id_and_batch_rows_are_numbered() {
         "{html}"
     );
     assert!(html.contains("id=\"feedback-form\""));
+
+    // That form, posted by the browser, is answered with the page saying what came of it.
+    for (quality, status, said) in [
+        ("6", 202, "Thank you: the tasted quality is recorded."),
+        ("11", 422, "is not a whole number from 0 to 10"),
+    ] {
+        let answer = client()
+            .post(server.url("/api/feedback"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html,application/xhtml+xml")
+            .body(format!("prediction_id={page_id}&quality={quality}"))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status().as_u16(), status);
+        assert!(answer
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/html")));
+        let html = answer.text().await.expect("the page");
+        assert!(html.contains(said), "{html}");
+    }
 }
 
 fn sommelier(store: &std::path::Path, args: &[&str]) -> Value {

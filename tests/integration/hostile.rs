@@ -228,8 +228,7 @@ async fn hostile_bodies_get_their_4xx_and_the_server_stays_responsive() {
         let answer: Value = response.json().await.expect("a JSON error");
         assert_eq!(status, 415, "{path}: {answer}");
         assert_eq!(
-            answer["error"],
-            "Content-Encoding `gzip` is not supported; send the body uncompressed",
+            answer["error"], "Content-Encoding `gzip` is not supported; send the body uncompressed",
             "{path}"
         );
     }
