@@ -33,7 +33,7 @@ pub static LOG_METRICS: LazyLock<LogMetrics> = LazyLock::new(|| {
     .expect("register"),
     dropped: register_int_counter!(
         "sommelier_prediction_log_dropped_total",
-        "Sampled prediction rows dropped because the log's queue was full (the store was slow or unreachable)."
+        "Sampled prediction rows dropped because the log's queue was full (the store was slow or unreachable, or the predictions outpaced the writer), or left unwritten at shutdown."
     )
     .expect("register"),
     write_failures: register_int_counter!(
@@ -49,6 +49,17 @@ pub static LOG_METRICS: LazyLock<LogMetrics> = LazyLock::new(|| {
     .expect("register"),
 }
 });
+
+impl LogMetrics {
+    /// Creates every series at 0 when the server starts, so that the first rows dropped or
+    /// labels refused show as an increase (what `increase()` and the alerts see), not as a
+    /// series appearing.
+    pub fn start(&self) {
+        for outcome in ["accepted", "rejected"] {
+            self.labels.with_label_values(&[outcome]);
+        }
+    }
+}
 
 /// The `job` of the join's group at the Pushgateway.
 pub const JOB: &str = "sommelier_feedback";

@@ -57,6 +57,7 @@ pub struct Loop {
 
 impl Loop {
     pub fn new(settings: &Settings) -> Loop {
+        super::metrics::LOG_METRICS.start();
         let writer = writer_name(&settings.instance_id);
         let store = match LoopStore::open(settings) {
             Ok(store) => Some(store),

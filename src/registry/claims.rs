@@ -210,7 +210,7 @@ impl Registry {
                         %key,
                         previous_holder = existing.as_ref().map_or("unreadable", |c| c.instance.as_str()),
                         previous_claimed_at = existing.as_ref().map_or("", |c| c.claimed_at.as_str()),
-                        "took over a training claim whose holder is gone"
+                        "took over a claim whose holder is gone"
                     );
                     return Ok(ClaimOutcome::Acquired(HeldClaim {
                         key: key.to_string(),

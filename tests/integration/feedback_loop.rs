@@ -33,6 +33,15 @@ fn is_uuid_v7(text: &str) -> bool {
 async fn every_prediction_answer_carries_an_id_and_batch_rows_are_numbered() {
     let dir = tempfile::tempdir().expect("tmp");
     let server = started(dir.path(), &[]).await;
+    // The loop's series exist from the start, so a first drop or refusal is an increase.
+    let metrics = support::get_text(&server, "/api/metrics").await;
+    for series in [
+        "sommelier_prediction_log_dropped_total 0",
+        "sommelier_prediction_log_write_failures_total 0",
+        "sommelier_feedback_labels_total{outcome=\"rejected\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series}");
+    }
 
     let (status, id, single) = post(&server, "/api/predict", &wine()).await;
     assert_eq!(status, 200, "{single}");
