@@ -142,7 +142,56 @@ pub fn exact_document(max_rows: usize) -> Value {
     );
     crate::feedback::openapi::document_ids_and_feedback(&mut doc, max_rows);
     document_training_options(&mut doc["paths"]["/api/train"]["post"]);
+    document_local_only(&mut doc);
+    group_operations(&mut doc);
     doc
+}
+
+/// The routes only a caller on the same machine (the Functions host) may reach: another
+/// address, or a request naming another host, gets 403 (see `api::local_only`).
+const LOCAL_ONLY: [(&str, &str); 3] = [
+    ("/api/train", "post"),
+    ("/api/feedback", "post"),
+    ("/api/models/{version}/promote", "post"),
+];
+
+fn document_local_only(doc: &mut Value) {
+    for (path, method) in LOCAL_ONLY {
+        doc["paths"][path][method]["responses"]["403"] = json!({
+            "description": "The request did not come from this machine or named another host: only the Functions host may call this route",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        });
+    }
+}
+
+/// The API page's groups, by path, instead of the handlers' module names.
+const GROUPS: [(&str, &str); 9] = [
+    ("/api/predict", "predictions"),
+    ("/api/invocations", "predictions"),
+    ("/api/explain", "predictions"),
+    ("/api/feedback", "feedback"),
+    ("/api/train", "training and models"),
+    ("/api/models", "training and models"),
+    ("/api/models/{version}/promote", "training and models"),
+    ("/api/health", "operations"),
+    ("/api/metrics", "operations"),
+];
+
+fn group_operations(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let group = GROUPS
+            .iter()
+            .find(|(grouped, _)| grouped == path)
+            .map_or("other", |(_, group)| group);
+        if let Some(operations) = operations.as_object_mut() {
+            for operation in operations.values_mut() {
+                operation["tags"] = json!([group]);
+            }
+        }
+    }
 }
 
 /// `POST /api/train`'s options: query parameters, or the same in an optional body.
@@ -339,5 +388,30 @@ mod tests {
             doc["components"]["schemas"]["BatchRequest"]["properties"]["instances"]["minItems"],
             1
         );
+    }
+
+    #[test]
+    fn every_operation_is_grouped_by_what_it_does_and_guarded_routes_say_403() {
+        let doc = exact_document(100);
+        let mut grouped = 0;
+        for (path, operations) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                let tags = operation["tags"].as_array().expect("tags");
+                assert_eq!(tags.len(), 1, "{method} {path}");
+                let tag = tags[0].as_str().expect("a tag");
+                assert!(
+                    !tag.contains("::") && tag != "other",
+                    "{method} {path}: {tag}"
+                );
+                grouped += 1;
+            }
+        }
+        assert!(grouped >= 11);
+        for (path, method) in LOCAL_ONLY {
+            assert!(
+                doc["paths"][path][method]["responses"]["403"].is_object(),
+                "{method} {path}"
+            );
+        }
     }
 }
