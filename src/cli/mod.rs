@@ -36,7 +36,8 @@ pub struct Cli {
     /// Model registry: a directory or a blob container URL [default: .sommelier]
     #[arg(long, global = true, value_name = "DIR|URL", env = "SOMMELIER_STORE")]
     pub store: Option<String>,
-    /// Print one JSON object instead of text (and no progress display).
+    /// Print one JSON object instead of text (and no progress display); not for `serve`,
+    /// which writes log lines.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -244,6 +245,8 @@ pub enum CliError {
     Registry(#[from] RegistryError),
     #[error("no champion model yet: run `sommelier train` first")]
     NoChampion,
+    #[error("model version `{0}` not found: `sommelier models` lists the stored versions")]
+    UnknownVersion(String),
     #[error("no model registry in {0}: `--store` (or SOMMELIER_STORE) must name the store the server uses, whose prediction log and labels the join reads")]
     NoRegistry(String),
     #[error("prediction failed: {0}")]

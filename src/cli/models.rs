@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::config::Settings;
 use crate::model::artifact::ModelArtifact;
 use crate::registry::open_registry;
-use crate::registry::{Registry, VersionEntry};
+use crate::registry::{Registry, RegistryError, VersionEntry};
 use crate::text::counted;
 use crate::tracking::Tracker;
 
@@ -213,7 +213,13 @@ async fn promote(
     version: &str,
     output: Output,
 ) -> Result<(), CliError> {
-    let pointer = registry.promote(version).await?;
+    let pointer = registry
+        .promote(version)
+        .await
+        .map_err(|error| match error {
+            RegistryError::VersionNotFound(version) => CliError::UnknownVersion(version),
+            other => other.into(),
+        })?;
     tracker.champion_moved(&pointer.champion.version).await;
     let value =
         json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});

@@ -70,8 +70,8 @@ pub(super) async fn predict(
     match args.format {
         PredictFormat::Jsonl => {
             for (i, (prediction, outside)) in predictions.iter().zip(&out_of_range).enumerate() {
-                let mut line =
-                    json!({"row": i + 1, "prediction": prediction, "out_of_range": outside});
+                let mut line = json!({"row": i + 1, "prediction": prediction,
+                    "out_of_range": outside, "model_version": model.card.version});
                 if let Some(id) = id(i) {
                     line["id"] = json!(id);
                 }
@@ -88,6 +88,11 @@ pub(super) async fn predict(
                 header.push("id");
             }
             header.extend(["prediction", "out_of_range", "model_version"]);
+            // The interval's bounds, when the model has calibrated intervals.
+            let intervals = model.conformal.is_some();
+            if intervals {
+                header.extend(["interval_low", "interval_high"]);
+            }
             let mut write = |record: Vec<String>| writer.write_record(&record);
             let mut result = write(header.iter().map(|h| h.to_string()).collect());
             for (i, (prediction, outside)) in predictions.iter().zip(&out_of_range).enumerate() {
@@ -100,11 +105,23 @@ pub(super) async fn predict(
                     outside.join(" "),
                     model.card.version.clone(),
                 ]);
+                if intervals {
+                    let (low, high) = model
+                        .interval(*prediction, coverage)
+                        .map_or((String::new(), String::new()), |[low, high]| {
+                            (low.to_string(), high.to_string())
+                        });
+                    record.extend([low, high]);
+                }
                 result = result.and_then(|()| write(record));
             }
-            result
-                .and_then(|()| writer.flush().map_err(csv::Error::from))
-                .map_err(|e| CliError::Predict(format!("cannot write the CSV: {e}")))?;
+            match result.and_then(|()| writer.flush().map_err(csv::Error::from)) {
+                // The reader went away (`| head`): as with the JSON lines, nothing to say.
+                Err(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe) =>
+                    {}
+                Err(e) => return Err(CliError::Predict(format!("cannot write the CSV: {e}"))),
+                Ok(()) => {}
+            }
         }
     }
     Ok(())

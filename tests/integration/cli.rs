@@ -672,7 +672,10 @@ fn predict_carries_ids_reports_ignored_columns_and_writes_csv() {
     );
     let text = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "row,id,prediction,out_of_range,model_version");
+    assert_eq!(
+        lines[0],
+        "row,id,prediction,out_of_range,model_version,interval_low,interval_high"
+    );
     assert!(lines[1].starts_with("1,a-1,"), "{text}");
     assert!(
         lines[2].starts_with("2,\"b,2\",") && lines[2].contains(",alcohol,"),
