@@ -154,6 +154,31 @@ pub enum ConfigError {
     },
 }
 
+/// The container the prediction log and the labels live in, beside any registry of the
+/// storage account (`feedback::store`).
+pub const PREDICTION_LOG_CONTAINER: &str = "predictions";
+
+/// A registry in the prediction log's own container would mix models with the log's blobs,
+/// and the log's retention would delete them: refused.
+fn refuse_the_log_container(store: &StoreLocation) -> Result<(), ConfigError> {
+    let StoreLocation::BlobContainer(url) = store else {
+        return Ok(());
+    };
+    let container = url
+        .split('?')
+        .next()
+        .and_then(|path| path.trim_end_matches('/').rsplit('/').next())
+        .unwrap_or("");
+    if container.eq_ignore_ascii_case(PREDICTION_LOG_CONTAINER) {
+        return Err(ConfigError::Invalid {
+            name: "SOMMELIER_STORE",
+            value: url.clone(),
+            expected: "a container other than `predictions`, which holds the prediction log beside the registry",
+        });
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Reads the process environment. `store_override` is the `--store` flag.
     pub fn from_env(store_override: Option<&str>) -> Result<Settings, ConfigError> {
@@ -174,6 +199,7 @@ impl Settings {
                 StoreLocation::Directory(PathBuf::from(defaults::STORE_DIRECTORY)),
                 |s| StoreLocation::parse(&s),
             );
+        refuse_the_log_container(&store)?;
         Ok(Settings {
             store,
             storage_connection_string: source.text("SOMMELIER_STORAGE_CONNECTION_STRING"),
@@ -329,6 +355,22 @@ mod tests {
             StoreLocation::parse("models-dir"),
             StoreLocation::Directory(PathBuf::from("models-dir"))
         );
+    }
+
+    #[test]
+    fn the_prediction_log_container_is_no_registry() {
+        for url in [
+            "https://acct.blob.core.windows.net/predictions",
+            "http://127.0.0.1:10000/devstoreaccount1/predictions/",
+        ] {
+            let error = Settings::from_lookup(Some(url), lookup_of(&[])).unwrap_err();
+            assert!(error.to_string().contains("`predictions`"), "{error}");
+        }
+        assert!(Settings::from_lookup(
+            Some("https://acct.blob.core.windows.net/predictions-staging"),
+            lookup_of(&[])
+        )
+        .is_ok());
     }
 
     fn lookup_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

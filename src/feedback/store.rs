@@ -33,7 +33,7 @@ use crate::registry::blob::{store_error, BlobUrl, Container, WriteCondition};
 use crate::registry::StoreError;
 
 /// The container beside the registry's.
-pub const CONTAINER: &str = "predictions";
+pub const CONTAINER: &str = crate::config::PREDICTION_LOG_CONTAINER;
 /// The directory in a local store.
 pub const LOCAL_DIR: &str = ".predictions";
 /// Largest append. Blob Storage takes up to 4 MiB in one append; a quarter of that keeps the
