@@ -77,8 +77,10 @@ fn check(
             id,
             quality: q + 0.0,
         }),
-        Some(q) => Err(reject(format!(
-            "`quality`: `{q}` is not a whole number from 0 to 10"
+        // Named in JSON's short form (`1e+308`, not its 309 digits), cut short if long.
+        Some(_) => Err(reject(format!(
+            "`quality`: `{}` is not a whole number from 0 to 10",
+            as_written(given)
         ))),
         None => Err(reject(not_a_quality(given, from_csv))),
     }
@@ -126,6 +128,20 @@ fn not_a_quality(given: &Value, from_csv: bool) -> String {
             "`quality` must be a whole number from 0 to 10, not {}",
             shown(given)
         ),
+    }
+}
+
+/// A number as the body wrote it: a CSV cell's text, or JSON's shortest form of the number.
+fn as_written(value: &Value) -> String {
+    let text = match value {
+        Value::String(text) => text.trim().to_string(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > SHOWN_CHARS {
+        let start: String = text.chars().take(SHOWN_CHARS).collect();
+        format!("{start}…")
+    } else {
+        text
     }
 }
 
@@ -637,5 +653,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_quality_out_of_range_is_named_as_written() {
+        let good = id();
+        let body = format!(
+            r#"{{"feedback": [{{"prediction_id": "{good}", "quality": 1e308}}, {{"prediction_id": "{good}", "quality": 5.5}}]}}"#
+        );
+        let (_, rejected, _) = parse_json(body.as_bytes(), 10).unwrap();
+        assert_eq!(
+            rejected[0].error,
+            "`quality`: `1e+308` is not a whole number from 0 to 10"
+        );
+        assert_eq!(
+            rejected[1].error,
+            "`quality`: `5.5` is not a whole number from 0 to 10"
+        );
+        let csv = format!("prediction_id,quality\n{good},12\n");
+        let (_, rejected, _) = parse_csv(csv.as_bytes(), 10).unwrap();
+        assert_eq!(
+            rejected[0].error,
+            "`quality`: `12` is not a whole number from 0 to 10"
+        );
     }
 }
