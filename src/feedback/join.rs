@@ -333,6 +333,19 @@ pub async fn join(
             );
         }
     }
+    // A newer label for a prediction past the horizon (its log line is no longer read) still
+    // reaches the row an earlier join kept for it: the latest label wins for training too.
+    for (id, label) in &labels {
+        if matched.contains_key(id) {
+            continue;
+        }
+        if let Some(kept) = rows.get_mut(id) {
+            if label.at_ms > kept.labelled_at_ms {
+                kept.quality = label.quality;
+                kept.labelled_at_ms = label.at_ms;
+            }
+        }
+    }
     let mut changed = false;
     let labelled = write_labelled(&rows);
     if previous.as_ref().map(|(bytes, _)| bytes) != Some(&labelled) {
@@ -440,5 +453,50 @@ mod tests {
         let bytes = write_labelled(&rows);
         assert_eq!(parse_labelled(&bytes).unwrap(), rows);
         assert!(parse_labelled(b"a,b\n1,2\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_late_label_relabels_the_row_kept_past_the_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LoopStore::Local(dir.path().to_path_buf());
+        let id = "019b0f4e-8a52-7c3d-9f1e-2b7a4c6d8e90.3".to_string();
+        let now = 1_790_000_000_000u64;
+        let mut kept = BTreeMap::new();
+        kept.insert(
+            id.clone(),
+            LabelledRow {
+                labelled_at_ms: now - 200 * 86_400_000,
+                row: [
+                    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+                ],
+                quality: 4.0,
+            },
+        );
+        std::fs::create_dir_all(dir.path().join("joined")).unwrap();
+        std::fs::write(dir.path().join(LABELLED_ROWS), write_labelled(&kept)).unwrap();
+        let label = LabelLine {
+            id: id.clone(),
+            quality: 7.0,
+            time: super::super::record::time_text(now - 3_600_000),
+        };
+        let labels_dir = dir
+            .path()
+            .join(format!("labels/{}", hour_partition(now - 3_600_000)));
+        std::fs::create_dir_all(&labels_dir).unwrap();
+        let mut line = serde_json::to_vec(&label).unwrap();
+        line.push(b'\n');
+        std::fs::write(labels_dir.join("w-1.jsonl"), line).unwrap();
+
+        let outcome = join(&store, 30, now).await.unwrap();
+        assert!(outcome.changed);
+        assert_eq!(
+            outcome.report.unmatched_labels, 1,
+            "no log line within the horizon"
+        );
+        let rows = parse_labelled(&std::fs::read(dir.path().join(LABELLED_ROWS)).unwrap()).unwrap();
+        assert_eq!(rows[&id].quality, 7.0);
+        assert_eq!(rows[&id].labelled_at_ms, now - 3_600_000);
+        // Idempotent: the same label again changes nothing.
+        assert!(!join(&store, 30, now).await.unwrap().changed);
     }
 }
