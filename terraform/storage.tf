@@ -76,6 +76,13 @@ resource "azurerm_storage_container" "predictions" {
 #   blobs under joined/) are kept.
 # - Deployment checks (training-data/checks/, the deploy workflow's smoke test): removed a day
 #   after they were written, should the workflow not have removed them itself.
+# The policy held only the prediction log's rule before (with a count); an account has one
+# policy, so it moves rather than being created beside the old one.
+moved {
+  from = azurerm_storage_management_policy.prediction_log_retention[0]
+  to   = azurerm_storage_management_policy.lifecycle
+}
+
 resource "azurerm_storage_management_policy" "lifecycle" {
   storage_account_id = azurerm_storage_account.main.id
 

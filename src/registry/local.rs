@@ -28,7 +28,7 @@ use crate::model::dataset::sha256_hex;
 
 const MODEL_FILE: &str = "model.bin";
 const CARD_FILE: &str = "card.json";
-const POINTER_FILE: &str = "champion";
+const POINTER_FILE: &str = crate::registry::store::POINTER_NAME;
 const LOCK_FILE: &str = ".champion.lock";
 /// Prefix of a version's staging directory (`.partial-<version>-<pid>`).
 const STAGING_PREFIX: &str = ".partial-";

@@ -479,6 +479,12 @@ impl Registry {
         let artifact = self.load_servable(version).await?;
         for _ in 0..MAX_PROMOTE_ATTEMPTS {
             let current = self.champion().await?;
+            if let Some(pointer) = current.as_ref().filter(|p| p.champion.version == version) {
+                // Promoting the champion again (a retried rollback) changes nothing: the
+                // previous champion it remembers, the rollback target that retention keeps,
+                // stays.
+                return Ok((artifact, pointer.clone()));
+            }
             let champion = Champion {
                 version: version.to_string(),
                 previous: current

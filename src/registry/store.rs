@@ -81,12 +81,16 @@ impl StoreError {
     }
 }
 
+/// The champion pointer's name in every store: no version may have it.
+pub(crate) const POINTER_NAME: &str = "champion";
+
 /// Version ids become path components and blob name prefixes: refuse anything that is not a
 /// plain id, so no id can escape the store or collide with the pointer.
 pub(crate) fn check_version_name(version: &str) -> Result<(), StoreError> {
     let valid = !version.is_empty()
         && version.len() <= 128
         && !version.starts_with('.')
+        && version != POINTER_NAME
         && version
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');

@@ -639,12 +639,13 @@ def test_role_assignments_are_scoped_to_single_resources(root):
         "${azurerm_storage_container.training_data.id}",
         "${azurerm_key_vault.main.id}",
         "${azurerm_application_insights.main.id}",
-        "${each.value}",
     }
     assignments = {a: b for a, b in root.resources().items() if a.startswith("azurerm_role_assignment.")}
     assert len(assignments) >= 3
     for address, body in assignments.items():
         scope = body["scope"]
+        if address == "azurerm_role_assignment.app_key_vault_secrets_user":
+            continue  # one per secret, checked below
         assert scope in allowed_scopes, f"{address}: scope {scope} is not a single resource"
         assert "subscription" not in scope.lower() and "resource_group" not in scope.lower()
         role = body["role_definition_name"]
@@ -682,6 +683,10 @@ def test_the_deploy_principal_writes_only_training_data(root):
 
 def test_lifecycle_rules_bound_the_log_and_remove_deployment_checks(root):
     policy = root.resource("azurerm_storage_management_policy.lifecycle")
+    # The one policy of the account existed before under another address: it moves.
+    moves = [_block(m) for m in root.parsed.get("moved", [])]
+    assert {"from": "${azurerm_storage_management_policy.prediction_log_retention[0]}",
+            "to": "${azurerm_storage_management_policy.lifecycle}"} in moves, moves
     rules = {_block(rule)["name"]: _block(rule) for rule in policy["rule"]}
     checks = rules["deployment-checks"]
     assert _block(checks["filters"])["prefix_match"] == ["${local.training_data_container}/checks/"]

@@ -44,7 +44,7 @@ pub use shared_key::{AccountKey, ConnectionStringError, EMULATOR_ACCOUNT};
 
 const MODEL_FILE: &str = "model.bin";
 const CARD_FILE: &str = "card.json";
-const POINTER_BLOB: &str = "champion";
+const POINTER_BLOB: &str = crate::registry::store::POINTER_NAME;
 /// Claims are `.claims/<key>.json`: no version id starts with a dot, so no clash.
 const CLAIM_PREFIX: &str = ".claims/";
 const CLAIM_SUFFIX: &str = ".json";
