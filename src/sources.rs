@@ -119,8 +119,9 @@ pub const REJECTION_SUFFIX: &str = ".rejected.json";
 /// Suffix of the report left next to a deployment check.
 pub const CHECK_SUFFIX: &str = ".checked.json";
 
-/// Folder of the training-data container for deployment checks: an upload there is read and
-/// fitted as any upload would be, and nothing is stored, promoted or recorded; the result is
+/// Folder of the training-data container for deployment checks (exactly this name, in lower
+/// case): an upload there is parsed and fitted once with the default recipe, and nothing is
+/// stored, promoted or recorded, nor does any guard of a real upload run; the result is
 /// left beside it (`<name>.checked.json`). A check never becomes training data, so checking
 /// a deployment cannot change what the production model trains on or which model serves.
 pub const CHECK_FOLDER: &str = "checks/";

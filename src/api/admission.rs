@@ -134,19 +134,19 @@ fn admit_request(
 /// A compressed body (`Content-Encoding: gzip`, say) would be read as text and refused with a
 /// misleading parse error: it is refused as what it is, before it is read.
 fn refuse_encoded(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    match headers.get(axum::http::header::CONTENT_ENCODING) {
-        None => Ok(()),
-        Some(value) => {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            if text.trim().eq_ignore_ascii_case("identity") {
-                Ok(())
-            } else {
-                Err(ApiError::UnsupportedEncoding(
-                    crate::model::dataset::clip(&text).to_string(),
-                ))
-            }
+    for value in headers.get_all(axum::http::header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let encoded = text
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+        if encoded {
+            return Err(ApiError::UnsupportedEncoding(
+                crate::model::dataset::clip(text.trim()).to_string(),
+            ));
         }
     }
+    Ok(())
 }
 
 /// A chunk of the body the connection has already read, if any: the stream is polled once,

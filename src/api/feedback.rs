@@ -40,7 +40,7 @@ pub struct FeedbackResponse {
         (status = 413, description = "Body or number of labels too large", body = super::error::ErrorBody),
         (status = 415, description = "Content type other than application/json, text/csv or a form", body = super::error::ErrorBody),
         (status = 422, description = "Every label sent was refused, none stored; each is named with its reason (a list or CSV with some labels accepted answers 202)", body = FeedbackResponse),
-        (status = 503, description = "The feedback store did not answer in time; some labels may be stored. Sending the same request again is safe: the latest label of an id wins", body = super::error::ErrorBody),
+        (status = 503, description = "The labels could not all be stored (the store did not answer in time, or refused the app's identity); some may be. Sending the same request again is safe: the latest label of an id wins", body = super::error::ErrorBody),
     )
 )]
 pub async fn feedback(

@@ -172,7 +172,11 @@ fn refuse_the_log_container(store: &StoreLocation) -> Result<(), ConfigError> {
     if container.eq_ignore_ascii_case(PREDICTION_LOG_CONTAINER) {
         return Err(ConfigError::Invalid {
             name: "SOMMELIER_STORE",
-            value: url.clone(),
+            // The query may hold a SAS token: never repeated.
+            value: match url.split_once('?') {
+                Some((path, _)) => format!("{path}?…"),
+                None => url.clone(),
+            },
             expected: "a container other than `predictions`, which holds the prediction log beside the registry",
         });
     }

@@ -61,8 +61,8 @@ fn check(
     };
     let quality = match given {
         Value::Number(number) => number.as_f64(),
-        // A CSV cell: a number written as JSON or a form field may write it (`6`, `6.0`,
-        // `6e0`), so the three forms take the same qualities.
+        // A CSV cell: read as a number (`6`, `6.0`, `6e0`), as JSON and form fields are, so a
+        // quality written one way in JSON is not refused from a CSV.
         Value::String(text) if from_csv => {
             let text = text.trim();
             (text.len() <= MAX_NUMBER_CHARS)
@@ -145,6 +145,9 @@ fn as_written(value: &Value) -> String {
     }
 }
 
+/// The fields a label is made of (and a list's), which a form may give once each.
+const LABEL_FIELDS: [&str; 3] = ["prediction_id", "quality", "feedback"];
+
 /// Longest text a CSV cell may have to be read as a number.
 const MAX_NUMBER_CHARS: usize = 32;
 
@@ -179,10 +182,13 @@ pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
     let mut object = serde_json::Map::new();
     for (name, text) in fields {
         if object.contains_key(&name) {
-            return Err(BodyProblem::Malformed(format!(
-                "field `{}` is given twice",
-                crate::model::dataset::clip(&name)
-            )));
+            // A label's own field twice is ambiguous; other fields are ignored anyway.
+            if LABEL_FIELDS.contains(&name.as_str()) {
+                return Err(BodyProblem::Malformed(format!(
+                    "field `{name}` is given twice"
+                )));
+            }
+            continue;
         }
         let number = text
             .trim()

@@ -6,38 +6,49 @@ use serde_json::{json, Value};
 /// Adds the `x-prediction-id` header to the prediction answers.
 pub fn document_ids_and_feedback(doc: &mut Value, max_rows: usize) {
     let id = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}(\.(0|[1-9][0-9]{0,8}))?";
-    let label = json!({
+    let prediction_id = json!({"type": "string", "pattern": format!("^{id}$"), "description": "A prediction's `x-prediction-id`, or `<id>.<row>` for a row of a batch or an MLflow call."});
+    let quality = json!({"type": "integer", "minimum": 0, "maximum": 10, "description": "The tasted quality."});
+    let item = json!({
         "type": "object",
         "required": ["prediction_id", "quality"],
-        "properties": {
-            "prediction_id": {"type": "string", "pattern": format!("^{id}$"), "description": "A prediction's `x-prediction-id`, or `<id>.<row>` for a row of a batch or an MLflow call."},
-            "quality": {"type": "integer", "minimum": 0, "maximum": 10, "description": "The tasted quality."},
-            "feedback": {"not": {"type": "array"}, "description": "With a list here the body is a list of labels."},
-        },
+        "properties": {"prediction_id": prediction_id, "quality": quality},
     });
+    // One label, without a list beside it (a body with both is refused).
+    let mut label = item.clone();
+    label["not"] = json!({"required": ["feedback"]});
+    // A list with at least one label that can be stored: a list of which none can is refused
+    // (422) as a whole, each refusal named; other items are refused and listed one by one.
+    let list = json!({
+        "type": "object",
+        "required": ["feedback"],
+        "not": {"anyOf": [{"required": ["prediction_id"]}, {"required": ["quality"]}]},
+        "properties": {"feedback": {
+            "type": "array", "minItems": 1, "maxItems": max_rows,
+            "description": "Labels shaped like the single one; each is checked on its own and a refused one is listed in `rejected` with its index.",
+            "items": {},
+            "contains": item,
+        }},
+    });
+    // CSV: the header, then at least one row of an id and a quality separated as the header
+    // is; other lines before it hold no quote (a quoted field may span lines and take the
+    // row in), and anything may follow it. A CSV without a row that can be stored is refused.
+    let quality_text = "(?:10|[0-9])";
+    let csv = [",", ";", "\\t"]
+        .iter()
+        .map(|sep| {
+            format!(r#"prediction_id{sep}quality\r?\n(?:[^\n"]*\n)*{id}{sep}{quality_text}"#)
+        })
+        .collect::<Vec<_>>()
+        .join("|");
     let feedback = &mut doc["paths"]["/api/feedback"]["post"];
     if feedback.is_object() {
         feedback["requestBody"] = json!({
             "required": true,
-            "description": "One label, a list of labels, or CSV with the header prediction_id,quality (separated by commas, semicolons or tabs). Each label is checked on its own; refused ones are listed with their index.",
+            "description": "One label, a list of labels, or CSV with the header prediction_id,quality (separated by commas, semicolons or tabs). Each label is checked on its own; refused ones are listed with their index, and a body of which no label can be stored is refused (422).",
             "content": {
-                "application/json": {"schema": {"oneOf": [
-                    label.clone(),
-                    {"type": "object", "required": ["feedback"], "properties": {"feedback": {
-                        "type": "array", "minItems": 1, "maxItems": max_rows,
-                        "description": "Labels shaped like the single one (anything else is refused and listed); each is checked on its own and a refused one is listed in `rejected` with its index.",
-                        "items": {},
-                    }}},
-                ]}},
-                "application/x-www-form-urlencoded": {"schema": {
-                    "type": "object",
-                    "required": ["prediction_id", "quality"],
-                    "properties": {
-                        "prediction_id": label["properties"]["prediction_id"].clone(),
-                        "quality": label["properties"]["quality"].clone(),
-                    },
-                }},
-                "text/csv": {"schema": {"type": "string", "pattern": r"^prediction_id[,;\t]quality\n[^\n]", "description": "A header naming prediction_id and quality (separated by `,`, `;` or a tab), then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
+                "application/json": {"schema": {"oneOf": [label, list]}},
+                "application/x-www-form-urlencoded": {"schema": label.clone()},
+                "text/csv": {"schema": {"type": "string", "pattern": format!(r"^(?:{csv})(?:\r?\n[\s\S]*)?$"), "description": "A header naming prediction_id and quality (separated by `,`, `;` or a tab), then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
             },
         });
     }

@@ -229,7 +229,7 @@ impl LoopStore {
             writer: writer.to_string(),
             current: None,
             sequence: 0,
-            unsettled: None,
+            in_flight: None,
         }
     }
 }
@@ -364,6 +364,22 @@ struct Current {
     file: Option<Arc<File>>,
 }
 
+/// A local write: the file it wrote to, or why it failed.
+type LocalWrite = tokio::task::JoinHandle<Result<Arc<File>, LocalAppendError>>;
+
+/// An append whose outcome the appender has not learnt: the caller stopped waiting for it (a
+/// timeout), or the store's answer was lost. It is settled before the next append, so that
+/// the next one neither goes beside it nor is taken for it (labels have lines of one length),
+/// and a retry of the same lines finds them written rather than writing them twice.
+#[derive(Debug)]
+enum InFlight {
+    /// An append to the current blob: the blob's length tells whether it is in.
+    Blob(Bytes),
+    /// A local write, which goes on in its thread when its caller stops waiting: it is waited
+    /// for, so two writes never run at once on one file.
+    Local(Bytes, LocalWrite),
+}
+
 /// Appends lines for one writer; starts a new file or blob on the hour, past
 /// [`MAX_FILE_BYTES`] and before the block limit. Not shared: one per writer.
 #[derive(Debug)]
@@ -373,74 +389,44 @@ pub struct Appender {
     writer: String,
     current: Option<Current>,
     sequence: u32,
-    /// Lines of an append to a blob whose outcome is not known (its answer was lost, or the
-    /// caller stopped waiting): they may be in the blob or not.
-    unsettled: Option<Bytes>,
+    in_flight: Option<InFlight>,
 }
 
 impl Appender {
     /// Appends `lines` (complete lines, at most [`MAX_APPEND_BYTES`]) at the time `now_ms`.
-    /// On an error nothing of `lines` may be assumed written; a retry never writes a line
-    /// twice (Blob Storage: the append is conditional on the blob's length). The lines are
-    /// shared, not copied, with the file task or the request.
+    /// On an error nothing of `lines` may be assumed written; a retry (the same lines again)
+    /// never writes a line twice, and an append the caller stopped waiting for is settled
+    /// before the next one. The lines are shared, not copied, with the file task or the
+    /// request.
     pub async fn append(&mut self, lines: Bytes, now_ms: u64) -> Result<(), StoreError> {
         debug_assert!(lines.len() <= MAX_APPEND_BYTES);
-        // A retry of the unsettled append may find it written; other lines must first learn
-        // whether it was, or they could be taken for it (labels have lines of one length).
-        let retry = self.unsettled.as_ref() == Some(&lines);
-        if !retry {
-            self.settle().await?;
-        }
-        let hour = hour_partition(now_ms);
-        let roll = match &self.current {
-            None => true,
-            Some(current) => {
-                current.hour != hour
-                    || current.bytes + lines.len() as u64 > MAX_FILE_BYTES
-                    || current.blocks >= MAX_BLOCKS
+        if let Some(in_flight) = self.in_flight.take() {
+            if self.settle(in_flight).await?.as_ref() == Some(&lines) {
+                return Ok(());
             }
-        };
-        if roll {
-            self.current = None;
-            self.sequence += 1;
-            let name = format!(
-                "{}{hour}/{}-{}.jsonl",
-                self.stream.prefix(),
-                self.writer,
-                self.sequence
-            );
-            let bytes = match &self.store {
-                LoopStore::Local(_) => 0,
-                LoopStore::Blob(container) => create_append_blob(container, &name).await?,
-            };
-            self.current = Some(Current {
-                name,
-                hour,
-                bytes,
-                blocks: 0,
-                file: None,
-            });
         }
+        self.roll_if_due(now_ms, lines.len()).await?;
         let Some(current) = self.current.as_mut() else {
             return Err(StoreError::Other("no log file".into()));
         };
         // What failed, and whether the file or blob can take the next append: a local write
-        // cut back to where it started, or a blob append the store did not answer (settled or
-        // retried at the same position). Otherwise the next append goes to a new file or blob,
-        // so whatever part of a line a failure left stays a last line cut short (the join
-        // skips it): a local write that could not be cut back, a blob that is gone or whose
-        // length is not what this writer wrote.
+        // cut back to where it started, or a blob append the store did not answer (settled
+        // first). Otherwise the next append goes to a new file or blob, so whatever part of a
+        // line a failure left stays a last line cut short (the join skips it): a local write
+        // that could not be cut back, a blob that is gone or whose length is not what this
+        // writer wrote.
         let failed = match &self.store {
             LoopStore::Local(root) => {
                 let path = root.join(&current.name);
                 let (file, data) = (current.file.clone(), lines.clone());
-                let appended =
-                    tokio::task::spawn_blocking(move || append_local(file, &path, &data))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(StoreError::Other(format!("the file task failed: {e}")).into())
-                        });
-                match appended {
+                let write = tokio::task::spawn_blocking(move || append_local(file, &path, &data));
+                self.in_flight = Some(InFlight::Local(lines.clone(), write));
+                let Some(InFlight::Local(_, write)) = self.in_flight.as_mut() else {
+                    return Err(StoreError::Other("no local write".into()));
+                };
+                let written = write.await;
+                self.in_flight = None;
+                match joined(written) {
                     Ok(file) => {
                         current.file = Some(file);
                         None
@@ -449,22 +435,14 @@ impl Appender {
                 }
             }
             LoopStore::Blob(container) => {
-                self.unsettled = Some(lines.clone());
-                let appended = append_block(
-                    container,
-                    &current.name,
-                    lines.clone(),
-                    current.bytes,
-                    retry,
-                )
-                .await;
-                if !matches!(appended, Err(StoreError::Unavailable(_))) {
-                    self.unsettled = None;
+                self.in_flight = Some(InFlight::Blob(lines.clone()));
+                let appended =
+                    append_block(container, &current.name, lines.clone(), current.bytes).await;
+                let unanswered = matches!(appended, Err(StoreError::Unavailable(_)));
+                if !unanswered {
+                    self.in_flight = None;
                 }
-                appended.err().map(|error| {
-                    let unanswered = matches!(error, StoreError::Unavailable(_));
-                    (error, unanswered)
-                })
+                appended.err().map(|error| (error, unanswered))
             }
         };
         if let Some((error, keep)) = failed {
@@ -478,26 +456,102 @@ impl Appender {
         Ok(())
     }
 
-    /// Learns whether the unsettled append is in the blob, from the blob's length: written
-    /// (the position moves past it), not written (the position stays), or neither, when the
-    /// blob is not what this writer wrote (the next append starts a new one).
-    async fn settle(&mut self) -> Result<(), StoreError> {
-        let (Some(lines), LoopStore::Blob(container), Some(current)) =
-            (&self.unsettled, &self.store, self.current.as_mut())
-        else {
-            self.unsettled = None;
-            return Ok(());
+    /// Starts a new file or blob on the hour, past [`MAX_FILE_BYTES`] and before the block
+    /// limit, or when there is none.
+    async fn roll_if_due(&mut self, now_ms: u64, length: usize) -> Result<(), StoreError> {
+        let hour = hour_partition(now_ms);
+        let due = match &self.current {
+            None => true,
+            Some(current) => {
+                current.hour != hour
+                    || current.bytes + length as u64 > MAX_FILE_BYTES
+                    || current.blocks >= MAX_BLOCKS
+            }
         };
-        let length = blob_length(container, &current.name).await?;
-        if length == current.bytes + lines.len() as u64 {
-            current.bytes = length;
-            current.blocks += 1;
-        } else if length != current.bytes {
-            self.current = None;
+        if !due {
+            return Ok(());
         }
-        self.unsettled = None;
+        self.current = None;
+        self.sequence += 1;
+        let name = format!(
+            "{}{hour}/{}-{}.jsonl",
+            self.stream.prefix(),
+            self.writer,
+            self.sequence
+        );
+        let bytes = match &self.store {
+            LoopStore::Local(_) => 0,
+            LoopStore::Blob(container) => create_append_blob(container, &name).await?,
+        };
+        self.current = Some(Current {
+            name,
+            hour,
+            bytes,
+            blocks: 0,
+            file: None,
+        });
         Ok(())
     }
+
+    /// Learns what came of an append: its lines when they are written (the position moves
+    /// past them), `None` when they are not. A blob's length says which, this writer being
+    /// the blob's only one; a length that is neither, or a blob that is gone, makes the next
+    /// append start a new one. A local write is waited for. When the store cannot say, the
+    /// append stays unsettled and the error is returned.
+    async fn settle(&mut self, in_flight: InFlight) -> Result<Option<Bytes>, StoreError> {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(None);
+        };
+        match in_flight {
+            InFlight::Local(lines, write) => match joined(write.await) {
+                Ok(file) => {
+                    current.file = Some(file);
+                    current.bytes += lines.len() as u64;
+                    current.blocks += 1;
+                    Ok(Some(lines))
+                }
+                Err(LocalAppendError { clean, .. }) => {
+                    if !clean {
+                        self.current = None;
+                    }
+                    Ok(None)
+                }
+            },
+            InFlight::Blob(lines) => {
+                let LoopStore::Blob(container) = &self.store else {
+                    return Ok(None);
+                };
+                let length = match blob_length(container, &current.name).await {
+                    Ok(length) => length,
+                    Err(StoreError::NotFound(_)) => {
+                        self.current = None;
+                        return Ok(None);
+                    }
+                    Err(error) => {
+                        self.in_flight = Some(InFlight::Blob(lines));
+                        return Err(error);
+                    }
+                };
+                if length == current.bytes + lines.len() as u64 {
+                    current.bytes = length;
+                    current.blocks += 1;
+                    Ok(Some(lines))
+                } else {
+                    if length != current.bytes {
+                        self.current = None;
+                    }
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of a local write's task (a task that panicked wrote nothing known).
+fn joined(
+    written: Result<Result<Arc<File>, LocalAppendError>, tokio::task::JoinError>,
+) -> Result<Arc<File>, LocalAppendError> {
+    written.unwrap_or_else(|e| Err(StoreError::Other(format!("the file task failed: {e}")).into()))
 }
 
 /// Appends `data` to the local file at `path`, opening it (and its directory) unless `file`
@@ -589,16 +643,15 @@ async fn blob_length(container: &Container, name: &str) -> Result<u64, StoreErro
     Ok(properties.content_length().ok().flatten().unwrap_or(0))
 }
 
-/// Appends `lines` at `offset`. A 412 means the append position did not match: on a `retry`
-/// of these very lines, a blob exactly `offset + lines.len()` long means the earlier try
-/// succeeded and its answer was lost, so it counts as done; otherwise the blob is not what
+/// Appends `lines` at `offset`. A 412 means the append position did not match: when the blob
+/// holds exactly these lines at `offset`, an earlier try of this very append succeeded (the
+/// SDK resends after a lost answer) and it counts as done; otherwise the blob is not what
 /// this writer wrote, and the error makes the writer start a new one.
 async fn append_block(
     container: &Container,
     name: &str,
     lines: Bytes,
     offset: u64,
-    retry: bool,
 ) -> Result<(), StoreError> {
     let client = container.client().blob_client(name).append_blob_client();
     let options = AppendBlobClientAppendBlockOptions {
@@ -606,12 +659,14 @@ async fn append_block(
         ..Default::default()
     };
     let length = lines.len() as u64;
-    let body: RequestContent<Bytes, azure_core::http::NoFormat> = lines.into();
+    let body: RequestContent<Bytes, azure_core::http::NoFormat> = lines.clone().into();
     match client.append_block(body, length, Some(options)).await {
         Ok(_) => Ok(()),
         Err(error) if error.http_status() == Some(StatusCode::PreconditionFailed) => {
             let blob_bytes = blob_length(container, name).await?;
-            if retry && blob_bytes == offset + length {
+            if blob_bytes == offset + length
+                && container.read_range(name, offset..offset + length).await? == lines
+            {
                 Ok(())
             } else {
                 Err(StoreError::Other(format!(

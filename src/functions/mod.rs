@@ -128,9 +128,20 @@ pub async fn retrain_on_upload(
             )
         }
     };
-    let blob = invocation
+    // Without the blob's name nothing can be reported beside it, and a training could not
+    // say what it trained on: the invocation is refused, and nothing is written.
+    let Some(blob) = invocation
         .blob_name()
-        .unwrap_or_else(|| "(unnamed)".to_string());
+        .filter(|name| !name.trim().is_empty())
+    else {
+        let reason =
+            "the invocation names no blob (Metadata.name, or Metadata.Uri in training-data)";
+        return answer(
+            StatusCode::OK,
+            vec![format!("invocation refused: {reason}")],
+            json!({"status": "rejected", "reason": reason}),
+        );
+    };
     if is_upload_report(&blob) {
         return answer(
             StatusCode::OK,
@@ -138,16 +149,17 @@ pub async fn retrain_on_upload(
             json!({"status": "ignored", "blob": blob}),
         );
     }
-    let bytes = match invocation.blob_content("csv") {
-        Ok(bytes) => bytes,
-        Err(reason) => return reject(&state, &blob, reason).await,
-    };
+    let content = invocation.blob_content("csv");
     if is_check_upload(&blob) {
         return exclusive(&state, move |state| async move {
-            checked(&state, blob, bytes).await
+            checked(&state, blob, content).await
         })
         .await;
     }
+    let bytes = match content {
+        Ok(bytes) => bytes,
+        Err(reason) => return reject(&state, &blob, reason).await,
+    };
     let etag = invocation.blob_etag();
     exclusive(&state, move |state| async move {
         claimed_upload(&state, blob, bytes, etag).await
@@ -158,15 +170,27 @@ pub async fn retrain_on_upload(
 /// A deployment check's work, under the training lock: the upload read and fitted, nothing
 /// stored, and the result left beside the blob for whoever checks the deployment. Every
 /// outcome answers 200: a check is not retried.
-async fn checked(state: &SharedState, blob: String, bytes: Vec<u8>) -> Answer {
-    let data = TrainingData {
-        bytes,
-        source: DataSource {
-            name: blob.clone(),
-            etag: None,
-        },
+async fn checked(state: &SharedState, blob: String, content: Result<Vec<u8>, String>) -> Answer {
+    let checked = match content {
+        Ok(bytes) => check_upload(TrainingData {
+            bytes,
+            source: DataSource {
+                name: blob.clone(),
+                etag: None,
+            },
+        })
+        .await
+        .map_err(|error| {
+            let status = if error.is_input_error() {
+                "rejected"
+            } else {
+                "failed"
+            };
+            (status, error.to_string())
+        }),
+        Err(reason) => Err(("rejected", reason)),
     };
-    let (value, line) = match check_upload(data).await {
+    let (value, line) = match checked {
         Ok(checked) => (
             json!({"status": "checked", "blob": blob, "rows": checked.rows,
                    "metrics": checked.metrics}),
@@ -175,13 +199,8 @@ async fn checked(state: &SharedState, blob: String, bytes: Vec<u8>) -> Answer {
                 crate::text::counted(checked.rows as u64, "row")
             ),
         ),
-        Err(error) => {
-            let status = if error.is_input_error() {
-                "rejected"
-            } else {
-                "failed"
-            };
-            let reason = bounded(error.to_string());
+        Err((status, reason)) => {
+            let reason = bounded(reason);
             let line = format!("check {blob}: {status}: {reason}");
             (
                 json!({"status": status, "blob": blob, "reason": reason}),
@@ -420,11 +439,12 @@ fn bounded(reason: String) -> String {
     if reason.len() <= REASON_BYTES {
         return reason;
     }
-    let mut end = REASON_BYTES;
+    let note = format!("… (cut; {} bytes in all)", reason.len());
+    let mut end = REASON_BYTES - note.len();
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… (cut; {} bytes in all)", &reason[..end], reason.len())
+    format!("{}{note}", &reason[..end])
 }
 
 /// The newest stored version trained on data with this SHA-256 (a redelivered blob).
@@ -438,4 +458,18 @@ async fn version_trained_on(
         .rev()
         .find(|c| c.data_sha256 == sha)
         .map(|c| c.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_to_its_bound_with_the_note() {
+        let reason = "é".repeat(2_000);
+        let cut = bounded(reason.clone());
+        assert!(cut.len() <= REASON_BYTES, "{} bytes", cut.len());
+        assert!(cut.ends_with("… (cut; 4000 bytes in all)"), "{cut}");
+        assert_eq!(bounded("short".to_string()), "short");
+    }
 }

@@ -375,6 +375,48 @@ async fn a_deployment_check_fits_the_upload_and_changes_nothing() {
         .await
         .unwrap());
 
+    // A check whose content cannot be decoded is reported in the same place.
+    let mut undecodable = blob_envelope(&cloud, "checks/undecodable.csv", b"", None);
+    undecodable["Data"]["csv"] = json!("%%% not base64");
+    let (status, answer) = deliver(&server, &undecodable).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("rejected")),
+        "{answer}"
+    );
+    let report = cloud
+        .uploads()
+        .read("checks/undecodable.csv.checked.json")
+        .await
+        .expect("the check's report");
+    let report: Value = serde_json::from_slice(&report.bytes).unwrap();
+    assert_eq!(report["status"], "rejected", "{report}");
+
+    // An invocation that names no blob is refused, and nothing is written for it.
+    let (status, answer) = deliver(
+        &server,
+        &json!({"Data": {"csv": base64::engine::general_purpose::STANDARD.encode(scrambled_csv())}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("rejected")),
+        "{answer}"
+    );
+    assert!(
+        answer["reason"].as_str().unwrap().contains("names no blob"),
+        "{answer}"
+    );
+    let names: Vec<String> = cloud
+        .uploads()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("unnamed")), "{names:?}");
+
     // The reports arrive as uploads too: ignored.
     let report_name = format!("{name}.checked.json");
     let (status, ignored) =

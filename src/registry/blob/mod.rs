@@ -323,6 +323,29 @@ impl Container {
             .ok_or_else(|| StoreError::Other(format!("{name}: unexpected 304 Not Modified")))
     }
 
+    /// Reads the bytes `range` of a blob (fewer when the blob ends before its end).
+    pub async fn read_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let options = BlobClientDownloadOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        let result = self
+            .blob(name)
+            .download(Some(options))
+            .await
+            .map_err(|e| store_error(name, e))?;
+        let bytes = result
+            .body
+            .collect()
+            .await
+            .map_err(|e| store_error(name, e))?;
+        Ok(Vec::from(bytes))
+    }
+
     /// Reads a blob unless it still has the ETag `known` (then `None`).
     pub async fn read_if_changed(
         &self,
