@@ -474,6 +474,25 @@ async fn train_models_promote_health_and_metrics() {
         );
     }
 
+    // Promoting the champion again (a retried rollback) keeps the previous champion it
+    // remembers, the rollback target; the pointer's name is no version.
+    let (status, answer) = post_raw(
+        &server,
+        &format!("/api/models/{first}/promote"),
+        None,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["champion"].as_str(), answer["previous"].as_str()),
+        (Some(first.as_str()), Some(elastic)),
+        "{answer}"
+    );
+    let (status, answer) =
+        post_raw(&server, "/api/models/champion/promote", None, Vec::new()).await;
+    assert_eq!(status, 404, "{answer}");
+
     // The same options in a JSON body; one that names no option is refused, naming it.
     let response = http
         .post(server.url("/api/train"))

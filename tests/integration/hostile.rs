@@ -233,6 +233,26 @@ async fn hostile_bodies_get_their_4xx_and_the_server_stays_responsive() {
         );
     }
 
+    // Every Content-Encoding header counts, and `identity` alone is no encoding.
+    let answer = raw_exchange(
+        &server,
+        &format!(
+            "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}",
+            server.port
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    let response = client()
+        .post(server.url("/api/predict"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .json(&wine())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+
     // Past 16 MB: refused from the declared length, before a byte of the body is read.
     let mut stream = hold_large_body(&server, 17 * MB).await;
     let answer = read_until_closed(&mut stream, Duration::from_secs(30))
