@@ -414,12 +414,16 @@ impl ModelArtifact {
     }
 
     pub fn predict(&self, rows: &[FeatureRow]) -> Result<Vec<f64>, FitError> {
-        self.regressor.predict(rows)
+        let mut predictions = self.regressor.predict(rows)?;
+        for prediction in &mut predictions {
+            *prediction = on_the_scale(*prediction);
+        }
+        Ok(predictions)
     }
 
     /// One row's prediction, without allocating.
     pub fn predict_row(&self, row: &FeatureRow) -> Result<f64, FitError> {
-        self.regressor.predict_row(row)
+        self.regressor.predict_row(row).map(on_the_scale)
     }
 
     /// The features of `row` outside the range seen in training.
@@ -433,6 +437,15 @@ impl ModelArtifact {
             .map(|(_, name)| name)
             .collect()
     }
+}
+
+/// A prediction held to the quality scale. A forest's never leaves it (its leaves average
+/// qualities); a linear model's does for inputs far outside its training range (flagged
+/// `out_of_range`), where a score of 15, or 9,110, would mean nothing and fall outside its
+/// own interval.
+fn on_the_scale(prediction: f64) -> f64 {
+    let (low, high) = super::interval::QUALITY_RANGE;
+    prediction.clamp(low, high)
 }
 
 /// Per-feature statistics of the rows a model was trained on.

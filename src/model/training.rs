@@ -377,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn a_linear_model_far_outside_its_range_stays_on_the_scale_inside_its_interval() {
+        let dataset = read_training_data(crate::bundled::WINE_QUALITY_RED_CSV).unwrap();
+        let artifact = train_owned(dataset, &options(Algorithm::ElasticNet))
+            .unwrap()
+            .artifact;
+        let mut high = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+        high[5] = 1_000_000.0;
+        let mut low = high;
+        low[5] = 11.0;
+        low[1] = 1_000.0;
+        for row in [high, low] {
+            let one = artifact.predict_row(&row).unwrap();
+            assert!((0.0..=10.0).contains(&one), "{one}");
+            assert_eq!(artifact.predict(&[row]).unwrap(), vec![one]);
+            if let Some([from, to]) = artifact.interval(one, 0.9) {
+                assert!(from <= one && one <= to, "{one} outside [{from}, {to}]");
+            }
+        }
+    }
+
+    #[test]
     fn the_card_reports_a_plausible_peak_memory_on_linux() {
         let dataset = read_training_data(crate::bundled::WINE_QUALITY_RED_CSV).unwrap();
         let card = train_owned(dataset, &options(Algorithm::ExtraTrees))
