@@ -73,8 +73,14 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<ModelsRespons
 )]
 pub async fn promote(
     State(state): State<SharedState>,
-    Path(version): Path<String>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
+    // Said in the one error shape, not as the extractor's text.
+    let Path(version) = path.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "the version in the path cannot be read: {rejection}"
+        ))
+    })?;
     // Refused (400) unless the version loads and serves.
     let (artifact, pointer) = state.registry.promote_servable(&version).await?;
     state.install(

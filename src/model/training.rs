@@ -382,7 +382,9 @@ mod tests {
         let artifact = train_owned(dataset, &options(Algorithm::ElasticNet))
             .unwrap()
             .artifact;
-        let mut high = [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4];
+        let mut high = [
+            7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+        ];
         high[5] = 1_000_000.0;
         let mut low = high;
         low[5] = 11.0;

@@ -492,6 +492,16 @@ async fn train_models_promote_health_and_metrics() {
     let (status, answer) =
         post_raw(&server, "/api/models/champion/promote", None, Vec::new()).await;
     assert_eq!(status, 404, "{answer}");
+    // A path that is not UTF-8 is refused in the one error shape.
+    let (status, answer) = post_raw(&server, "/api/models/%FF/promote", None, Vec::new()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot be read"),
+        "{answer}"
+    );
 
     // The same options in a JSON body; one that names no option is refused, naming it.
     let response = http
