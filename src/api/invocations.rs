@@ -25,7 +25,7 @@ use crate::service::state::SharedState;
     responses(
         (status = 200, body = InvocationsResponse),
         (status = 400, description = "Malformed input (MLflow's BAD_REQUEST)", body = super::error::ErrorBody),
-        (status = 415, description = "Content type other than application/json or text/csv", body = super::error::ErrorBody),
+        (status = 415, description = "Content type other than application/json or text/csv, or with a parameter other than charset=utf-8 (as MLflow's scoring server)", body = super::error::ErrorBody),
     )
 )]
 pub async fn invocations(
@@ -34,10 +34,14 @@ pub async fn invocations(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, MlflowError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, PREDICT_BODY_LIMIT))?;
-    let Some(parser) = body::invocations_parser(&media_type(&headers)) else {
-        return Err(
-            ApiError::unsupported_media_type(&headers, "application/json or text/csv").into(),
-        );
+    let parser = body::invocations_parser(&media_type(&headers))
+        .filter(|_| parameters_are_mlflows(&headers));
+    let Some(parser) = parser else {
+        return Err(ApiError::unsupported_media_type(
+            &headers,
+            "application/json or text/csv, in UTF-8 (no parameter but charset=utf-8)",
+        )
+        .into());
     };
     let parsed = body::parse(body, parse_limits(&state), parser).await?;
     let model = serving_model(&state)?;
@@ -59,4 +63,20 @@ pub async fn invocations(
         Json(InvocationsResponse { predictions }),
     )
         .into_response())
+}
+
+/// Whether the content type's parameters are ones MLflow's scoring server takes: none but
+/// `charset`, and that one `utf-8`; it answers 415 to any other, and so does this route.
+fn parameters_are_mlflows(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    content_type.split(';').skip(1).all(|parameter| {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        name.trim().eq_ignore_ascii_case("charset")
+            && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    })
 }

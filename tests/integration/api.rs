@@ -307,6 +307,26 @@ async fn bad_input_gets_a_4xx_that_names_the_problem() {
     )
     .await;
     assert_eq!(status, 415, "{answer}");
+    // As MLflow's scoring server: UTF-8 only, and no content-type parameter but charset.
+    let records = json!({"dataframe_records": [wine()]})
+        .to_string()
+        .into_bytes();
+    for (content_type, expected) in [
+        ("application/json; charset=utf-8", 200),
+        ("application/json;charset=UTF-8", 200),
+        ("application/json; charset=latin-1", 415),
+        ("application/json; format=pandas-split", 415),
+        ("application/json; foo=bar", 415),
+    ] {
+        let (status, answer) = post_raw(
+            &server,
+            "/api/invocations",
+            Some(content_type),
+            records.clone(),
+        )
+        .await;
+        assert_eq!(status, expected, "{content_type}: {answer}");
+    }
     let (status, answer) = post_raw(
         &server,
         "/api/invocations",
