@@ -99,7 +99,7 @@ pub enum TrainError {
         rows: usize,
         max: usize,
     },
-    #[error("all {rows} rows fell into the holdout (they have too few distinct feature values); lower --holdout or add data")]
+    #[error("all {rows} rows fell into the holdout (they have too few distinct feature values): add rows with other measurements, or lower --holdout on the command line")]
     NothingToTrainOn { rows: usize },
     #[error(transparent)]
     Fit(#[from] FitError),

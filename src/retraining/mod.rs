@@ -69,6 +69,7 @@ impl RetrainError {
                 | RetrainError::Registry(RegistryError::Unservable { .. })
                 | RetrainError::Train(TrainError::BadHoldout(_))
                 | RetrainError::Train(TrainError::BadFolds { .. })
+                | RetrainError::Train(TrainError::NothingToTrainOn { .. })
         )
     }
 

@@ -276,8 +276,15 @@ async fn bad_uploads_are_rejected_with_a_report_and_never_move_the_champion() {
     while fifty_mb.len() < 50 * 1024 * 1024 {
         fifty_mb.extend_from_slice(b"\x00\xff not a csv at all \x01\x02;;,,\n");
     }
+    let one_wine = csv.lines().nth(1).unwrap().to_string();
+    let identical = format!(
+        "{}\n{}",
+        csv.lines().next().unwrap(),
+        format!("{one_wine}\n").repeat(100)
+    );
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty.csv", Vec::new()),
+        ("identical.csv", identical.into_bytes()),
         ("header-only.csv", header_only.into_bytes()),
         ("missing-ph.csv", missing_ph),
         ("garbage.csv", b"this is, not\na wine file".to_vec()),
