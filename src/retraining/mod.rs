@@ -164,6 +164,20 @@ pub async fn retrain(
     Ok(Outcome::Trained(Box::new(retrained)))
 }
 
+/// Fits off the async workers (a fit takes seconds of processor time).
+pub(crate) async fn fit(
+    dataset: Dataset,
+    options: TrainOptions,
+) -> Result<crate::model::training::TrainedModel, RetrainError> {
+    tokio::task::spawn_blocking(move || train_owned(dataset, &options))
+        .await
+        .map_err(|e| RetrainError::TaskFailed {
+            task: "training",
+            reason: e.to_string(),
+        })?
+        .map_err(RetrainError::from)
+}
+
 /// Trains on `dataset`, compares it with the champion, stores the version (its card carries
 /// the comparison), and promotes it per `policy`.
 pub async fn train_and_publish(
@@ -176,13 +190,7 @@ pub async fn train_and_publish(
     let rows = dataset.rows.len();
     let ignored_columns = dataset.ignored_columns.clone();
     let data_sha256 = dataset.sha256.clone();
-    let trained = tokio::task::spawn_blocking(move || train_owned(dataset, &options))
-        .await
-        .map_err(|e| RetrainError::TaskFailed {
-            task: "training",
-            reason: e.to_string(),
-        })??;
-    let mut trained = trained;
+    let mut trained = fit(dataset, options).await?;
     let current = registry.champion().await?;
     let decision = judge(registry, current.as_ref(), &trained, policy).await?;
     trained.artifact.card.comparison = decision.comparison;

@@ -12,7 +12,7 @@ use crate::model::algorithm::Algorithm;
 use crate::model::artifact::DataSource;
 use crate::model::dataset::{read_training_data, Dataset, DatasetError};
 use crate::model::metrics::Metrics;
-use crate::model::training::{cross_validate, train_owned, CrossValidation, TrainOptions, Trigger};
+use crate::model::training::{cross_validate, CrossValidation, TrainOptions, Trigger};
 use crate::registry::Registry;
 use crate::tracking::{Tracker, TrainingContext};
 
@@ -156,12 +156,7 @@ pub struct Checked {
 pub async fn check(input: TrainingInput, options: TrainOptions) -> Result<Checked, RetrainError> {
     let dataset = read(input, &options.source, &Quiet).await??;
     let rows = dataset.rows.len();
-    let trained = tokio::task::spawn_blocking(move || train_owned(dataset, &options))
-        .await
-        .map_err(|e| RetrainError::TaskFailed {
-            task: "training",
-            reason: e.to_string(),
-        })??;
+    let trained = super::fit(dataset, options).await?;
     Ok(Checked {
         rows,
         metrics: trained.artifact.card.metrics,

@@ -145,6 +145,20 @@ async fn upload_and_deliver(
     deliver(server, &blob_envelope(cloud, name, content, Some(&etag))).await
 }
 
+/// Delivers the timer's invocation as the host does; the answer's envelope (status 200).
+async fn run_timer(server: &Server) -> Value {
+    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}},
+        "Metadata": {}});
+    let response = client()
+        .post(server.url("/retrain-on-schedule"))
+        .json(&timer)
+        .send()
+        .await
+        .expect("timer invocation");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("envelope JSON")
+}
+
 async fn deliver(server: &Server, envelope: &Value) -> (u16, Value) {
     let response = client()
         .post(server.url("/retrain-on-upload"))
@@ -433,15 +447,7 @@ async fn a_deployment_check_fits_the_upload_and_changes_nothing() {
 
     // The checks are the newest blobs, yet the timer trains on the newest real upload, which
     // the champion was trained on: nothing to do.
-    let timer = json!({"Data": {"timer": {"IsPastDue": false}}, "Metadata": {}});
-    let response = client()
-        .post(server.url("/retrain-on-schedule"))
-        .json(&timer)
-        .send()
-        .await
-        .expect("timer invocation");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("envelope JSON");
+    let body = run_timer(&server).await;
     assert_eq!(body["ReturnValue"]["status"], "unchanged", "{body}");
     assert_eq!(registry.store().list_versions().await.unwrap(), versions);
 }
@@ -876,15 +882,6 @@ async fn a_first_start_on_an_empty_upload_container_serves_the_bundled_data() {
         card.source.name
     );
 
-    let timer = json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "IsPastDue": false}},
-        "Metadata": {}});
-    let response = client()
-        .post(server.url("/retrain-on-schedule"))
-        .json(&timer)
-        .send()
-        .await
-        .expect("timer invocation");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("envelope JSON");
+    let body = run_timer(&server).await;
     assert_eq!(body["ReturnValue"]["status"], "unchanged", "{body}");
 }
