@@ -54,6 +54,20 @@ async fn wait_logged(store: &LoopStore, rows: usize) {
     }
 }
 
+/// Sends `times` single-wine predictions, each answered 200.
+async fn predict_times(server: &Server, times: usize) {
+    for _ in 0..times {
+        let (status, _, answer) = support::post_for_id(
+            server,
+            "/api/predict",
+            "application/json",
+            wine().to_string(),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
 fn sommelier(models: &str, args: &[&str]) -> Value {
     let output = std::process::Command::new(support::binary())
         .args(args)
@@ -234,26 +248,12 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
     );
     server.wait_healthy(&client()).await;
     let store = loop_store(&models);
-    support::post_for_id(
-        &server,
-        "/api/predict",
-        "application/json",
-        wine().to_string(),
-    )
-    .await;
+    predict_times(&server, 1).await;
     wait_logged(&store, 1).await;
 
     azurite.kill();
-    for _ in 0..200 {
-        let (status, _, _) = support::post_for_id(
-            &server,
-            "/api/predict",
-            "application/json",
-            wine().to_string(),
-        )
-        .await;
-        assert_eq!(status, 200, "predictions go on while the store is away");
-    }
+    // Predictions go on while the store is away.
+    predict_times(&server, 200).await;
     let metrics = support::get_text(&server, "/api/metrics").await;
     let dropped: f64 = metrics
         .lines()
@@ -271,15 +271,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
     azurite.resume();
     wait_logged(&store, 50).await;
     let before = logged_rows(&store).await;
-    for _ in 0..5 {
-        support::post_for_id(
-            &server,
-            "/api/predict",
-            "application/json",
-            wine().to_string(),
-        )
-        .await;
-    }
+    predict_times(&server, 5).await;
     wait_logged(&store, before + 5).await;
 }
 
@@ -406,16 +398,7 @@ async fn a_graceful_stop_while_the_store_does_not_answer_counts_the_rows_left() 
     // The store takes the appends but its answers never come: the writer waits in an append
     // (up to its 10 s timeout) when the stop arrives.
     proxy.swallow(true);
-    for _ in 0..20 {
-        let (status, _, _) = support::post_for_id(
-            &server,
-            "/api/predict",
-            "application/json",
-            wine().to_string(),
-        )
-        .await;
-        assert_eq!(status, 200);
-    }
+    predict_times(&server, 20).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopping = Instant::now();
     assert!(server.terminate().success());
