@@ -238,11 +238,13 @@ fn feature_value(index: usize) -> Value {
     ]})
 }
 
-/// Plain decimals inside `[min, max]`: whole parts below the bound's power of ten.
+/// Plain decimals inside `[min, max]`: whole parts below the bound's power of ten, and the
+/// bound itself.
 fn decimal_pattern(min: f64, max: f64) -> String {
+    let bound = format!(r"{max}(\.0{{1,6}})?");
     if min > 0.0 {
-        // Density, 0.5 to 2: 0.5… to 1.9….
-        return r"^(0\.[5-9][0-9]{0,5}|1(\.[0-9]{1,6})?)$".to_string();
+        // Density, 0.5 to 2: 0.5… to 1.9…, and 2.
+        return format!(r"^(0\.[5-9][0-9]{{0,5}}|1(\.[0-9]{{1,6}})?|{bound})$");
     }
     let whole = match max {
         m if m >= 1_000_000.0 => "[0-9]{1,6}",
@@ -250,7 +252,7 @@ fn decimal_pattern(min: f64, max: f64) -> String {
         m if m >= 100.0 => "[0-9]{1,2}",
         _ => "([0-9]|1[0-3])",
     };
-    format!(r"^{whole}(\.[0-9]{{1,6}})?$")
+    format!(r"^({whole}(\.[0-9]{{1,6}})?|{bound})$")
 }
 
 /// The 11 features; other names are allowed and ignored, except alternative spellings of a
@@ -379,6 +381,9 @@ mod tests {
     fn patterns_stay_inside_the_bounds() {
         let ph = decimal_pattern(0.0, 14.0);
         assert!(ph.contains("1[0-3]"), "{ph}");
+        // The bounds themselves are values the server accepts.
+        assert!(ph.contains(r"|14(\.0{1,6})?)$"), "{ph}");
+        assert!(decimal_pattern(0.5, 2.0).contains(r"|2(\.0{1,6})?)$"));
         let doc = exact_document(100);
         assert_eq!(
             doc["paths"]["/api/predict"]["post"]["requestBody"]["required"],
@@ -388,6 +393,26 @@ mod tests {
             doc["components"]["schemas"]["BatchRequest"]["properties"]["instances"]["minItems"],
             1
         );
+    }
+
+    #[test]
+    fn a_browsers_feedback_form_post_is_answered_with_a_page() {
+        let doc = exact_document(100);
+        let responses = &doc["paths"]["/api/feedback"]["post"]["responses"];
+        for status in ["202", "400", "413", "422", "503"] {
+            let content = &responses[status]["content"];
+            assert!(content["text/html"].is_object(), "{status}: {content}");
+            assert!(
+                content["application/json"].is_object(),
+                "{status}: {content}"
+            );
+        }
+        for (status, response) in responses.as_object().expect("responses") {
+            assert!(
+                response.get("content").is_none_or(Value::is_object),
+                "{status}: {response}"
+            );
+        }
     }
 
     #[test]

@@ -114,7 +114,10 @@ pub struct TrainResponse {
     pub version: String,
     pub algorithm: String,
     pub metrics: Option<crate::model::metrics::Metrics>,
+    /// Rows in the data: the training rows and the held-out rows.
     pub rows: usize,
+    /// Rows the model was fitted on.
+    pub training_rows: usize,
     pub promoted: bool,
     pub champion: Option<String>,
     pub reason: String,

@@ -80,11 +80,12 @@ fn body_options(headers: &HeaderMap, body: &[u8]) -> Result<TrainBody, ApiError>
         ))
     };
     if plain && crate::model::input::urlencoded::looks_like_json(body) {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| invalid(&e))?;
-        if !value.is_object() {
+        // Read straight into the options, not through a map, so that an option given twice
+        // is refused ("duplicate field") instead of the last one silently winning.
+        if body.trim_ascii_start().first() != Some(&b'{') {
             return Err(invalid(&"the body is JSON but not an object"));
         }
-        return TrainBody::deserialize(value).map_err(|e| invalid(&e));
+        return serde_json::from_slice(body).map_err(|e| invalid(&e));
     }
     if media_type == "application/x-www-form-urlencoded" {
         return serde_urlencoded::from_bytes(body).map_err(|e| invalid(&e));
@@ -173,6 +174,7 @@ fn response(report: TrainingReport) -> TrainResponse {
         algorithm: report.algorithm.name().to_string(),
         metrics: report.metrics,
         rows: report.rows,
+        training_rows: report.training_rows,
         promoted: report.promoted,
         champion: report.champion,
         reason: report.reason,
@@ -192,7 +194,8 @@ fn unchanged_response(unchanged: Unchanged) -> TrainResponse {
         version: unchanged.champion.clone(),
         algorithm: unchanged.algorithm.name().to_string(),
         metrics: unchanged.metrics,
-        rows: unchanged.training_rows,
+        rows: unchanged.rows,
+        training_rows: unchanged.training_rows,
         promoted: false,
         champion: Some(unchanged.champion),
         reason: unchanged.reason,
@@ -274,6 +277,18 @@ mod tests {
         assert!(
             error("application/x-www-form-urlencoded", "code=abc").contains("unknown field `code`")
         );
+        for (media_type, body) in [
+            ("application/json", r#"{"force": false, "force": true}"#),
+            (
+                "application/x-www-form-urlencoded",
+                "force=false&force=true",
+            ),
+        ] {
+            assert!(
+                error(media_type, body).contains("duplicate field `force`"),
+                "{body}"
+            );
+        }
         let refused = from("text/csv", "a,b").expect_err("csv");
         assert!(
             matches!(refused, ApiError::UnsupportedMediaType { .. }),

@@ -211,13 +211,20 @@ pub fn parse_form(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
 
 /// Reads a JSON feedback body.
 pub fn parse_json(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
-    let value = match serde_json::from_slice::<strict::Strict>(body) {
-        Ok(strict) => strict.0,
+    let value = match strict::read(body) {
+        Ok(value) => value,
         // A name given twice is JSON, but not a label this route can read.
-        Err(error) if error.is_data() => return Err(BodyProblem::Malformed(error.to_string())),
-        Err(error) => {
+        Err((error, _)) if error.is_data() => {
+            return Err(BodyProblem::Malformed(error.to_string()))
+        }
+        Err((error, path)) if path.is_empty() => {
             return Err(BodyProblem::Malformed(format!(
                 "the body is not JSON: {error}"
+            )))
+        }
+        Err((error, path)) => {
+            return Err(BodyProblem::Malformed(format!(
+                "the body is not JSON: {error} (in `{path}`)"
             )))
         }
     };
@@ -351,22 +358,72 @@ pub fn parse_csv(body: &[u8], max_rows: usize) -> Result<Parsed, BodyProblem> {
 
 /// JSON read as `serde_json` reads it, except that an object giving a name twice is an error,
 /// as it is on the prediction routes: `serde_json` would keep the last value without a word,
-/// and a label is not a place to guess which one was meant.
+/// and a label is not a place to guess which one was meant. The reader keeps the path of the
+/// value it is in, so that an error inside a value (a number too long for a float) can name
+/// where it is.
 mod strict {
-    use serde::de::{Deserialize, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
     use serde_json::{Map, Value};
 
-    pub struct Strict(pub Value);
+    /// One step of a path: a member's name or an item's index.
+    enum Step {
+        Name(String),
+        Index(usize),
+    }
 
-    impl<'de> Deserialize<'de> for Strict {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
-            deserializer.deserialize_any(StrictVisitor).map(Strict)
+    /// Reads `body`; on an error, the path of the value it was found in (`feedback[2].quality`),
+    /// empty at the top level.
+    pub fn read(body: &[u8]) -> Result<Value, (serde_json::Error, String)> {
+        let path = RefCell::new(Vec::new());
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let read = Strict { path: &path }
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value));
+        read.map_err(|error| (error, shown(&path.borrow())))
+    }
+
+    fn shown(path: &[Step]) -> String {
+        let mut text = String::new();
+        for step in path {
+            match step {
+                Step::Name(name) => {
+                    if !text.is_empty() {
+                        text.push('.');
+                    }
+                    text.push_str(&crate::model::dataset::clip(name));
+                }
+                Step::Index(index) => text.push_str(&format!("[{index}]")),
+            }
+        }
+        text
+    }
+
+    #[derive(Clone, Copy)]
+    struct Strict<'p> {
+        path: &'p RefCell<Vec<Step>>,
+    }
+
+    impl Strict<'_> {
+        /// Reads the value at `step` with the step on the path, taken off once it is read.
+        fn within<T, E>(self, step: Step, read: impl FnOnce(Self) -> Result<T, E>) -> Result<T, E> {
+            self.path.borrow_mut().push(step);
+            let value = read(self)?;
+            self.path.borrow_mut().pop();
+            Ok(value)
         }
     }
 
-    struct StrictVisitor;
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = Value;
 
-    impl<'de> Visitor<'de> for StrictVisitor {
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict<'_> {
         type Value = Value;
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -403,7 +460,11 @@ mod strict {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut items = Vec::new();
-            while let Some(Strict(item)) = seq.next_element()? {
+            loop {
+                let index = items.len();
+                let item =
+                    self.within(Step::Index(index), |strict| seq.next_element_seed(strict))?;
+                let Some(item) = item else { break };
                 items.push(item);
             }
             Ok(Value::Array(items))
@@ -418,7 +479,9 @@ mod strict {
                         crate::model::dataset::clip(&name)
                     )));
                 }
-                let Strict(value) = map.next_value()?;
+                let value = self.within(Step::Name(name.clone()), |strict| {
+                    map.next_value_seed(strict)
+                })?;
                 object.insert(name, value);
             }
             Ok(Value::Object(object))
@@ -628,6 +691,36 @@ mod tests {
             parse_form(form.as_bytes(), 10),
             Err(BodyProblem::Malformed(reason)) if reason == "field `quality` is given twice"
         ));
+    }
+
+    #[test]
+    fn a_number_too_long_for_a_float_is_placed() {
+        let good = id();
+        let huge = format!("1{}", "0".repeat(400));
+        for (body, place) in [
+            (
+                format!(r#"{{"prediction_id": "{good}", "quality": {huge}}}"#),
+                "(in `quality`)",
+            ),
+            (
+                format!(
+                    r#"{{"feedback": [{{"prediction_id": "{good}", "quality": 2}}, {{"quality": {huge}}}]}}"#
+                ),
+                "(in `feedback[1].quality`)",
+            ),
+        ] {
+            let problem = parse_json(body.as_bytes(), 10).expect_err(&body);
+            let BodyProblem::Malformed(reason) = problem else {
+                panic!("{problem:?}");
+            };
+            assert!(reason.contains("number out of range"), "{reason}");
+            assert!(reason.ends_with(place), "{reason}");
+        }
+        // A syntax error outside any value names no place.
+        let BodyProblem::Malformed(reason) = parse_json(b"{} x", 10).expect_err("trailing") else {
+            panic!("malformed");
+        };
+        assert!(!reason.contains("(in"), "{reason}");
     }
 
     #[test]

@@ -51,6 +51,22 @@ pub fn document_ids_and_feedback(doc: &mut Value, max_rows: usize) {
                 "text/csv": {"schema": {"type": "string", "pattern": format!(r"^(?:{csv})(?:\r?\n[\s\S]*)?$"), "description": "A header naming prediction_id and quality (separated by `,`, `;` or a tab), then one label per row; each row is checked on its own and a refused one is listed in `rejected` with its index."}},
             },
         });
+        // A form post from a browser (`Accept: text/html`) is answered with the form page, at the
+        // same status as the JSON answer would have.
+        if let Some(responses) = feedback["responses"].as_object_mut() {
+            for status in ["202", "400", "413", "422", "503"] {
+                if let Some(content) = responses
+                    .get_mut(status)
+                    .and_then(|response| response.get_mut("content"))
+                    .and_then(Value::as_object_mut)
+                {
+                    content.insert(
+                        "text/html".to_string(),
+                        json!({"schema": {"type": "string", "description": "The form page, saying whether the tasted quality was recorded: the answer to a form post whose Accept header prefers text/html."}}),
+                    );
+                }
+            }
+        }
     }
     let header = json!({
         "description": "The id of this prediction (a UUIDv7, sortable by time); row i of a batch is `<id>.<i>`. Send it back with the tasted quality to `POST /api/feedback`.",

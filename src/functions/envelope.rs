@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
 use base64::Engine;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -41,10 +42,10 @@ impl Invocation {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let invocation = deserializer
             .deserialize_any(EnvelopeVisitor)
-            .map_err(|e| format!("the invocation is not JSON: {e}"))?;
+            .map_err(|e| format!("the invocation cannot be read: {e}"))?;
         deserializer
             .end()
-            .map_err(|e| format!("the invocation is not JSON: {e}"))?;
+            .map_err(|e| format!("the invocation cannot be read: {e}"))?;
         invocation.ok_or_else(|| "the invocation is not a JSON object".to_string())
     }
 
@@ -124,12 +125,18 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut data = Map::new();
         let mut metadata = Map::new();
         let mut contents = HashMap::new();
+        let mut seen: Vec<String> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            match key.to_ascii_lowercase().as_str() {
+            let name = key.to_ascii_lowercase();
+            if matches!(name.as_str(), "data" | "metadata") {
+                if seen.contains(&name) {
+                    return Err(A::Error::custom(format!("`{key}` is given twice")));
+                }
+                seen.push(name.clone());
+            }
+            match name.as_str() {
                 "data" => {
-                    if let Some(entries) = map.next_value_seed(DataSeed)? {
-                        data = Map::new();
-                        contents.clear();
+                    if let Some(entries) = map.next_value_seed(ObjectSeed::<DataValue>::new())? {
                         for (name, value) in entries {
                             match value {
                                 DataValue::Content(content) => {
@@ -143,8 +150,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     }
                 }
                 "metadata" => {
-                    if let Value::Object(object) = map.next_value::<Value>()? {
-                        metadata = object;
+                    if let Some(entries) = map.next_value_seed(ObjectSeed::<Value>::new())? {
+                        metadata = entries.into_iter().collect();
                     }
                 }
                 _ => {
@@ -189,36 +196,49 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// `Data`: an object whose values are read as [`DataValue`]s; anything else is ignored.
-struct DataSeed;
+/// `Data` or `Metadata`: an object whose values are read as `T`s; anything else is ignored.
+/// A name given twice (in any case, as the host matches them) is refused: which of the two
+/// the host meant cannot be known.
+struct ObjectSeed<T>(PhantomData<T>);
 
-impl<'de> DeserializeSeed<'de> for DataSeed {
-    type Value = Option<Vec<(String, DataValue)>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(DataVisitor)
+impl<T> ObjectSeed<T> {
+    fn new() -> Self {
+        ObjectSeed(PhantomData)
     }
 }
 
-struct DataVisitor;
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ObjectSeed<T> {
+    type Value = Option<Vec<(String, T)>>;
 
-impl<'de> Visitor<'de> for DataVisitor {
-    type Value = Option<Vec<(String, DataValue)>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectSeed<T> {
+    type Value = Option<Vec<(String, T)>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("the invocation's Data")
+        f.write_str("an object of the invocation")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = Vec::new();
+        let mut entries: Vec<(String, T)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            entries.push((key, map.next_value::<DataValue>()?));
+            if entries
+                .iter()
+                .any(|(seen, _)| seen.eq_ignore_ascii_case(&key))
+            {
+                return Err(A::Error::custom(format!("`{key}` is given twice")));
+            }
+            let value = map.next_value::<T>()?;
+            entries.push((key, value));
         }
         Ok(Some(entries))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq))?;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         Ok(None)
     }
 
@@ -373,6 +393,21 @@ mod tests {
             .blob_content("other")
             .unwrap_err()
             .contains("no `other`"));
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused_whichever_its_case() {
+        for body in [
+            r#"{"Data":{},"data":{}}"#,
+            r#"{"Metadata":{},"Data":{},"METADATA":{}}"#,
+            r#"{"Data":{"csv":"YQ==","Csv":"Yg=="}}"#,
+            r#"{"Metadata":{"name":"\"a.csv\"","name":"\"b.csv\""}}"#,
+        ] {
+            let error = Invocation::parse(body.as_bytes()).unwrap_err();
+            assert!(error.contains("given twice"), "{body}: {error}");
+        }
+        // Other top-level names may repeat: they are not read.
+        assert!(Invocation::parse(br#"{"Extra":1,"Extra":2,"Data":{}}"#).is_ok());
     }
 
     #[test]

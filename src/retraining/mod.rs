@@ -94,6 +94,8 @@ pub struct Unchanged {
     pub algorithm: Algorithm,
     /// The champion's holdout metrics.
     pub metrics: Option<Metrics>,
+    /// Every row of the data, as in a training's report: the training rows and the held-out.
+    pub rows: usize,
     pub training_rows: usize,
     pub reason: String,
     pub data_sha256: String,
@@ -141,6 +143,7 @@ pub async fn identical_champion(
         ),
         champion: card.version,
         algorithm: card.spec.algorithm(),
+        rows: card.training_rows + card.metrics.map_or(0, |metrics| metrics.rows),
         metrics: card.metrics,
         training_rows: card.training_rows,
         data_sha256: data_sha256.to_string(),

@@ -391,6 +391,16 @@ async fn train_models_promote_health_and_metrics() {
     assert_eq!(unchanged["status"], "unchanged", "{unchanged}");
     assert_eq!(unchanged["champion"], first.as_str(), "{unchanged}");
     assert_eq!(unchanged["promoted"], false, "{unchanged}");
+    // The counts mean what they mean in a trained answer: all rows, and those fitted on.
+    let models: Value = support::get_json(&server, "/api/models").await;
+    let card = models["versions"]
+        .as_array()
+        .and_then(|versions| versions.iter().find(|v| v["version"] == first.as_str()))
+        .unwrap_or_else(|| panic!("{first} listed: {models}"));
+    let holdout = card["metrics"]["rows"].as_u64().expect("holdout rows");
+    let fitted = card["training_rows"].as_u64().expect("training rows");
+    assert_eq!(unchanged["training_rows"], fitted, "{unchanged}");
+    assert_eq!(unchanged["rows"], fitted + holdout, "{unchanged}");
 
     // Two trainings at once: one runs, the other is told to wait.
     let a = http

@@ -423,6 +423,12 @@ fn an_identical_retrain_is_unchanged_and_a_store_that_cannot_be_written_fails_fi
     let again = json_of(&sommelier(&store, &["train", "--json", "--trees", "10"]));
     assert_eq!(again["status"], "unchanged", "{again}");
     assert_eq!(again["champion"], first["version"]);
+    for count in ["rows", "training_rows"] {
+        assert_eq!(
+            again[count], first[count],
+            "{count} means the same: {again}"
+        );
+    }
     assert!(again["reason"].as_str().unwrap().contains("same data"));
     let text = String::from_utf8(sommelier(&store, &["train", "--trees", "10"]).stdout).unwrap();
     assert!(text.starts_with("Unchanged"), "{text}");

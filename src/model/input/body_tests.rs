@@ -48,6 +48,15 @@ fn predict_accepts_one_wine_or_instances() {
     assert!(!parsed.single);
     assert_eq!(parsed.rows, vec![WINE, WINE]);
     assert_eq!(parsed.ignored_fields, vec!["note"]);
+
+    // What stands beside `instances` is not read, and is listed: a feature there is not a
+    // default for the instances.
+    let beside = json!({"instances": [wine()], "alcohol": 14.0, "note": 1, "quality": 5});
+    let parsed = parse_predict(&bytes(&beside), &limits()).unwrap();
+    assert_eq!(parsed.rows, vec![WINE]);
+    let mut ignored = parsed.ignored_fields.clone();
+    ignored.sort();
+    assert_eq!(ignored, vec!["alcohol", "note"]);
 }
 
 #[test]
@@ -191,6 +200,24 @@ fn errors_are_the_clients() {
         parse_form(b"pH=1&pH=2", &limits()),
         Err(BodyError::Input(InputError::Duplicate { .. }))
     ));
+    // A misspelt form field is pointed out, as in JSON.
+    let misspelt = FEATURE_NAMES
+        .iter()
+        .zip(WINE)
+        .map(|(name, value)| {
+            let name = if *name == "chlorides" {
+                "chloride"
+            } else {
+                name
+            };
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let error = parse_form(misspelt.as_bytes(), &limits())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("did you mean `chlorides`"), "{error}");
     // JSON sent as form fields (`curl -d` without a content type) is told so, not that a
     // feature is missing.
     for json in [&b"{\"fixed_acidity\": 7.4}"[..], b" \n[{\"pH\": 3.5}]"] {

@@ -53,8 +53,11 @@ pub fn parse_form(body: &[u8], limits: &ParseLimits) -> Result<ParsedBody, BodyE
             FieldName::Other => ignored.add(&name),
         }
     }
+    let row = row
+        .finish()
+        .map_err(|e| BodyError::Input(e).with_suggestion(ignored.names()))?;
     Ok(ParsedBody {
-        rows: vec![row.finish().map_err(BodyError::Input)?],
+        rows: vec![row],
         ignored_fields: ignored.into_names(),
         single: true,
     })

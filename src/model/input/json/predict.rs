@@ -9,6 +9,7 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::cells::{count_key, CellSeed, Key, KeySeed};
 use super::rows::RowsSeed;
 use super::{Ctx, Shared};
+use crate::model::features::FEATURE_NAMES;
 use crate::model::input::limits::{FieldName, RowBuilder};
 use crate::model::input::{BodyError, InputError};
 
@@ -29,6 +30,8 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
         // A single wine's errors count only if the body turns out not to be a batch.
         let mut single_error: Option<InputError> = None;
         let mut single_ignored = Vec::new();
+        // Features beside `instances` are not read either: a batch is its instances.
+        let mut beside_instances = Vec::new();
         let mut batch = false;
         let mut keys = 0;
         while let Some(key) = map.next_key_seed(KeySeed {
@@ -52,6 +55,10 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
                     })?;
                 }
                 Key::Field(FieldName::Feature(index), _) => {
+                    // Named as the feature is (the key's own spelling is not kept).
+                    if beside_instances.len() < ctx.borrow().limits.max_ignored_listed {
+                        beside_instances.push(FEATURE_NAMES[index]);
+                    }
                     let cell = map.next_value_seed(CellSeed { ctx, index })?;
                     if single_error.is_none() {
                         let set = cell
@@ -72,6 +79,13 @@ impl<'de> Visitor<'de> for PredictBody<'_, '_> {
             }
         }
         if batch {
+            let mut c = ctx.borrow_mut();
+            for name in beside_instances {
+                c.ignored.add(name);
+            }
+            for name in &single_ignored {
+                c.ignored.add(name);
+            }
             return Ok(());
         }
         for name in &single_ignored {
