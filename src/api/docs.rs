@@ -9,13 +9,32 @@ use axum::http::header::ACCEPT;
 use axum::http::HeaderMap;
 
 /// Whether a request asks for a page rather than data: a browser's navigation lists
-/// `text/html` in `Accept`; API clients and the Functions host do not.
+/// `text/html` in `Accept`; API clients and the Functions host do not. Media types match in
+/// any case, and `text/html;q=0` (not acceptable) is not a request for a page.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/html"))
+        .flat_map(|v| v.split(','))
+        .any(accepts_html)
+}
+
+/// Whether one media range of `Accept` is `text/html` with a weight above 0.
+fn accepts_html(range: &str) -> bool {
+    let mut parts = range.split(';');
+    let media_type = parts.next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("text/html") {
+        return false;
+    }
+    let weight = parts.find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("q")
+            .then(|| value.trim().parse::<f64>().ok())
+            .flatten()
+    });
+    weight.is_none_or(|q| q > 0.0)
 }
 
 /// The page (static: the document is fetched by the page's script).
@@ -114,3 +133,27 @@ main().catch((e) => { document.getElementById('problem').textContent = 'Cannot s
 </body>
 </html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn asking(accept: &'static str) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        wants_html(&headers)
+    }
+
+    #[test]
+    fn a_page_is_wanted_when_html_is_acceptable_in_any_case() {
+        assert!(asking("text/html,application/xhtml+xml,*/*;q=0.8"));
+        assert!(asking("TEXT/HTML"));
+        assert!(asking("application/json, Text/Html; q=0.5"));
+        assert!(!asking("text/html;q=0"));
+        assert!(!asking("text/html; Q=0.0, application/json"));
+        assert!(!asking("application/json"));
+        assert!(!asking("text/htmlx"));
+        assert!(!asking("*/*"));
+    }
+}

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -79,11 +79,7 @@ async fn respond(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let parser = body::predict_parser(headers)?;
-    let wants_html = parser.form
-        && headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
+    let wants_html = parser.form && super::docs::wants_html(headers);
     let raw = wants_html.then(|| body.clone());
     let parsed = body::parse(body, parse_limits(state), parser.parse).await;
     let (id, header) = new_prediction_id();

@@ -79,10 +79,13 @@ fn body_options(headers: &HeaderMap, body: &[u8]) -> Result<TrainBody, ApiError>
             "invalid training options in the body: {e}; send {TRAIN_BODY_FORMS}"
         ))
     };
-    if plain && crate::model::input::urlencoded::looks_like_json(body) {
+    let json = media_type == "application/json"
+        || (plain && crate::model::input::urlencoded::looks_like_json(body));
+    if json {
         // Read straight into the options, not through a map, so that an option given twice
         // is refused ("duplicate field") instead of the last one silently winning.
         if body.trim_ascii_start().first() != Some(&b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| invalid(&e))?;
             return Err(invalid(&"the body is JSON but not an object"));
         }
         return serde_json::from_slice(body).map_err(|e| invalid(&e));
@@ -266,7 +269,13 @@ mod tests {
     fn what_is_not_an_option_is_named() {
         let error = |media_type, body| from(media_type, body).expect_err(body).to_string();
         assert!(error("application/json", r#"{"algo": "x"}"#).contains("unknown field `algo`"));
-        assert!(error("application/json", "[1]").contains("not an object"));
+        for not_an_object in ["[1]", "null", "1", "\"x\"", "true"] {
+            assert!(
+                error("application/json", not_an_object).contains("not an object"),
+                "{not_an_object}"
+            );
+        }
+        assert!(error("application/json", "nope").contains("expected"));
         assert!(error("application/json", r#"{"force": null}"#).contains("expected a boolean"));
         assert!(
             error("application/json", r#"{"algorithm": "svm"}"#).contains("unknown variant `svm`")

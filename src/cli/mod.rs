@@ -114,7 +114,7 @@ pub struct TrainArgs {
     /// Both models are scored on the rows that neither trained on; the new model is promoted
     /// when, with 95 % confidence (paired bootstrap), its RMSE is not worse than the
     /// champion's by more than this share.
-    #[arg(long)]
+    #[arg(long, value_parser = share_from_0_to_1, value_name = "SHARE")]
     pub tolerance: Option<f64>,
     /// The fewest rows unseen by both models for a fair comparison; with fewer, the champion
     /// stays unless --force [env: SOMMELIER_MIN_COMPARABLE_ROWS] [default: 30].
@@ -214,6 +214,15 @@ pub struct ServeArgs {
     /// Port on 127.0.0.1 [env: FUNCTIONS_CUSTOMHANDLER_PORT takes precedence] [default: 7071].
     #[arg(long)]
     pub port: Option<u16>,
+}
+
+/// A share from 0 to 1, as `SOMMELIER_PROMOTION_TOLERANCE` takes it: a negative or larger
+/// tolerance would turn the promotion gate into a rubber stamp.
+fn share_from_0_to_1(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
+    }
 }
 
 #[derive(Debug, Error)]

@@ -213,6 +213,11 @@ async fn promote(
     version: &str,
     output: Output,
 ) -> Result<(), CliError> {
+    // Read first, for the message only: promoting the champion changes nothing.
+    let before = registry
+        .champion()
+        .await?
+        .map(|pointer| pointer.champion.version);
     let pointer = registry
         .promote(version)
         .await
@@ -221,13 +226,23 @@ async fn promote(
             other => other.into(),
         })?;
     tracker.champion_moved(&pointer.champion.version).await;
-    let value =
-        json!({"champion": pointer.champion.version, "previous": pointer.champion.previous});
+    let already = before.as_deref() == Some(pointer.champion.version.as_str());
+    let value = json!({
+        "champion": pointer.champion.version,
+        "previous": pointer.champion.previous,
+        "changed": !already,
+    });
     output.print(&value, || {
+        if already {
+            return format!(
+                "{} is already the champion; nothing changed",
+                pointer.champion.version
+            );
+        }
         format!(
             "Champion is now {} (was {})",
             pointer.champion.version,
-            pointer.champion.previous.as_deref().unwrap_or("none")
+            before.as_deref().unwrap_or("none")
         )
     });
     Ok(())

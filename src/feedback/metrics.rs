@@ -5,7 +5,6 @@
 //! and each version's holdout RMSE beside them for the alert.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use prometheus::{
     register_int_counter, register_int_counter_vec, Encoder, Gauge, GaugeVec, IntCounter,
@@ -133,29 +132,5 @@ pub fn report_text(report: &Report, holdout: &[(String, f64)], finished_unix: f6
 /// Replaces the join's group at the Pushgateway with `text`. A failure is logged, never
 /// fatal: the report stays in the store.
 pub async fn push(settings: &PushSettings, text: String) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
-        return false;
-    };
-    let url = format!("{}/metrics/job/{JOB}", settings.url);
-    let mut request = client
-        .put(url)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(text);
-    if let Some(user) = &settings.username {
-        request = request.basic_auth(user, settings.password.as_deref());
-    }
-    match request.send().await {
-        Ok(response) if response.status().is_success() => true,
-        Ok(response) => {
-            tracing::warn!(status = %response.status(), "pushgateway refused the feedback metrics");
-            false
-        }
-        Err(error) => {
-            tracing::warn!(error = %error.without_url(), "pushing the feedback metrics failed");
-            false
-        }
-    }
+    crate::telemetry::push::push_group(settings, JOB, text).await
 }

@@ -220,7 +220,7 @@ fn parse_keeping(
     keep: Option<(&str, bool)>,
 ) -> Result<Parsed, DatasetError> {
     let mut buffered = BufReader::with_capacity(64 * 1024, HashingReader::new(input));
-    let delimiter = sniff(&mut buffered)?;
+    let (delimiter, line_ends) = sniff(&mut buffered)?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -228,7 +228,10 @@ fn parse_keeping(
         .trim(csv::Trim::All)
         .from_reader(buffered);
 
-    let header = reader.byte_headers().map_err(csv_error)?.clone();
+    let header = reader
+        .byte_headers()
+        .map_err(|error| csv_error(error, LineEnds::Lf))?
+        .clone();
     let header_names: Vec<String> = header
         .iter()
         .map(|field| String::from_utf8_lossy(field).trim().to_string())
@@ -246,8 +249,9 @@ fn parse_keeping(
     let mut rows = Vec::new();
     let mut targets = labelled.then(Vec::new);
     let mut record = csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map_or(0, |p| p.line());
+    let data_error = |error: csv::Error| csv_error(error, line_ends);
+    while reader.read_byte_record(&mut record).map_err(data_error)? {
+        let line = line_ends.line_of(record.position());
         if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
             continue; // a blank line
         }
@@ -309,9 +313,26 @@ fn keep_column(
     Ok(Some(position))
 }
 
+/// How a text's lines end, read from its header line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LineEnds {
+    Lf,
+    CrLf,
+}
+
+impl LineEnds {
+    /// The line a data record starts on. The CSV reader ends a record at the `\r` of a
+    /// `\r\n` and counts the `\n` as the next record's, so it places every record after a
+    /// CRLF line one line too early; a text is taken to end its lines as its header does.
+    fn line_of(self, position: Option<&csv::Position>) -> u64 {
+        position.map_or(0, |p| p.line() + u64::from(self == LineEnds::CrLf))
+    }
+}
+
 /// Skips a byte-order mark, rejects binary or empty input, and picks the separator by
-/// counting them in the header line (see [`delimiter_of`]).
-fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<u8, DatasetError> {
+/// counting them in the header line (see [`delimiter_of`]), and the line ends by how that
+/// line ends.
+fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<(u8, LineEnds), DatasetError> {
     let peek = buffered
         .fill_buf()
         .map_err(|e| DatasetError::Io(e.to_string()))?;
@@ -328,7 +349,13 @@ fn sniff<R: Read>(buffered: &mut BufReader<R>) -> Result<u8, DatasetError> {
     if looks_binary(sample) {
         return Err(DatasetError::Binary);
     }
-    Ok(delimiter_of(sample))
+    let header = sample.split(|&b| b == b'\n').next().unwrap_or(sample);
+    let line_ends = if header.len() < sample.len() && header.ends_with(b"\r") {
+        LineEnds::CrLf
+    } else {
+        LineEnds::Lf
+    };
+    Ok((delimiter_of(sample), line_ends))
 }
 
 /// The separator of a CSV text, read from its header (first) line: tab or `;` when that line
@@ -472,8 +499,8 @@ fn shortened(text: &str) -> String {
     }
 }
 
-fn csv_error(error: csv::Error) -> DatasetError {
-    let line = error.position().map_or(0, |p| p.line());
+fn csv_error(error: csv::Error, line_ends: LineEnds) -> DatasetError {
+    let line = line_ends.line_of(error.position());
     let message = error.to_string();
     match error.into_kind() {
         csv::ErrorKind::Io(e) => DatasetError::Io(e.to_string()),
@@ -623,6 +650,28 @@ mod tests {
     }
 
     #[test]
+    fn lines_are_counted_alike_with_crlf_and_lf_endings() {
+        let bad = "7.4,x,0,1.9,0.076,11,34,0.9978,3.51,0.56,9.4,5";
+        for newline in ["\n", "\r\n"] {
+            let error = labelled(&csv_of(HEADER, &[bad], newline)).unwrap_err();
+            assert!(
+                error.to_string().starts_with("line 2,"),
+                "{newline:?}: {error}"
+            );
+            let error = labelled(&csv_of(HEADER, &[ROW, "", ROW, bad], newline)).unwrap_err();
+            assert!(
+                error.to_string().starts_with("line 5,"),
+                "{newline:?}: {error}"
+            );
+            let error = labelled(&csv_of(HEADER, &[ROW, ROW, "1,2"], newline)).unwrap_err();
+            assert!(
+                matches!(error, DatasetError::FieldCount { line: 4, .. }),
+                "{newline:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_cells_are_reported_with_line_and_column() {
         let cases = [
             (
@@ -646,8 +695,10 @@ mod tests {
                 "pH",
             ),
         ];
-        for (bad, problem, column) in cases {
-            let error = labelled(&csv_of(HEADER, &[ROW, bad], "\n")).unwrap_err();
+        for ((bad, problem, column), newline) in
+            cases.into_iter().zip(["\n", "\r\n"].iter().cycle())
+        {
+            let error = labelled(&csv_of(HEADER, &[ROW, bad], newline)).unwrap_err();
             assert_eq!(
                 error,
                 DatasetError::BadValue {

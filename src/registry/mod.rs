@@ -360,6 +360,19 @@ impl Registry {
         Ok(verified)
     }
 
+    /// Why `version`'s stored model cannot serve (downloaded and checked as
+    /// [`verify_versions`](Registry::verify_versions) checks it), or `None` when it can.
+    pub async fn serving_problem(&self, version: &str) -> Result<Option<String>, RegistryError> {
+        let (card, artifact) = self.stored_card(version).await?;
+        let entry = VersionEntry {
+            version: version.to_string(),
+            card: Ok(card),
+            artifact,
+            artifact_problem: None,
+        };
+        self.artifact_problem(&entry).await
+    }
+
     /// Why a version's stored model cannot serve, found by downloading it.
     async fn artifact_problem(
         &self,

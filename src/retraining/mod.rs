@@ -111,8 +111,8 @@ pub enum Outcome {
 
 /// The one rule every trigger follows: the champion already is the result of training on
 /// data with this SHA-256 with these options (algorithm, hyperparameters, seed, holdout
-/// and split key). A champion whose card cannot be read is not identical (training then
-/// replaces it); an unreachable store is an error.
+/// and split key). A champion whose card cannot be read, or whose model cannot serve, is not
+/// identical (training then replaces it); an unreachable store is an error.
 pub async fn identical_champion(
     registry: &Registry,
     data_sha256: &str,
@@ -132,6 +132,20 @@ pub async fn identical_champion(
     let same_split = card.split == Some(SplitRule::new(options.split_key, options.holdout));
     if card.data_sha256 != data_sha256 || card.spec != options.spec || !same_split {
         return Ok(None);
+    }
+    // A champion that cannot serve is not the result a training would give: training
+    // replaces it.
+    match registry.serving_problem(&card.version).await {
+        Ok(None) => {}
+        Err(error) if error.is_access_problem() => return Err(error.into()),
+        Ok(Some(problem)) => {
+            tracing::warn!(champion = %card.version, %problem, "the champion cannot serve; training");
+            return Ok(None);
+        }
+        Err(error) => {
+            tracing::warn!(champion = %card.version, %error, "the champion cannot be checked; training");
+            return Ok(None);
+        }
     }
     Ok(Some(Unchanged {
         reason: format!(

@@ -11,6 +11,7 @@ use crate::retraining::workflow::{self, Quiet, TrackingMode, TrainingInput, Trai
 use crate::retraining::{Outcome, PromotionPolicy, RetrainError};
 use crate::sources::TrainingData;
 use crate::telemetry::metrics::{TrainingOutcome, METRICS};
+use crate::telemetry::push::{push_group, training_success_text, TRAINING_JOB};
 
 use super::state::SharedState;
 
@@ -138,6 +139,8 @@ pub async fn train_on(
                 "training skipped: nothing changed since the champion was trained"
             );
             METRICS.record_training(trigger.as_str(), TrainingOutcome::Unchanged, seconds, None);
+            report_success(state);
+            state.push.push_now();
             return result;
         }
         Ok(Outcome::Trained(retrained)) => {
@@ -147,6 +150,7 @@ pub async fn train_on(
                 TrainingOutcome::KeptChampion
             };
             METRICS.record_training(trigger.as_str(), outcome, seconds, Some(&retrained.report));
+            report_success(state);
             state.set_write_problem(None);
             state.install_if_promoted(retrained);
             state.remember_training(LastTraining::Finished {
@@ -181,6 +185,17 @@ pub async fn train_on(
     }
     state.push.push_now();
     result
+}
+
+/// Tells the shared training group when this training succeeded (see
+/// [`TRAINING_JOB`]), in a task of its own: a slow gateway never delays an answer.
+fn report_success(state: &SharedState) {
+    if let Some(settings) = state.settings.push.clone() {
+        let text = training_success_text(METRICS.last_success.get());
+        tokio::spawn(async move {
+            push_group(&settings, TRAINING_JOB, text).await;
+        });
+    }
 }
 
 /// A store failure that says the store refuses writes (a full or read-only disk, a missing

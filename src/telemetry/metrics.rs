@@ -196,10 +196,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["role"]
         )
         .expect("register"),
-        last_success: register_gauge!(
-            "sommelier_last_successful_training_timestamp_seconds",
-            "Time of the last training that produced a model, or found the champion already trained on the same data (Unix seconds)."
-        )
+        last_success: register_gauge!(LAST_SUCCESS_NAME, LAST_SUCCESS_HELP)
         .expect("register"),
         push_failures: register_int_counter!(
             "sommelier_pushgateway_push_failures_total",
@@ -501,6 +498,11 @@ impl Metrics {
         }
     }
 }
+
+/// The last successful training's gauge: on each instance, and in the shared group of
+/// [`super::push::TRAINING_JOB`] (the Pushgateway wants one help text for one name).
+pub const LAST_SUCCESS_NAME: &str = "sommelier_last_successful_training_timestamp_seconds";
+pub const LAST_SUCCESS_HELP: &str = "Time of the last training that produced a model, or found the champion already trained on the same data (Unix seconds).";
 
 /// The default registry in the Prometheus text format.
 pub fn encode_text() -> String {

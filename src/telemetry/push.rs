@@ -113,6 +113,55 @@ impl Pusher {
     }
 }
 
+/// The `job` of the group that says when a training last succeeded, on whichever instance.
+/// No instance deletes it: an instance's own group goes when it stops, and with it the time
+/// of its trainings, so once the instance that trained has scaled in only this group still
+/// tells the staleness alert when the last training was.
+pub const TRAINING_JOB: &str = "sommelier_training";
+
+/// Longest a push of a shared group may take.
+const GROUP_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Replaces the group of `job`, which has no instance label, with `text`. A failure is
+/// counted and logged, never fatal.
+pub async fn push_group(settings: &PushSettings, job: &str, text: String) -> bool {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(GROUP_PUSH_TIMEOUT)
+        .build()
+    else {
+        return false;
+    };
+    let url = format!("{}/metrics/job/{}", settings.url, url_path_segment(job));
+    let mut request = client
+        .put(url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(text);
+    if let Some(user) = &settings.username {
+        request = request.basic_auth(user, settings.password.as_deref());
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            METRICS.push_failures.inc();
+            tracing::warn!(status = %response.status(), job, "pushgateway refused a shared group");
+            false
+        }
+        Err(error) => {
+            METRICS.push_failures.inc();
+            tracing::warn!(error = %error.without_url(), job, "pushing a shared group failed");
+            false
+        }
+    }
+}
+
+/// The last successful training's time as Prometheus text, for [`TRAINING_JOB`]'s group.
+pub fn training_success_text(finished_unix: f64) -> String {
+    use super::metrics::{LAST_SUCCESS_HELP, LAST_SUCCESS_NAME};
+    format!(
+        "# HELP {LAST_SUCCESS_NAME} {LAST_SUCCESS_HELP}\n# TYPE {LAST_SUCCESS_NAME} gauge\n{LAST_SUCCESS_NAME} {finished_unix}\n"
+    )
+}
+
 /// Escapes an instance id for a URL path segment (the Pushgateway also accepts base64, but
 /// instance ids are host names or hex ids in practice).
 fn url_path_segment(text: &str) -> String {

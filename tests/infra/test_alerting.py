@@ -163,8 +163,8 @@ def test_routing_by_severity_with_inhibition(tool, tmp_path):
     assert route("alertname=SommelierHighLatency", "severity=warning") == "warning"
     parsed = load_yaml(config)
     (inhibit,) = parsed["inhibit_rules"]
-    assert inhibit["source_matchers"] == ['severity="critical"']
-    assert inhibit["target_matchers"] == ['severity="warning"']
+    assert inhibit["source_matchers"] == ['severity="critical"', 'instance=~".+"']
+    assert inhibit["target_matchers"] == ['severity="warning"', 'instance=~".+"']
     heartbeat = next(r for r in parsed["route"]["routes"] if r["receiver"] == "heartbeat")
     # Sent at every group_interval tick (see the template).
     assert heartbeat["group_interval"] == "1m" and heartbeat["repeat_interval"] == "1s"
@@ -434,6 +434,39 @@ def test_watchdog_reaches_the_heartbeat_on_its_interval(pipeline):
     # Nothing else reaches the heartbeat, and the Watchdog reaches no person.
     for kind in ("webhook", "slack"):
         assert not any(b.get("commonLabels", {}).get("alertname") == "Watchdog" for _, b in recorder.of(kind))
+
+
+def test_a_critical_alert_mutes_only_its_own_instances_warnings(pipeline):
+    """Alerts posted straight to the Alertmanager: a service-wide critical (no instance) mutes
+    nothing; an instance's critical mutes that instance's warnings and no other's."""
+    alertmanager, services = pipeline["alertmanager"], pipeline["services"]
+    alerts = [
+        {"alertname": "InhibitServiceWideCritical", "severity": "critical"},
+        {"alertname": "InhibitServiceWideWarning", "severity": "warning"},
+        {"alertname": "InhibitInstanceCritical", "severity": "critical", "instance": "a"},
+        {"alertname": "InhibitInstanceWarning", "severity": "warning", "instance": "a"},
+        {"alertname": "InhibitOtherInstanceWarning", "severity": "warning", "instance": "b"},
+    ]
+    status, text = http("POST", f"{alertmanager}/api/v2/alerts", body=[{"labels": labels} for labels in alerts])
+    assert status == 200, text
+
+    def inhibited() -> dict[str, bool] | None:
+        code, body = http("GET", f"{alertmanager}/api/v2/alerts")
+        found = {a["labels"]["alertname"]: bool(a["status"]["inhibitedBy"])
+                 for a in json.loads(body) if a["labels"]["alertname"].startswith("Inhibit")}
+        return found if code == 200 and len(found) == len(alerts) else None
+
+    wait_until("the posted alerts listed", lambda: inhibited() is not None, timeout=30, services=services)
+    # Inhibition is computed as alerts arrive; one more look lets it settle.
+    wait_until("the instance's warning muted", lambda: (inhibited() or {}).get("InhibitInstanceWarning"),
+               timeout=30, services=services)
+    assert inhibited() == {
+        "InhibitServiceWideCritical": False,
+        "InhibitServiceWideWarning": False,
+        "InhibitInstanceCritical": False,
+        "InhibitInstanceWarning": True,
+        "InhibitOtherInstanceWarning": False,
+    }
 
 
 def test_degraded_serving_reaches_every_receiver_with_its_runbook_and_resolves(pipeline):

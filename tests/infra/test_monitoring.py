@@ -771,19 +771,40 @@ def test_e2e_graceful_shutdown_deletes_the_instance_group(tool, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
 
-    def groups() -> list[str]:
+    def listed() -> list[dict]:
         status, text = http("GET", f"{gateway}/api/v1/metrics", timeout=5, auth=(PUSH_USER, PUSH_PASSWORD))
         assert status == 200, text[:300]
-        return [g["labels"].get("instance", "") for g in json.loads(text)["data"]]
+        return json.loads(text)["data"]
+
+    def groups() -> list[str]:
+        return [g["labels"].get("instance", "") for g in listed()]
+
+    def last_training_shared() -> float | None:
+        """The time in the shared group job="sommelier_training", which no instance deletes."""
+        for group in listed():
+            if group["labels"].get("job") == "sommelier_training":
+                family = group.get("sommelier_last_successful_training_timestamp_seconds")
+                if family:
+                    return float(family["metrics"][0]["value"])
+        return None
 
     try:
         wait_until("pushgateway ready", lambda: http("GET", f"{gateway}/-/ready", timeout=2, auth=(PUSH_USER, PUSH_PASSWORD))[0] == 200,
                    timeout=30, services=started)
-        service, _ = start_sommelier("sommelier-shutdown", store, gateway, tmp_path, started)
+        service, base = start_sommelier("sommelier-shutdown", store, gateway, tmp_path, started)
         wait_until("the instance's group is pushed", lambda: "e2e-sommelier-shutdown" in groups(), timeout=30, services=started)
+        # A training (here: the same data again, unchanged, which counts as up to date) pushes
+        # its time to the shared group too.
+        status, text = http("POST", f"{base}/api/train", timeout=120)
+        assert status == 200, text[:300]
+        wait_until("the shared training group is pushed", lambda: last_training_shared() is not None,
+                   timeout=30, services=started)
+        shared = last_training_shared()
+        assert shared is not None and abs(shared - time.time()) < 300, shared
         service.stop()
         assert service.process.returncode == 0, service.tail()
         assert "e2e-sommelier-shutdown" not in groups(), "the group outlived its instance"
+        assert last_training_shared() == shared, "the shared training group went with the instance"
     finally:
         for service in started:
             service.stop()

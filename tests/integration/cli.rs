@@ -202,8 +202,17 @@ fn train_evaluate_predict_and_roll_back_on_the_bundled_data() {
     let promoted = json_of(&sommelier(&store, &["models", "promote", second, "--json"]));
     assert_eq!(promoted["champion"], second);
     assert_eq!(promoted["previous"], first.as_str());
+    assert_eq!(promoted["changed"], true);
     let back = json_of(&sommelier(&store, &["models", "promote", &first, "--json"]));
     assert_eq!(back["champion"], first.as_str());
+    // Promoting the champion again changes nothing, and says so.
+    let again = sommelier(&store, &["models", "promote", &first]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{text}");
+    assert!(text.contains("is already the champion"), "{text}");
+    let again = json_of(&sommelier(&store, &["models", "promote", &first, "--json"]));
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(again["previous"], second, "{again}");
 }
 
 #[test]
@@ -275,6 +284,16 @@ fn bad_input_exits_non_zero_with_a_message_that_names_the_problem() {
     );
     assert!(stderr_of(&sommelier(&store, &["train", "--cv", "1"]))
         .contains("cross-validation needs from 2"));
+    // A tolerance outside 0..1 would promote a worse model: refused before anything is read.
+    for tolerance in ["-5", "1.5", "NaN", "inf"] {
+        let output = sommelier(&store, &["train", &format!("--tolerance={tolerance}")]);
+        assert!(!output.status.success(), "{tolerance}");
+        assert!(
+            stderr_of(&output).contains("not a number from 0 to 1"),
+            "{tolerance}: {}",
+            stderr_of(&output)
+        );
+    }
     assert!(stderr_of(&sommelier(&store, &["predict", "--data", "-"]))
         .contains("no champion model yet"));
     assert!(
@@ -448,6 +467,22 @@ fn an_identical_retrain_is_unchanged_and_a_store_that_cannot_be_written_fails_fi
     assert_eq!(forced["status"], "trained");
     let models = json_of(&sommelier(&store, &["models", "--json"]));
     assert_eq!(models["versions"].as_array().unwrap().len(), 3);
+
+    // A champion whose model cannot serve is not "unchanged": the same recipe trains again
+    // and replaces it.
+    let champion = forced["version"].as_str().unwrap();
+    let model = store.join(champion).join("model.bin");
+    let length = std::fs::metadata(&model)
+        .expect("the champion's model")
+        .len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&model)
+        .and_then(|file| file.set_len(length / 2))
+        .expect("truncate");
+    let repaired = json_of(&sommelier(&store, &["train", "--json", "--trees", "11"]));
+    assert_eq!(repaired["status"], "trained", "{repaired}");
+    assert_eq!(repaired["champion"], repaired["version"], "{repaired}");
 
     // A store below a plain file cannot be created: refused before the (missing) data is
     // even opened, the store's path named.
