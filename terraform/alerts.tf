@@ -259,7 +259,7 @@ resource "azurerm_key_vault_secret" "alert_email_addresses" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "alertmanager_smtp_password" {
@@ -271,7 +271,7 @@ resource "azurerm_key_vault_secret" "alertmanager_smtp_password" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "alertmanager_slack_webhook_url" {
@@ -283,7 +283,7 @@ resource "azurerm_key_vault_secret" "alertmanager_slack_webhook_url" {
   content_type = "text/uri-list"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "alertmanager_webhook_url" {
@@ -295,7 +295,7 @@ resource "azurerm_key_vault_secret" "alertmanager_webhook_url" {
   content_type = "text/uri-list"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "alertmanager_heartbeat_url" {
@@ -307,5 +307,5 @@ resource "azurerm_key_vault_secret" "alertmanager_heartbeat_url" {
   content_type = "text/uri-list"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }

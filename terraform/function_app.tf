@@ -94,5 +94,8 @@ resource "terraform_data" "remove_injected_storage_setting" {
     }
   }
 
-  depends_on = [azurerm_function_app_flex_consumption.main]
+  # The restart that deleting the setting causes resolves the app's Key Vault references, so
+  # it comes after the roles that let the app's identity read them are assigned (Key Vault may
+  # honour them minutes later: the smoke test restarts the app while health names one).
+  depends_on = [azurerm_function_app_flex_consumption.main, azurerm_role_assignment.app_key_vault_secrets_user]
 }

@@ -62,6 +62,19 @@ resource "azurerm_role_assignment" "deployer_key_vault_secrets_officer" {
   principal_id         = data.azurerm_client_config.current.object_id
 }
 
+# The assignment exists in Azure Resource Manager before Key Vault's data plane honours it, and
+# the provider does not retry a 403: the secrets wait until the vault lets this principal in.
+resource "terraform_data" "deployer_key_vault_access" {
+  triggers_replace = [azurerm_role_assignment.deployer_key_vault_secrets_officer.id]
+
+  provisioner "local-exec" {
+    command = "bash ${path.module}/scripts/wait-for-key-vault-access.sh"
+    environment = {
+      KEY_VAULT = azurerm_key_vault.main.name
+    }
+  }
+}
+
 # The deploy workflow's smoke test writes a deployment check to training-data/checks/, reads the
 # report beside it and removes both, with the same principal (shared keys are disabled, so
 # uploads need a data-plane role). Scoped to that container: the deploy principal cannot read

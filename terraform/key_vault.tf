@@ -44,7 +44,7 @@ resource "azurerm_key_vault_secret" "pushgateway_password" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "grafana_admin_password" {
@@ -55,7 +55,7 @@ resource "azurerm_key_vault_secret" "grafana_admin_password" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "mlflow_password" {
@@ -67,7 +67,7 @@ resource "azurerm_key_vault_secret" "mlflow_password" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "mlflow_token" {
@@ -79,7 +79,7 @@ resource "azurerm_key_vault_secret" "mlflow_token" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 # Function keys (set on the functions by the deploy workflow after the package deployment:
@@ -103,7 +103,7 @@ resource "azurerm_key_vault_secret" "prediction_client_key" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }
 
 resource "azurerm_key_vault_secret" "feedback_function_key" {
@@ -114,5 +114,5 @@ resource "azurerm_key_vault_secret" "feedback_function_key" {
   content_type = "text/plain"
   tags         = local.tags
 
-  depends_on = [azurerm_role_assignment.deployer_key_vault_secrets_officer]
+  depends_on = [terraform_data.deployer_key_vault_access]
 }

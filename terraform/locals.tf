@@ -90,10 +90,11 @@ locals {
     "SOMMELIER_BODY_START_TIMEOUT_SECONDS" = "5"
     "SOMMELIER_SHUTDOWN_SECONDS"           = "5"
 
-    "SOMMELIER_PUSHGATEWAY_URL"       = local.pushgateway_url
-    "SOMMELIER_PUSHGATEWAY_USERNAME"  = var.pushgateway_username
-    "SOMMELIER_PUSHGATEWAY_PASSWORD"  = local.pushgateway_password_reference
-    "SOMMELIER_PUSH_INTERVAL_SECONDS" = tostring(var.push_interval_seconds)
+    "SOMMELIER_PUSHGATEWAY_URL"          = local.pushgateway_url
+    "SOMMELIER_PUSHGATEWAY_USERNAME"     = var.pushgateway_username
+    "SOMMELIER_PUSHGATEWAY_PASSWORD"     = local.pushgateway_password_reference
+    "SOMMELIER_PUSH_INTERVAL_SECONDS"    = tostring(var.push_interval_seconds)
+    "SOMMELIER_PUSH_STALE_GROUP_SECONDS" = var.push_stale_group_seconds == null ? "" : tostring(var.push_stale_group_seconds)
 
     "SOMMELIER_LOG_FORMAT" = var.log_format
     "RUST_LOG"             = var.rust_log

@@ -132,6 +132,8 @@ output "ansible_inventory_yaml" {
             grafana_admin_password          = random_password.grafana_admin.result
             grafana_root_url                = local.grafana_url
             prometheus_retention_time       = var.prometheus_retention_time
+            # Every alert says which environment it comes from (the role's default is production).
+            prometheus_external_labels = { environment = var.environment }
             # The Pushgateway listens on the private address only; Prometheus scrapes it there.
             pushgateway_web_listen_address = "${local.monitoring_private_ip}:9091"
             prometheus_pushgateway_target  = "${local.monitoring_private_ip}:9091"

@@ -12,7 +12,18 @@ provider "azurerm" {
     resource_group {
       prevent_deletion_if_contains_resources = true
     }
+    application_insights {
+      # Azure adds a "Failure Anomalies" smart-detector rule beside every Application Insights
+      # component, outside this configuration: the provider disables it at creation (the
+      # alerts are this configuration's own) and deletes it with the component, so that it
+      # does not keep the resource group's deletion guard above from letting a destroy end.
+      disable_generated_rule = true
+    }
   }
+
+  # Flex Consumption's virtual network integration needs the Microsoft.App resource provider,
+  # which the provider's default set does not register.
+  resource_providers_to_register = ["Microsoft.App"]
 
   # Shared-key access is disabled on the storage account: use Entra ID for data-plane calls.
   storage_use_azuread = true

@@ -250,6 +250,18 @@ variable "interval_coverage" {
   }
 }
 
+variable "push_stale_group_seconds" {
+  type        = number
+  description = "Seconds after which a running instance deletes the Pushgateway group of an instance that stopped pushing (SOMMELIER_PUSH_STALE_GROUP_SECONDS): instances the platform stops without a signal cannot delete their own. 0 never deletes; null leaves the app's default (an hour, or three push intervals if longer)."
+  default     = null
+  nullable    = true
+
+  validation {
+    condition     = var.push_stale_group_seconds == null ? true : (var.push_stale_group_seconds == 0 || var.push_stale_group_seconds >= 3 * var.push_interval_seconds)
+    error_message = "push_stale_group_seconds must be null, 0 or at least three push intervals (3 × push_interval_seconds)."
+  }
+}
+
 variable "push_interval_seconds" {
   type        = number
   description = "Seconds between metric pushes to the Pushgateway (SOMMELIER_PUSH_INTERVAL_SECONDS)."

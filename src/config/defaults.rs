@@ -8,6 +8,9 @@ pub const STORE_DIRECTORY: &str = ".sommelier";
 pub const MODEL_REFRESH: Duration = Duration::from_secs(30);
 /// `SOMMELIER_PUSH_INTERVAL_SECONDS`: how often metrics are pushed.
 pub const PUSH_INTERVAL: Duration = Duration::from_secs(15);
+/// `SOMMELIER_PUSH_STALE_GROUP_SECONDS`: an instance's Pushgateway group not pushed for an
+/// hour is deleted, long after the stopped-pushing alert (ten minutes) has said so.
+pub const PUSH_STALE_GROUP: Duration = Duration::from_secs(3600);
 /// `SOMMELIER_PROMOTION_TOLERANCE`: relative RMSE slack a challenger may lose by (1 %).
 pub const PROMOTION_TOLERANCE: f64 = 0.01;
 /// `SOMMELIER_MIN_COMPARABLE_ROWS`: the fewest rows unseen by both models that make a

@@ -45,6 +45,11 @@ pub struct PushSettings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub interval: Duration,
+    /// `SOMMELIER_PUSH_STALE_GROUP_SECONDS`: an instance's group not pushed for this long is
+    /// deleted by any running instance (`None`: never). An instance stopped without a signal
+    /// (killed, crashed, scaled in by the platform) cannot delete its own group, and the
+    /// Pushgateway never forgets one.
+    pub stale_group_after: Option<Duration>,
 }
 
 /// MLflow tracking target, from MLflow's own variables.
@@ -104,7 +109,19 @@ pub struct Settings {
     pub git_commit: Option<String>,
     /// What the Azure identity variables say is available (see [`AzureIdentity`]).
     pub azure_identity: AzureIdentity,
+    /// Secret settings whose value is a Key Vault reference the platform did not resolve:
+    /// each is treated as unset, and health reports the instance degraded while any is.
+    pub unresolved_references: Vec<&'static str>,
 }
+
+/// The settings that hold credentials, and so may be Key Vault references.
+const SECRET_SETTINGS: [&str; 5] = [
+    "SOMMELIER_PUSHGATEWAY_PASSWORD",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "SOMMELIER_STORAGE_CONNECTION_STRING",
+    "SOMMELIER_PUSHGATEWAY_USERNAME",
+];
 
 /// The identity variables Azure sets, as the blob store's credential choice needs them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -206,7 +223,7 @@ impl Settings {
         refuse_the_log_container(&store)?;
         Ok(Settings {
             store,
-            storage_connection_string: source.text("SOMMELIER_STORAGE_CONNECTION_STRING"),
+            storage_connection_string: source.secret("SOMMELIER_STORAGE_CONNECTION_STRING"),
             storage_ca_file: source.text("SOMMELIER_STORAGE_CA_FILE").map(PathBuf::from),
             identity_client_id: source.text("SOMMELIER_IDENTITY_CLIENT_ID"),
             training_data: source.text("SOMMELIER_TRAINING_DATA"),
@@ -274,6 +291,14 @@ impl Settings {
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty()),
             azure_identity: AzureIdentity::read(&source),
+            unresolved_references: SECRET_SETTINGS
+                .into_iter()
+                .filter(|name| {
+                    source
+                        .text(name)
+                        .is_some_and(|v| source::is_unresolved_reference(&v))
+                })
+                .collect(),
         })
     }
 }
@@ -302,16 +327,27 @@ fn read_push(source: &Source) -> Result<Option<PushSettings>, ConfigError> {
     let Some(url) = source.text("SOMMELIER_PUSHGATEWAY_URL") else {
         return Ok(None);
     };
+    let interval = Duration::from_secs(source.parsed(
+        "SOMMELIER_PUSH_INTERVAL_SECONDS",
+        defaults::PUSH_INTERVAL.as_secs(),
+        "whole seconds, at least 1",
+        |v| *v >= 1,
+    )?);
+    // Three missed pushes at the least: a live instance's group is never taken for stale (the
+    // default too, should the interval be long).
+    let fewest = interval.as_secs().saturating_mul(3);
+    let stale_seconds = source.parsed(
+        "SOMMELIER_PUSH_STALE_GROUP_SECONDS",
+        defaults::PUSH_STALE_GROUP.as_secs().max(fewest),
+        "whole seconds, 0 (never) or at least three push intervals",
+        |v| *v == 0 || *v >= fewest,
+    )?;
     Ok(Some(PushSettings {
         url: url.trim_end_matches('/').to_string(),
-        username: source.text("SOMMELIER_PUSHGATEWAY_USERNAME"),
-        password: source.text("SOMMELIER_PUSHGATEWAY_PASSWORD"),
-        interval: Duration::from_secs(source.parsed(
-            "SOMMELIER_PUSH_INTERVAL_SECONDS",
-            defaults::PUSH_INTERVAL.as_secs(),
-            "whole seconds, at least 1",
-            |v| *v >= 1,
-        )?),
+        username: source.secret("SOMMELIER_PUSHGATEWAY_USERNAME"),
+        password: source.secret("SOMMELIER_PUSHGATEWAY_PASSWORD"),
+        interval,
+        stale_group_after: (stale_seconds > 0).then(|| Duration::from_secs(stale_seconds)),
     }))
 }
 
@@ -319,9 +355,9 @@ fn read_mlflow(source: &Source) -> Option<MlflowSettings> {
     let uri = source.text("MLFLOW_TRACKING_URI")?;
     Some(MlflowSettings {
         tracking_uri: uri.trim_end_matches('/').to_string(),
-        token: source.text("MLFLOW_TRACKING_TOKEN"),
+        token: source.secret("MLFLOW_TRACKING_TOKEN"),
         username: source.text("MLFLOW_TRACKING_USERNAME"),
-        password: source.text("MLFLOW_TRACKING_PASSWORD"),
+        password: source.secret("MLFLOW_TRACKING_PASSWORD"),
         experiment_name: source
             .text("MLFLOW_EXPERIMENT_NAME")
             .unwrap_or_else(|| defaults::MLFLOW_EXPERIMENT.into()),
@@ -375,6 +411,61 @@ mod tests {
             lookup_of(&[])
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_stale_group_is_at_least_three_push_intervals_old() {
+        let push = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("SOMMELIER_PUSHGATEWAY_URL", "http://gateway:9091")];
+            all.extend_from_slice(pairs);
+            Settings::from_lookup(None, lookup_of(&all)).map(|s| s.push.expect("push"))
+        };
+        assert_eq!(
+            push(&[]).unwrap().stale_group_after,
+            Some(defaults::PUSH_STALE_GROUP)
+        );
+        let long = push(&[("SOMMELIER_PUSH_INTERVAL_SECONDS", "1800")]).unwrap();
+        assert_eq!(long.stale_group_after, Some(Duration::from_secs(5400)));
+        let never = push(&[("SOMMELIER_PUSH_STALE_GROUP_SECONDS", "0")]).unwrap();
+        assert_eq!(never.stale_group_after, None);
+        assert!(push(&[("SOMMELIER_PUSH_STALE_GROUP_SECONDS", "44")]).is_err());
+        assert!(push(&[
+            ("SOMMELIER_PUSH_INTERVAL_SECONDS", &u64::MAX.to_string()),
+            ("SOMMELIER_PUSH_STALE_GROUP_SECONDS", "100"),
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn an_unresolved_key_vault_reference_is_no_credential() {
+        let reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/push/)";
+        let settings = Settings::from_lookup(
+            None,
+            lookup_of(&[
+                ("SOMMELIER_PUSHGATEWAY_URL", "http://gateway:9091"),
+                ("SOMMELIER_PUSHGATEWAY_USERNAME", "pusher"),
+                ("SOMMELIER_PUSHGATEWAY_PASSWORD", reference),
+                ("MLFLOW_TRACKING_URI", "http://mlflow:5000"),
+                (
+                    "MLFLOW_TRACKING_TOKEN",
+                    " @microsoft.keyvault(VaultName=kv;SecretName=t)",
+                ),
+                ("MLFLOW_TRACKING_PASSWORD", "resolved-secret"),
+            ]),
+        )
+        .unwrap();
+        let push = settings.push.expect("push settings");
+        assert_eq!(push.username.as_deref(), Some("pusher"));
+        assert_eq!(push.password, None);
+        let mlflow = settings.mlflow.expect("mlflow settings");
+        assert_eq!(mlflow.token, None);
+        assert_eq!(mlflow.password.as_deref(), Some("resolved-secret"));
+        assert_eq!(
+            settings.unresolved_references,
+            vec!["SOMMELIER_PUSHGATEWAY_PASSWORD", "MLFLOW_TRACKING_TOKEN"]
+        );
+        let plain = Settings::from_lookup(None, lookup_of(&[])).unwrap();
+        assert!(plain.unresolved_references.is_empty());
     }
 
     fn lookup_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

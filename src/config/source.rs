@@ -19,6 +19,12 @@ impl<'a> Source<'a> {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
+    /// A secret's text, if set, not blank and not a Key Vault reference the platform left
+    /// unresolved (see [`is_unresolved_reference`]): such text is no credential.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.text(name).filter(|v| !is_unresolved_reference(v))
+    }
+
     /// Whether the variable is set (and not blank).
     pub fn is_set(&self, name: &str) -> bool {
         self.text(name).is_some()
@@ -74,4 +80,14 @@ impl<'a> Source<'a> {
             }),
         }
     }
+}
+
+/// Whether an app setting's value is a Key Vault reference as written, not the secret it
+/// names: App Service passes the reference's own text through when it cannot resolve it (the
+/// app's identity may not read the secret yet, or the secret is gone).
+pub fn is_unresolved_reference(value: &str) -> bool {
+    value
+        .trim_start()
+        .get(.."@Microsoft.KeyVault(".len())
+        .is_some_and(|start| start.eq_ignore_ascii_case("@Microsoft.KeyVault("))
 }

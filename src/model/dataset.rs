@@ -251,7 +251,7 @@ fn parse_keeping(
     let mut record = csv::ByteRecord::new();
     let data_error = |error: csv::Error| csv_error(error, line_ends);
     while reader.read_byte_record(&mut record).map_err(data_error)? {
-        let line = line_ends.line_of(record.position());
+        let line = line_ends.line_of_record(record.position(), reader.position());
         if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
             continue; // a blank line
         }
@@ -321,11 +321,25 @@ enum LineEnds {
 }
 
 impl LineEnds {
-    /// The line a data record starts on. The CSV reader ends a record at the `\r` of a
-    /// `\r\n` and counts the `\n` as the next record's, so it places every record after a
-    /// CRLF line one line too early; a text is taken to end its lines as its header does.
+    /// The line where the reader says a record (or an error) starts. It ends a record at the
+    /// `\r` of a `\r\n` and counts the `\n` as the next record's, so it places every record
+    /// after a CRLF line one line too early; a text is taken to end its lines as its header
+    /// does.
     fn line_of(self, position: Option<&csv::Position>) -> u64 {
         position.map_or(0, |p| p.line() + u64::from(self == LineEnds::CrLf))
+    }
+
+    /// The line of a record just read, from where the reader says it starts and where the
+    /// reader stands after it. The start alone is one line early per blank line skipped
+    /// before the record; the end alone is one line late after a `\n` (read with the record
+    /// in LF text). The later of the two is the record's line, but for a record that spans
+    /// lines (a quoted cell with a line break), which is named by its last line.
+    fn line_of_record(self, start: Option<&csv::Position>, after: &csv::Position) -> u64 {
+        let end = match self {
+            LineEnds::Lf => after.line().saturating_sub(1),
+            LineEnds::CrLf => after.line(),
+        };
+        self.line_of(start).max(end)
     }
 }
 
@@ -661,6 +675,17 @@ mod tests {
             let error = labelled(&csv_of(HEADER, &[ROW, "", ROW, bad], newline)).unwrap_err();
             assert!(
                 error.to_string().starts_with("line 5,"),
+                "{newline:?}: {error}"
+            );
+            // Right after blank lines, and on a last line without a line break.
+            let error = labelled(&csv_of(HEADER, &[ROW, "", "", bad], newline)).unwrap_err();
+            assert!(
+                error.to_string().starts_with("line 5,"),
+                "{newline:?}: {error}"
+            );
+            let error = labelled(&format!("{HEADER}{newline}{ROW}{newline}{bad}")).unwrap_err();
+            assert!(
+                error.to_string().starts_with("line 3,"),
                 "{newline:?}: {error}"
             );
             let error = labelled(&csv_of(HEADER, &[ROW, ROW, "1,2"], newline)).unwrap_err();

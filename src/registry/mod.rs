@@ -360,17 +360,18 @@ impl Registry {
         Ok(verified)
     }
 
-    /// Why `version`'s stored model cannot serve (downloaded and checked as
-    /// [`verify_versions`](Registry::verify_versions) checks it), or `None` when it can.
-    pub async fn serving_problem(&self, version: &str) -> Result<Option<String>, RegistryError> {
-        let (card, artifact) = self.stored_card(version).await?;
-        let entry = VersionEntry {
-            version: version.to_string(),
-            card: Ok(card),
-            artifact,
-            artifact_problem: None,
-        };
-        self.artifact_problem(&entry).await
+    /// Why `version`'s stored model cannot serve as far as metadata shows it (missing, or not
+    /// the length its card records), or `None`: a card read and one listing, no download.
+    pub async fn stored_model_problem(
+        &self,
+        version: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let (_, artifact) = self.stored_card(version).await?;
+        let lengths = self.store.model_lengths().await?;
+        Ok(length_problem(
+            lengths.get(version).copied(),
+            artifact.as_ref(),
+        ))
     }
 
     /// Why a version's stored model cannot serve, found by downloading it.

@@ -133,9 +133,9 @@ pub async fn identical_champion(
     if card.data_sha256 != data_sha256 || card.spec != options.spec || !same_split {
         return Ok(None);
     }
-    // A champion that cannot serve is not the result a training would give: training
-    // replaces it.
-    match registry.serving_problem(&card.version).await {
+    // A champion whose model is missing or cut short is not the result a training would
+    // give: training replaces it. (Metadata only: this runs on every timer tick.)
+    match registry.stored_model_problem(&card.version).await {
         Ok(None) => {}
         Err(error) if error.is_access_problem() => return Err(error.into()),
         Ok(Some(problem)) => {

@@ -64,8 +64,14 @@ struct StoreProblem {
 
 impl AppState {
     pub fn new(settings: Settings, registry: Registry) -> AppState {
+        if !settings.unresolved_references.is_empty() {
+            tracing::error!(
+                settings = ?settings.unresolved_references,
+                "unresolved Key Vault references: these settings are treated as unset"
+            );
+        }
         let budget = BodyBudget::new(settings.serving, PREDICT_BODY_LIMIT);
-        AppState {
+        let state = AppState {
             tracker: Tracker::from_settings(&settings),
             feedback: crate::feedback::service::Loop::new(&settings),
             settings,
@@ -80,7 +86,10 @@ impl AppState {
             startup_problem: Mutex::new(Some("the model is loading".to_string())),
             write_problem: Mutex::new(None),
             last_training: Mutex::new(None),
-        }
+        };
+        // The degraded series from the start, an unresolved reference among them.
+        state.record_degraded();
+        state
     }
 
     /// The current serving model, if one is loaded.
@@ -217,11 +226,27 @@ impl AppState {
             self.champion_problem(),
             self.store_problem(),
             self.write_problem(),
+            self.unresolved_references(),
         ]
         .into_iter()
         .flatten()
         .collect();
         (!problems.is_empty()).then(|| problems.join("; "))
+    }
+
+    /// Secret settings the platform left as Key Vault references (see
+    /// [`Settings::unresolved_references`](crate::config::Settings)).
+    fn unresolved_references(&self) -> Option<String> {
+        let names = &self.settings.unresolved_references;
+        (!names.is_empty()).then(|| {
+            format!(
+                "{} {} a Key Vault reference the platform has not resolved, and is treated as \
+                 unset (the app's identity may not read the secret yet: once its role has \
+                 taken effect, restart the app)",
+                names.join(", "),
+                if names.len() == 1 { "is" } else { "are" }
+            )
+        })
     }
 
     fn record_degraded(&self) {
@@ -231,6 +256,9 @@ impl AppState {
         }
         if self.write_problem().is_some() {
             active.push(DegradedReason::StoreRefusesWrites);
+        }
+        if self.unresolved_references().is_some() {
+            active.push(DegradedReason::UnresolvedSecret);
         }
         if let Some(problem) = self.store_problem.lock().ok().and_then(|g| g.clone()) {
             active.push(if problem.access_denied {

@@ -325,14 +325,17 @@ pub enum DegradedReason {
     StoreUnavailable,
     /// The last training could not store its result (a full or read-only store).
     StoreRefusesWrites,
+    /// A secret setting is a Key Vault reference the platform did not resolve.
+    UnresolvedSecret,
 }
 
 impl DegradedReason {
-    pub const ALL: [DegradedReason; 4] = [
+    pub const ALL: [DegradedReason; 5] = [
         DegradedReason::ChampionUnservable,
         DegradedReason::StoreAccessDenied,
         DegradedReason::StoreUnavailable,
         DegradedReason::StoreRefusesWrites,
+        DegradedReason::UnresolvedSecret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -341,6 +344,7 @@ impl DegradedReason {
             DegradedReason::StoreAccessDenied => "store_access_denied",
             DegradedReason::StoreUnavailable => "store_unavailable",
             DegradedReason::StoreRefusesWrites => "store_refuses_writes",
+            DegradedReason::UnresolvedSecret => "unresolved_secret",
         }
     }
 }

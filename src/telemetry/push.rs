@@ -39,11 +39,7 @@ impl Pusher {
             .timeout(PUSH_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .build()?;
-        let group_url = format!(
-            "{}/metrics/job/{JOB}/instance/{}",
-            settings.url,
-            url_path_segment(instance)
-        );
+        let group_url = group_url(&settings.url, instance);
         Ok(Pusher {
             client,
             group_url,
@@ -90,6 +86,45 @@ impl Pusher {
         }
     }
 
+    /// Deletes the groups of other instances of this job that have not been pushed for
+    /// `stale_after`: instances stopped without a signal (killed, crashed, scaled in by the
+    /// platform) left them, and the Pushgateway keeps a group until it is deleted. Returns
+    /// how many were deleted; a failure is logged and retried at the next sweep.
+    pub async fn sweep_stale_groups(&self, stale_after: Duration) -> usize {
+        let listing = self
+            .client
+            .get(format!("{}/api/v1/metrics", self.settings.url));
+        let groups = match self.authorize(listing).send().await {
+            Ok(response) if response.status().is_success() => response.bytes().await,
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), "pushgateway refused the group listing");
+                return 0;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error.without_url(), "listing the pushgateway groups failed");
+                return 0;
+            }
+        };
+        let Ok(groups) = groups else { return 0 };
+        let now = super::metrics::unix_now();
+        let mut deleted = 0;
+        for instance in stale_instances(&groups, now, stale_after) {
+            let url = group_url(&self.settings.url, &instance);
+            if url == self.group_url {
+                continue;
+            }
+            let request = self.client.delete(url);
+            if self.finish(
+                "delete of a stale group",
+                self.authorize(request).send().await,
+            ) {
+                tracing::info!(%instance, "deleted the pushgateway group of a stopped instance");
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
     /// Pushes on the interval and whenever `trigger` fires, until `shutdown` resolves; then
     /// deletes the group.
     pub async fn run(
@@ -100,6 +135,7 @@ impl Pusher {
     ) {
         let mut interval = tokio::time::interval(self.settings.interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -108,9 +144,53 @@ impl Pusher {
                 _ = &mut shutdown => break,
             }
             self.push(snapshot()).await;
+            if let Some(stale_after) = self.settings.stale_group_after {
+                // Every half of the age, at most every ten minutes and at least every push.
+                let every = (stale_after / 2).min(SWEEP_AT_MOST_EVERY);
+                if last_sweep.is_none_or(|at| at.elapsed() >= every) {
+                    last_sweep = Some(tokio::time::Instant::now());
+                    self.sweep_stale_groups(stale_after).await;
+                }
+            }
         }
         self.delete().await;
     }
+}
+
+/// The URL of an instance's group of [`JOB`] at the gateway `base`.
+fn group_url(base: &str, instance: &str) -> String {
+    format!(
+        "{base}/metrics/job/{JOB}/instance/{}",
+        url_path_segment(instance)
+    )
+}
+
+/// The longest time between two sweeps of stale groups.
+const SWEEP_AT_MOST_EVERY: Duration = Duration::from_secs(600);
+
+/// The instances of [`JOB`] in a Pushgateway's group listing (`GET /api/v1/metrics`) whose
+/// last push is older than `stale_after` at `now` (Unix seconds). A listing that cannot be
+/// read names none.
+fn stale_instances(listing: &[u8], now: f64, stale_after: Duration) -> Vec<String> {
+    let Ok(listing) = serde_json::from_slice::<serde_json::Value>(listing) else {
+        return Vec::new();
+    };
+    let groups = listing["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    groups
+        .iter()
+        .filter(|group| group["labels"]["job"] == JOB)
+        .filter_map(|group| {
+            let instance = group["labels"]["instance"].as_str()?;
+            let pushed = group["push_time_seconds"]["metrics"][0]["value"]
+                .as_str()?
+                .parse::<f64>()
+                .ok()?;
+            (pushed > 0.0 && now - pushed > stale_after.as_secs_f64()).then(|| instance.to_string())
+        })
+        .collect()
 }
 
 /// The `job` of the group that says when a training last succeeded, on whichever instance.
@@ -181,5 +261,30 @@ mod tests {
     fn instance_ids_are_escaped() {
         assert_eq!(url_path_segment("web-1.a_b"), "web-1.a_b");
         assert_eq!(url_path_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn only_this_jobs_groups_older_than_the_age_are_stale() {
+        let group = |job: &str, instance: Option<&str>, pushed: &str| {
+            let mut labels = serde_json::json!({"job": job});
+            if let Some(instance) = instance {
+                labels["instance"] = instance.into();
+            }
+            serde_json::json!({
+                "labels": labels,
+                "push_time_seconds": {"metrics": [{"value": pushed}]},
+            })
+        };
+        let listing = serde_json::json!({"status": "success", "data": [
+            group(JOB, Some("gone"), "1000"),
+            group(JOB, Some("alive"), "4500"),
+            group(JOB, Some("never-pushed"), "0"),
+            group(TRAINING_JOB, None, "1000"),
+            group("other", Some("gone-too"), "1000"),
+        ]});
+        let bytes = serde_json::to_vec(&listing).unwrap();
+        let stale = stale_instances(&bytes, 5000.0, Duration::from_secs(3600));
+        assert_eq!(stale, vec!["gone".to_string()]);
+        assert!(stale_instances(b"not json", 5000.0, Duration::from_secs(1)).is_empty());
     }
 }

@@ -9,6 +9,7 @@ never skip, when one is missing.
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
@@ -805,6 +806,54 @@ def test_e2e_graceful_shutdown_deletes_the_instance_group(tool, tmp_path):
         assert service.process.returncode == 0, service.tail()
         assert "e2e-sommelier-shutdown" not in groups(), "the group outlived its instance"
         assert last_training_shared() == shared, "the shared training group went with the instance"
+    finally:
+        for service in started:
+            service.stop()
+
+
+def test_e2e_a_running_instance_deletes_the_groups_of_stopped_ones(tool, tmp_path):
+    """An instance killed without a signal cannot delete its group: a running instance deletes
+    groups of its job not pushed for SOMMELIER_PUSH_STALE_GROUP_SECONDS, and no other."""
+    binaries = require_binaries(tool)
+    port = free_port()
+    web_config = tmp_path / "web-config.yml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {PUSH_USER: PUSH_PASSWORD_BCRYPT}}))
+    gateway = f"http://127.0.0.1:{port}"
+    auth = (PUSH_USER, PUSH_PASSWORD)
+    started: list[Service] = [Service("pushgateway", [
+        binaries["pushgateway"], f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web_config}",
+    ], tmp_path)]
+    store = tmp_path / "store"
+    store.mkdir()
+
+    def groups() -> set[tuple[str, str]]:
+        status, text = http("GET", f"{gateway}/api/v1/metrics", timeout=5, auth=auth)
+        assert status == 200, text[:300]
+        return {(g["labels"].get("job", ""), g["labels"].get("instance", "")) for g in json.loads(text)["data"]}
+
+    def push(job: str, instance: str) -> None:
+        request = urllib.request.Request(f"{gateway}/metrics/job/{job}/instance/{instance}",
+                                         data=b"ghost_metric 1\n", method="PUT")
+        token = base64.b64encode(f"{PUSH_USER}:{PUSH_PASSWORD}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+
+    try:
+        wait_until("pushgateway ready", lambda: http("GET", f"{gateway}/-/ready", timeout=2, auth=auth)[0] == 200,
+                   timeout=30, services=started)
+        push("sommelier", "killed-instance")
+        push("other-job", "killed-instance")
+        time.sleep(4)
+        service, _ = start_sommelier("sommelier-sweeper", store, gateway, tmp_path, started, extra_env={
+            "SOMMELIER_PUSH_STALE_GROUP_SECONDS": "3",
+        })
+        wait_until("the stale group is deleted", lambda: ("sommelier", "killed-instance") not in groups(),
+                   timeout=30, services=started)
+        remaining = groups()
+        assert ("sommelier", "e2e-sommelier-sweeper") in remaining, remaining
+        assert ("other-job", "killed-instance") in remaining, "another job's group is not this app's to delete"
+        assert "deleted the pushgateway group of a stopped instance" in service.tail(400)
     finally:
         for service in started:
             service.stop()

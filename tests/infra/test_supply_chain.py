@@ -300,6 +300,11 @@ def test_a_committed_lock_file_agrees_with_the_pins_and_is_used_read_only():
     for name in ("ci.yml", "deploy.yml"):
         text = (REPO / ".github" / "workflows" / name).read_text()
         assert "-lockfile=readonly" in text and "if [ -f .terraform.lock.hcl ]" in text, name
+    # A deployment without the lock file stops; CI only warns (it writes the file).
+    deploy = (REPO / ".github" / "workflows" / "deploy.yml").read_text()
+    unlocked = deploy[deploy.index("if [ -f .terraform.lock.hcl ]"):]
+    unlocked = unlocked[:unlocked.index("fi\n")]
+    assert "::error" in unlocked and "exit 1" in unlocked, unlocked
     if not lock.exists():
         pytest.skip("terraform/.terraform.lock.hcl not committed yet (terraform/README.md says how)")
     text = lock.read_text()

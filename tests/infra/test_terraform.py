@@ -503,6 +503,8 @@ def test_ansible_inventory_has_the_roles_variables(root):
                    "pushgateway_web_listen_address", "prometheus_pushgateway_target", "caddy_site_address",
                    "caddy_admin_cidrs", "caddy_acme_email", "grafana_root_url"]:
         assert needle in value, f"ansible_inventory_yaml lacks {needle}"
+    # Alerts name their environment: a dev VM's alerts must not read as production's.
+    assert re.search(r"prometheus_external_labels\s*=\s*\{\s*environment\s*=\s*var\.environment\s*\}", value), value
 
 
 def test_every_taggable_resource_is_tagged(root):
@@ -967,7 +969,9 @@ REMOVE_SCRIPT = TERRAFORM_DIR / "scripts" / "remove-injected-storage-setting.sh"
 def test_every_apply_removes_the_injected_storage_setting(root):
     step = root.resource("terraform_data.remove_injected_storage_setting")
     assert step["triggers_replace"] == ["${timestamp()}"], "must run on every apply"
-    assert step["depends_on"] == ["${azurerm_function_app_flex_consumption.main}"]
+    # After the app's identity may read its secrets: the restart resolves the references.
+    assert step["depends_on"] == ["${azurerm_function_app_flex_consumption.main}",
+                                  "${azurerm_role_assignment.app_key_vault_secrets_user}"]
     exec_block = _block(_block(step["provisioner"])["local-exec"])
     assert "scripts/remove-injected-storage-setting.sh" in exec_block["command"]
     environment = exec_block["environment"]
@@ -976,6 +980,52 @@ def test_every_apply_removes_the_injected_storage_setting(root):
     readme = (TERRAFORM_DIR / "README.md").read_text()
     assert "remove-injected-storage-setting.sh" in readme
     assert "the next plan shows the setting" not in readme
+
+
+WAIT_SCRIPT = TERRAFORM_DIR / "scripts" / "wait-for-key-vault-access.sh"
+
+
+def test_every_secret_waits_until_the_vault_lets_the_deployer_in(root):
+    wait = root.resource("terraform_data.deployer_key_vault_access")
+    assert wait["triggers_replace"] == ["${azurerm_role_assignment.deployer_key_vault_secrets_officer.id}"]
+    exec_block = _block(_block(wait["provisioner"])["local-exec"])
+    assert "scripts/wait-for-key-vault-access.sh" in exec_block["command"]
+    assert "azurerm_key_vault.main.name" in exec_block["environment"]["KEY_VAULT"]
+    secrets = {address: body for address, body in root.resources().items()
+               if address.startswith("azurerm_key_vault_secret.")}
+    assert len(secrets) >= 8, sorted(secrets)
+    for address, body in secrets.items():
+        assert body.get("depends_on") == ["${terraform_data.deployer_key_vault_access}"], address
+
+
+FAKE_VAULT_AZ = """#!/usr/bin/env bash
+# Plays `az keyvault secret list`: refused (403) until the attempt named in $AZ_ALLOW_AT.
+count=$(( $(cat "$AZ_COUNT" 2>/dev/null || echo 0) + 1 ))
+echo "$count" > "$AZ_COUNT"
+case "$*" in
+  *"keyvault secret list"*"--vault-name kv-somm-dev"*)
+    if [ "$count" -ge "$AZ_ALLOW_AT" ]; then exit 0; fi
+    echo "(Forbidden) Caller is not authorized to perform action. Code: ForbiddenByRbac" >&2; exit 1 ;;
+  *) echo "unexpected az call: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("allow_at", "succeeds"), [(1, True), (3, True), (99, False)])
+def test_wait_script_retries_until_the_role_takes_effect(tmp_path, tool_env, allow_at, succeeds):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_VAULT_AZ)
+    (bin_dir / "az").chmod(0o755)
+    env = dict(tool_env)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", AZ_COUNT=str(tmp_path / "count"), AZ_ALLOW_AT=str(allow_at),
+               KEY_VAULT="kv-somm-dev", ACCESS_ATTEMPTS="4", RETRY_SECONDS="0", TMPDIR=str(tmp_path))
+    result = subprocess.run(["bash", str(WAIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode == 0) == succeeds, result.stderr
+    calls = int((tmp_path / "count").read_text())
+    assert calls == (allow_at if succeeds else 4), result.stderr
+    if not succeeds:
+        assert "ForbiddenByRbac" in result.stderr and "Key Vault Secrets Officer" in result.stderr
 
 
 FAKE_AZ = """#!/usr/bin/env bash
@@ -1049,8 +1099,10 @@ def test_remove_script_waits_for_the_restarted_app(fake_az, tmp_path):
         server.shutdown()
 
 
-def test_remove_script_is_shellchecked(tool):
-    result = subprocess.run([tool("shellcheck"), str(REMOVE_SCRIPT)], capture_output=True, text=True)
+def test_the_apply_scripts_are_shellchecked(tool):
+    scripts = sorted((TERRAFORM_DIR / "scripts").glob("*.sh"))
+    assert REMOVE_SCRIPT in scripts and WAIT_SCRIPT in scripts
+    result = subprocess.run([tool("shellcheck"), *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -1147,3 +1199,14 @@ def test_alertmanager_receivers_reach_the_vm_through_key_vault_and_the_inventory
     # Port 25 is blocked from Azure: the relay's submission port is enforced.
     smarthost = _variable_block("alertmanager_smtp_smarthost")
     assert ':25")' in smarthost
+
+
+def test_the_provider_registers_microsoft_app_and_destroys_cleanly():
+    """Flex Consumption's VNet integration needs Microsoft.App registered; the smart-detector
+    rule Azure adds beside Application Insights would otherwise block the resource group's
+    deletion (prevent_deletion_if_contains_resources)."""
+    text = (TERRAFORM_DIR / "providers.tf").read_text()
+    assert re.search(r'resource_providers_to_register\s*=\s*\["Microsoft\.App"\]', text), text
+    assert re.search(r"application_insights\s*\{[^}]*disable_generated_rule\s*=\s*true", text), text
+    assert re.search(r"prevent_deletion_if_contains_resources\s*=\s*true", text), text
+

@@ -252,6 +252,31 @@ def test_no_expressions_inside_run_scripts(workflows: dict):
             assert not found, f"{name}/{job_name} step {step.get('name')!r} interpolates {found} into its script"
 
 
+def test_no_command_substitution_hides_inside_echo(workflows: dict):
+    """`echo "x=$(cmd)"` succeeds when cmd fails (set -e does not see it): values are read
+    into a variable first."""
+    pattern = re.compile(r'\becho\s+"[^"\n]*\$\(')
+    for name, workflow in workflows.items():
+        for job_name, step in all_steps(workflow):
+            found = pattern.findall(step.get("run") or "")
+            assert not found, f"{name}/{job_name} step {step.get('name')!r}: {found}"
+
+
+def test_the_smoke_test_outlasts_its_waits(deploy: dict):
+    """A storage token is taken before the long waits, and unresolved Key Vault references
+    (named by /api/health) are given restarts before the step fails."""
+    (smoke,) = [step for _, step in all_steps(deploy) if str(step.get("name", "")).startswith("Smoke test")]
+    script = smoke["run"]
+    token = script.index("az account get-access-token --resource https://storage.azure.com/")
+    assert token < script.index("wait_healthy 30\n")
+    assert "grep -q 'Key Vault reference' health.json" in script
+    assert "az functionapp restart" in script
+    # Its waits fit in the step's time: 5 min of health, 3 restarts of about 4 min, 10 min for
+    # the upload's report, and a margin.
+    assert "for restart in 1 2 3 4; do" in script and "wait_healthy 12" in script
+    assert smoke["timeout-minutes"] >= 5 + 3 * 4 + 10 + 5
+
+
 def test_checkout_does_not_keep_the_token(workflows: dict):
     for name, workflow in workflows.items():
         for job_name, step in all_steps(workflow):

@@ -641,6 +641,41 @@ fn assert_documented(schema: &Value, answer: &Value) {
     }
 }
 
+/// A secret that App Service could not resolve arrives as the reference's own text: it is
+/// not used as a credential, and health says so while the instance serves.
+#[tokio::test]
+async fn an_unresolved_key_vault_reference_is_named_by_health() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = InProcess::start(
+        &dir.path().join("store"),
+        &[
+            // Nothing listens on the discard port: pushes fail fast, as they would with the
+            // reference's text sent as a password.
+            ("SOMMELIER_PUSHGATEWAY_URL", "http://127.0.0.1:9"),
+            ("SOMMELIER_PUSHGATEWAY_USERNAME", "pusher"),
+            (
+                "SOMMELIER_PUSHGATEWAY_PASSWORD",
+                "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/push/)",
+            ),
+        ],
+    )
+    .await;
+    let health = support::wait_healthy(&server, &client()).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    let reason = health["degraded"].as_str().expect("reason");
+    assert!(
+        reason.contains("SOMMELIER_PUSHGATEWAY_PASSWORD") && reason.contains("Key Vault"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("vault.azure.net"),
+        "the reference is not repeated: {reason}"
+    );
+    let (status, _) = post_json(&server, "/api/predict", &wine()).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_browser_without_javascript_gets_the_page_with_the_result() {
     let (_dir, server) = started().await;

@@ -280,6 +280,7 @@ async fn a_stalled_blob_store_bounds_the_log_counts_drops_and_the_log_resumes() 
 struct AnswerSwallowingProxy {
     port: u16,
     swallow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reset: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AnswerSwallowingProxy {
@@ -289,26 +290,36 @@ impl AnswerSwallowingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let swallow = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = swallow.clone();
+        let reset = std::sync::Arc::new(AtomicBool::new(false));
+        let (swallowing, resetting) = (swallow.clone(), reset.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(store) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue;
                 };
+                // A connection the proxy closes is reset (RST), not ended: the client cannot
+                // tell whether the store took its request.
+                let _ = client.set_zero_linger();
                 let (mut client_read, mut client_write) = client.into_split();
                 let (mut store_read, mut store_write) = store.into_split();
-                tokio::spawn(async move {
+                let forward = tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut client_read, &mut store_write).await;
                 });
-                let flag = flag.clone();
+                let (swallowing, resetting) = (swallowing.clone(), resetting.clone());
                 tokio::spawn(async move {
                     let mut buffer = vec![0u8; 64 * 1024];
                     while let Ok(read) = store_read.read(&mut buffer).await {
                         if read == 0 {
                             break;
                         }
-                        if !flag.load(Ordering::SeqCst)
+                        if resetting.swap(false, Ordering::SeqCst) {
+                            // Both halves dropped: the socket closes with the linger of 0.
+                            forward.abort();
+                            let _ = forward.await;
+                            break;
+                        }
+                        if !swallowing.load(Ordering::SeqCst)
                             && client_write.write_all(&buffer[..read]).await.is_err()
                         {
                             break;
@@ -317,11 +328,20 @@ impl AnswerSwallowingProxy {
                 });
             }
         });
-        AnswerSwallowingProxy { port, swallow }
+        AnswerSwallowingProxy {
+            port,
+            swallow,
+            reset,
+        }
     }
 
     fn swallow(&self, on: bool) {
         self.swallow.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next answer of the store is not passed on: its connection is reset instead.
+    fn reset_next_answer(&self) {
+        self.reset.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -382,6 +402,61 @@ async fn an_append_whose_answer_was_lost_is_never_taken_for_the_next_one() {
         "{text}"
     );
     assert!(text.ends_with('\n'), "{text}");
+}
+
+/// The store takes an append, and the connection is reset before its answer arrives: the
+/// SDK's own resend (or the writer's settling before the next append) must leave the line
+/// written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs azurite"]
+async fn an_append_whose_connection_was_reset_is_written_once() {
+    let azurite = Azurite::start();
+    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
+    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
+    let store = loop_store(&models);
+    let mut appender = store.appender(Stream::Labels, "writer");
+    let now = 1_790_000_000_000;
+    let lines = [
+        label_line("a", 4),
+        label_line("b", 5),
+        label_line("c", 6),
+        label_line("d", 7),
+    ];
+    appender
+        .append(lines[0].clone(), now)
+        .await
+        .expect("first append");
+    let mut outcomes = Vec::new();
+    for line in &lines[1..] {
+        proxy.reset_next_answer();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), appender.append(line.clone(), now))
+                .await
+                .expect("an append after a reset ends");
+        assert!(
+            !proxy.reset.load(std::sync::atomic::Ordering::SeqCst),
+            "the append's answer was reset"
+        );
+        outcomes.push(outcome.is_ok());
+    }
+    // A failed append is retried, as the log and the labels do.
+    for (line, ok) in lines[1..].iter().zip(&outcomes) {
+        if !ok {
+            appender.append(line.clone(), now).await.expect("the retry");
+        }
+    }
+    let mut text = String::new();
+    for name in store.list(Stream::Labels, "0000").await.unwrap() {
+        text.push_str(&String::from_utf8(store.read(&name).await.unwrap()).unwrap());
+    }
+    for line in &lines {
+        let line = std::str::from_utf8(line).unwrap().trim_end();
+        assert_eq!(
+            text.lines().filter(|l| *l == line).count(),
+            1,
+            "{line} once (appends answered ok: {outcomes:?}):\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
