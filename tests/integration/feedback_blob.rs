@@ -345,6 +345,24 @@ impl AnswerSwallowingProxy {
     }
 }
 
+/// A loop store on Azurite reached through an [`AnswerSwallowingProxy`].
+async fn proxied_store() -> (Azurite, AnswerSwallowingProxy, LoopStore) {
+    let azurite = Azurite::start();
+    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
+    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
+    let store = loop_store(&models);
+    (azurite, proxy, store)
+}
+
+/// Every label blob's text, in listing order.
+async fn labels_text(store: &LoopStore) -> String {
+    let mut text = String::new();
+    for name in store.list(Stream::Labels, "0000").await.unwrap() {
+        text.push_str(&String::from_utf8(store.read(&name).await.unwrap()).unwrap());
+    }
+    text
+}
+
 fn label_line(id: &str, quality: u8) -> axum::body::Bytes {
     format!("{{\"id\":\"{id}\",\"quality\":{quality}}}\n")
         .into_bytes()
@@ -354,10 +372,7 @@ fn label_line(id: &str, quality: u8) -> axum::body::Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs azurite"]
 async fn an_append_whose_answer_was_lost_is_never_taken_for_the_next_one() {
-    let azurite = Azurite::start();
-    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
-    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
-    let store = loop_store(&models);
+    let (_azurite, proxy, store) = proxied_store().await;
     let mut appender = store.appender(Stream::Labels, "writer");
     let now = 1_790_000_000_000;
     // Lines of one length, as labels are: a lost answer must not make the next line look
@@ -386,10 +401,7 @@ async fn an_append_whose_answer_was_lost_is_never_taken_for_the_next_one() {
     proxy.swallow(false);
     appender.append(e.clone(), now).await.expect("the retry");
 
-    let mut text = String::new();
-    for name in store.list(Stream::Labels, "0000").await.unwrap() {
-        text.push_str(&String::from_utf8(store.read(&name).await.unwrap()).unwrap());
-    }
+    let text = labels_text(&store).await;
     let lines: Vec<&str> = text.lines().collect();
     let count = |line: &axum::body::Bytes| {
         let line = std::str::from_utf8(line).unwrap().trim_end();
@@ -410,10 +422,7 @@ async fn an_append_whose_answer_was_lost_is_never_taken_for_the_next_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs azurite"]
 async fn an_append_whose_connection_was_reset_is_written_once() {
-    let azurite = Azurite::start();
-    let proxy = AnswerSwallowingProxy::start(azurite.port).await;
-    let models = format!("http://127.0.0.1:{}/devstoreaccount1/models", proxy.port);
-    let store = loop_store(&models);
+    let (_azurite, proxy, store) = proxied_store().await;
     let mut appender = store.appender(Stream::Labels, "writer");
     let now = 1_790_000_000_000;
     let lines = [
@@ -445,10 +454,7 @@ async fn an_append_whose_connection_was_reset_is_written_once() {
             appender.append(line.clone(), now).await.expect("the retry");
         }
     }
-    let mut text = String::new();
-    for name in store.list(Stream::Labels, "0000").await.unwrap() {
-        text.push_str(&String::from_utf8(store.read(&name).await.unwrap()).unwrap());
-    }
+    let text = labels_text(&store).await;
     for line in &lines {
         let line = std::str::from_utf8(line).unwrap().trim_end();
         assert_eq!(
