@@ -61,29 +61,13 @@ impl Pusher {
             .put(&self.group_url)
             .header("content-type", "text/plain; version=0.0.4")
             .body(body);
-        self.finish("push", self.authorize(request).send().await)
+        settled("push", self.authorize(request).send().await)
     }
 
     /// Deletes this instance's group (graceful shutdown: the gateway never forgets).
     pub async fn delete(&self) -> bool {
         let request = self.client.delete(&self.group_url);
-        self.finish("delete", self.authorize(request).send().await)
-    }
-
-    fn finish(&self, action: &str, result: Result<reqwest::Response, reqwest::Error>) -> bool {
-        match result {
-            Ok(response) if response.status().is_success() => true,
-            Ok(response) => {
-                METRICS.push_failures.inc();
-                tracing::warn!(status = %response.status(), "pushgateway {action} refused");
-                false
-            }
-            Err(error) => {
-                METRICS.push_failures.inc();
-                tracing::warn!(error = %error.without_url(), "pushgateway {action} failed");
-                false
-            }
-        }
+        settled("delete", self.authorize(request).send().await)
     }
 
     /// Deletes the groups of other instances of this job that have not been pushed for
@@ -114,7 +98,7 @@ impl Pusher {
                 continue;
             }
             let request = self.client.delete(url);
-            if self.finish(
+            if settled(
                 "delete of a stale group",
                 self.authorize(request).send().await,
             ) {
@@ -219,16 +203,21 @@ pub async fn push_group(settings: &PushSettings, job: &str, text: String) -> boo
     if let Some(user) = &settings.username {
         request = request.basic_auth(user, settings.password.as_deref());
     }
-    match request.send().await {
+    settled(&format!("push of the {job} group"), request.send().await)
+}
+
+/// Whether a request to the gateway succeeded; a refusal or a failure is counted and logged.
+fn settled(action: &str, result: Result<reqwest::Response, reqwest::Error>) -> bool {
+    match result {
         Ok(response) if response.status().is_success() => true,
         Ok(response) => {
             METRICS.push_failures.inc();
-            tracing::warn!(status = %response.status(), job, "pushgateway refused a shared group");
+            tracing::warn!(status = %response.status(), "pushgateway {action} refused");
             false
         }
         Err(error) => {
             METRICS.push_failures.inc();
-            tracing::warn!(error = %error.without_url(), job, "pushing a shared group failed");
+            tracing::warn!(error = %error.without_url(), "pushgateway {action} failed");
             false
         }
     }
